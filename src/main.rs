@@ -1,1 +1,45 @@
-fn main() {}
+//! `isapi-host`: runs ISAPI extensions the way IIS does, without IIS.
+//!
+//! The crate is laid out by concern:
+//! - [`config`]: the command line and the TOML file;
+//! - [`server`]: the hyper server, connections, routing and shutdown;
+//! - [`request`]: one request's body, response and framing;
+//! - [`vars`]: IIS server variables;
+//! - [`response`]: parsing of the heads extensions send;
+//! - [`ssf`]: the `HSE_REQ_*` support functions;
+//! - [`ffi`]: the ABI: loading, the ECB and the four callbacks (all `unsafe`).
+#![deny(unsafe_code)]
+
+mod config;
+mod extension;
+mod ffi;
+mod pool;
+mod request;
+mod response;
+mod server;
+mod ssf;
+mod vars;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = config::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let config::Command::Serve(args) = cli.command;
+    match server::run(*args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("isapi-host: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

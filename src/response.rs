@@ -1,0 +1,335 @@
+//! What an extension says about its response: the status line and header
+//! block it hands to `SEND_RESPONSE_HEADER(_EX)`, and the body framing that
+//! follows from them.
+//!
+//! Parsing is lenient in the way IIS and `mod_isapi` are: `\n` or `\r\n` line
+//! ends, a trailing NUL counted in the length, a `Status:` header, a status
+//! line with or without the `HTTP/1.x` prefix. Framing is strict: whatever the
+//! extension writes, the bytes that reach the client are well framed.
+
+use bytes::BytesMut;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+
+/// A parsed response head.
+#[derive(Debug)]
+pub(crate) struct Head {
+    pub(crate) status: StatusCode,
+    pub(crate) reason: Option<String>,
+    pub(crate) headers: HeaderMap,
+    /// The body length the extension declared.
+    pub(crate) content_length: Option<u64>,
+    /// The extension frames its own chunks.
+    pub(crate) chunked: bool,
+    /// The extension sent `Connection: close`.
+    pub(crate) close: bool,
+}
+
+/// Why a head was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub(crate) enum HeadError {
+    #[error("invalid status {0:?}")]
+    Status(String),
+    #[error("invalid Content-Length {0:?}")]
+    ContentLength(String),
+    #[error("unsupported Transfer-Encoding {0:?}")]
+    TransferEncoding(String),
+}
+
+/// Trims a string the extension passed with an explicit length that may count the NUL.
+pub(crate) fn trim_nul(bytes: &[u8]) -> &[u8] {
+    match bytes.iter().position(|&b| b == 0) {
+        Some(i) => &bytes[..i],
+        None => bytes,
+    }
+}
+
+/// Parses a status string such as `200 OK`, `HTTP/1.1 404 Not Found` or `302`.
+pub(crate) fn parse_status(raw: &[u8]) -> Result<(StatusCode, Option<String>), HeadError> {
+    let text = String::from_utf8_lossy(trim_nul(raw));
+    let mut s = text.trim();
+    if s.len() >= 5 && s[..5].eq_ignore_ascii_case("HTTP/") {
+        s = s.split_once(' ').map(|(_, rest)| rest.trim_start()).unwrap_or("");
+    }
+    let (code, reason) = match s.split_once(' ') {
+        Some((c, r)) => (c, Some(r.trim())),
+        None => (s, None),
+    };
+    let status = code
+        .parse::<u16>()
+        .ok()
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .filter(|c| c.as_u16() >= 200 || c.as_u16() == 101)
+        .ok_or_else(|| HeadError::Status(text.to_string()))?;
+    let reason = reason
+        .filter(|r| !r.is_empty() && Some(*r) != status.canonical_reason())
+        .map(str::to_owned);
+    Ok((status, reason))
+}
+
+/// Splits a header block into `(name, value)` lines, stopping at the blank
+/// line. Returns the lines and the number of bytes consumed, including the
+/// blank line, or `None` when there is no complete block.
+pub(crate) fn split_header_block(raw: &[u8]) -> (Vec<(&[u8], &[u8])>, Option<usize>) {
+    let mut lines = Vec::new();
+    let mut pos = 0;
+    while pos < raw.len() {
+        let Some(nl) = raw[pos..].iter().position(|&b| b == b'\n') else {
+            // A last line without its end: IIS accepts a header string
+            // without the final CRLF.
+            let line = trim_cr(&raw[pos..]);
+            if let Some(kv) = split_header_line(line) {
+                lines.push(kv);
+            }
+            return (lines, None);
+        };
+        let line = trim_cr(&raw[pos..pos + nl]);
+        pos += nl + 1;
+        if line.is_empty() {
+            return (lines, Some(pos));
+        }
+        if let Some(kv) = split_header_line(line) {
+            lines.push(kv);
+        } else {
+            tracing::warn!(line = %String::from_utf8_lossy(line), "ignoring malformed header line from extension");
+        }
+    }
+    (lines, None)
+}
+
+fn trim_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+fn split_header_line(line: &[u8]) -> Option<(&[u8], &[u8])> {
+    let colon = line.iter().position(|&b| b == b':')?;
+    let name = &line[..colon];
+    if name.is_empty() || name.iter().any(|b| b.is_ascii_whitespace()) {
+        return None;
+    }
+    let value = line[colon + 1..].trim_ascii();
+    Some((name, value))
+}
+
+/// Does this look like a header block (a `WriteClient` with no headers sent
+/// first may carry `headers\r\n\r\nbody`, as `mod_isapi` accepts)?
+pub(crate) fn looks_like_header_block(data: &[u8]) -> bool {
+    let (lines, end) = split_header_block(data);
+    let Some(end) = end else { return false };
+    // Every line before the blank one must be a header.
+    let count = data[..end].split(|&b| b == b'\n').filter(|l| !trim_cr(l).is_empty()).count();
+    !lines.is_empty() && count == lines.len()
+}
+
+/// Builds a [`Head`] from a status and a header block.
+pub(crate) fn build_head(status: Option<&[u8]>, header_lines: &[(&[u8], &[u8])]) -> Result<Head, HeadError> {
+    let (mut status, mut reason) = match status {
+        Some(s) if !trim_nul(s).trim_ascii().is_empty() => parse_status(s)?,
+        _ => (StatusCode::OK, None),
+    };
+    let mut headers = HeaderMap::new();
+    let mut content_length = None;
+    let mut chunked = false;
+    let mut close = false;
+    for &(name, value) in header_lines {
+        if name.eq_ignore_ascii_case(b"status") {
+            (status, reason) = parse_status(value)?;
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let text = String::from_utf8_lossy(value).into_owned();
+            let n: u64 = text.trim().parse().map_err(|_| HeadError::ContentLength(text.clone()))?;
+            if content_length.is_some_and(|c| c != n) {
+                return Err(HeadError::ContentLength(text));
+            }
+            content_length = Some(n);
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            let text = String::from_utf8_lossy(value).into_owned();
+            if !text.trim().eq_ignore_ascii_case("chunked") {
+                return Err(HeadError::TransferEncoding(text));
+            }
+            chunked = true;
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"connection") {
+            close |= value.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"keep-alive") {
+            continue; // hop-by-hop: the host owns the connection
+        }
+        match (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
+            (Ok(n), Ok(v)) => {
+                headers.append(n, v);
+            }
+            _ => tracing::warn!(
+                name = %String::from_utf8_lossy(name),
+                "dropping invalid header from extension"
+            ),
+        }
+    }
+    if chunked {
+        // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length.
+        content_length = None;
+    }
+    Ok(Head { status, reason, headers, content_length, chunked, close })
+}
+
+/// A response status whose body is always empty.
+pub(crate) fn bodiless(status: StatusCode, head_request: bool) -> bool {
+    head_request || status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED
+}
+
+/// Validates and decodes the chunked stream an extension frames itself.
+///
+/// The decoded data is handed to hyper, which frames it again for the
+/// client; the extension's chunk boundaries and extensions do not survive,
+/// its trailers do not either (they are logged).
+#[derive(Debug, Default)]
+pub(crate) struct ChunkDecoder {
+    state: ChunkState,
+    line: Vec<u8>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    #[default]
+    Size,
+    Data(u64),
+    DataCrlf,
+    Trailers,
+    Done,
+}
+
+/// Invalid chunk framing from an extension.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid chunked framing from extension: {0}")]
+pub(crate) struct ChunkError(&'static str);
+
+impl ChunkDecoder {
+    /// Feeds bytes; returns the data they carry. Bytes after the final chunk
+    /// are surplus and reported as such.
+    pub(crate) fn feed(&mut self, mut input: &[u8], out: &mut BytesMut) -> Result<usize, ChunkError> {
+        const MAX_LINE: usize = 4096;
+        while !input.is_empty() {
+            match self.state {
+                ChunkState::Done => return Ok(input.len()),
+                ChunkState::Data(left) => {
+                    let n = (left as usize).min(input.len());
+                    out.extend_from_slice(&input[..n]);
+                    input = &input[n..];
+                    self.state = if left == n as u64 { ChunkState::DataCrlf } else { ChunkState::Data(left - n as u64) };
+                }
+                ChunkState::Size | ChunkState::DataCrlf | ChunkState::Trailers => {
+                    let nl = input.iter().position(|&b| b == b'\n');
+                    let take = nl.map_or(input.len(), |i| i + 1);
+                    if self.line.len() + take > MAX_LINE {
+                        return Err(ChunkError("line too long"));
+                    }
+                    self.line.extend_from_slice(&input[..take]);
+                    input = &input[take..];
+                    if nl.is_none() {
+                        continue;
+                    }
+                    let line = std::mem::take(&mut self.line);
+                    let line = line.strip_suffix(b"\r\n").ok_or(ChunkError("line not ended by CRLF"))?;
+                    self.state = match self.state {
+                        ChunkState::DataCrlf if line.is_empty() => ChunkState::Size,
+                        ChunkState::DataCrlf => return Err(ChunkError("chunk data longer than its size")),
+                        ChunkState::Trailers if line.is_empty() => ChunkState::Done,
+                        ChunkState::Trailers => ChunkState::Trailers,
+                        _ => {
+                            let size = line.split(|&b| b == b';').next().unwrap_or_default().trim_ascii();
+                            if size.is_empty() || size.len() > 15 || !size.iter().all(u8::is_ascii_hexdigit) {
+                                return Err(ChunkError("bad chunk size"));
+                            }
+                            let n = u64::from_str_radix(std::str::from_utf8(size).unwrap_or("x"), 16)
+                                .map_err(|_| ChunkError("bad chunk size"))?;
+                            if n == 0 { ChunkState::Trailers } else { ChunkState::Data(n) }
+                        }
+                    };
+                }
+            }
+        }
+        Ok(0)
+    }
+
+    /// Has the final chunk and the trailer section been seen?
+    pub(crate) fn is_done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_strings_are_parsed_leniently() {
+        assert_eq!(parse_status(b"200 OK").unwrap(), (StatusCode::OK, None));
+        assert_eq!(parse_status(b"404 Not Found\0").unwrap(), (StatusCode::NOT_FOUND, None));
+        assert_eq!(parse_status(b"HTTP/1.1 302 Moved").unwrap(), (StatusCode::FOUND, Some("Moved".into())));
+        assert_eq!(parse_status(b"500").unwrap().0, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(parse_status(b"OK").is_err());
+        assert!(parse_status(b"99 Low").is_err());
+    }
+
+    #[test]
+    fn header_blocks_split_at_the_blank_line() {
+        let (lines, end) = split_header_block(b"A: 1\r\nB:2\n\r\nbody");
+        assert_eq!(lines, vec![(&b"A"[..], &b"1"[..]), (&b"B"[..], &b"2"[..])]);
+        assert_eq!(end, Some(14));
+        let (lines, end) = split_header_block(b"A: 1\r\nB: 2");
+        assert_eq!(lines.len(), 2);
+        assert_eq!(end, None);
+        assert!(looks_like_header_block(b"Content-Type: text/plain\r\n\r\nhi"));
+        assert!(!looks_like_header_block(b"hello world\r\n\r\n"));
+        assert!(!looks_like_header_block(b"no block"));
+    }
+
+    #[test]
+    fn head_extracts_framing() {
+        let (lines, _) = split_header_block(b"Content-Length: 5\r\nConnection: close\r\nX: y\r\n\r\n");
+        let head = build_head(Some(b"201 Created"), &lines).unwrap();
+        assert_eq!(head.status, StatusCode::CREATED);
+        assert_eq!(head.content_length, Some(5));
+        assert!(head.close);
+        assert!(!head.headers.contains_key("content-length"));
+        assert_eq!(head.headers["x"], "y");
+
+        let (lines, _) = split_header_block(b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n");
+        let head = build_head(None, &lines).unwrap();
+        assert!(head.chunked);
+        assert_eq!(head.content_length, None);
+
+        let (lines, _) = split_header_block(b"Content-Length: x\r\n\r\n");
+        assert!(build_head(None, &lines).is_err());
+        let (lines, _) = split_header_block(b"Status: 404 Nope\r\n\r\n");
+        assert_eq!(build_head(None, &lines).unwrap().status, StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn chunk_decoder_accepts_valid_streams_in_pieces() {
+        let wire = b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nTrailer: x\r\n\r\n";
+        for split in 1..wire.len() {
+            let mut d = ChunkDecoder::default();
+            let mut out = BytesMut::new();
+            assert_eq!(d.feed(&wire[..split], &mut out), Ok(0));
+            assert_eq!(d.feed(&wire[split..], &mut out), Ok(0));
+            assert!(d.is_done());
+            assert_eq!(&out[..], b"hello world");
+        }
+    }
+
+    #[test]
+    fn chunk_decoder_rejects_garbage_and_reports_surplus() {
+        let mut out = BytesMut::new();
+        assert!(ChunkDecoder::default().feed(b"zz\r\n", &mut out).is_err());
+        assert!(ChunkDecoder::default().feed(b"3\r\nabcd\r\n", &mut out).is_err());
+        assert!(ChunkDecoder::default().feed(b"3\nabc", &mut out).is_err());
+        let mut d = ChunkDecoder::default();
+        assert_eq!(d.feed(b"0\r\n\r\nextra", &mut out), Ok(5));
+        assert!(d.is_done());
+    }
+}

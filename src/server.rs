@@ -1,0 +1,542 @@
+//! The HTTP side: listening, connections, request checks, routing to an
+//! extension, and graceful shutdown.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use http::{HeaderMap, Request, Response, StatusCode, Version, header};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+
+use crate::config::{ServeArgs, ServeConfig};
+use crate::extension::Extension;
+use crate::ffi;
+use crate::pool::Pool;
+use crate::request::{Aborted, BodyReader, HostBody, RequestCtx, RequestParts, error_page};
+use crate::vars::RequestInfo;
+
+/// Server-wide state the callbacks reach through a request.
+pub(crate) struct Shared {
+    pub(crate) cfg: ServeConfig,
+    pub(crate) rt: tokio::runtime::Handle,
+    /// Threads that run `HttpExtensionProc`.
+    pub(crate) workers: Pool,
+    /// Threads that run asynchronous I/O and completion routines.
+    pub(crate) io: Pool,
+    active: AtomicUsize,
+    idle: Notify,
+}
+
+impl Shared {
+    fn request_started(&self) {
+        self.active.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// An extension request has finished.
+    pub(crate) fn request_done(&self) {
+        if self.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    async fn drained(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.active.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// What one connection's requests tell its task.
+pub(crate) struct ConnSignals {
+    close: AtomicBool,
+    gone: AtomicBool,
+    notify: Notify,
+    in_flight: AtomicUsize,
+    /// Milliseconds since `epoch` of the last read or write.
+    last_io: AtomicU64,
+    epoch: Instant,
+}
+
+impl ConnSignals {
+    fn new() -> Self {
+        ConnSignals {
+            close: AtomicBool::new(false),
+            gone: AtomicBool::new(false),
+            notify: Notify::new(),
+            in_flight: AtomicUsize::new(0),
+            last_io: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Close the connection once the current response is done.
+    pub(crate) fn request_close(&self) {
+        if !self.close.swap(true, Ordering::AcqRel) {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Has closing been asked for?
+    pub(crate) fn close_requested(&self) -> bool {
+        self.close.load(Ordering::Acquire)
+    }
+
+    /// The client is gone.
+    pub(crate) fn mark_gone(&self) {
+        self.gone.store(true, Ordering::Release);
+    }
+
+    /// Is the client gone?
+    pub(crate) fn is_gone(&self) -> bool {
+        self.gone.load(Ordering::Acquire)
+    }
+
+    fn touch(&self) {
+        self.last_io.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn request_started(&self) {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.touch();
+    }
+
+    /// A request on this connection has finished.
+    pub(crate) fn request_ended(&self) {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.touch();
+    }
+
+    fn idle_for(&self) -> Option<Duration> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let last = Duration::from_millis(self.last_io.load(Ordering::Relaxed));
+        Some(self.epoch.elapsed().saturating_sub(last))
+    }
+}
+
+/// Records I/O activity for the keep-alive idle timeout.
+struct ActivityIo {
+    inner: TcpStream,
+    signals: Arc<ConnSignals>,
+}
+
+impl AsyncRead for ActivityIo {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.signals.touch();
+        }
+        r
+    }
+}
+
+impl AsyncWrite for ActivityIo {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.signals.touch();
+        }
+        r
+    }
+
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[std::io::IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.signals.touch();
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// An extension mounted at a URL prefix.
+struct Mount {
+    prefix: String,
+    ext: Arc<Extension>,
+}
+
+/// Everything a connection task needs.
+struct App {
+    shared: Arc<Shared>,
+    mounts: Vec<Mount>,
+}
+
+impl App {
+    fn route(&self, path: &[u8]) -> Option<&Mount> {
+        self.mounts.iter().find(|m| {
+            let p = m.prefix.as_bytes();
+            p == b"/" || (path.starts_with(p) && (path.len() == p.len() || path[p.len()] == b'/'))
+        })
+    }
+}
+
+/// The file name of the workspace's pyisapie library on this platform.
+fn pyisapie_file_name() -> String {
+    format!("{}pyisapie{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX)
+}
+
+/// Runs `isapi-host serve` until SIGINT or SIGTERM.
+pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let exe_dir = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."));
+    let pyisapie = exe_dir.join(pyisapie_file_name());
+    let demo_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join("wsgi");
+    let cfg = ServeConfig::resolve(args, &pyisapie, &demo_dir)?;
+
+    if let Some(py) = &cfg.python {
+        if cfg.maps.iter().any(|m| m.path == pyisapie) && !pyisapie.exists() {
+            anyhow::bail!(
+                "the pyisapie library is not built: {} is missing (run `cargo build --release --workspace`, or pass --extension)",
+                pyisapie.display()
+            );
+        }
+        let path = std::env::join_paths(&py.python_path).context("--python-path holds a path separator")?;
+        ffi::set_env_before_threads(&[("PYISAPIE_APP", py.app.clone().into()), ("PYISAPIE_PYTHONPATH", path)]);
+    }
+
+    // Each library is loaded once, however many prefixes it serves.
+    let mut loaded: HashMap<PathBuf, Arc<Extension>> = HashMap::new();
+    let mut mounts = Vec::new();
+    for m in &cfg.maps {
+        let ext = match loaded.get(&m.path) {
+            Some(ext) => ext.clone(),
+            None => {
+                let ext = Arc::new(Extension::load(&m.path)?);
+                loaded.insert(m.path.clone(), ext.clone());
+                ext
+            }
+        };
+        tracing::info!(prefix = %m.prefix, extension = %m.path.display(), "mounted");
+        mounts.push(Mount { prefix: m.prefix.clone(), ext });
+    }
+
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("isapi-http").build()?;
+    let shared = Arc::new(Shared {
+        workers: Pool::new("isapi-worker", cfg.threads)?,
+        io: Pool::new("isapi-io", (cfg.threads / 4).clamp(2, 32))?,
+        rt: rt.handle().clone(),
+        cfg,
+        active: AtomicUsize::new(0),
+        idle: Notify::new(),
+    });
+    let app = Arc::new(App { shared: shared.clone(), mounts });
+    rt.block_on(serve(app))?;
+
+    for ext in loaded.values() {
+        ext.terminate();
+    }
+    // Extension threads may still be parked in the pools; do not wait for them.
+    rt.shutdown_timeout(Duration::from_secs(1));
+    Ok(())
+}
+
+async fn serve(app: Arc<App>) -> anyhow::Result<()> {
+    let cfg = &app.shared.cfg;
+    let listener = TcpListener::bind(cfg.bind).await.with_context(|| format!("cannot listen on {}", cfg.bind))?;
+    let addr = listener.local_addr()?;
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "isapi-host listening on http://{addr}")?;
+        out.flush()?;
+    }
+    tracing::info!(%addr, threads = cfg.threads, "listening");
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let connections = Arc::new(AtomicUsize::new(0));
+    let conns_done = Arc::new(Notify::new());
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, remote) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let local = stream.local_addr().unwrap_or(addr);
+                connections.fetch_add(1, Ordering::AcqRel);
+                let (app, rx, connections, conns_done) = (app.clone(), shutdown_rx.clone(), connections.clone(), conns_done.clone());
+                tokio::spawn(async move {
+                    serve_connection(stream, remote, local, app, rx).await;
+                    if connections.fetch_sub(1, Ordering::AcqRel) == 1 {
+                        conns_done.notify_waiters();
+                    }
+                });
+            }
+            () = &mut signal => break,
+        }
+    }
+    drop(listener);
+    tracing::info!("shutting down: waiting for in-flight requests");
+    let _ = shutdown_tx.send(true);
+    let drain = async {
+        app.shared.drained().await;
+        loop {
+            let notified = conns_done.notified();
+            if connections.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            notified.await;
+        }
+    };
+    if tokio::time::timeout(app.shared.cfg.shutdown_timeout, drain).await.is_err() {
+        tracing::warn!(
+            requests = app.shared.active.load(Ordering::Acquire),
+            connections = connections.load(Ordering::Acquire),
+            "shutdown timeout: requests still in flight"
+        );
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn serve_connection(stream: TcpStream, remote: SocketAddr, local: SocketAddr, app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+    let signals = Arc::new(ConnSignals::new());
+    let io = TokioIo::new(ActivityIo { inner: stream, signals: signals.clone() });
+    let cfg = &app.shared.cfg;
+    let idle_limit = cfg.keepalive_timeout;
+    let svc = {
+        let (app, signals) = (app.clone(), signals.clone());
+        service_fn(move |req| handle(req, app.clone(), signals.clone(), remote, local))
+    };
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(cfg.header_timeout)
+        .max_buf_size(cfg.max_header)
+        .keep_alive(true)
+        .serve_connection(io, svc);
+    tokio::pin!(conn);
+    let mut tick = tokio::time::interval(Duration::from_secs(1).min(idle_limit));
+    let mut closing = *shutdown.borrow();
+    if closing {
+        conn.as_mut().graceful_shutdown();
+    }
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(%remote, error = %e, "connection ended with an error");
+                }
+                break;
+            }
+            () = signals.notify.notified(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = shutdown.changed(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = tick.tick(), if !closing => {
+                if signals.idle_for().is_some_and(|idle| idle >= idle_limit) {
+                    tracing::debug!(%remote, "closing idle keep-alive connection");
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+    signals.mark_gone();
+}
+
+/// Marks the client gone if the service future is dropped before the head.
+struct GoneOnDrop(Option<Arc<ConnSignals>>);
+
+impl Drop for GoneOnDrop {
+    fn drop(&mut self) {
+        if let Some(s) = self.0.take() {
+            s.mark_gone();
+        }
+    }
+}
+
+fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    app: Arc<App>,
+    conn: Arc<ConnSignals>,
+    remote: SocketAddr,
+    local: SocketAddr,
+) -> Result<Response<HostBody>, Aborted> {
+    conn.request_started();
+    match prepare(req, &app, &conn, remote, local).await {
+        Err(resp) => {
+            if resp.headers().contains_key(header::CONNECTION) {
+                conn.request_close();
+            }
+            conn.request_ended();
+            Ok(resp)
+        }
+        Ok(head_rx) => {
+            let mut guard = GoneOnDrop(Some(conn.clone()));
+            let head = crate::request::await_head(head_rx).await;
+            guard.0 = None;
+            if head.is_err() {
+                // Aborted before any head: hyper drops the connection.
+                conn.mark_gone();
+            }
+            head
+        }
+    }
+}
+
+/// Checks the request and hands it to an extension; an `Err` is a response
+/// the host sends itself.
+async fn prepare(
+    req: Request<Incoming>,
+    app: &App,
+    conn: &Arc<ConnSignals>,
+    remote: SocketAddr,
+    local: SocketAddr,
+) -> Result<tokio::sync::oneshot::Receiver<Response<HostBody>>, Response<HostBody>> {
+    let cfg = &app.shared.cfg;
+    let headers = req.headers();
+    let (method, uri) = (req.method().clone(), req.uri().clone());
+    let reject = |status: StatusCode, why: &str| {
+        tracing::warn!(%remote, %method, %uri, status = status.as_u16(), "{why}");
+        error_page(status, true)
+    };
+    // RFC 9112 §3.2: a 1.1 request without exactly one Host is a 400.
+    if req.version() == Version::HTTP_11 && headers.get_all(header::HOST).iter().count() != 1 {
+        return Err(reject(StatusCode::BAD_REQUEST, "HTTP/1.1 request without exactly one Host header"));
+    }
+    let chunked = headers.contains_key(header::TRANSFER_ENCODING);
+    // RFC 9112 §6.1: Content-Length with Transfer-Encoding is a smuggling
+    // shape; reject it and close.
+    if chunked && headers.contains_key(header::CONTENT_LENGTH) {
+        return Err(reject(StatusCode::BAD_REQUEST, "request has both Content-Length and Transfer-Encoding"));
+    }
+    let content_length = match headers.get(header::CONTENT_LENGTH).map(|v| v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok())) {
+        None => None,
+        Some(Some(n)) => Some(n),
+        Some(None) => return Err(reject(StatusCode::BAD_REQUEST, "invalid Content-Length")),
+    };
+    if content_length.is_some_and(|n| n > cfg.max_body) {
+        return Err(reject(StatusCode::PAYLOAD_TOO_LARGE, "request body over --max-body"));
+    }
+    let url: Vec<u8> = percent_encoding::percent_decode(req.uri().path().as_bytes()).collect();
+    let Some(mount) = app.route(&url) else {
+        return Err(error_page(StatusCode::NOT_FOUND, false));
+    };
+    let client_keep_alive = match req.version() {
+        Version::HTTP_10 => has_token(headers, header::CONNECTION, "keep-alive"),
+        _ => !has_token(headers, header::CONNECTION, "close"),
+    };
+    let expect_continue = has_token(headers, header::EXPECT, "100-continue");
+    let total_bytes = match content_length {
+        Some(n) if n < u32::MAX as u64 => n as u32,
+        Some(_) => u32::MAX,
+        None if chunked => u32::MAX,
+        None => 0,
+    };
+    let (parts, body) = req.into_parts();
+    let has_body = chunked || content_length.is_some_and(|n| n > 0);
+    // With Expect: 100-continue nothing is preloaded: the 100 goes out when
+    // the extension first reads.
+    let read_ahead = if expect_continue { 0 } else { cfg.read_ahead };
+    let (reader, preload) = BodyReader::preload(has_body.then_some(body), read_ahead, cfg.max_body).await;
+    if let Some(e) = reader.failed() {
+        let status = e.status();
+        return Err(reject(status, "request body failed during read-ahead"));
+    }
+    let raw_target = parts.uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".to_owned());
+    let info = RequestInfo {
+        query: parts.uri.query().unwrap_or("").to_owned(),
+        method: parts.method,
+        version: parts.version,
+        raw_target,
+        url,
+        headers: parts.headers,
+        remote,
+        local,
+        script_name: if mount.prefix == "/" { String::new() } else { mount.prefix.clone() },
+        physical_path: cfg.doc_root.clone(),
+        content_length,
+    };
+    let new = RequestCtx::new(RequestParts {
+        id: ffi::next_id(),
+        info,
+        ext: mount.ext.clone(),
+        shared: app.shared.clone(),
+        conn: conn.clone(),
+        body: reader,
+        preload,
+        total_bytes,
+        client_keep_alive,
+    });
+    let ctx = new.ctx;
+    ffi::register(ctx.clone());
+    app.shared.request_started();
+    app.shared.workers.spawn(move || {
+        let status = ctx.ext.call(&ctx);
+        if status != ffi::HSE_STATUS_PENDING {
+            ctx.finish(status);
+        }
+    });
+    Ok(new.head_rx)
+}

@@ -1,0 +1,284 @@
+//! IIS server variables, computed from the request.
+//!
+//! Values are bytes: the URL is percent-decoded and may hold any octets, and
+//! header values are passed through as the client sent them. `UNICODE_*`
+//! variants are UTF-16LE of the (lossily UTF-8 decoded) value.
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use http::{HeaderMap, Method, Version};
+
+/// Everything the server variables are derived from, fixed for the request.
+#[derive(Debug)]
+pub(crate) struct RequestInfo {
+    pub(crate) method: Method,
+    pub(crate) version: Version,
+    /// The request target as sent (`/path?query`).
+    pub(crate) raw_target: String,
+    /// Percent-decoded path, without the query.
+    pub(crate) url: Vec<u8>,
+    pub(crate) query: String,
+    pub(crate) headers: HeaderMap,
+    pub(crate) remote: SocketAddr,
+    pub(crate) local: SocketAddr,
+    /// Mount prefix: `""` for the root mount, `/app` otherwise.
+    pub(crate) script_name: String,
+    pub(crate) physical_path: PathBuf,
+    /// `CONTENT_LENGTH` as sent, if any.
+    pub(crate) content_length: Option<u64>,
+}
+
+/// Failure of a lookup, mapped to a Win32 error by the caller.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum VarError {
+    /// No such variable (`ERROR_INVALID_INDEX`).
+    Unknown,
+}
+
+/// The server software string, as `SERVER_SOFTWARE` and the `Server` header.
+pub(crate) const SERVER_SOFTWARE: &str = concat!("isapi-host/", env!("CARGO_PKG_VERSION"));
+
+impl RequestInfo {
+    /// Looks a variable up by name (case-insensitive, as IIS).
+    pub(crate) fn get(&self, name: &str) -> Result<Cow<'_, [u8]>, VarError> {
+        let upper = name.to_ascii_uppercase();
+        if let Some(inner) = upper.strip_prefix("UNICODE_") {
+            if inner.starts_with("HTTP_") || inner.starts_with("HEADER_") {
+                return Err(VarError::Unknown);
+            }
+            let value = self.get(&name[8..])?;
+            let mut out = Vec::with_capacity(value.len() * 2);
+            for unit in String::from_utf8_lossy(&value).encode_utf16() {
+                out.extend_from_slice(&unit.to_le_bytes());
+            }
+            return Ok(Cow::Owned(out));
+        }
+        if upper.starts_with("HEADER_") {
+            return self.header_value(&name[7..], false).ok_or(VarError::Unknown);
+        }
+        let s = |v: &str| Ok(Cow::Owned(v.as_bytes().to_vec()));
+        let b = |v: &[u8]| Ok(Cow::Owned(v.to_vec()));
+        match upper.as_str() {
+            "REQUEST_METHOD" | "HTTP_METHOD" => s(self.method.as_str()),
+            "QUERY_STRING" => s(&self.query),
+            "SERVER_PROTOCOL" | "HTTP_VERSION" => s(self.protocol()),
+            "URL" | "PATH_INFO" | "CACHE_URL" | "HTTP_CFG_ENC_URL" => b(&self.url),
+            "SCRIPT_NAME" => s(&self.script_name),
+            "PATH_TRANSLATED" | "SCRIPT_TRANSLATED" => Ok(Cow::Owned(self.translate(&self.url).into_bytes())),
+            "HTTP_URL" | "UNENCODED_URL" | "REQUEST_URI" => s(&self.raw_target),
+            "CONTENT_LENGTH" => s(&self.content_length.map(|n| n.to_string()).unwrap_or_default()),
+            "CONTENT_TYPE" => Ok(self.header_value("content-type", false).unwrap_or_default()),
+            "REMOTE_ADDR" | "REMOTE_HOST" => s(&self.remote.ip().to_string()),
+            "REMOTE_PORT" => s(&self.remote.port().to_string()),
+            "LOCAL_ADDR" => s(&self.local.ip().to_string()),
+            "SERVER_PORT" => s(&self.local.port().to_string()),
+            "SERVER_NAME" => s(&self.server_name()),
+            "SERVER_SOFTWARE" => s(SERVER_SOFTWARE),
+            "GATEWAY_INTERFACE" => s("CGI/1.1"),
+            "HTTPS" => s("off"),
+            "SERVER_PORT_SECURE" => s("0"),
+            "INSTANCE_ID" => s("1"),
+            "INSTANCE_META_PATH" => s("/LM/W3SVC/1"),
+            "APPL_MD_PATH" => s(&format!("/LM/W3SVC/1/ROOT{}", self.script_name)),
+            "APPL_PHYSICAL_PATH" => {
+                let mut p = self.physical_path.display().to_string();
+                if !p.ends_with(std::path::MAIN_SEPARATOR) {
+                    p.push(std::path::MAIN_SEPARATOR);
+                }
+                s(&p)
+            }
+            "APP_POOL_ID" => s("isapi-host"),
+            "ALL_HTTP" => Ok(Cow::Owned(self.all_http())),
+            "ALL_RAW" => Ok(Cow::Owned(self.all_raw())),
+            "AUTH_TYPE" | "AUTH_USER" | "AUTH_PASSWORD" | "LOGON_USER" | "REMOTE_USER" | "UNMAPPED_REMOTE_USER"
+            | "CERT_COOKIE" | "CERT_FLAGS" | "CERT_ISSUER" | "CERT_KEYSIZE" | "CERT_SECRETKEYSIZE"
+            | "CERT_SERIALNUMBER" | "CERT_SERVER_ISSUER" | "CERT_SERVER_SUBJECT" | "CERT_SUBJECT"
+            | "HTTPS_KEYSIZE" | "HTTPS_SECRETKEYSIZE" | "HTTPS_SERVER_ISSUER" | "HTTPS_SERVER_SUBJECT" => s(""),
+            _ => match upper.strip_prefix("HTTP_") {
+                Some(h) => self.header_value(h, true).ok_or(VarError::Unknown),
+                None => Err(VarError::Unknown),
+            },
+        }
+    }
+
+    fn protocol(&self) -> &'static str {
+        match self.version {
+            Version::HTTP_10 => "HTTP/1.0",
+            Version::HTTP_09 => "HTTP/0.9",
+            _ => "HTTP/1.1",
+        }
+    }
+
+    fn server_name(&self) -> String {
+        let host = self.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+        if host.is_empty() {
+            return self.local.ip().to_string();
+        }
+        // Strip the port, minding IPv6 literals.
+        match host.rfind(':') {
+            Some(i) if !host[i..].contains(']') => host[..i].to_owned(),
+            _ => host.to_owned(),
+        }
+    }
+
+    /// The value of a header; `cgi` names use `_` for `-`. Repeated headers
+    /// are joined with `, ` (`; ` for cookies).
+    fn header_value(&self, name: &str, cgi: bool) -> Option<Cow<'_, [u8]>> {
+        let mut found: Option<Cow<'_, [u8]>> = None;
+        for (n, v) in &self.headers {
+            let matches = if cgi {
+                n.as_str().len() == name.len()
+                    && n.as_str().bytes().zip(name.bytes()).all(|(a, b)| {
+                        let a = if a == b'-' { b'_' } else { a };
+                        a.eq_ignore_ascii_case(&b)
+                    })
+            } else {
+                n.as_str().eq_ignore_ascii_case(name)
+            };
+            if !matches {
+                continue;
+            }
+            found = Some(match found {
+                None => Cow::Borrowed(v.as_bytes()),
+                Some(prev) => {
+                    let sep: &[u8] = if n == http::header::COOKIE { b"; " } else { b", " };
+                    Cow::Owned([&prev[..], sep, v.as_bytes()].concat())
+                }
+            });
+        }
+        found
+    }
+
+    /// `HTTP_NAME:value` lines ending in `\n`, as IIS.
+    fn all_http(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        for name in self.headers.keys() {
+            out.extend_from_slice(b"HTTP_");
+            out.extend(name.as_str().bytes().map(|b| if b == b'-' { b'_' } else { b.to_ascii_uppercase() }));
+            out.push(b':');
+            out.extend_from_slice(&self.header_value(name.as_str(), false).unwrap_or_default());
+            out.push(b'\n');
+        }
+        out
+    }
+
+    /// `Name: value` lines ending in `\r\n`. Header names are title-cased:
+    /// the client's own spelling is not kept by the HTTP parser.
+    fn all_raw(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        for (name, value) in &self.headers {
+            let mut upper = true;
+            for b in name.as_str().bytes() {
+                out.push(if upper { b.to_ascii_uppercase() } else { b });
+                upper = b == b'-';
+            }
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out
+    }
+
+    /// Maps a URL path onto the physical directory, as `PATH_TRANSLATED` and
+    /// `MAP_URL_TO_PATH` do.
+    pub(crate) fn translate(&self, url: &[u8]) -> String {
+        translate(&self.physical_path, url)
+    }
+}
+
+/// Maps a URL path below `root`, refusing to climb out of it.
+pub(crate) fn translate(root: &Path, url: &[u8]) -> String {
+    let url = String::from_utf8_lossy(url);
+    let mut path = root.to_path_buf();
+    for seg in url.split(['/', '\\']) {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                if path.starts_with(root) && path != root {
+                    path.pop();
+                }
+            }
+            s => path.push(s),
+        }
+    }
+    let mut s = path.display().to_string();
+    if url.ends_with('/') && !s.ends_with(std::path::MAIN_SEPARATOR) {
+        s.push(std::path::MAIN_SEPARATOR);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> RequestInfo {
+        let mut headers = HeaderMap::new();
+        headers.insert("host", "example.com:8080".parse().unwrap());
+        headers.insert("x-custom-thing", "a".parse().unwrap());
+        headers.append("x-custom-thing", "b".parse().unwrap());
+        headers.insert("content-type", "text/plain".parse().unwrap());
+        RequestInfo {
+            method: Method::POST,
+            version: Version::HTTP_11,
+            raw_target: "/app/a%20b?x=1".into(),
+            url: b"/app/a b".to_vec(),
+            query: "x=1".into(),
+            headers,
+            remote: "10.0.0.1:5555".parse().unwrap(),
+            local: "127.0.0.1:8080".parse().unwrap(),
+            script_name: "/app".into(),
+            physical_path: PathBuf::from("/srv/www"),
+            content_length: Some(3),
+        }
+    }
+
+    fn get(name: &str) -> Result<Vec<u8>, VarError> {
+        info().get(name).map(|c| c.into_owned())
+    }
+
+    #[test]
+    fn cgi_variables() {
+        assert_eq!(get("REQUEST_METHOD").unwrap(), b"POST");
+        assert_eq!(get("request_method").unwrap(), b"POST");
+        assert_eq!(get("URL").unwrap(), b"/app/a b");
+        assert_eq!(get("PATH_INFO").unwrap(), b"/app/a b");
+        assert_eq!(get("SCRIPT_NAME").unwrap(), b"/app");
+        assert_eq!(get("QUERY_STRING").unwrap(), b"x=1");
+        assert_eq!(get("SERVER_NAME").unwrap(), b"example.com");
+        assert_eq!(get("SERVER_PORT").unwrap(), b"8080");
+        assert_eq!(get("CONTENT_LENGTH").unwrap(), b"3");
+        assert_eq!(get("CONTENT_TYPE").unwrap(), b"text/plain");
+        assert_eq!(get("PATH_TRANSLATED").unwrap(), b"/srv/www/app/a b");
+        assert_eq!(get("APPL_MD_PATH").unwrap(), b"/LM/W3SVC/1/ROOT/app");
+        assert_eq!(get("HTTPS").unwrap(), b"off");
+        assert_eq!(get("NO_SUCH_THING"), Err(VarError::Unknown));
+    }
+
+    #[test]
+    fn header_variables() {
+        assert_eq!(get("HTTP_X_CUSTOM_THING").unwrap(), b"a, b");
+        assert_eq!(get("HEADER_X-Custom-Thing").unwrap(), b"a, b");
+        assert_eq!(get("HTTP_ABSENT"), Err(VarError::Unknown));
+        assert_eq!(get("HEADER_X_CUSTOM_THING"), Err(VarError::Unknown));
+        let all_http = String::from_utf8(get("ALL_HTTP").unwrap()).unwrap();
+        assert!(all_http.contains("HTTP_X_CUSTOM_THING:a, b\n"), "{all_http}");
+        let all_raw = String::from_utf8(get("ALL_RAW").unwrap()).unwrap();
+        assert!(all_raw.contains("X-Custom-Thing: a\r\nX-Custom-Thing: b\r\n"), "{all_raw}");
+        assert!(all_raw.contains("Host: example.com:8080\r\n"), "{all_raw}");
+    }
+
+    #[test]
+    fn unicode_variables_are_utf16() {
+        assert_eq!(get("UNICODE_SCRIPT_NAME").unwrap(), b"/\0a\0p\0p\0");
+        assert_eq!(get("UNICODE_HTTP_HOST"), Err(VarError::Unknown));
+    }
+
+    #[test]
+    fn translate_stays_below_the_root() {
+        assert_eq!(translate(Path::new("/srv"), b"/a/../../etc/passwd"), "/srv/etc/passwd");
+        assert_eq!(translate(Path::new("/srv"), b"/dir/"), "/srv/dir/");
+    }
+}
