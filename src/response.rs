@@ -87,10 +87,9 @@ pub(crate) fn split_header_block(raw: &[u8]) -> (Vec<(&[u8], &[u8])>, Option<usi
         if line.is_empty() {
             return (lines, Some(pos));
         }
+        // Lines that are not headers are ignored, as IIS does.
         if let Some(kv) = split_header_line(line) {
             lines.push(kv);
-        } else {
-            tracing::warn!(line = %String::from_utf8_lossy(line), "ignoring malformed header line from extension");
         }
     }
     (lines, None)
