@@ -1,1 +1,15 @@
+//! End-to-end tests of `isapi-host` with the C fixture extensions in
+//! `fixtures/isapi-c/`: every test starts the real host on port 0 and talks to
+//! it over real sockets (see `tests/support/mod.rs`).
 
+mod support;
+
+mod host_async;
+mod host_basic;
+mod host_body;
+mod host_conn;
+mod host_lifecycle;
+mod host_limits;
+mod host_misbehave;
+mod host_ssf;
+mod host_vars;

@@ -1,0 +1,62 @@
+//! Graceful shutdown: in-flight requests complete, TerminateExtension is
+//! called, the process exits 0.
+
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+#[test]
+fn sigterm_drains_and_calls_terminate_extension() {
+    let dir = temp_dir("term");
+    let log = dir.join("term.log");
+    let lib = c_fixture_str("hello");
+    let mut host = Host::start_env(&["--extension", &lib], [("ISAPI_FIXTURE_TERM_LOG", log.to_str().unwrap())]);
+    let addr = host.addr();
+    // An in-flight request that takes 1.5 s.
+    let inflight = std::thread::spawn(move || {
+        let mut c = RawConn::connect(addr).unwrap();
+        c.roundtrip(&get_req("/?sleep=1500"))
+    });
+    std::thread::sleep(Duration::from_millis(400));
+    let start = Instant::now();
+    let status = host.terminate();
+    let r = inflight.join().expect("in-flight client");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body, b"Hello, world!", "the in-flight request completes");
+    assert!(status.success(), "graceful shutdown exits 0, got {status}");
+    assert!(
+        start.elapsed() >= Duration::from_millis(800),
+        "the host must wait for the in-flight request"
+    );
+    let term = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        term, "TerminateExtension flags=2\n",
+        "TerminateExtension(HSE_TERM_MUST_UNLOAD) exactly once"
+    );
+}
+
+#[test]
+fn sigterm_when_idle_exits_zero() {
+    let dir = temp_dir("term-idle");
+    let log = dir.join("term.log");
+    let lib = c_fixture_str("hello");
+    let mut host = Host::start_env(&["--extension", &lib], [("ISAPI_FIXTURE_TERM_LOG", log.to_str().unwrap())]);
+    assert_eq!(host.get("/").status, 200);
+    // An idle keep-alive connection must not block the shutdown.
+    let mut idle = host.connect();
+    assert_eq!(idle.roundtrip(&get_req("/")).status, 200);
+    let status = host.terminate_timeout(Duration::from_secs(15));
+    assert!(status.success(), "{status}");
+    assert_eq!(std::fs::read_to_string(&log).unwrap_or_default(), "TerminateExtension flags=2\n");
+    assert!(idle.is_closed(), "idle connections are closed on shutdown");
+}
+
+#[test]
+fn new_connections_refused_after_shutdown() {
+    let lib = c_fixture_str("hello");
+    let mut host = Host::start(&["--extension", &lib]);
+    let addr = host.addr();
+    let status = host.terminate();
+    assert!(status.success());
+    assert!(std::net::TcpStream::connect(addr).is_err(), "listener closed after exit");
+}

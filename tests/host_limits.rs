@@ -1,0 +1,115 @@
+//! Limits and start-up errors: oversized headers (431), oversized bodies
+//! (413), malformed requests (400), extensions that cannot be loaded.
+
+use std::io::Write;
+use std::time::Duration;
+
+use crate::support::*;
+
+#[test]
+fn oversized_header_is_431() {
+    let host = Host::with_c_fixture("hello", &[]);
+    let mut c = host.connect();
+    let mut req = b"GET / HTTP/1.1\r\nHost: t\r\n".to_vec();
+    let filler = "a".repeat(64 * 1024);
+    for i in 0..16 {
+        req.extend_from_slice(format!("X-Filler-{i}: {filler}\r\n").as_bytes());
+    }
+    req.extend_from_slice(b"\r\n");
+    // Write from another thread: the host may stop reading once over its limit.
+    let mut w = c.stream().try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        let _ = w.write_all(&req);
+    });
+    let r = c.read_response().expect("an answer to a 1 MiB header block");
+    assert_eq!(r.status, 431, "{r:?}");
+    let _ = writer.join();
+    // The host is fine afterwards.
+    assert_eq!(host.get("/").status, 200);
+}
+
+#[test]
+fn body_over_max_body_is_413() {
+    let host = Host::with_c_fixture("echo", &["--max-body", "1000"]);
+    let mut c = host.connect();
+    let body = pattern_bytes(5000, 1);
+    let req = post_request(host.addr(), "/echo", &body);
+    let mut w = c.stream().try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        let _ = w.write_all(&req);
+    });
+    let r = c.read_response().expect("response");
+    assert_eq!(r.status, 413, "{r:?}");
+    let _ = writer.join();
+    // Within the limit it works.
+    let r = request(host.addr(), &post_request(host.addr(), "/echo", &body[..1000]));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, &body[..1000]);
+}
+
+#[test]
+fn malformed_requests_are_400() {
+    let host = Host::with_c_fixture("hello", &[]);
+    for raw in [
+        &b"GARBAGE\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: t\r\nBad Header Line\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: abc\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+    ] {
+        let mut c = host.connect();
+        c.send(raw);
+        let r = c.read_response().unwrap_or_else(|e| panic!("{:?}: {e}", String::from_utf8_lossy(raw)));
+        assert_eq!(r.status, 400, "{:?} -> {r:?}", String::from_utf8_lossy(raw));
+        assert!(c.is_closed(), "connection closed after a 400");
+    }
+    assert_eq!(host.get("/").status, 200);
+}
+
+fn expect_startup_failure(args: &[&str], must_mention: &[&str]) {
+    let exit = Host::run_to_exit(args, std::iter::empty::<(&str, &str)>(), Duration::from_secs(30));
+    assert!(
+        !exit.status.success(),
+        "host must exit non-zero for {args:?}: {}\n{}",
+        exit.status,
+        exit.stderr
+    );
+    assert!(
+        !exit.stdout.contains("listening on"),
+        "host must not listen for {args:?}: {}",
+        exit.stdout
+    );
+    for word in must_mention {
+        assert!(
+            exit.stderr.contains(word),
+            "stderr must mention {word:?} for {args:?}:\n{}",
+            exit.stderr
+        );
+    }
+}
+
+#[test]
+fn get_extension_version_false_is_a_startup_error() {
+    let lib = c_fixture_str("noversion");
+    expect_startup_failure(&["--extension", &lib], &["libnoversion", "GetExtensionVersion"]);
+}
+
+#[test]
+fn missing_http_extension_proc_is_a_startup_error() {
+    let lib = c_fixture_str("noproc");
+    expect_startup_failure(&["--extension", &lib], &["libnoproc", "HttpExtensionProc"]);
+}
+
+#[test]
+fn missing_library_is_a_startup_error() {
+    let dir = temp_dir("missing-lib");
+    let lib = dir.join("libdoesnotexist.so");
+    let lib = lib.to_str().unwrap();
+    expect_startup_failure(&["--extension", lib], &["libdoesnotexist"]);
+}
+
+#[test]
+fn bad_mount_among_good_ones_is_a_startup_error() {
+    let good = format!("/a={}", c_fixture_str("hello"));
+    let bad = format!("/b={}", c_fixture_str("noproc"));
+    expect_startup_failure(&["--map", &good, "--map", &bad], &["libnoproc", "HttpExtensionProc"]);
+}

@@ -1,0 +1,181 @@
+//! Extensions that break the rules (fixtures/isapi-c/misbehave.c). The host
+//! must never desync a connection: the next request on the same connection
+//! gets its own correct response, or the connection is closed; never bytes of
+//! the previous response.
+
+use std::time::Duration;
+
+use crate::support::*;
+
+fn host() -> Host {
+    Host::with_c_fixture("misbehave", &[])
+}
+
+const PROBE: &str = "/unknown-ssf";
+const PROBE_BODY: &str = "ret=0 errno=87";
+
+/// Send a probe request on `c`: either the connection is closed (write fails
+/// or EOF before a response), or the response is exactly the probe's own.
+/// Returns true if the connection was still usable.
+fn assert_next_clean(c: &mut RawConn) -> bool {
+    if c.try_send(&get_req(PROBE)).is_err() {
+        return false;
+    }
+    match c.read_response() {
+        Ok(r) => {
+            assert_eq!(r.status, 200, "next response on the same connection: {r:?}");
+            assert_eq!(text(&r), PROBE_BODY, "next response must be its own: {r:?}");
+            true
+        }
+        Err(WireError::EofBeforeHead) => false,
+        Err(WireError::Io(e))
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+            ) =>
+        {
+            false
+        }
+        Err(e) => panic!("garbage on the connection after a misbehaving response: {e}"),
+    }
+}
+
+#[test]
+fn unknown_support_function_is_invalid_parameter() {
+    let host = host();
+    let mut c = host.connect();
+    let r = c.roundtrip(&get_req("/unknown-ssf"));
+    assert_eq!(text(&r), "ret=0 errno=87");
+    assert!(assert_next_clean(&mut c), "a normal response keeps the connection");
+}
+
+#[test]
+fn short_content_length_closes() {
+    let host = host();
+    let mut c = host.connect();
+    c.send(&get_req("/short-cl"));
+    match c.read_response() {
+        Err(WireError::TruncatedBody { expected, got }) => {
+            assert_eq!((expected, got), (Some(10), 5));
+        }
+        other => panic!("a short body must end with a closed connection: {other:?}"),
+    }
+    assert!(c.is_closed());
+    assert!(!assert_next_clean(&mut c));
+}
+
+#[test]
+fn long_content_length_is_truncated_and_connection_kept() {
+    let host = host();
+    let mut c = host.connect();
+    let r = c.roundtrip(&get_req("/long-cl"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.framing, Framing::ContentLength(5));
+    assert_eq!(text(&r), "01234");
+    assert!(assert_next_clean(&mut c), "surplus bytes are dropped, the connection stays usable");
+}
+
+#[test]
+fn write_client_without_headers() {
+    let host = host();
+    let mut c = host.connect();
+    let r = c.roundtrip(&get_req("/no-headers"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.framing, Framing::CloseDelimited);
+    assert_eq!(text(&r), "raw body without headers\n");
+    assert!(c.is_closed());
+}
+
+#[test]
+fn error_before_anything_is_500() {
+    let host = host();
+    let mut c = host.connect();
+    let r = c.roundtrip(&get_req("/error"));
+    assert_eq!(r.status, 500, "{r:?}");
+    assert_next_clean(&mut c);
+}
+
+#[test]
+fn error_after_headers_closes() {
+    let host = host();
+    let mut c = host.connect();
+    c.send(&get_req("/error-after-headers"));
+    match c.read_response() {
+        Err(WireError::TruncatedBody { expected, got }) => {
+            assert_eq!((expected, got), (Some(100), 20));
+        }
+        other => panic!("an error after headers must close the connection: {other:?}"),
+    }
+    assert!(c.is_closed());
+}
+
+#[test]
+fn write_after_done_with_session_fails() {
+    let host = host();
+    let mut c = host.connect();
+    let r = c.roundtrip(&get_req("/write-after-done"));
+    assert_eq!(r.status, 200);
+    assert_eq!(text(&r), "done\n");
+    assert!(
+        host.wait_for_log("misbehave.c: write-after-done ret=", Duration::from_secs(5)),
+        "{}",
+        host.stderr()
+    );
+    let log = host.stderr();
+    assert!(
+        log.contains("misbehave.c: write-after-done ret=0 errno="),
+        "WriteClient after DONE_WITH_SESSION must return FALSE:\n{log}"
+    );
+    // The late write never reaches this connection.
+    assert!(assert_next_clean(&mut c));
+    assert!(!c.buffered().windows(7).any(|w| w == b"GARBAGE"));
+}
+
+#[test]
+fn bad_chunk_framing_from_extension_closes() {
+    let host = host();
+    let mut c = host.connect();
+    c.send(&get_req("/bad-chunks"));
+    let (raw, closed) = c.read_until_close();
+    assert!(closed, "the host must close the connection");
+    let s = String::from_utf8_lossy(&raw);
+    assert!(s.starts_with("HTTP/1.1 200"), "{s:?}");
+    assert!(!s.contains("GARBAGE"), "invalid chunk data must never reach the client: {s:?}");
+    assert!(!s.contains("ZZ not a chunk"), "{s:?}");
+    // Whatever was sent must not form a complete chunked response.
+    let mut r = &raw[..];
+    assert!(wire::read_response(&mut r, false).is_err(), "{s:?}");
+}
+
+#[test]
+fn good_chunks_pass_through() {
+    let host = host();
+    let mut c = host.connect();
+    let r = c.roundtrip(&get_req("/good-chunks"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.framing, Framing::Chunked);
+    assert_eq!(text(&r), "hello, world");
+    assert!(assert_next_clean(&mut c), "valid self-chunked response keeps the connection");
+}
+
+#[test]
+fn misbehaving_responses_in_a_row() {
+    // The host survives all of them, and each fresh connection works.
+    let host = host();
+    for path in [
+        "/short-cl",
+        "/long-cl",
+        "/no-headers",
+        "/error",
+        "/error-after-headers",
+        "/bad-chunks",
+        "/good-chunks",
+        "/write-after-done",
+    ] {
+        let mut c = host.connect();
+        c.send(&get_req(path));
+        let _ = c.read_response();
+        let r = host.get(PROBE);
+        assert_eq!(text(&r), PROBE_BODY, "after {path}");
+    }
+}

@@ -1,0 +1,257 @@
+//! One test per ServerSupportFunction request (fixtures/isapi-c/ssf.c).
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+fn ssf_host() -> Host {
+    Host::with_c_fixture("ssf", &[])
+}
+
+#[test]
+fn send_url_redirect_resp() {
+    let host = ssf_host();
+    let mut c = host.connect();
+    let r = c.roundtrip(&get_req("/redirect"));
+    assert_eq!(r.status, 302, "{r:?}");
+    assert_eq!(r.header("location"), Some("/elsewhere"));
+    // The redirect response is self-delimited: the connection stays usable.
+    let r = c.roundtrip(&get_req("/target"));
+    assert_eq!(text(&r), "target");
+}
+
+#[test]
+fn send_url_internal_redirect() {
+    let host = ssf_host();
+    let mut c = host.connect();
+    let r = c.roundtrip(&get_req("/send-url"));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(text(&r), "target");
+    let r = c.roundtrip(&get_req("/target"));
+    assert_eq!(text(&r), "target");
+}
+
+#[test]
+fn legacy_send_response_header_close_delimited() {
+    let host = ssf_host();
+    let mut c = host.connect();
+    let r = c.roundtrip(&get_req("/legacy"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.reason, "OK");
+    assert_eq!(r.header("x-legacy"), Some("1"));
+    assert_eq!(r.header("content-type"), Some("text/plain"));
+    assert_eq!(r.framing, Framing::CloseDelimited);
+    assert_eq!(text(&r), "legacy body, close-delimited\n");
+    assert!(c.is_closed());
+}
+
+#[test]
+fn legacy_send_response_header_with_body() {
+    let host = ssf_host();
+    let mut c = host.connect();
+    let r = c.roundtrip(&get_req("/legacy-body"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-legacy"), Some("2"));
+    assert_eq!(r.framing, Framing::ContentLength(15));
+    assert_eq!(text(&r), "body-in-header\n");
+    let r = c.roundtrip(&get_req("/target"));
+    assert_eq!(text(&r), "target", "connection kept after a complete legacy response");
+}
+
+fn data_file(tag: &str, len: usize) -> (std::path::PathBuf, Vec<u8>) {
+    let dir = temp_dir(tag);
+    let path = dir.join("data.bin");
+    let data = pattern_bytes(len, 42);
+    std::fs::write(&path, &data).unwrap();
+    (path, data)
+}
+
+#[test]
+fn transmit_file_async_with_head_tail_offset() {
+    let host = ssf_host();
+    let (path, data) = data_file("transmit", 300_000);
+    let mut c = host.connect();
+    let p = path.display();
+    let r = c.roundtrip(&get_req(&format!("/transmit-file?path={p}&offset=1000&len=200000")));
+    assert_eq!(r.status, 200, "{}", text(&r));
+    let mut want = data[1000..201_000].to_vec();
+    want.extend_from_slice(b"--tail--\n");
+    assert_eq!(r.body.len(), want.len());
+    assert!(r.body == want, "transmitted bytes differ");
+    // Whole file (BytesToWrite 0), same connection.
+    let r = c.roundtrip(&get_req(&format!("/transmit-file?path={p}")));
+    let mut want = data.clone();
+    want.extend_from_slice(b"--tail--\n");
+    assert!(r.body == want, "whole-file transmit differs");
+    assert!(c.stays_open(Duration::from_millis(200)));
+}
+
+#[test]
+fn transmit_file_sync() {
+    let host = ssf_host();
+    let (path, data) = data_file("transmit-sync", 70_000);
+    let mut c = host.connect();
+    let r = c.roundtrip(&get_req(&format!("/transmit-file-sync?path={}&offset=5&len=60000", path.display())));
+    assert_eq!(r.status, 200, "{}", text(&r));
+    let mut want = data[5..60_005].to_vec();
+    want.extend_from_slice(b"--tail--\n");
+    assert!(r.body == want, "transmitted bytes differ");
+}
+
+#[test]
+fn vector_send_memory_and_file() {
+    let host = ssf_host();
+    let (path, data) = data_file("vector", 100_000);
+    let mut c = host.connect();
+    let r = c.roundtrip(&get_req(&format!("/vector?path={}&offset=10&len=50000", path.display())));
+    assert_eq!(r.status, 200, "{}", text(&r));
+    let mut want = b"alpha-beta-".to_vec();
+    want.extend_from_slice(&data[10..50_010]);
+    assert_eq!(r.framing, Framing::ContentLength(want.len() as u64));
+    assert!(r.body == want, "vector body differs");
+    let r = c.roundtrip(&get_req("/target"));
+    assert_eq!(text(&r), "target");
+}
+
+#[test]
+fn map_url_to_path_with_size_probing() {
+    let root = temp_dir("docroot");
+    let root_s = root.to_str().unwrap().to_owned();
+    let host = Host::with_c_fixture("ssf", &["--doc-root", &root_s]);
+    let r = host.get("/map?/some/dir/file.txt");
+    let want_path = format!("{root_s}/some/dir/file.txt");
+    assert_eq!(
+        text(&r),
+        format!(
+            "probe_errno=122 needed={n} size={n} path={want_path}\n",
+            n = want_path.len() + 1
+        )
+    );
+}
+
+#[test]
+fn map_url_to_path_ex() {
+    let root = temp_dir("docroot-ex");
+    let root_s = root.to_str().unwrap().to_owned();
+    let host = Host::with_c_fixture("ssf", &["--doc-root", &root_s]);
+    let r = host.get("/mapex?/some/file.txt");
+    let body = text(&r);
+    assert!(
+        body.starts_with(&format!("path={root_s}/some/file.txt flags=")),
+        "MAP_URL_TO_PATH_EX: {body:?}"
+    );
+}
+
+#[test]
+fn is_keep_conn() {
+    let host = ssf_host();
+    let mut c = host.connect();
+    assert_eq!(text(&c.roundtrip(&get_req("/keepconn"))), "keep=1");
+    let r = request(host.addr(), b"GET /keepconn HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_eq!(text(&r), "keep=0");
+}
+
+#[test]
+fn is_connected() {
+    let host = ssf_host();
+    assert_eq!(text(&host.get("/connected")), "connected=1");
+}
+
+#[test]
+fn close_connection() {
+    let host = ssf_host();
+    let mut c = host.connect();
+    let r = c.roundtrip(&get_req("/close"));
+    assert_eq!(text(&r), "closing\n");
+    assert_eq!(r.framing, Framing::ContentLength(8));
+    assert!(c.is_closed());
+}
+
+#[test]
+fn abortive_close() {
+    let host = ssf_host();
+    let mut c = host.connect();
+    c.send(&get_req("/abort"));
+    match c.read_response() {
+        Err(WireError::TruncatedBody { expected, got }) => {
+            assert_eq!(expected, Some(100));
+            assert!(got <= 10, "got {got} bytes");
+        }
+        Err(WireError::Io(e)) => assert!(
+            matches!(e.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted),
+            "expected a reset, got {e}"
+        ),
+        other => panic!("ABORTIVE_CLOSE must cut the response short: {other:?}"),
+    }
+    assert!(c.is_closed());
+    // The host is unaffected.
+    assert_eq!(text(&host.get("/target")), "target");
+}
+
+#[test]
+fn set_flush_flag_streams_pieces() {
+    let host = ssf_host();
+    let mut c = host.connect();
+    c.send(&get_req("/flush"));
+    // Read raw bytes until the first piece arrives, then time the rest.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let first_at = loop {
+        let n = c.stream().read(&mut buf).expect("read");
+        assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+        if got.windows(8).any(|w| w == b"piece-1\n") {
+            break Instant::now();
+        }
+    };
+    assert!(
+        !got.windows(5).any(|w| w == b"done\n"),
+        "the first piece must arrive before the last one is written"
+    );
+    while !got.ends_with(b"done\n") {
+        let n = c.stream().read(&mut buf).expect("read");
+        assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let elapsed = first_at.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(400),
+        "pieces are written 300 ms apart, so the first must be flushed early (gap {elapsed:?})"
+    );
+    let mut r = &got[..];
+    let resp = wire::read_response(&mut r, false).expect("valid response");
+    assert_eq!(text(&resp), "piece-1\npiece-2\ndone\n");
+}
+
+#[test]
+fn append_log_parameter_and_log_data() {
+    let host = ssf_host();
+    let r = host.get("/logparam");
+    assert_eq!(text(&r), "logged\n");
+    let ok = host.wait_for_log_matching(
+        |log| {
+            log.lines()
+                .any(|l| l.contains("fixture-log-param") && l.contains("fixture-log-data"))
+        },
+        Duration::from_secs(5),
+    );
+    assert!(
+        ok,
+        "the access log line must carry the log parameter and lpszLogData:\n{}",
+        host.stderr()
+    );
+}
+
+#[test]
+fn send_custom_error() {
+    let host = ssf_host();
+    let mut c = host.connect();
+    let r = c.roundtrip(&get_req("/custom-error"));
+    assert_eq!(r.status, 404, "{r:?}");
+    // The custom error page is self-delimited; if kept alive, the next
+    // response must be clean.
+    if r.keep_alive_signalled() {
+        assert_eq!(text(&c.roundtrip(&get_req("/target"))), "target");
+    }
+}
