@@ -1,0 +1,89 @@
+"""pyisapie's start-up helpers, run inside the embedded interpreter.
+
+Kept as Python because these steps are Python's own business (the import system, site
+directories, tracebacks); the Rust side calls the functions below.
+"""
+
+import os
+import sys
+
+
+def setup_paths(python_path, virtualenv):
+    """Put `python_path` in front of sys.path and activate `virtualenv`.
+
+    The virtualenv is activated the way `activate_this.py` does it: its site-packages (with
+    their .pth files) go before the system ones, and sys.prefix points at it. This works
+    whatever executable the server process is, which PyConfig's venv detection does not.
+    """
+    if virtualenv:
+        import site
+
+        venv = os.path.abspath(virtualenv)
+        if not os.path.isdir(venv):
+            raise RuntimeError(f"virtualenv {venv} does not exist")
+        version = "python%d.%d" % sys.version_info[:2]
+        if os.name == "nt":
+            candidates = [os.path.join(venv, "Lib", "site-packages")]
+        else:
+            candidates = [os.path.join(venv, lib, version, "site-packages") for lib in ("lib", "lib64")]
+        found = []
+        for path in candidates:
+            if os.path.isdir(path) and os.path.realpath(path) not in map(os.path.realpath, found):
+                found.append(path)
+        if not found:
+            import glob
+
+            others = sorted(glob.glob(os.path.join(venv, "lib*", "python*")))
+            raise RuntimeError(
+                f"virtualenv {venv} has no site-packages for Python {sys.version_info[0]}.{sys.version_info[1]}"
+                f" (found: {others or 'nothing'}); create it with the Python pyisapie is built against:"
+                f" {sys.version.split()[0]}"
+            )
+        before = list(sys.path)
+        for path in found:
+            site.addsitedir(path)
+        added = [p for p in sys.path if p not in before]
+        sys.path[:] = added + before
+        sys.prefix = sys.exec_prefix = venv
+    sys.path[:0] = [os.path.abspath(p) for p in python_path]
+
+
+def load_app(module, attr):
+    """Import `module` and return its (dotted) attribute `attr`, which must be callable."""
+    import importlib
+
+    obj = importlib.import_module(module)
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise AttributeError(f"module {module!r} has no attribute {attr!r}") from None
+    if not callable(obj):
+        raise TypeError(f"{module}:{attr} is not callable (it is {type(obj).__name__})")
+    return obj
+
+
+def format_exception(exc):
+    """The traceback of `exc` as text."""
+    import traceback
+
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip()
+
+
+def regular_file(filelike):
+    """(fd, offset, size) when `filelike` is a real, regular file; else None."""
+    import stat
+
+    try:
+        fd = filelike.fileno()
+        if not isinstance(fd, int) or fd < 0:
+            return None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        if hasattr(filelike, "flush"):
+            filelike.flush()
+        offset = filelike.tell() if hasattr(filelike, "tell") else 0
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        return None
+    return fd, offset, st.st_size

@@ -1,0 +1,447 @@
+//! Configuration: where it comes from and what it holds.
+//!
+//! Sources, first match wins:
+//! 1. the TOML file named by `PYISAPIE_CONFIG`;
+//! 2. `PYISAPIE_APP=module:callable` (plus `PYISAPIE_PYTHONPATH`, a path list, and the optional
+//!    `PYISAPIE_VIRTUALENV`, `PYISAPIE_DEBUG`, `PYISAPIE_LOG`) — what `isapi-host serve --app`
+//!    sets;
+//! 3. `pyisapie.toml` in the directory of the library itself (the usual IIS deployment).
+//!
+//! When no virtualenv is configured, an activated one (`VIRTUAL_ENV`) is used.
+//!
+//! ```toml
+//! python_path = ["app", "/srv/lib"]   # relative paths are relative to this file
+//! virtualenv = "/srv/venv"
+//! optimize = 0                         # Python's -O level: 0, 1 or 2
+//! write_bytecode = true
+//! debug = false                        # tracebacks in 500 responses
+//! log = "stderr"                       # or a file path (appended to)
+//! log_level = "info"
+//! # base = "/vdir"                     # URL prefix the extension is mounted at (see below)
+//!
+//! [[app]]
+//! prefix = "/"
+//! callable = "mysite.wsgi:application"
+//! ```
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Name of the configuration file looked up beside the library.
+pub const CONFIG_FILE_NAME: &str = "pyisapie.toml";
+
+/// Where log lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogTarget {
+    /// The process's standard error.
+    Stderr,
+    /// A file, opened for appending.
+    File(PathBuf),
+}
+
+/// One WSGI application mounted at a URL prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppSpec {
+    /// URL prefix relative to the extension's own mount, normalised: `""` for the root, else
+    /// `/seg...` without a trailing slash.
+    pub prefix: String,
+    /// Module to import.
+    pub module: String,
+    /// Attribute path of the callable inside the module (`app`, `wsgi.application`).
+    pub attr: String,
+}
+
+/// The complete, validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Where this configuration came from, for messages.
+    pub source: String,
+    /// Applications, sorted by descending prefix length (longest match first).
+    pub apps: Vec<AppSpec>,
+    /// Directories put in front of `sys.path`, in order.
+    pub python_path: Vec<PathBuf>,
+    /// A virtualenv whose site-packages are used.
+    pub virtualenv: Option<PathBuf>,
+    /// Python's optimisation level (`-O`, `-OO`).
+    pub optimize: u8,
+    /// Whether Python writes `.pyc` files.
+    pub write_bytecode: bool,
+    /// Show tracebacks in 500 responses.
+    pub debug: bool,
+    /// Log destination.
+    pub log: LogTarget,
+    /// Log level filter (`error`, `warn`, `info`, `debug`, `trace`).
+    pub log_level: String,
+    /// Overrides the URL prefix the extension is mounted at (otherwise the server's
+    /// `SCRIPT_NAME`, or under IIS the application's virtual path).
+    pub base: Option<String>,
+}
+
+/// A configuration error, naming its source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    source: String,
+    message: String,
+}
+
+impl ConfigError {
+    fn new(source: &str, message: impl Into<String>) -> Self {
+        Self { source: source.to_owned(), message: message.into() }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pyisapie configuration error in {}: {}", self.source, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    app: Vec<FileApp>,
+    #[serde(default)]
+    python_path: Vec<PathBuf>,
+    virtualenv: Option<PathBuf>,
+    optimize: Option<u8>,
+    write_bytecode: Option<bool>,
+    debug: Option<bool>,
+    log: Option<String>,
+    log_level: Option<String>,
+    base: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileApp {
+    #[serde(default = "root_prefix")]
+    prefix: String,
+    callable: String,
+}
+
+fn root_prefix() -> String {
+    "/".to_owned()
+}
+
+/// The environment variables the configuration reads, captured once (testable).
+#[derive(Debug, Default, Clone)]
+pub struct Env {
+    /// `PYISAPIE_CONFIG`
+    pub config: Option<String>,
+    /// `PYISAPIE_APP`
+    pub app: Option<String>,
+    /// `PYISAPIE_PYTHONPATH`
+    pub python_path: Option<String>,
+    /// `PYISAPIE_VIRTUALENV`
+    pub virtualenv: Option<String>,
+    /// `PYISAPIE_DEBUG`
+    pub debug: Option<String>,
+    /// `PYISAPIE_LOG`
+    pub log: Option<String>,
+    /// `PYISAPIE_LOG_LEVEL`
+    pub log_level: Option<String>,
+    /// `VIRTUAL_ENV` (an activated virtualenv)
+    pub virtual_env: Option<String>,
+}
+
+impl Env {
+    /// Reads the variables from the process environment.
+    pub fn from_process() -> Self {
+        let get = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Self {
+            config: get("PYISAPIE_CONFIG"),
+            app: get("PYISAPIE_APP"),
+            python_path: get("PYISAPIE_PYTHONPATH"),
+            virtualenv: get("PYISAPIE_VIRTUALENV"),
+            debug: get("PYISAPIE_DEBUG"),
+            log: get("PYISAPIE_LOG"),
+            log_level: get("PYISAPIE_LOG_LEVEL"),
+            virtual_env: get("VIRTUAL_ENV"),
+        }
+    }
+}
+
+/// Loads the configuration from the first source that applies.
+///
+/// `library_dir` is the directory holding the extension library (for `pyisapie.toml`).
+pub fn load(env: &Env, library_dir: Option<&Path>) -> Result<Config, ConfigError> {
+    let mut config = if let Some(path) = &env.config {
+        load_file(Path::new(path))?
+    } else if let Some(app) = &env.app {
+        from_env(env, app)?
+    } else {
+        let candidate = library_dir.map(|dir| dir.join(CONFIG_FILE_NAME));
+        match candidate {
+            Some(path) if path.is_file() => load_file(&path)?,
+            _ => {
+                let looked = candidate
+                    .map(|p| format!(" and {} does not exist", p.display()))
+                    .unwrap_or_default();
+                return Err(ConfigError::new(
+                    "the environment",
+                    format!(
+                        "no application configured: set PYISAPIE_APP=module:callable or \
+                         PYISAPIE_CONFIG=/path/to/{CONFIG_FILE_NAME}{looked}"
+                    ),
+                ));
+            }
+        }
+    };
+    if config.virtualenv.is_none() {
+        config.virtualenv = env.virtual_env.as_ref().map(PathBuf::from);
+    }
+    Ok(config)
+}
+
+/// Reads and validates a TOML configuration file.
+pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    let source = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new(&source, format!("cannot read the file: {e}")))?;
+    let base_dir = path.parent().unwrap_or(Path::new("."));
+    parse_toml(&text, &source, base_dir)
+}
+
+/// Parses TOML text; relative paths are resolved against `base_dir`.
+pub fn parse_toml(text: &str, source: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+    let file: FileConfig =
+        toml::from_str(text).map_err(|e| ConfigError::new(source, e.to_string()))?;
+    if file.app.is_empty() {
+        return Err(ConfigError::new(
+            source,
+            "no [[app]] table: add one with prefix = \"/\" and callable = \"module:app\"",
+        ));
+    }
+    let mut apps = Vec::with_capacity(file.app.len());
+    for app in &file.app {
+        let spec = app_spec(&app.prefix, &app.callable).map_err(|m| ConfigError::new(source, m))?;
+        if apps.iter().any(|a: &AppSpec| a.prefix == spec.prefix) {
+            return Err(ConfigError::new(
+                source,
+                format!("two apps are mounted at the same prefix {:?}", app.prefix),
+            ));
+        }
+        apps.push(spec);
+    }
+    sort_apps(&mut apps);
+    let resolve = |p: &PathBuf| if p.is_absolute() { p.clone() } else { base_dir.join(p) };
+    let optimize = file.optimize.unwrap_or(0);
+    if optimize > 2 {
+        return Err(ConfigError::new(source, format!("optimize must be 0, 1 or 2, not {optimize}")));
+    }
+    let log_level = file.log_level.unwrap_or_else(|| "info".to_owned());
+    check_level(&log_level).map_err(|m| ConfigError::new(source, m))?;
+    let base = file.base.map(|b| normalize_prefix(&b)).transpose();
+    Ok(Config {
+        source: source.to_owned(),
+        apps,
+        python_path: file.python_path.iter().map(resolve).collect(),
+        virtualenv: file.virtualenv.as_ref().map(resolve),
+        optimize,
+        write_bytecode: file.write_bytecode.unwrap_or(true),
+        debug: file.debug.unwrap_or(false),
+        log: log_target(file.log.as_deref(), base_dir),
+        log_level,
+        base: base.map_err(|m| ConfigError::new(source, m))?,
+    })
+}
+
+fn from_env(env: &Env, app: &str) -> Result<Config, ConfigError> {
+    let source = "PYISAPIE_APP";
+    let spec = app_spec("/", app).map_err(|m| ConfigError::new(source, m))?;
+    let python_path = env
+        .python_path
+        .as_deref()
+        .map(|list| std::env::split_paths(list).filter(|p| !p.as_os_str().is_empty()).collect())
+        .unwrap_or_default();
+    let debug = match env.debug.as_deref() {
+        None => false,
+        Some(v) => parse_bool(v)
+            .ok_or_else(|| ConfigError::new("PYISAPIE_DEBUG", format!("not a boolean: {v:?}")))?,
+    };
+    let log_level = env.log_level.clone().unwrap_or_else(|| "info".to_owned());
+    check_level(&log_level).map_err(|m| ConfigError::new("PYISAPIE_LOG_LEVEL", m))?;
+    Ok(Config {
+        source: source.to_owned(),
+        apps: vec![spec],
+        python_path,
+        virtualenv: env.virtualenv.as_ref().map(PathBuf::from),
+        optimize: 0,
+        write_bytecode: true,
+        debug,
+        log: log_target(env.log.as_deref(), Path::new(".")),
+        log_level,
+        base: None,
+    })
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+fn check_level(level: &str) -> Result<(), String> {
+    match level.to_ascii_lowercase().as_str() {
+        "error" | "warn" | "info" | "debug" | "trace" | "off" => Ok(()),
+        _ => Err(format!("log_level must be error, warn, info, debug, trace or off, not {level:?}")),
+    }
+}
+
+fn log_target(value: Option<&str>, base_dir: &Path) -> LogTarget {
+    match value {
+        None | Some("" | "stderr") => LogTarget::Stderr,
+        Some(path) => {
+            let p = PathBuf::from(path);
+            LogTarget::File(if p.is_absolute() { p } else { base_dir.join(p) })
+        }
+    }
+}
+
+/// Parses `module:callable` and a prefix into an [`AppSpec`].
+pub fn app_spec(prefix: &str, callable: &str) -> Result<AppSpec, String> {
+    let (module, attr) = callable.split_once(':').ok_or_else(|| {
+        format!("callable {callable:?} must be written as module:callable (e.g. myapp:app)")
+    })?;
+    let is_dotted = |s: &str| {
+        !s.is_empty()
+            && s.split('.').all(|part| {
+                let mut chars = part.chars();
+                chars.next().is_some_and(|c| c == '_' || c.is_alphabetic())
+                    && chars.all(|c| c == '_' || c.is_alphanumeric())
+            })
+    };
+    if !is_dotted(module) || !is_dotted(attr) {
+        return Err(format!(
+            "callable {callable:?} must be written as module:callable with dotted Python names"
+        ));
+    }
+    Ok(AppSpec { prefix: normalize_prefix(prefix)?, module: module.to_owned(), attr: attr.to_owned() })
+}
+
+/// Normalises a URL prefix: `"/"` and `""` become `""`; otherwise a leading slash is required
+/// and trailing slashes are removed.
+pub fn normalize_prefix(prefix: &str) -> Result<String, String> {
+    if !prefix.is_empty() && !prefix.starts_with('/') {
+        return Err(format!("prefix {prefix:?} must start with '/'"));
+    }
+    if prefix.contains(['?', '#']) {
+        return Err(format!("prefix {prefix:?} must be a plain path"));
+    }
+    Ok(prefix.trim_end_matches('/').to_owned())
+}
+
+fn sort_apps(apps: &mut [AppSpec]) {
+    apps.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        parse_toml(text, "test.toml", Path::new("/etc/site"))
+    }
+
+    #[test]
+    fn full_file() {
+        let c = parse(
+            r#"
+            python_path = ["app", "/abs"]
+            virtualenv = "venv"
+            optimize = 2
+            write_bytecode = false
+            debug = true
+            log = "logs/py.log"
+            log_level = "debug"
+            base = "/vdir/"
+            [[app]]
+            prefix = "/"
+            callable = "root:app"
+            [[app]]
+            prefix = "/api/"
+            callable = "pkg.api:make.app"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.python_path, [PathBuf::from("/etc/site/app"), PathBuf::from("/abs")]);
+        assert_eq!(c.virtualenv, Some(PathBuf::from("/etc/site/venv")));
+        assert_eq!((c.optimize, c.write_bytecode, c.debug), (2, false, true));
+        assert_eq!(c.log, LogTarget::File(PathBuf::from("/etc/site/logs/py.log")));
+        assert_eq!(c.base.as_deref(), Some("/vdir"));
+        assert_eq!(c.apps[0].prefix, "/api");
+        assert_eq!((c.apps[0].module.as_str(), c.apps[0].attr.as_str()), ("pkg.api", "make.app"));
+        assert_eq!(c.apps[1].prefix, "");
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse("[[app]]\ncallable = \"m:app\"\n").unwrap();
+        assert_eq!(c.apps[0].prefix, "");
+        assert!(c.write_bytecode && !c.debug && c.optimize == 0);
+        assert_eq!(c.log, LogTarget::Stderr);
+    }
+
+    #[test]
+    fn errors_name_the_file_and_problem() {
+        let e = parse("python_path = 3\n[[app]]\ncallable='m:a'").unwrap_err().to_string();
+        assert!(e.contains("test.toml") && e.contains("python_path"), "{e}");
+        let e = parse("").unwrap_err().to_string();
+        assert!(e.contains("no [[app]]"), "{e}");
+        let e = parse("[[app]]\ncallable='nocolon'").unwrap_err().to_string();
+        assert!(e.contains("module:callable"), "{e}");
+        let e = parse("[[app]]\ncallable='m:a'\nprefix='x'").unwrap_err().to_string();
+        assert!(e.contains("must start with '/'"), "{e}");
+        let e = parse("[[app]]\ncallable='m:a'\nbogus=1").unwrap_err().to_string();
+        assert!(e.contains("bogus"), "{e}");
+        let e = parse("optimize=3\n[[app]]\ncallable='m:a'").unwrap_err().to_string();
+        assert!(e.contains("optimize"), "{e}");
+        let e = parse("[[app]]\ncallable='m:a'\n[[app]]\ncallable='n:b'\nprefix='/'")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("same prefix"), "{e}");
+    }
+
+    #[test]
+    fn env_source() {
+        let sep = if cfg!(windows) { ";" } else { ":" };
+        let env = Env {
+            app: Some("demo:app".into()),
+            python_path: Some(format!("/a{sep}/b")),
+            debug: Some("yes".into()),
+            virtual_env: Some("/venv".into()),
+            ..Env::default()
+        };
+        let c = load(&env, None).unwrap();
+        assert_eq!(c.source, "PYISAPIE_APP");
+        assert_eq!(c.python_path, [PathBuf::from("/a"), PathBuf::from("/b")]);
+        assert!(c.debug);
+        assert_eq!(c.virtualenv, Some(PathBuf::from("/venv")));
+        let bad = Env { app: Some("demo".into()), ..Env::default() };
+        assert!(load(&bad, None).unwrap_err().to_string().contains("PYISAPIE_APP"));
+    }
+
+    #[test]
+    fn nothing_configured() {
+        let e = load(&Env::default(), Some(Path::new("/nonexistent-dir"))).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("PYISAPIE_APP") && msg.contains("/nonexistent-dir/pyisapie.toml"));
+    }
+
+    #[test]
+    fn config_file_beside_library() {
+        let dir = std::env::temp_dir().join(format!("pyisapie-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(CONFIG_FILE_NAME), "[[app]]\ncallable='x:y'\n").unwrap();
+        let c = load(&Env::default(), Some(&dir)).unwrap();
+        assert_eq!(c.apps[0].module, "x");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,153 @@
+//! The extension's life cycle: start-up (configuration, logging, Python, the apps), the
+//! per-request entry and termination. Rust-only state lives in a process-wide `OnceLock`;
+//! Python objects live in the interpreter's [`Context`](crate::wsgi::Context).
+
+use std::sync::{Mutex, OnceLock, PoisonError};
+
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyModule};
+use windows_sys::Win32::System::Iis::HSE_STATUS_ERROR;
+
+use crate::config::{self, Config, Env};
+use crate::ffi::{self, Ecb, PythonSettings};
+use crate::request::{self, BaseSource, RequestInfo};
+use crate::wsgi::{Context, Link};
+
+/// Process-wide, Rust-only state of a started extension.
+struct Extension {
+    config: Config,
+    description: String,
+    base: OnceLock<BaseSource>,
+}
+
+static EXTENSION: OnceLock<Extension> = OnceLock::new();
+static START: Mutex<()> = Mutex::new(());
+
+/// `GetExtensionVersion`: starts everything once; later calls report the first result.
+pub(crate) fn start() -> Result<String, ()> {
+    let _serialised = START.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(ext) = EXTENSION.get() {
+        return Ok(ext.description.clone());
+    }
+    match start_inner() {
+        Ok(ext) => {
+            let description = ext.description.clone();
+            let _ = EXTENSION.set(ext);
+            Ok(description)
+        }
+        Err(message) => {
+            tracing::error!(target: "pyisapie", "{message}");
+            eprintln!("pyisapie: start-up failed: {message}");
+            Err(())
+        }
+    }
+}
+
+fn start_inner() -> Result<Extension, String> {
+    let library_dir = ffi::library_dir();
+    let config = config::load(&Env::from_process(), library_dir.as_deref()).map_err(|e| e.to_string())?;
+    crate::log::init(&config.log, &config.log_level)?;
+    match ffi::promote_libpython() {
+        Ok(lib) => tracing::debug!(target: "pyisapie", "libpython symbols made global: {lib}"),
+        Err(e) => tracing::warn!(target: "pyisapie", "{e}"),
+    }
+    let fresh = ffi::initialize_python(PythonSettings {
+        optimize: config.optimize,
+        write_bytecode: config.write_bytecode,
+    })?;
+    if !fresh {
+        tracing::warn!(
+            target: "pyisapie",
+            "Python was already running in this process: optimize and write_bytecode are not applied"
+        );
+    }
+    let python = Python::attach(|py| load_apps(py, &config))?;
+    let description = format!("pyisapie {} (Python {python})", env!("CARGO_PKG_VERSION"));
+    for app in &config.apps {
+        let prefix = if app.prefix.is_empty() { "/" } else { &app.prefix };
+        tracing::info!(target: "pyisapie", "mounted {}:{} at {prefix}", app.module, app.attr);
+    }
+    tracing::info!(target: "pyisapie", "{description} ready (configuration from {})", config.source);
+    Ok(Extension { config, description, base: OnceLock::new() })
+}
+
+/// Sets up `sys.path`, imports every app and installs the interpreter's context. Returns
+/// the Python version. Errors carry the traceback.
+fn load_apps(py: Python<'_>, config: &Config) -> Result<String, String> {
+    let boot = PyModule::from_code(
+        py,
+        pyo3::ffi::c_str!(include_str!("boot.py")),
+        c"<pyisapie boot>",
+        c"_pyisapie_boot",
+    )
+    .map_err(|e| format!("cannot run the bootstrap code: {e}"))?;
+    let format = |e: &PyErr| {
+        boot.call_method1("format_exception", (e.value(py),))
+            .and_then(|s| s.extract::<String>())
+            .unwrap_or_else(|_| e.to_string())
+    };
+    let paths: Vec<String> = config.python_path.iter().map(|p| p.display().to_string()).collect();
+    let venv = config.virtualenv.as_ref().map(|p| p.display().to_string());
+    boot.call_method1("setup_paths", (PyList::new(py, &paths).map_err(|e| e.to_string())?, venv))
+        .map_err(|e| format!("cannot set up the Python path ({}): {}", config.source, format(&e)))?;
+    let mut apps = Vec::with_capacity(config.apps.len());
+    for app in &config.apps {
+        let callable = boot.call_method1("load_app", (&app.module, &app.attr)).map_err(|e| {
+            let sys_path = py
+                .import("sys")
+                .and_then(|sys| sys.getattr("path"))
+                .map(|p| p.to_string())
+                .unwrap_or_default();
+            format!(
+                "cannot load the application {}:{} (configured in {}): {}\nsys.path = {sys_path}",
+                app.module,
+                app.attr,
+                config.source,
+                format(&e)
+            )
+        })?;
+        apps.push(callable.unbind());
+    }
+    Context::install(py, apps, boot.clone().unbind(), config.debug)
+        .map_err(|e| format!("cannot create the interpreter context: {}", format(&e)))?;
+    let version = Python::version_str().split_whitespace().next().unwrap_or("?").to_owned();
+    Ok(version)
+}
+
+/// `HttpExtensionProc`.
+pub(crate) fn handle(ecb: Ecb) -> u32 {
+    let Some(ext) = EXTENSION.get() else {
+        return request::plain_response(ecb, "503 Service Unavailable", "pyisapie did not start\n");
+    };
+    ffi::adopt_thread();
+    let base = ext.base.get_or_init(|| BaseSource::detect(ext.config.base.as_deref(), ecb));
+    let info = match RequestInfo::gather(ecb, base) {
+        Ok(info) => info,
+        Err(e) => {
+            tracing::error!(target: "pyisapie", "cannot read the request's server variables: {e}");
+            return HSE_STATUS_ERROR;
+        }
+    };
+    let Some(route) = crate::mount::route(&ext.config.apps, &info.base, &info.url) else {
+        return request::plain_response(ecb, "404 Not Found", "Not Found\n");
+    };
+    let link = Link::new(ecb);
+    let status = Python::attach(|py| request::run(py, ecb, &link, &info, &route));
+    link.close();
+    status
+}
+
+/// `TerminateExtension`: Python is deliberately not finalised (server threads may still
+/// be inside it); standard streams are flushed and the event is logged.
+pub(crate) fn terminate(flags: u32) {
+    tracing::info!(target: "pyisapie", "TerminateExtension({flags}): unloading");
+    if EXTENSION.get().is_some() {
+        let _ = Python::try_attach(|py| {
+            for name in ["stdout", "stderr"] {
+                if let Ok(stream) = py.import("sys").and_then(|sys| sys.getattr(name)) {
+                    let _ = stream.call_method0("flush");
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,403 @@
+//! One request: the facts fetched from the server (without the GIL), the WSGI environ, the
+//! call of the application, and sending what it returns.
+
+use std::ffi::CStr;
+use std::io;
+use std::sync::Arc;
+
+use pyo3::exceptions::{PyAssertionError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+use windows_sys::Win32::System::Iis::{HSE_STATUS_ERROR, HSE_STATUS_SUCCESS};
+
+use crate::ffi::{self, Ecb, RawFile};
+use crate::mount::{self, Route};
+use crate::wsgi::{Context, Disconnected, FileWrapper, Input, Link, Response};
+
+/// Where the extension's own URL prefix comes from (decided once per process).
+#[derive(Debug, Clone)]
+pub(crate) enum BaseSource {
+    /// `base` from the configuration.
+    Fixed(Vec<u8>),
+    /// The server's `SCRIPT_NAME` (isapi-host: the mount prefix).
+    ScriptName,
+    /// IIS: the application's virtual path from `APPL_MD_PATH` (IIS puts the whole URL in
+    /// `SCRIPT_NAME` for wildcard handler mappings).
+    IisApplication,
+}
+
+impl BaseSource {
+    /// Decides from the configuration and the server's `SERVER_SOFTWARE`.
+    pub(crate) fn detect(configured: Option<&str>, ecb: Ecb) -> Self {
+        if let Some(base) = configured {
+            return Self::Fixed(base.as_bytes().to_vec());
+        }
+        let mut buf = Vec::new();
+        let iis = ecb.server_variable(c"SERVER_SOFTWARE", &mut buf).unwrap_or(false)
+            && buf.starts_with(b"Microsoft-IIS");
+        if iis { Self::IisApplication } else { Self::ScriptName }
+    }
+}
+
+/// Server variables of one request, fetched before taking the GIL.
+#[derive(Debug, Default)]
+pub(crate) struct RequestInfo {
+    pub(crate) url: Vec<u8>,
+    pub(crate) base: Vec<u8>,
+    pub(crate) protocol: Vec<u8>,
+    pub(crate) server_name: Vec<u8>,
+    pub(crate) server_port: Vec<u8>,
+    pub(crate) remote_addr: Vec<u8>,
+    pub(crate) remote_port: Vec<u8>,
+    pub(crate) https: bool,
+    pub(crate) all_raw: Vec<u8>,
+}
+
+impl RequestInfo {
+    pub(crate) fn gather(ecb: Ecb, base: &BaseSource) -> io::Result<Self> {
+        let var = |name: &CStr| -> io::Result<Vec<u8>> {
+            let mut buf = Vec::new();
+            ecb.server_variable(name, &mut buf)?;
+            Ok(buf)
+        };
+        let base = match base {
+            BaseSource::Fixed(b) => b.clone(),
+            BaseSource::ScriptName => var(c"SCRIPT_NAME")?,
+            BaseSource::IisApplication => mount::iis_application_path(&var(c"APPL_MD_PATH")?),
+        };
+        Ok(Self {
+            url: var(c"URL")?,
+            base,
+            protocol: var(c"SERVER_PROTOCOL")?,
+            server_name: var(c"SERVER_NAME")?,
+            server_port: var(c"SERVER_PORT")?,
+            remote_addr: var(c"REMOTE_ADDR")?,
+            remote_port: var(c"REMOTE_PORT")?,
+            https: var(c"HTTPS")?.eq_ignore_ascii_case(b"on"),
+            all_raw: var(c"ALL_RAW")?,
+        })
+    }
+}
+
+/// Sends a small plain-text response without Python (no app mounted, not started).
+pub(crate) fn plain_response(ecb: Ecb, status: &str, body: &str) -> u32 {
+    let headers = format!("Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n", body.len());
+    ecb.set_status_code(status[..3].parse().unwrap_or(500));
+    let sent = ecb
+        .send_response_header_ex(status.as_bytes(), headers.as_bytes(), true)
+        .and_then(|()| ecb.write_client(body.as_bytes()));
+    match sent {
+        Ok(()) => windows_sys::Win32::System::Iis::HSE_STATUS_SUCCESS_AND_KEEP_CONN,
+        Err(_) => HSE_STATUS_ERROR,
+    }
+}
+
+enum Failure {
+    /// The application raised (or broke the WSGI contract).
+    App(PyErr),
+    /// The client went away while we wrote.
+    Disconnected(io::Error),
+}
+
+impl From<PyErr> for Failure {
+    fn from(e: PyErr) -> Self {
+        Self::App(e)
+    }
+}
+
+impl From<Disconnected> for Failure {
+    fn from(d: Disconnected) -> Self {
+        Self::Disconnected(d.0)
+    }
+}
+
+/// Runs the application for one routed request; returns the `HSE_STATUS_*`.
+pub(crate) fn run(py: Python<'_>, ecb: Ecb, link: &Arc<Link>, info: &RequestInfo, route: &Route<'_>) -> u32 {
+    let ctx = match Context::get(py) {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            tracing::error!(target: "pyisapie", "no interpreter context: {e}");
+            return plain_response(ecb, "500 Internal Server Error", "Internal Server Error\n");
+        }
+    };
+    let ctx = ctx.get();
+    let http11 = info.protocol.eq_ignore_ascii_case(b"HTTP/1.1");
+    let setup = Bound::new(py, Response::new(Arc::clone(link), http11))
+        .and_then(|r| Ok((r, Bound::new(py, Input::new(Arc::clone(link), ecb.total_bytes()))?)));
+    let (response, input) = match setup {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::error!(target: "pyisapie", "cannot create the request objects: {e}");
+            return plain_response(ecb, "500 Internal Server Error", "Internal Server Error\n");
+        }
+    };
+    let outcome = call_app(py, ctx, ecb, info, route, &response, &input);
+    let status = match outcome {
+        Ok(status) => status,
+        Err(Failure::Disconnected(e)) => {
+            tracing::info!(target: "pyisapie", "client went away during the response: {e}");
+            response.borrow_mut().abort()
+        }
+        Err(Failure::App(err)) => app_failed(py, ctx, ecb, info, &response, &input, &err),
+    };
+    if input.borrow().broken() && status != HSE_STATUS_ERROR {
+        // The body's framing is broken: the connection cannot carry another request.
+        let _ = link.with(|ecb| ecb.close_connection());
+        return HSE_STATUS_SUCCESS;
+    }
+    status
+}
+
+fn call_app(
+    py: Python<'_>,
+    ctx: &Context,
+    ecb: Ecb,
+    info: &RequestInfo,
+    route: &Route<'_>,
+    response: &Bound<'_, Response>,
+    input: &Bound<'_, Input>,
+) -> Result<u32, Failure> {
+    let environ = build_environ(py, ctx, ecb, info, route, input)?;
+    let app = ctx.apps[route.app].bind(py);
+    let result = app.call1((environ, response))?;
+    let body = send_result(py, ctx, response, &result)
+        .and_then(|()| response.borrow_mut().finish(py).map_err(Failure::from));
+    // PEP 3333: close() is called whatever happened, after the response is complete.
+    if let Err(e) = close_result(ctx, &result) {
+        if body.is_ok() {
+            tracing::error!(
+                target: "pyisapie",
+                "the response iterable's close() raised:\n{}",
+                ctx.format_exception(py, &e)
+            );
+        } else {
+            tracing::error!(target: "pyisapie", "the response iterable's close() raised: {e}");
+        }
+    }
+    body
+}
+
+fn close_result(ctx: &Context, result: &Bound<'_, PyAny>) -> PyResult<()> {
+    let py = result.py();
+    let close = ctx.keys.close.bind(py);
+    if result.hasattr(close)? {
+        result.call_method0(close)?;
+    }
+    Ok(())
+}
+
+fn not_started() -> Failure {
+    Failure::App(PyAssertionError::new_err("the application sent a body before calling start_response()"))
+}
+
+fn as_bytes<'a, 'py>(item: &'a Bound<'py, PyAny>) -> Result<&'a Bound<'py, PyBytes>, Failure> {
+    item.cast::<PyBytes>().map_err(|_| {
+        Failure::App(PyTypeError::new_err(format!(
+            "the application's body must yield bytes, not {}",
+            item.get_type()
+        )))
+    })
+}
+
+fn send_result(py: Python<'_>, ctx: &Context, response: &Bound<'_, Response>, result: &Bound<'_, PyAny>) -> Result<(), Failure> {
+    // A list or tuple: the length is known, so the response gets a Content-Length.
+    let items = if let Ok(list) = result.cast_exact::<PyList>() {
+        Some(list.iter().collect::<Vec<_>>())
+    } else {
+        result.cast_exact::<PyTuple>().ok().map(|t| t.iter().collect::<Vec<_>>())
+    };
+    if let Some(items) = items {
+        let mut total = 0u64;
+        for item in &items {
+            total += as_bytes(item)?.as_bytes().len() as u64;
+        }
+        if !response.borrow().started() {
+            return Err(not_started());
+        }
+        let mut r = response.borrow_mut();
+        for item in &items {
+            r.send_body(py, as_bytes(item)?.as_bytes(), Some(total))?;
+        }
+        return Ok(());
+    }
+    if let Ok(wrapper) = result.cast_exact::<FileWrapper>() {
+        let filelike = wrapper.get().filelike().bind(py);
+        let file = ctx.boot.bind(py).call_method1("regular_file", (filelike,))?;
+        if !file.is_none() {
+            let (fd, offset, size): (i32, u64, u64) = file.extract()?;
+            let length = size.saturating_sub(offset);
+            let fits = u32::try_from(offset).is_ok() && u32::try_from(length).is_ok();
+            if let (Some(raw), true) = (RawFile::from_fd(fd), fits) {
+                if !response.borrow().started() {
+                    return Err(not_started());
+                }
+                response.borrow_mut().send_file(py, raw, offset, length)?;
+                return Ok(());
+            }
+        }
+    }
+    for item in result.try_iter()? {
+        let item = item?;
+        let bytes = as_bytes(&item)?.as_bytes();
+        if bytes.is_empty() {
+            continue;
+        }
+        if !response.borrow().started() {
+            return Err(not_started());
+        }
+        response.borrow_mut().send_body(py, bytes, None)?;
+    }
+    if !response.borrow().started() {
+        return Err(Failure::App(PyAssertionError::new_err("the application never called start_response()")));
+    }
+    Ok(())
+}
+
+fn app_failed(
+    py: Python<'_>,
+    ctx: &Context,
+    ecb: Ecb,
+    info: &RequestInfo,
+    response: &Bound<'_, Response>,
+    input: &Bound<'_, Input>,
+    err: &PyErr,
+) -> u32 {
+    let mut r = response.borrow_mut();
+    let method = String::from_utf8_lossy(ecb.method()).into_owned();
+    let url = String::from_utf8_lossy(&info.url).into_owned();
+    if r.failed() {
+        tracing::info!(target: "pyisapie", "{method} {url}: client went away; the application stopped with: {err}");
+        return r.abort();
+    }
+    let traceback = ctx.format_exception(py, err);
+    tracing::error!(target: "pyisapie", "{method} {url}: the application raised an exception\n{traceback}");
+    if r.headers_sent() {
+        // Too late for a 500: close the connection so the client sees the response is cut.
+        return r.abort();
+    }
+    let bad_body = input.borrow().broken();
+    let (status, mut body) = if bad_body {
+        ("400 Bad Request", String::from("Bad Request: the request body is malformed or incomplete\n"))
+    } else {
+        ("500 Internal Server Error", String::from("Internal Server Error\n"))
+    };
+    if ctx.debug {
+        body.push('\n');
+        body.push_str(&traceback);
+        body.push('\n');
+    }
+    r.set_error_status(status, "text/plain; charset=utf-8", body.len());
+    let sent = r.send_body(py, body.as_bytes(), Some(body.len() as u64)).and_then(|()| r.finish(py));
+    match sent {
+        Ok(status) if !bad_body => status,
+        Ok(_) => HSE_STATUS_SUCCESS,
+        Err(_) => r.abort(),
+    }
+}
+
+fn trim(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+fn build_environ<'py>(
+    py: Python<'py>,
+    ctx: &Context,
+    ecb: Ecb,
+    info: &RequestInfo,
+    route: &Route<'_>,
+    input: &Bound<'py, Input>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let k = &ctx.keys;
+    let env = PyDict::new(py);
+    let method = ecb.method();
+    let method = match method {
+        b"GET" => k.get.bind(py).clone(),
+        b"HEAD" => k.head.bind(py).clone(),
+        b"POST" => k.post.bind(py).clone(),
+        _ => ffi::latin1(py, method)?,
+    };
+    env.set_item(k.request_method.bind(py), method)?;
+    env.set_item(k.script_name.bind(py), ffi::latin1(py, &route.script_name)?)?;
+    env.set_item(k.path_info.bind(py), ffi::latin1(py, route.path_info)?)?;
+    env.set_item(k.query_string.bind(py), ffi::latin1(py, ecb.query_string())?)?;
+    let content_type = ecb.content_type();
+    if !content_type.is_empty() {
+        env.set_item(k.content_type.bind(py), ffi::latin1(py, content_type)?)?;
+    }
+    let protocol = match info.protocol.as_slice() {
+        b"HTTP/1.1" => k.http11.bind(py).clone(),
+        b"HTTP/1.0" => k.http10.bind(py).clone(),
+        other => ffi::latin1(py, other)?,
+    };
+    env.set_item(k.server_protocol.bind(py), protocol)?;
+    env.set_item(k.server_name.bind(py), ffi::latin1(py, &info.server_name)?)?;
+    env.set_item(k.server_port.bind(py), ffi::latin1(py, &info.server_port)?)?;
+    env.set_item(k.remote_addr.bind(py), ffi::latin1(py, &info.remote_addr)?)?;
+    if !info.remote_port.is_empty() {
+        env.set_item(k.remote_port.bind(py), ffi::latin1(py, &info.remote_port)?)?;
+    }
+    let mut content_length = None;
+    let mut key = String::with_capacity(64);
+    for line in info.all_raw.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let (name, value) = (trim(&line[..colon]), trim(&line[colon + 1..]));
+        if name.eq_ignore_ascii_case(b"content-length") {
+            content_length = Some(value);
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"content-type") || name.is_empty() {
+            continue;
+        }
+        // Underscores would collide with dashes (X-Auth vs X_Auth): drop such headers, as
+        // gunicorn and nginx do.
+        if !name.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-') {
+            tracing::debug!(target: "pyisapie", "dropped request header {:?}", String::from_utf8_lossy(name));
+            continue;
+        }
+        key.clear();
+        key.push_str("HTTP_");
+        key.extend(name.iter().map(|&b| if b == b'-' { '_' } else { char::from(b.to_ascii_uppercase()) }));
+        let py_key = PyString::new(py, &key);
+        let value = ffi::latin1(py, value)?;
+        let value = match env.get_item(&py_key)? {
+            Some(prev) => {
+                let sep = if key == "HTTP_COOKIE" { "; " } else { ", " };
+                PyString::new(py, &format!("{}{sep}{}", prev.cast::<PyString>()?.to_cow()?, value.to_cow()?))
+            }
+            None => value,
+        };
+        env.set_item(py_key, value)?;
+    }
+    let total = ecb.total_bytes();
+    if total != u32::MAX {
+        if content_length.is_some() || total > 0 {
+            env.set_item(k.content_length.bind(py), total.to_string())?;
+        }
+    } else if let Some(value) = content_length {
+        // a body of 4 GiB or more: the ECB cannot say, the header can
+        env.set_item(k.content_length.bind(py), ffi::latin1(py, value)?)?;
+    }
+    let scheme = if info.https { k.https_scheme.bind(py) } else { k.http.bind(py) };
+    if info.https {
+        env.set_item(k.https.bind(py), k.on.bind(py))?;
+    }
+    env.set_item(k.wsgi_version.bind(py), ctx.version.bind(py))?;
+    env.set_item(k.wsgi_url_scheme.bind(py), scheme)?;
+    env.set_item(k.wsgi_input.bind(py), input)?;
+    env.set_item(k.wsgi_errors.bind(py), ctx.errors.bind(py))?;
+    env.set_item(k.wsgi_multithread.bind(py), true)?;
+    env.set_item(k.wsgi_multiprocess.bind(py), false)?;
+    env.set_item(k.wsgi_run_once.bind(py), false)?;
+    env.set_item(k.wsgi_input_terminated.bind(py), true)?;
+    env.set_item(k.wsgi_file_wrapper.bind(py), ctx.file_wrapper.bind(py))?;
+    Ok(env)
+}

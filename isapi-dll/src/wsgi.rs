@@ -1,0 +1,785 @@
+//! The Python-facing types, all in one module (so that they can later become
+//! per-interpreter heap types without touching the rest):
+//!
+//! - [`Context`]: the per-interpreter state (the mounted apps, interned environ keys, the
+//!   shared `wsgi.errors`), kept in the interpreter's own dictionary, never in a `static`;
+//! - [`Input`]: `wsgi.input`;
+//! - [`Response`]: the `start_response` callable, its `write()`, and the response writer
+//!   that frames the body (Content-Length, chunked or close-delimited);
+//! - [`FileWrapper`]: `wsgi.file_wrapper`;
+//! - [`Errors`]: `wsgi.errors`, which writes to the log.
+
+use std::io;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use pyo3::exceptions::{PyAssertionError, PyOSError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyModule, PyString, PyTuple, PyType};
+
+use crate::ffi::{Ecb, RawFile};
+use crate::http::{self, Framing};
+
+// ---------------------------------------------------------------------------------------
+// The link to the request
+// ---------------------------------------------------------------------------------------
+
+/// The way Python objects reach the request's ECB. Cleared when `HttpExtensionProc`
+/// returns, so that an object the application kept (a stashed `wsgi.input`, a `write`)
+/// gets an error instead of touching a finished request.
+#[derive(Debug)]
+pub(crate) struct Link {
+    ecb: Mutex<Option<Ecb>>,
+}
+
+impl Link {
+    pub(crate) fn new(ecb: Ecb) -> Arc<Self> {
+        Arc::new(Self { ecb: Mutex::new(Some(ecb)) })
+    }
+
+    /// Runs `f` with the ECB if the request is still live. The lock is held during `f`, so
+    /// `close` waits for a call in progress. Never blocks while holding the GIL for long:
+    /// callers run blocking calls inside `py.detach`.
+    pub(crate) fn with<R>(&self, f: impl FnOnce(Ecb) -> io::Result<R>) -> io::Result<R> {
+        let guard = self.ecb.lock().unwrap_or_else(PoisonError::into_inner);
+        match *guard {
+            Some(ecb) => f(ecb),
+            None => Err(io::Error::new(io::ErrorKind::BrokenPipe, "the request has already finished")),
+        }
+    }
+
+    /// Detaches the ECB (end of the request).
+    pub(crate) fn close(&self) {
+        *self.ecb.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Context
+// ---------------------------------------------------------------------------------------
+
+macro_rules! keys {
+    ($($field:ident = $name:literal),* $(,)?) => {
+        /// Interned strings used on every request (environ keys and a few values).
+        pub(crate) struct Keys { $(pub(crate) $field: Py<PyString>,)* }
+        impl Keys {
+            fn new(py: Python<'_>) -> Self {
+                Self { $($field: PyString::intern(py, $name).unbind(),)* }
+            }
+        }
+    };
+}
+
+keys! {
+    request_method = "REQUEST_METHOD",
+    script_name = "SCRIPT_NAME",
+    path_info = "PATH_INFO",
+    query_string = "QUERY_STRING",
+    content_type = "CONTENT_TYPE",
+    content_length = "CONTENT_LENGTH",
+    server_name = "SERVER_NAME",
+    server_port = "SERVER_PORT",
+    server_protocol = "SERVER_PROTOCOL",
+    remote_addr = "REMOTE_ADDR",
+    remote_port = "REMOTE_PORT",
+    https = "HTTPS",
+    wsgi_version = "wsgi.version",
+    wsgi_url_scheme = "wsgi.url_scheme",
+    wsgi_input = "wsgi.input",
+    wsgi_errors = "wsgi.errors",
+    wsgi_multithread = "wsgi.multithread",
+    wsgi_multiprocess = "wsgi.multiprocess",
+    wsgi_run_once = "wsgi.run_once",
+    wsgi_input_terminated = "wsgi.input_terminated",
+    wsgi_file_wrapper = "wsgi.file_wrapper",
+    http = "http",
+    https_scheme = "https",
+    on = "on",
+    get = "GET",
+    head = "HEAD",
+    post = "POST",
+    http11 = "HTTP/1.1",
+    http10 = "HTTP/1.0",
+    close = "close",
+}
+
+/// Per-interpreter state: everything the request path needs from Python, created once at
+/// start-up and stored in the interpreter's private dictionary.
+#[pyclass(frozen, module = "pyisapie", name = "Context")]
+pub(crate) struct Context {
+    /// The app callables, in the order of the configuration's (sorted) app list.
+    pub(crate) apps: Vec<Py<PyAny>>,
+    /// Interned strings.
+    pub(crate) keys: Keys,
+    /// `(1, 0)`
+    pub(crate) version: Py<PyTuple>,
+    /// The shared `wsgi.errors` stream.
+    pub(crate) errors: Py<Errors>,
+    /// The `FileWrapper` type (for `wsgi.file_wrapper` and `isinstance` checks).
+    pub(crate) file_wrapper: Py<PyType>,
+    /// The bootstrap module (traceback formatting, file inspection).
+    pub(crate) boot: Py<PyModule>,
+    /// Tracebacks in 500 responses.
+    pub(crate) debug: bool,
+}
+
+const CONTEXT_KEY: &str = "pyisapie.context";
+
+impl Context {
+    /// Builds the context and stores it in the current interpreter.
+    pub(crate) fn install(py: Python<'_>, apps: Vec<Py<PyAny>>, boot: Py<PyModule>, debug: bool) -> PyResult<()> {
+        let context = Self {
+            apps,
+            keys: Keys::new(py),
+            version: PyTuple::new(py, [1, 0])?.unbind(),
+            errors: Py::new(py, Errors)?,
+            file_wrapper: py.get_type::<FileWrapper>().unbind(),
+            boot,
+            debug,
+        };
+        crate::ffi::interpreter_dict(py)?.set_item(CONTEXT_KEY, Bound::new(py, context)?)
+    }
+
+    /// The current interpreter's context.
+    pub(crate) fn get(py: Python<'_>) -> PyResult<Bound<'_, Self>> {
+        let dict = crate::ffi::interpreter_dict(py)?;
+        let item = dict
+            .get_item(CONTEXT_KEY)?
+            .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("pyisapie is not initialised in this interpreter"))?;
+        Ok(item.cast_into::<Self>()?)
+    }
+
+    /// Formats an exception with its traceback.
+    pub(crate) fn format_exception(&self, py: Python<'_>, err: &PyErr) -> String {
+        self.boot
+            .bind(py)
+            .call_method1("format_exception", (err.value(py),))
+            .and_then(|s| s.extract::<String>())
+            .unwrap_or_else(|_| err.to_string())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// wsgi.input
+// ---------------------------------------------------------------------------------------
+
+const READ_CHUNK: usize = 64 * 1024;
+
+/// `wsgi.input`: the request body, read through `ReadClient` with the GIL released.
+///
+/// The server's preloaded bytes come first. A Content-Length body ends after exactly that
+/// many bytes; a chunked one when `ReadClient` reports the end. A body that ends early or a
+/// `ReadClient` failure raises `OSError` (and keeps raising): never a silently short body.
+#[pyclass(module = "pyisapie", name = "Input")]
+pub(crate) struct Input {
+    link: Arc<Link>,
+    buf: Vec<u8>,
+    pos: usize,
+    /// Bytes still to fetch with ReadClient; `None` for a chunked body.
+    remaining: Option<u64>,
+    preloaded: bool,
+    eof: bool,
+    error: Option<(io::ErrorKind, String)>,
+}
+
+impl Input {
+    pub(crate) fn new(link: Arc<Link>, total_bytes: u32) -> Self {
+        Self {
+            link,
+            buf: Vec::new(),
+            pos: 0,
+            remaining: (total_bytes != u32::MAX).then_some(u64::from(total_bytes)),
+            preloaded: false,
+            eof: total_bytes == 0,
+            error: None,
+        }
+    }
+
+    /// Whether reading the body failed (a broken or truncated upload).
+    pub(crate) fn broken(&self) -> bool {
+        self.error.is_some()
+    }
+
+    fn available(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    fn raise(&self) -> PyErr {
+        let (kind, message) = self.error.clone().unwrap_or((io::ErrorKind::Other, String::new()));
+        PyErr::from(io::Error::new(kind, message))
+    }
+
+    /// Buffers until at least `want` bytes are available or the body ends.
+    fn fill(&mut self, py: Python<'_>, want: usize) -> PyResult<()> {
+        if self.error.is_some() {
+            return Err(self.raise());
+        }
+        if !self.preloaded {
+            self.preloaded = true;
+            let remaining = &mut self.remaining;
+            let buf = &mut self.buf;
+            let res = self.link.with(|ecb| {
+                let pre = ecb.preload();
+                let pre = match remaining {
+                    Some(r) => &pre[..pre.len().min(usize::try_from(*r).unwrap_or(usize::MAX))],
+                    None => pre,
+                };
+                buf.extend_from_slice(pre);
+                if let Some(r) = remaining {
+                    *r -= pre.len() as u64;
+                }
+                Ok(())
+            });
+            if let Err(e) = res {
+                self.error = Some((e.kind(), e.to_string()));
+                return Err(self.raise());
+            }
+            if self.remaining == Some(0) {
+                self.eof = true;
+            }
+        }
+        if self.available() >= want || self.eof {
+            return Ok(());
+        }
+        if self.pos > 0 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        let link = Arc::clone(&self.link);
+        let buf = &mut self.buf;
+        let remaining = &mut self.remaining;
+        let outcome = py.detach(|| -> io::Result<bool> {
+            while buf.len() < want {
+                let mut ask = (want - buf.len()).max(READ_CHUNK);
+                if let Some(r) = *remaining {
+                    if r == 0 {
+                        return Ok(true);
+                    }
+                    ask = ask.min(usize::try_from(r).unwrap_or(usize::MAX));
+                }
+                let start = buf.len();
+                buf.resize(start + ask, 0);
+                let n = link.with(|ecb| ecb.read_client(&mut buf[start..]));
+                let n = match n {
+                    Ok(n) => n,
+                    Err(e) => {
+                        buf.truncate(start);
+                        return Err(e);
+                    }
+                };
+                buf.truncate(start + n);
+                if n == 0 {
+                    return match *remaining {
+                        Some(r) => Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            format!("the request body ended {r} bytes short of its Content-Length"),
+                        )),
+                        None => Ok(true),
+                    };
+                }
+                if let Some(r) = remaining.as_mut() {
+                    *r -= n as u64;
+                    if *r == 0 {
+                        return Ok(true);
+                    }
+                }
+            }
+            Ok(false)
+        });
+        match outcome {
+            Ok(eof) => {
+                self.eof = eof;
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(target: "pyisapie", "reading the request body failed: {e}");
+                self.error = Some((e.kind(), format!("reading the request body failed: {e}")));
+                Err(self.raise())
+            }
+        }
+    }
+
+    fn take<'py>(&mut self, py: Python<'py>, n: usize) -> Bound<'py, PyBytes> {
+        let n = n.min(self.available());
+        let out = PyBytes::new(py, &self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        if self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        }
+        out
+    }
+
+    fn read_all<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        while !self.eof {
+            let want = self.available() + READ_CHUNK;
+            self.fill(py, want)?;
+        }
+        Ok(self.take(py, usize::MAX))
+    }
+
+    fn read_line<'py>(&mut self, py: Python<'py>, limit: Option<usize>) -> PyResult<Bound<'py, PyBytes>> {
+        let mut scanned = 0;
+        loop {
+            let avail = &self.buf[self.pos..];
+            if let Some(i) = avail[scanned..].iter().position(|&b| b == b'\n') {
+                let end = scanned + i + 1;
+                return Ok(self.take(py, limit.map_or(end, |l| l.min(end))));
+            }
+            scanned = avail.len();
+            if limit.is_some_and(|l| scanned >= l) || self.eof {
+                return Ok(self.take(py, limit.unwrap_or(usize::MAX)));
+            }
+            let want = self.available() + 8192;
+            let want = limit.map_or(want, |l| want.min(l));
+            self.fill(py, want)?;
+        }
+    }
+}
+
+fn size_arg(size: Option<isize>) -> Option<usize> {
+    size.and_then(|s| usize::try_from(s).ok())
+}
+
+#[pymethods]
+impl Input {
+    /// `read(size=-1)`: up to `size` bytes (fewer only at the end of the body), or all.
+    #[pyo3(signature = (size = None))]
+    fn read<'py>(&mut self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
+        match size_arg(size) {
+            None => self.read_all(py),
+            Some(n) => {
+                self.fill(py, n)?;
+                Ok(self.take(py, n))
+            }
+        }
+    }
+
+    /// `readline(size=-1)`: one line including its `\n`, at most `size` bytes.
+    #[pyo3(signature = (size = None))]
+    fn readline<'py>(&mut self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
+        self.read_line(py, size_arg(size))
+    }
+
+    /// `readlines(hint=-1)`: lines until their total size reaches `hint` (or all).
+    #[pyo3(signature = (hint = None))]
+    fn readlines<'py>(&mut self, py: Python<'py>, hint: Option<isize>) -> PyResult<Bound<'py, PyList>> {
+        let hint = size_arg(hint).filter(|&h| h > 0);
+        let lines = PyList::empty(py);
+        let mut total = 0;
+        loop {
+            let line = self.read_line(py, None)?;
+            if line.as_bytes().is_empty() {
+                break;
+            }
+            total += line.as_bytes().len();
+            lines.append(line)?;
+            if hint.is_some_and(|h| total >= h) {
+                break;
+            }
+        }
+        Ok(lines)
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let line = self.read_line(py, None)?;
+        Ok((!line.as_bytes().is_empty()).then_some(line))
+    }
+
+    fn readable(&self) -> bool {
+        true
+    }
+
+    /// Closing the input is a no-op: the server owns the connection.
+    fn close(&self) {}
+}
+
+// ---------------------------------------------------------------------------------------
+// start_response, write() and the response writer
+// ---------------------------------------------------------------------------------------
+
+/// The `start_response` callable of one request, and the response writer behind it and
+/// behind `write()`.
+///
+/// The status and headers are validated when `start_response` is called (hop-by-hop
+/// headers and malformed values are errors) but only sent with the first non-empty body
+/// chunk (or at the end), so `exc_info` can still replace them and a generator that calls
+/// `start_response` lazily is honoured.
+#[pyclass(module = "pyisapie", name = "StartResponse")]
+pub(crate) struct Response {
+    link: Arc<Link>,
+    /// The client speaks HTTP/1.1 (chunked framing possible).
+    http11: bool,
+    status: Option<(String, u16)>,
+    headers: Vec<(String, String)>,
+    app_length: Option<u64>,
+    /// Set once the headers are sent.
+    framing: Option<Framing>,
+    /// Body bytes handed to the server (without chunk framing).
+    sent: u64,
+    surplus_logged: bool,
+    /// A write failed (the client is gone); nothing more is sent.
+    failed: bool,
+    scratch: Vec<u8>,
+}
+
+/// What the response writer reports when the connection broke under it.
+#[derive(Debug)]
+pub(crate) struct Disconnected(pub(crate) io::Error);
+
+impl From<Disconnected> for PyErr {
+    fn from(d: Disconnected) -> Self {
+        PyOSError::new_err(format!("client disconnected: {}", d.0))
+    }
+}
+
+impl Response {
+    pub(crate) fn new(link: Arc<Link>, http11: bool) -> Self {
+        Self {
+            link,
+            http11,
+            status: None,
+            headers: Vec::new(),
+            app_length: None,
+            framing: None,
+            sent: 0,
+            surplus_logged: false,
+            failed: false,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Whether `start_response` has been called.
+    pub(crate) fn started(&self) -> bool {
+        self.status.is_some()
+    }
+
+    /// Whether the headers have gone out.
+    pub(crate) fn headers_sent(&self) -> bool {
+        self.framing.is_some()
+    }
+
+    /// Whether a write to the client failed.
+    pub(crate) fn failed(&self) -> bool {
+        self.failed
+    }
+
+    /// Replaces the status and headers (for the error page, before headers are sent).
+    pub(crate) fn set_error_status(&mut self, status: &str, content_type: &str, length: usize) {
+        let code = status.get(..3).and_then(|c| c.parse().ok()).unwrap_or(500);
+        self.status = Some((status.to_owned(), code));
+        self.headers = vec![("Content-Type".to_owned(), content_type.to_owned())];
+        self.app_length = Some(length as u64);
+    }
+
+    /// Sends the status and headers. `known` is the whole body's length when known.
+    pub(crate) fn send_headers(&mut self, py: Python<'_>, known: Option<u64>) -> Result<(), Disconnected> {
+        let Some((status, code)) = self.status.clone() else {
+            return Err(Disconnected(io::Error::other("start_response() was not called")));
+        };
+        let link = Arc::clone(&self.link);
+        let http11 = self.http11;
+        let framing = http::choose_framing(code, self.app_length, known, || {
+            http11 && link.with(|ecb| Ok(ecb.is_keep_conn())).unwrap_or(false)
+        });
+        let add_length = self.app_length.is_none();
+        let block = http::header_block(&self.headers, framing, add_length);
+        let status = http::latin1_bytes(&status);
+        let keep = framing != Framing::Close;
+        let streaming = known.is_none() && framing != Framing::None;
+        self.framing = Some(framing);
+        let result = py.detach(|| {
+            link.with(|ecb| {
+                ecb.set_status_code(code);
+                if streaming {
+                    // IIS 7+ buffers extension output unless asked not to (KB946086).
+                    let _ = ecb.set_flush_flag(true);
+                }
+                ecb.send_response_header_ex(&status, &block, keep)
+            })
+        });
+        result.map_err(|e| {
+            self.failed = true;
+            Disconnected(e)
+        })
+    }
+
+    /// Sends a body chunk: the headers first if they have not gone out yet (with `known`
+    /// as the body length if known), then the bytes framed as decided. Empty chunks send
+    /// nothing (PEP 3333: headers go out with the first non-empty chunk).
+    pub(crate) fn send_body(&mut self, py: Python<'_>, data: &[u8], known: Option<u64>) -> Result<(), Disconnected> {
+        if self.failed {
+            return Err(Disconnected(io::Error::new(io::ErrorKind::BrokenPipe, "an earlier write failed")));
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        if self.framing.is_none() {
+            self.send_headers(py, known)?;
+        }
+        let bytes: &[u8] = match self.framing {
+            Some(Framing::Length(n)) => {
+                let allowed = usize::try_from(n.saturating_sub(self.sent)).unwrap_or(usize::MAX);
+                if data.len() > allowed && !self.surplus_logged {
+                    self.surplus_logged = true;
+                    tracing::warn!(
+                        target: "pyisapie",
+                        "the application sent more than its Content-Length of {n} bytes; the surplus is cut"
+                    );
+                }
+                &data[..data.len().min(allowed)]
+            }
+            Some(Framing::Chunked) => {
+                self.scratch.clear();
+                http::push_chunk(&mut self.scratch, data);
+                &self.scratch
+            }
+            Some(Framing::Close) => data,
+            Some(Framing::None) | None => &[],
+        };
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let body_len = if self.framing == Some(Framing::Chunked) { data.len() } else { bytes.len() };
+        let link = &self.link;
+        let result = py.detach(|| link.with(|ecb| ecb.write_client(bytes)));
+        match result {
+            Ok(()) => {
+                self.sent += body_len as u64;
+                Ok(())
+            }
+            Err(e) => {
+                self.failed = true;
+                Err(Disconnected(e))
+            }
+        }
+    }
+
+    /// Sends `length` bytes of `file` from `offset` with TRANSMIT_FILE (the headers first,
+    /// with that length unless the application declared its own).
+    pub(crate) fn send_file(&mut self, py: Python<'_>, file: RawFile, offset: u64, length: u64) -> Result<(), Disconnected> {
+        if self.framing.is_none() {
+            self.send_headers(py, Some(length))?;
+        }
+        let length = match self.framing {
+            Some(Framing::Length(n)) => length.min(n.saturating_sub(self.sent)),
+            Some(Framing::None) => 0,
+            _ => length,
+        };
+        if length == 0 {
+            return Ok(());
+        }
+        let (Ok(offset32), Ok(length32)) = (u32::try_from(offset), u32::try_from(length)) else {
+            return Err(Disconnected(io::Error::other("file range beyond 4 GiB")));
+        };
+        let link = &self.link;
+        let result = py.detach(|| link.with(|ecb| ecb.transmit_file(file, offset32, length32)));
+        match result {
+            Ok(n) => {
+                self.sent += u64::from(n.min(length32));
+                Ok(())
+            }
+            Err(e) => {
+                self.failed = true;
+                Err(Disconnected(e))
+            }
+        }
+    }
+
+    /// Completes a response whose body was fully produced; returns the `HSE_STATUS_*`.
+    pub(crate) fn finish(&mut self, py: Python<'_>) -> Result<u32, Disconnected> {
+        use windows_sys::Win32::System::Iis::{HSE_STATUS_SUCCESS, HSE_STATUS_SUCCESS_AND_KEEP_CONN};
+        if self.framing.is_none() {
+            self.send_headers(py, Some(0))?;
+        }
+        match self.framing {
+            Some(Framing::Chunked) => {
+                let link = &self.link;
+                let result = py.detach(|| link.with(|ecb| ecb.write_client(http::LAST_CHUNK)));
+                result.map_err(|e| {
+                    self.failed = true;
+                    Disconnected(e)
+                })?;
+                Ok(HSE_STATUS_SUCCESS_AND_KEEP_CONN)
+            }
+            Some(Framing::Length(n)) if self.sent < n => {
+                tracing::warn!(
+                    target: "pyisapie",
+                    "the application declared Content-Length {n} but sent {} bytes; closing the connection",
+                    self.sent
+                );
+                let _ = self.link.with(|ecb| ecb.close_connection());
+                Ok(HSE_STATUS_SUCCESS)
+            }
+            Some(Framing::Close) => Ok(HSE_STATUS_SUCCESS),
+            _ => Ok(HSE_STATUS_SUCCESS_AND_KEEP_CONN),
+        }
+    }
+
+    /// Ends a response that failed after its headers went out: the connection is closed so
+    /// that the client sees an incomplete response rather than a wrong one.
+    pub(crate) fn abort(&mut self) -> u32 {
+        let _ = self.link.with(|ecb| ecb.close_connection());
+        windows_sys::Win32::System::Iis::HSE_STATUS_ERROR
+    }
+}
+
+#[pymethods]
+impl Response {
+    /// `start_response(status, response_headers, exc_info=None)`; returns `write`.
+    #[pyo3(signature = (status, response_headers, exc_info = None))]
+    fn __call__<'py>(
+        slf: &Bound<'py, Self>,
+        status: &Bound<'py, PyAny>,
+        response_headers: &Bound<'py, PyAny>,
+        exc_info: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let exc_info = exc_info.filter(|e| !e.is_none());
+        {
+            let this = slf.borrow();
+            if let Some(exc_info) = exc_info {
+                if this.headers_sent() {
+                    // PEP 3333: too late to change the status; re-raise the original error.
+                    return Err(PyErr::from_value(exc_info.get_item(1)?));
+                }
+            } else if this.started() {
+                return Err(PyAssertionError::new_err(
+                    "start_response() called a second time without exc_info",
+                ));
+            }
+        }
+        let status = status
+            .cast::<PyString>()
+            .map_err(|_| PyTypeError::new_err("the status must be a str, like '200 OK'"))?
+            .to_str()?;
+        let code = http::parse_status(status).map_err(PyAssertionError::new_err)?;
+        let list = response_headers
+            .cast::<PyList>()
+            .map_err(|_| PyTypeError::new_err("response_headers must be a list of (name, value) tuples"))?;
+        let mut headers = Vec::with_capacity(list.len());
+        let mut app_length = None;
+        for item in list.iter() {
+            let pair = item
+                .cast::<PyTuple>()
+                .ok()
+                .filter(|t| t.len() == 2)
+                .ok_or_else(|| PyTypeError::new_err(format!("response header {item} is not a (name, value) tuple")))?;
+            let name = pair.get_item(0)?;
+            let value = pair.get_item(1)?;
+            let (Ok(name), Ok(value)) = (name.cast::<PyString>(), value.cast::<PyString>()) else {
+                return Err(PyTypeError::new_err(format!("response header {item} must hold two str")));
+            };
+            let (name, value) = (name.to_str()?, value.to_str()?);
+            http::check_header(name, value).map_err(PyAssertionError::new_err)?;
+            if name.eq_ignore_ascii_case("content-length") {
+                app_length = Some(http::parse_content_length(value).map_err(PyAssertionError::new_err)?);
+            }
+            headers.push((name.to_owned(), value.to_owned()));
+        }
+        {
+            let mut this = slf.borrow_mut();
+            this.status = Some((status.to_owned(), code));
+            this.headers = headers;
+            this.app_length = app_length;
+        }
+        slf.getattr("write")
+    }
+
+    /// `write(data)`: the imperative API PEP 3333 keeps for old frameworks. Sends the data
+    /// at once (headers first if needed).
+    fn write(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        if !self.started() {
+            return Err(PyAssertionError::new_err("write() called before start_response()"));
+        }
+        let data = data
+            .cast::<PyBytes>()
+            .map_err(|_| PyTypeError::new_err(format!("write() takes bytes, not {}", data.get_type())))?;
+        self.send_body(py, data.as_bytes(), None)?;
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// wsgi.file_wrapper
+// ---------------------------------------------------------------------------------------
+
+/// `wsgi.file_wrapper(filelike, blksize=8192)`. When the application returns one wrapping
+/// a real file, the body is sent with TRANSMIT_FILE from the file's current position;
+/// otherwise it is iterated in `blksize` blocks.
+#[pyclass(frozen, module = "pyisapie", name = "FileWrapper")]
+pub(crate) struct FileWrapper {
+    filelike: Py<PyAny>,
+    blksize: usize,
+}
+
+impl FileWrapper {
+    /// The wrapped object.
+    pub(crate) fn filelike(&self) -> &Py<PyAny> {
+        &self.filelike
+    }
+}
+
+#[pymethods]
+impl FileWrapper {
+    #[new]
+    #[pyo3(signature = (filelike, blksize = 8192))]
+    fn new(filelike: Py<PyAny>, blksize: usize) -> Self {
+        Self { filelike, blksize: blksize.max(1) }
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let data = self.filelike.bind(py).call_method1("read", (self.blksize,))?;
+        Ok((data.len()? > 0).then_some(data))
+    }
+
+    /// Closes the wrapped object (PEP 3333).
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let f = self.filelike.bind(py);
+        if f.hasattr("close")? {
+            f.call_method0("close")?;
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// wsgi.errors
+// ---------------------------------------------------------------------------------------
+
+/// `wsgi.errors`: a text stream whose lines go to the log (target `wsgi.errors`).
+#[pyclass(frozen, module = "pyisapie", name = "Errors")]
+pub(crate) struct Errors;
+
+#[pymethods]
+impl Errors {
+    fn write(&self, text: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let text = text
+            .cast::<PyString>()
+            .map_err(|_| PyTypeError::new_err("wsgi.errors.write() takes a str"))?
+            .to_cow()?;
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            tracing::warn!(target: "wsgi.errors", "{line}");
+        }
+        Ok(text.chars().count())
+    }
+
+    fn writelines(&self, lines: &Bound<'_, PyAny>) -> PyResult<()> {
+        for line in lines.try_iter()? {
+            self.write(&line?)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&self) {}
+
+    fn writable(&self) -> bool {
+        true
+    }
+}
