@@ -148,7 +148,8 @@ fn async_read_with_read_ahead_zero() {
 fn count_100mb_chunked_with_bounded_memory() {
     const TOTAL: usize = 100 * MIB + 12345;
     const CHUNK: usize = 64 * 1024;
-    let host = Host::with_c_fixture("echo", &[]);
+    // The default --max-body is IIS's maxAllowedContentLength (30 MB).
+    let host = Host::with_c_fixture("echo", &["--max-body", "1000000000"]);
     // Warm up (thread pool, buffers) before the baseline.
     assert_eq!(host.get("/count").status, 200);
     let before = host.rss_kib().expect("VmRSS");
@@ -233,27 +234,67 @@ fn expect_100_continue_not_sent_when_body_is_not_read() {
     assert_eq!(r.body, b"Hello, world!");
 }
 
+/// Send the head of a 1 MB Content-Length upload plus `sent` body bytes, then
+/// close the connection.
+fn disconnect_mid_body(host: &Host, sent: usize) {
+    let mut c = host.connect();
+    let mut req = format!("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {MIB}\r\n\r\n").into_bytes();
+    req.extend_from_slice(&pattern_bytes(sent, 9));
+    c.send(&req);
+    std::thread::sleep(Duration::from_millis(200));
+    drop(c);
+}
+
+fn assert_serves_next(host: &Host) {
+    let mut c = host.connect();
+    let r = c.roundtrip(&post_request(host.addr(), "/echo", b"next"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, b"next");
+}
+
 #[test]
 fn client_disconnects_mid_body() {
-    let host = Host::with_c_fixture("echo", &[]);
-    {
-        let mut c = host.connect();
-        let mut req = format!("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {MIB}\r\n\r\n").into_bytes();
-        req.extend_from_slice(&pattern_bytes(1000, 9));
-        c.send(&req);
-        std::thread::sleep(Duration::from_millis(200));
-        drop(c);
-    }
+    // No preload: the extension's ReadClient sees the disconnect.
+    let host = Host::with_c_fixture("echo", &["--read-ahead", "0"]);
+    disconnect_mid_body(&host, 1000);
     assert!(
         host.wait_for_log("readclient failed errno=", Duration::from_secs(10)),
         "the ReadClient failure (lpszLogData) must be logged:\n{}",
         host.stderr()
     );
     // The host stays up and serves the next connection.
-    let mut c = host.connect();
-    let r = c.roundtrip(&post_request(host.addr(), "/echo", b"next"));
-    assert_eq!(r.status, 200);
-    assert_eq!(r.body, b"next");
+    assert_serves_next(&host);
+}
+
+#[test]
+fn client_disconnects_after_the_preload() {
+    // More than the default read-ahead arrives, then the client goes away:
+    // the extension is running and its ReadClient must fail.
+    let host = Host::with_c_fixture("echo", &[]);
+    disconnect_mid_body(&host, 100_000);
+    assert!(
+        host.wait_for_log("readclient failed errno=", Duration::from_secs(10)),
+        "the ReadClient failure (lpszLogData) must be logged:\n{}",
+        host.stderr()
+    );
+    assert_serves_next(&host);
+}
+
+#[test]
+fn client_disconnects_during_the_preload() {
+    // 1000 bytes of a 1 MB body, default read-ahead: the host notices while
+    // preloading; it logs it and stays up.
+    let host = Host::with_c_fixture("echo", &[]);
+    disconnect_mid_body(&host, 1000);
+    assert!(
+        host.wait_for_log_matching(
+            |log| log.lines().any(|l| l.contains("WARN") || l.contains("ERROR")),
+            Duration::from_secs(10)
+        ),
+        "the broken upload must be logged:\n{}",
+        host.stderr()
+    );
+    assert_serves_next(&host);
 }
 
 #[test]

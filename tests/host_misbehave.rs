@@ -100,10 +100,16 @@ fn error_after_headers_closes() {
     let host = host();
     let mut c = host.connect();
     c.send(&get_req("/error-after-headers"));
+    // HSE_STATUS_ERROR: the response may be cut short after what was written,
+    // dropped entirely (nothing was flushed), or replaced by a 500 if nothing
+    // went out yet; in every case the connection is closed.
     match c.read_response() {
         Err(WireError::TruncatedBody { expected, got }) => {
-            assert_eq!((expected, got), (Some(100), 20));
+            assert_eq!(expected, Some(100));
+            assert!(got <= 20, "{got}");
         }
+        Err(WireError::EofBeforeHead) => {}
+        Ok(r) if r.status == 500 => {}
         other => panic!("an error after headers must close the connection: {other:?}"),
     }
     assert!(c.is_closed());
@@ -139,12 +145,18 @@ fn bad_chunk_framing_from_extension_closes() {
     let (raw, closed) = c.read_until_close();
     assert!(closed, "the host must close the connection");
     let s = String::from_utf8_lossy(&raw);
-    assert!(s.starts_with("HTTP/1.1 200"), "{s:?}");
+    // The host may have sent the head and the valid first chunk, or nothing.
+    assert!(s.is_empty() || s.starts_with("HTTP/1.1 200"), "{s:?}");
     assert!(!s.contains("GARBAGE"), "invalid chunk data must never reach the client: {s:?}");
     assert!(!s.contains("ZZ not a chunk"), "{s:?}");
     // Whatever was sent must not form a complete chunked response.
     let mut r = &raw[..];
     assert!(wire::read_response(&mut r, false).is_err(), "{s:?}");
+    assert!(
+        host.wait_for_log("chunk", Duration::from_secs(5)),
+        "the framing error is logged:\n{}",
+        host.stderr()
+    );
 }
 
 #[test]
