@@ -63,11 +63,12 @@ def load_app(module, attr):
     return obj
 
 
-def format_exception(exc):
+def format_exception(exc, tb=None):
     """The traceback of `exc` as text."""
     import traceback
 
-    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip()
+    tb = tb or exc.__traceback__
+    return "".join(traceback.format_exception(type(exc), exc, tb)).rstrip()
 
 
 def regular_file(filelike):

@@ -82,7 +82,7 @@ fn load_apps(py: Python<'_>, config: &Config) -> Result<String, String> {
     )
     .map_err(|e| format!("cannot run the bootstrap code: {e}"))?;
     let format = |e: &PyErr| {
-        boot.call_method1("format_exception", (e.value(py),))
+        boot.call_method1("format_exception", (e.value(py), e.traceback(py)))
             .and_then(|s| s.extract::<String>())
             .unwrap_or_else(|_| e.to_string())
     };

@@ -152,7 +152,7 @@ impl Context {
     pub(crate) fn format_exception(&self, py: Python<'_>, err: &PyErr) -> String {
         self.boot
             .bind(py)
-            .call_method1("format_exception", (err.value(py),))
+            .call_method1("format_exception", (err.value(py), err.traceback(py)))
             .and_then(|s| s.extract::<String>())
             .unwrap_or_else(|_| err.to_string())
     }
@@ -471,7 +471,10 @@ impl Response {
     pub(crate) fn set_error_status(&mut self, status: &str, content_type: &str, length: usize) {
         let code = status.get(..3).and_then(|c| c.parse().ok()).unwrap_or(500);
         self.status = Some((status.to_owned(), code));
-        self.headers = vec![("Content-Type".to_owned(), content_type.to_owned())];
+        self.headers = vec![
+            ("Content-Type".to_owned(), content_type.to_owned()),
+            ("Content-Length".to_owned(), length.to_string()),
+        ];
         self.app_length = Some(length as u64);
     }
 
