@@ -168,8 +168,28 @@ impl BodyError {
         }
     }
 
+    /// A body that stops because the socket did is a disconnect; anything
+    /// else hyper reports is malformed framing.
     fn classify(err: &hyper::Error) -> Self {
-        if err.is_incomplete_message() || err.is_canceled() || err.is_closed() { BodyError::Disconnected } else { BodyError::Malformed }
+        use std::io::ErrorKind;
+        if err.is_incomplete_message() || err.is_canceled() || err.is_closed() || err.is_timeout() {
+            return BodyError::Disconnected;
+        }
+        let mut source = std::error::Error::source(err);
+        while let Some(e) = source {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                return match io.kind() {
+                    ErrorKind::UnexpectedEof
+                    | ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+                    | ErrorKind::BrokenPipe
+                    | ErrorKind::TimedOut => BodyError::Disconnected,
+                    _ => BodyError::Malformed,
+                };
+            }
+            source = e.source();
+        }
+        BodyError::Malformed
     }
 }
 
