@@ -278,7 +278,7 @@ mod tests {
     fn header_blocks_split_at_the_blank_line() {
         let (lines, end) = split_header_block(b"A: 1\r\nB:2\n\r\nbody");
         assert_eq!(lines, vec![(&b"A"[..], &b"1"[..]), (&b"B"[..], &b"2"[..])]);
-        assert_eq!(end, Some(14));
+        assert_eq!(end, Some(12));
         let (lines, end) = split_header_block(b"A: 1\r\nB: 2");
         assert_eq!(lines.len(), 2);
         assert_eq!(end, None);
