@@ -72,3 +72,29 @@ fn pending_requests_pipelined() {
         assert_eq!(text(&r), want, "response {i}");
     }
 }
+
+#[test]
+fn pending_then_done_with_error_is_500() {
+    let host = Host::with_c_fixture("async", &[]);
+    let mut c = host.connect();
+    let r = c.roundtrip(&get_req("/pending-error"));
+    assert_eq!(r.status, 500, "{r:?}");
+    // Either closed, or usable for the next request.
+    if c.try_send(&get_req("/pending-sync")).is_ok() {
+        match c.read_response() {
+            Ok(r) => assert_eq!(text(&r), "sync-one\nsync-two\n"),
+            Err(e) => assert!(matches!(e, WireError::EofBeforeHead | WireError::Io(_)), "{e}"),
+        }
+    }
+}
+
+#[test]
+fn done_with_session_null_status() {
+    let host = Host::with_c_fixture("async", &[]);
+    let mut c = host.connect();
+    let r = c.roundtrip(&get_req("/pending-null-status"));
+    assert_eq!(r.status, 200);
+    assert_eq!(text(&r), "null-status\n");
+    let r = c.roundtrip(&get_req("/pending-sync"));
+    assert_eq!(text(&r), "sync-one\nsync-two\n", "connection kept after DONE_WITH_SESSION(NULL)");
+}

@@ -107,6 +107,16 @@ fn close_connection_closes_after_response() {
 }
 
 #[test]
+fn disconnect_after_send_closes() {
+    let host = Host::with_c_fixture("ssf", &[]);
+    let mut c = host.connect();
+    let r = c.roundtrip(&get_req("/disconnect-after-send"));
+    assert_eq!(r.status, 200);
+    assert_eq!(text(&r), "disconnect\n");
+    assert!(c.is_closed(), "HSE_IO_DISCONNECT_AFTER_SEND must close the connection");
+}
+
+#[test]
 fn many_sequential_connections() {
     let host = Host::with_c_fixture("hello", &[]);
     for _ in 0..50 {

@@ -113,3 +113,73 @@ fn bad_mount_among_good_ones_is_a_startup_error() {
     let bad = format!("/b={}", c_fixture_str("noproc"));
     expect_startup_failure(&["--map", &good, "--map", &bad], &["libnoproc", "HttpExtensionProc"]);
 }
+
+#[test]
+fn max_header_option() {
+    let host = Host::with_c_fixture("hello", &["--max-header", "20000"]);
+    let small = format!("GET / HTTP/1.1\r\nHost: t\r\nX-Small: {}\r\n\r\n", "s".repeat(15000));
+    let r = request(host.addr(), small.as_bytes());
+    assert_eq!(r.status, 200, "a 15 KB head is within --max-header 20000");
+    let big = format!("GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n", "b".repeat(30000));
+    let r = request(host.addr(), big.as_bytes());
+    assert_eq!(r.status, 431, "a 30 KB head exceeds --max-header 20000: {r:?}");
+}
+
+#[test]
+fn default_max_header_is_16k() {
+    let host = Host::with_c_fixture("hello", &[]);
+    let ok = format!("GET / HTTP/1.1\r\nHost: t\r\nX-Small: {}\r\n\r\n", "s".repeat(12000));
+    assert_eq!(request(host.addr(), ok.as_bytes()).status, 200);
+    let big = format!("GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n", "b".repeat(20000));
+    assert_eq!(request(host.addr(), big.as_bytes()).status, 431);
+}
+
+#[test]
+fn small_max_header_is_enforced_or_refused() {
+    // --max-header 2000 must either be enforced or rejected at start-up; it
+    // must not be silently raised.
+    let lib = c_fixture_str("hello");
+    let args = ["--extension", lib.as_str(), "--max-header", "2000"];
+    match Host::try_start_env(&args, std::iter::empty::<(&str, &str)>()) {
+        Err(_) => {}
+        Ok(host) => {
+            let big = format!("GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n", "b".repeat(3000));
+            let r = request(host.addr(), big.as_bytes());
+            assert_eq!(r.status, 431, "a 3 KB head exceeds --max-header 2000: {r:?}");
+        }
+    }
+}
+
+#[test]
+fn header_timeout_closes_a_slow_client() {
+    let host = Host::with_c_fixture("hello", &["--header-timeout", "1"]);
+    let mut c = host.connect();
+    c.send(b"GET / HTTP/1.1\r\nHost: t\r\n"); // never finished
+    let start = std::time::Instant::now();
+    let (bytes, closed) = c.read_until_close();
+    let elapsed = start.elapsed();
+    assert!(closed, "the host must close a connection whose head never completes");
+    assert!(
+        elapsed >= Duration::from_millis(800) && elapsed < Duration::from_secs(8),
+        "closed after {elapsed:?}, expected about 1 s"
+    );
+    if !bytes.is_empty() {
+        let mut r = &bytes[..];
+        let resp = wire::read_response(&mut r, false).expect("a well-formed timeout response");
+        assert_eq!(resp.status, 408, "{resp:?}");
+    }
+    assert_eq!(host.get("/").status, 200);
+}
+
+#[test]
+fn keepalive_timeout_closes_idle_connections() {
+    let host = Host::with_c_fixture("hello", &["--keepalive-timeout", "1"]);
+    let mut c = host.connect();
+    assert_eq!(c.roundtrip(&get_req("/")).status, 200);
+    assert!(c.stays_open(Duration::from_millis(300)), "not closed right away");
+    assert_eq!(c.roundtrip(&get_req("/")).status, 200, "reusable before the timeout");
+    let start = std::time::Instant::now();
+    assert_eq!(c.peer_state(Duration::from_secs(8)), PeerState::Closed, "idle connection closed");
+    let elapsed = start.elapsed();
+    assert!(elapsed >= Duration::from_millis(700), "closed too early ({elapsed:?})");
+}

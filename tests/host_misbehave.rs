@@ -160,6 +160,16 @@ fn bad_chunk_framing_from_extension_closes() {
 }
 
 #[test]
+fn async_write_without_io_completion_is_invalid_parameter() {
+    let host = host();
+    let mut c = host.connect();
+    let r = c.roundtrip(&get_req("/async-no-completion"));
+    assert_eq!(r.status, 200);
+    assert_eq!(text(&r), "ret=0 errno=87", "HSE_IO_ASYNC needs HSE_REQ_IO_COMPLETION first");
+    assert!(assert_next_clean(&mut c));
+}
+
+#[test]
 fn good_chunks_pass_through() {
     let host = host();
     let mut c = host.connect();

@@ -95,11 +95,26 @@ fn request_line_variables() {
     assert_eq!(remote_port, c.stream().local_addr().unwrap().port().to_string());
     assert_eq!(value(&mut c, "SERVER_NAME", ""), "test.example");
     assert_eq!(value(&mut c, "HTTP_HOST", ""), "test.example");
-    assert_eq!(value(&mut c, "CONTENT_LENGTH", ""), "0", "no body: CONTENT_LENGTH is 0");
     for name in ["INSTANCE_ID", "APPL_MD_PATH", "APPL_PHYSICAL_PATH", "PATH_TRANSLATED", "CONTENT_TYPE"] {
         let v = var_with(&mut c, "/vars", name, "").unwrap_or_else(|e| panic!("{name} must exist: {e}"));
         check_probe(name, &v);
     }
+}
+
+#[test]
+fn content_length_of_a_get_is_zero() {
+    let host = Host::with_c_fixture("vars", &[]);
+    let mut c = host.connect();
+    assert_eq!(value(&mut c, "CONTENT_LENGTH", ""), "0", "no body: IIS reports CONTENT_LENGTH 0");
+}
+
+#[test]
+fn null_buffer_size_probe() {
+    // GetServerVariable(conn, name, NULL, &size = 0): FALSE, 122, needed size.
+    let host = Host::with_c_fixture("vars", &[]);
+    let mut c = host.connect();
+    assert_eq!(text(&c.roundtrip(&get_req("/vars-null?REQUEST_METHOD"))), "ret=0 errno=122 needed=4");
+    assert_eq!(text(&c.roundtrip(&get_req("/vars-null?NO_SUCH_VARIABLE_XYZ"))), "ret=0 errno=1413 needed=0");
 }
 
 #[test]

@@ -526,6 +526,12 @@ impl RawConn {
         self.reader.get_ref()
     }
 
+    /// The buffered reader over the socket (for custom raw reads that must not
+    /// lose buffered bytes).
+    pub fn reader(&mut self) -> &mut BufReader<TcpStream> {
+        &mut self.reader
+    }
+
     /// Set the read timeout.
     pub fn set_read_timeout(&self, t: Option<Duration>) {
         self.stream().set_read_timeout(t).expect("set_read_timeout");

@@ -1,0 +1,110 @@
+//! The TOML configuration file and the access-log formats.
+
+use std::time::Duration;
+
+use crate::support::*;
+
+fn write_config(tag: &str, text: &str) -> std::path::PathBuf {
+    let dir = temp_dir(tag);
+    let path = dir.join("isapi-host.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn toml_str(p: &std::path::Path) -> String {
+    format!("{:?}", p.to_str().unwrap())
+}
+
+#[test]
+fn config_file_mounts_and_settings() {
+    let echo = c_fixture("echo");
+    let vars = c_fixture("vars");
+    let cfg = write_config(
+        "cfg",
+        &format!(
+            "extension = {}\nread-ahead = 1000\n\n[[map]]\nprefix = \"/v\"\npath = {}\n",
+            toml_str(&echo),
+            toml_str(&vars)
+        ),
+    );
+    let host = Host::start(&["--config", cfg.to_str().unwrap()]);
+    let mut c = host.connect();
+    let r = c.roundtrip(&get_req("/v/vars?SCRIPT_NAME"));
+    assert_eq!(text(&r), "probe_errno=122 needed=3 got=3\n/v");
+    let body = pattern_bytes(5000, 3);
+    let r = c.roundtrip(&post_request(host.addr(), "/echo", &body));
+    assert_eq!(r.body, body);
+    assert_eq!(r.header("x-available"), Some("1000"), "read-ahead from the file");
+}
+
+#[test]
+fn command_line_wins_over_config_file() {
+    let echo = c_fixture("echo");
+    let cfg = write_config("cfg-cli", &format!("extension = {}\nread-ahead = 1000\n", toml_str(&echo)));
+    let host = Host::start(&["--config", cfg.to_str().unwrap(), "--read-ahead", "2000"]);
+    let body = pattern_bytes(5000, 3);
+    let r = request(host.addr(), &post_request(host.addr(), "/echo", &body));
+    assert_eq!(r.header("x-available"), Some("2000"));
+}
+
+#[test]
+fn config_paths_are_relative_to_the_file() {
+    let dir = temp_dir("cfg-rel");
+    std::fs::copy(c_fixture("hello"), dir.join("libhello-copy.so")).unwrap();
+    let cfg = dir.join("host.toml");
+    std::fs::write(&cfg, "extension = \"libhello-copy.so\"\n").unwrap();
+    let host = Host::start(&["--config", cfg.to_str().unwrap()]);
+    assert_eq!(host.get("/").body, b"Hello, world!");
+}
+
+#[test]
+fn invalid_config_file_is_a_startup_error() {
+    let cfg = write_config("cfg-bad", "extension = \"x.so\"\nno-such-setting = 1\n");
+    let exit = Host::run_to_exit(
+        &["--config", cfg.to_str().unwrap()],
+        std::iter::empty::<(&str, &str)>(),
+        Duration::from_secs(30),
+    );
+    assert!(!exit.status.success());
+    assert!(exit.stderr.contains("isapi-host.toml"), "names the file:\n{}", exit.stderr);
+}
+
+#[test]
+fn access_log_off() {
+    let host = Host::with_c_fixture("ssf", &["--access-log", "off"]);
+    assert_eq!(text(&host.get("/logparam")), "logged\n");
+    assert_eq!(text(&host.get("/target")), "target");
+    std::thread::sleep(Duration::from_millis(300));
+    let log = host.stderr();
+    assert!(!log.contains("GET /logparam"), "no access log with --access-log off:\n{log}");
+    assert!(!log.contains("fixture-log-param"), "{log}");
+}
+
+#[test]
+fn access_log_w3c_has_iis_default_fields() {
+    let host = Host::with_c_fixture("ssf", &["--access-log", "w3c"]);
+    let mut c = host.connect();
+    let r = c.roundtrip(b"GET /logparam?x=1 HTTP/1.1\r\nHost: t\r\nUser-Agent: e2e test\r\n\r\n");
+    assert_eq!(text(&r), "logged\n");
+    assert!(host.wait_for_log("/logparam", Duration::from_secs(5)), "{}", host.stderr());
+    let log = host.stderr();
+    let line = log.lines().find(|l| l.contains("/logparam")).unwrap();
+    // Strip the tracing prefix ("<ts>  INFO access: ").
+    let entry = line.split_once("access: ").map_or(line, |(_, e)| e);
+    let f: Vec<&str> = entry.split(' ').collect();
+    // date time s-ip cs-method cs-uri-stem cs-uri-query s-port cs-username c-ip
+    // cs(User-Agent) cs(Referer) sc-status sc-substatus sc-win32-status time-taken
+    assert_eq!(f.len(), 15, "IIS's 15 default W3C fields: {entry:?}");
+    let is_date = |s: &str| s.len() == 10 && s.as_bytes()[4] == b'-' && s.as_bytes()[7] == b'-';
+    let is_time = |s: &str| s.len() == 8 && s.as_bytes()[2] == b':' && s.as_bytes()[5] == b':';
+    assert!(is_date(f[0]) && is_time(f[1]), "W3C date (YYYY-MM-DD) and time (hh:mm:ss): {entry:?}");
+    assert_eq!(f[2], "127.0.0.1");
+    assert_eq!(f[3], "GET");
+    assert_eq!(f[4], "/logparam");
+    assert!(f[5].contains("x=1") && f[5].contains("fixture-log-param"), "cs-uri-query: {entry:?}");
+    assert_eq!(f[6], host.addr().port().to_string());
+    assert_eq!(f[8], "127.0.0.1");
+    assert_eq!(f[9], "e2e+test");
+    assert_eq!(f[11], "200");
+    assert!(f[14].parse::<u64>().is_ok(), "time-taken in ms: {entry:?}");
+}
