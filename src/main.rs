@@ -10,6 +10,7 @@
 //! - [`ffi`]: the ABI: loading, the ECB and the four callbacks (all `unsafe`).
 #![deny(unsafe_code)]
 
+mod accesslog;
 mod config;
 mod extension;
 mod ffi;

@@ -51,6 +51,7 @@ pub(crate) enum HostBody {
 pub(crate) struct StreamBody {
     rx: mpsc::Receiver<Bytes>,
     outcome: Arc<Outcome>,
+    flushed: bool,
 }
 
 /// How an extension's response body ended, readable without a lock.
@@ -64,6 +65,7 @@ pub(crate) struct Outcome {
 const OUTCOME_OPEN: u8 = 0;
 const OUTCOME_COMPLETE: u8 = 1;
 const OUTCOME_BROKEN: u8 = 2;
+const OUTCOME_ABORTED: u8 = 3;
 
 /// A body that ended short, or an abortive close: hyper then closes the connection.
 #[derive(Debug, thiserror::Error)]
@@ -78,13 +80,22 @@ impl Body for HostBody {
         match self.get_mut() {
             HostBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             HostBody::Stream(s) => {
-                if s.outcome.state.load(Ordering::Acquire) == OUTCOME_BROKEN {
+                // An abortive close drops what is queued; a body that ended
+                // short still delivers what was written before the close.
+                if s.outcome.state.load(Ordering::Acquire) == OUTCOME_ABORTED {
                     return Poll::Ready(Some(Err(Aborted)));
                 }
                 match s.rx.poll_recv(cx) {
                     Poll::Ready(Some(b)) => Poll::Ready(Some(Ok(Frame::data(b)))),
                     Poll::Ready(None) => match s.outcome.state.load(Ordering::Acquire) {
                         OUTCOME_COMPLETE => Poll::Ready(None),
+                        // hyper drops unflushed bytes when a body fails: give
+                        // it one turn to flush what was written, then fail.
+                        _ if !s.flushed => {
+                            s.flushed = true;
+                            cx.waker().wake_by_ref();
+                            Poll::Pending
+                        }
                         _ => Poll::Ready(Some(Err(Aborted))),
                     },
                     Poll::Pending => Poll::Pending,
@@ -367,7 +378,7 @@ impl RequestCtx {
         let outcome = Arc::new(Outcome::default());
         let head_request = p.info.method == http::Method::HEAD;
         let ecb = EcbBox::new(p.id, &p.info, p.preload, p.total_bytes);
-        let stream = Some(StreamBody { rx: body_rx, outcome: outcome.clone() });
+        let stream = Some(StreamBody { rx: body_rx, outcome: outcome.clone(), flushed: false });
         let ctx = Arc::new(RequestCtx {
             id: p.id,
             info: p.info,
@@ -571,7 +582,7 @@ impl RequestCtx {
 
     /// `HSE_REQ_ABORTIVE_CLOSE`: the connection is dropped at once.
     pub(crate) fn abort(&self) {
-        self.outcome.state.store(OUTCOME_BROKEN, Ordering::Release);
+        self.outcome.state.store(OUTCOME_ABORTED, Ordering::Release);
         self.conn.request_close();
         // A writer blocked on a full channel holds the lock; the body then
         // sees the broken state the next time hyper polls it.
@@ -659,7 +670,7 @@ impl RequestCtx {
         if complete && self.outcome.state.load(Ordering::Acquire) == OUTCOME_OPEN {
             self.outcome.state.store(OUTCOME_COMPLETE, Ordering::Release);
         } else {
-            self.outcome.state.store(OUTCOME_BROKEN, Ordering::Release);
+            let _ = self.outcome.state.compare_exchange(OUTCOME_OPEN, OUTCOME_BROKEN, Ordering::AcqRel, Ordering::Acquire);
             self.conn.request_close();
         }
         r.body_tx = None;
@@ -672,63 +683,21 @@ impl RequestCtx {
     }
 
     fn access_log(&self, status: u16, sent: u64) {
-        use crate::config::AccessLogFormat;
         let format = self.shared.cfg.access_log;
-        if format == AccessLogFormat::Off {
+        if format == crate::config::AccessLogFormat::Off {
             return;
         }
-        let log_data = self.ecb.log_data();
-        let params = std::mem::take(&mut lock(&self.log).params);
-        let elapsed = self.started.elapsed();
-        let i = &self.info;
-        let proto = match i.version {
-            Version::HTTP_10 => "HTTP/1.0",
-            _ => "HTTP/1.1",
-        };
-        match format {
-            AccessLogFormat::W3c => {
-                // IIS logs HSE_APPEND_LOG_PARAMETER and lpszLogData in cs-uri-query.
-                let mut query = i.query.clone();
-                for extra in [params.as_str(), log_data.as_str()] {
-                    if !extra.is_empty() {
-                        if !query.is_empty() {
-                            query.push('&');
-                        }
-                        query.push_str(extra);
-                    }
-                }
-                let ua = i.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("-");
-                tracing::info!(
-                    target: "access",
-                    "{} {} {} {} {} {} - {} {} {} 0 0 {}",
-                    httpdate::fmt_http_date(std::time::SystemTime::now()),
-                    i.local.ip(),
-                    i.method,
-                    String::from_utf8_lossy(&i.url).replace(' ', "+"),
-                    if query.is_empty() { "-".to_owned() } else { query.replace(' ', "+") },
-                    i.local.port(),
-                    i.remote.ip(),
-                    ua.replace(' ', "+"),
-                    status,
-                    elapsed.as_millis()
-                );
-            }
-            _ => {
-                tracing::info!(
-                    target: "access",
-                    "{} - - \"{} {} {}\" {} {} \"{}\" \"{}\" {}ms",
-                    i.remote.ip(),
-                    i.method,
-                    i.raw_target,
-                    proto,
-                    status,
-                    sent,
-                    log_data,
-                    params,
-                    elapsed.as_millis()
-                );
-            }
-        }
+        crate::accesslog::emit(
+            format,
+            &crate::accesslog::Entry {
+                info: &self.info,
+                status,
+                sent,
+                log_data: self.ecb.log_data(),
+                params: std::mem::take(&mut lock(&self.log).params),
+                elapsed: self.started.elapsed(),
+            },
+        );
     }
 }
 

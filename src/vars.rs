@@ -68,7 +68,12 @@ impl RequestInfo {
             "SCRIPT_NAME" => s(&self.script_name),
             "PATH_TRANSLATED" | "SCRIPT_TRANSLATED" => Ok(Cow::Owned(self.translate(&self.url).into_bytes())),
             "HTTP_URL" | "UNENCODED_URL" | "REQUEST_URI" => s(&self.raw_target),
-            "CONTENT_LENGTH" => s(&self.content_length.map(|n| n.to_string()).unwrap_or_default()),
+            // IIS reports 0 for a request without a body, nothing for a chunked one.
+            "CONTENT_LENGTH" => match self.content_length {
+                Some(n) => s(&n.to_string()),
+                None if self.headers.contains_key(http::header::TRANSFER_ENCODING) => s(""),
+                None => s("0"),
+            },
             "CONTENT_TYPE" => Ok(self.header_value("content-type", false).unwrap_or_default()),
             "REMOTE_ADDR" | "REMOTE_HOST" => s(&self.remote.ip().to_string()),
             "REMOTE_PORT" => s(&self.remote.port().to_string()),

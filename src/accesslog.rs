@@ -1,0 +1,117 @@
+//! The access log: one line per request, under the `access` tracing target.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::{Version, header};
+
+use crate::config::AccessLogFormat;
+use crate::vars::RequestInfo;
+
+/// What one line records.
+pub(crate) struct Entry<'a> {
+    pub(crate) info: &'a RequestInfo,
+    pub(crate) status: u16,
+    /// Body bytes sent.
+    pub(crate) sent: u64,
+    /// `lpszLogData` as the extension left it.
+    pub(crate) log_data: String,
+    /// `HSE_APPEND_LOG_PARAMETER` values, joined with `&`.
+    pub(crate) params: String,
+    pub(crate) elapsed: Duration,
+}
+
+/// Writes the line in the chosen format.
+pub(crate) fn emit(format: AccessLogFormat, e: &Entry<'_>) {
+    let i = e.info;
+    match format {
+        AccessLogFormat::Off => {}
+        AccessLogFormat::W3c => {
+            // IIS's default fields: date time s-ip cs-method cs-uri-stem
+            // cs-uri-query s-port cs-username c-ip cs(User-Agent) cs(Referer)
+            // sc-status sc-substatus sc-win32-status time-taken. IIS logs
+            // HSE_APPEND_LOG_PARAMETER and lpszLogData in cs-uri-query.
+            let mut query = i.query.clone();
+            for extra in [e.params.as_str(), e.log_data.as_str()] {
+                if !extra.is_empty() {
+                    if !query.is_empty() {
+                        query.push('&');
+                    }
+                    query.push_str(extra);
+                }
+            }
+            let (date, time) = w3c_datetime(SystemTime::now());
+            tracing::info!(
+                target: "access",
+                "{date} {time} {} {} {} {} {} - {} {} {} {} 0 0 {}",
+                i.local.ip(),
+                i.method,
+                field(&String::from_utf8_lossy(&i.url)),
+                field(&query),
+                i.local.port(),
+                i.remote.ip(),
+                field(header_str(i, header::USER_AGENT)),
+                field(header_str(i, header::REFERER)),
+                e.status,
+                e.elapsed.as_millis()
+            );
+        }
+        AccessLogFormat::Common => {
+            let proto = if i.version == Version::HTTP_10 { "HTTP/1.0" } else { "HTTP/1.1" };
+            tracing::info!(
+                target: "access",
+                "{} - - \"{} {} {proto}\" {} {} \"{}\" \"{}\" {}ms",
+                i.remote.ip(),
+                i.method,
+                i.raw_target,
+                e.status,
+                e.sent,
+                e.log_data,
+                e.params,
+                e.elapsed.as_millis()
+            );
+        }
+    }
+}
+
+fn header_str(i: &RequestInfo, name: header::HeaderName) -> &str {
+    i.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+/// A W3C field: `-` when empty, spaces as `+`.
+fn field(s: &str) -> String {
+    if s.is_empty() { "-".to_owned() } else { s.replace(' ', "+") }
+}
+
+/// UTC `YYYY-MM-DD` and `hh:mm:ss`.
+fn w3c_datetime(t: SystemTime) -> (String, String) {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rem) = ((secs / 86400) as i64, secs % 86400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (
+        format!("{year:04}-{month:02}-{day:02}"),
+        format!("{:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn w3c_dates() {
+        assert_eq!(w3c_datetime(UNIX_EPOCH), ("1970-01-01".into(), "00:00:00".into()));
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        assert_eq!(w3c_datetime(t), ("2026-11-18".into(), "11:06:40".into()));
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(w3c_datetime(leap).0, "2000-02-29");
+    }
+}
