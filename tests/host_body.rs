@@ -329,3 +329,59 @@ fn bad_chunk_framing_fails_read_client() {
     }
     assert!(host.wait_for_log("readclient failed errno=", Duration::from_secs(10)), "{}", host.stderr());
 }
+
+#[test]
+fn pipelined_uploads_without_preload() {
+    // ReadClient must stop at the end of each body, never eating into the
+    // next pipelined request.
+    let host = Host::with_c_fixture("echo", &["--read-ahead", "0"]);
+    let mut c = host.connect();
+    let mut batch = Vec::new();
+    let bodies: Vec<Vec<u8>> = (0..6).map(|i| pattern_bytes(1000 + i * 3000, i as u64)).collect();
+    for (i, b) in bodies.iter().enumerate() {
+        if i % 2 == 0 {
+            batch.extend_from_slice(&post_request(host.addr(), "/echo", b));
+        } else {
+            batch.extend_from_slice(&chunked_post("/echo", b, 777));
+        }
+    }
+    c.send(&batch);
+    for (i, b) in bodies.iter().enumerate() {
+        let r = c.read_response().unwrap_or_else(|e| panic!("response {i}: {e}"));
+        assert_eq!(r.status, 200);
+        assert!(&r.body == b, "body {i} differs");
+    }
+}
+
+#[test]
+fn unread_large_body_does_not_desync() {
+    // hello never reads the body; the host must drain it or close.
+    let host = Host::with_c_fixture("hello", &[]);
+    let mut c = host.connect();
+    let body = pattern_bytes(MIB, 11);
+    let mut req = post_request(host.addr(), "/", &body);
+    req.extend_from_slice(&get_req("/second"));
+    let mut w = c.stream().try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        let _ = w.write_all(&req);
+    });
+    let r = c.read_response().expect("first response");
+    assert_eq!(r.body, b"Hello, world!");
+    match c.read_response() {
+        Ok(r) => assert_eq!(r.body, b"Hello, world!", "second response must be its own"),
+        Err(e) => assert!(
+            matches!(e, WireError::EofBeforeHead | WireError::Io(_)),
+            "either a clean second response or a close: {e}"
+        ),
+    }
+    let _ = writer.join();
+}
+
+#[test]
+fn expect_100_continue_over_max_body_is_413_without_100() {
+    let host = Host::with_c_fixture("echo", &["--max-body", "1000"]);
+    let mut c = host.connect();
+    c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n");
+    let r = c.read_response_or_interim().expect("response");
+    assert_eq!(r.status, 413, "reject before asking for the body: {r:?}");
+}

@@ -60,3 +60,19 @@ fn new_connections_refused_after_shutdown() {
     assert!(status.success());
     assert!(std::net::TcpStream::connect(addr).is_err(), "listener closed after exit");
 }
+
+#[test]
+fn sigterm_waits_for_pending_requests() {
+    let lib = c_fixture_str("async");
+    let mut host = Host::start(&["--extension", &lib]);
+    let addr = host.addr();
+    let inflight = std::thread::spawn(move || {
+        let mut c = RawConn::connect(addr).unwrap();
+        c.roundtrip(&get_req("/pending-sync?sleep=1500"))
+    });
+    std::thread::sleep(Duration::from_millis(400));
+    let status = host.terminate();
+    let r = inflight.join().expect("in-flight client");
+    assert_eq!(text(&r), "sync-one\nsync-two\n", "the PENDING request completes");
+    assert!(status.success(), "{status}");
+}

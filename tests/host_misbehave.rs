@@ -170,6 +170,37 @@ fn async_write_without_io_completion_is_invalid_parameter() {
 }
 
 #[test]
+fn bare_lf_header_block_is_accepted() {
+    let host = host();
+    let mut c = host.connect();
+    let r = c.roundtrip(&get_req("/lf-headers"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("text/x-lf"));
+    assert_eq!(text(&r), "lf\n");
+    assert!(assert_next_clean(&mut c));
+}
+
+#[test]
+fn self_chunked_response_to_http10_client_is_dechunked() {
+    let host = host();
+    let mut c = host.connect();
+    let r = c.roundtrip(b"GET /good-chunks HTTP/1.0\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert_ne!(r.framing, Framing::Chunked, "HTTP/1.0 clients cannot receive chunked framing");
+    assert_eq!(text(&r), "hello, world");
+}
+
+#[test]
+fn self_chunked_response_to_head() {
+    let host = host();
+    let mut c = host.connect();
+    c.send(b"HEAD /good-chunks HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.read_response_to_head().expect("HEAD response");
+    assert_eq!(r.status, 200);
+    assert!(assert_next_clean(&mut c), "no chunk bytes may follow a HEAD response");
+}
+
+#[test]
 fn good_chunks_pass_through() {
     let host = host();
     let mut c = host.connect();

@@ -255,3 +255,49 @@ fn send_custom_error() {
         assert_eq!(text(&c.roundtrip(&get_req("/target"))), "target");
     }
 }
+
+#[test]
+fn status_and_headers_pass_through() {
+    let host = ssf_host();
+    let mut c = host.connect();
+    let r = c.roundtrip(&get_req("/headers"));
+    assert_eq!(r.status, 299);
+    assert_eq!(r.reason, "Custom Reason");
+    let cookies: Vec<&str> = r.headers_all("set-cookie").collect();
+    assert_eq!(cookies, ["a=1; Path=/", "b=2"], "repeated headers are kept apart, in order");
+    assert_eq!(r.header("x-spaced"), Some("padded value"));
+    assert_eq!(text(&r), "headers\n");
+    assert_eq!(text(&c.roundtrip(&get_req("/target"))), "target");
+}
+
+#[test]
+fn connection_close_header_from_extension_is_honoured() {
+    let host = ssf_host();
+    let mut c = host.connect();
+    let r = c.roundtrip(&get_req("/conn-close-header"));
+    assert_eq!(text(&r), "close\n");
+    assert!(r.connection_has("close"), "{r:?}");
+    assert!(c.is_closed());
+}
+
+#[test]
+fn no_content_keeps_the_connection() {
+    let host = ssf_host();
+    let mut c = host.connect();
+    let r = c.roundtrip(&get_req("/no-content"));
+    assert_eq!(r.status, 204);
+    assert_eq!(r.header("x-nothing"), Some("1"));
+    assert!(r.header("transfer-encoding").is_none(), "{r:?}");
+    assert!(r.keep_alive_signalled(), "a 204 is self-delimited: {r:?}");
+    assert_eq!(text(&c.roundtrip(&get_req("/target"))), "target");
+}
+
+#[test]
+fn legacy_send_response_header_null_status_is_200() {
+    let host = ssf_host();
+    let mut c = host.connect();
+    let r = c.roundtrip(&get_req("/legacy-null-status"));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(text(&r), "null status\n");
+    assert_eq!(text(&c.roundtrip(&get_req("/target"))), "target");
+}
