@@ -155,6 +155,8 @@ pub(crate) struct ServeConfig {
 
 /// IIS's `UploadReadAheadSize` default.
 pub(crate) const DEFAULT_READ_AHEAD: usize = 49152;
+/// hyper's smallest read buffer, and so the smallest head limit.
+pub(crate) const MIN_MAX_HEADER: usize = 8192;
 /// IIS's `maxAllowedContentLength` default.
 pub(crate) const DEFAULT_MAX_BODY: u64 = 30_000_000;
 
@@ -237,6 +239,10 @@ impl ServeConfig {
             Some(dir) => dir,
             None => std::env::current_dir().context("cannot read the current directory")?,
         };
+        let max_header = args.max_header.or(file.max_header).unwrap_or(16384);
+        if max_header < MIN_MAX_HEADER {
+            bail!("--max-header must be at least {MIN_MAX_HEADER} bytes (the HTTP parser's smallest read buffer), got {max_header}");
+        }
         let secs = |a: Option<u64>, f: Option<u64>, d: u64| Duration::from_secs(a.or(f).unwrap_or(d));
         Ok(ServeConfig {
             bind: args.bind.or(file.bind).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
@@ -244,7 +250,7 @@ impl ServeConfig {
             python,
             read_ahead: args.read_ahead.or(file.read_ahead).unwrap_or(DEFAULT_READ_AHEAD),
             max_body: args.max_body.or(file.max_body).unwrap_or(DEFAULT_MAX_BODY),
-            max_header: args.max_header.or(file.max_header).unwrap_or(16384).max(8192),
+            max_header,
             threads,
             doc_root,
             trace_callbacks: args.trace_callbacks || file.trace_callbacks.unwrap_or(false),

@@ -1,0 +1,112 @@
+//! Configuration sources and start-up errors: a bad config or an app that
+//! fails to import stops the host with a message naming the file or module
+//! (and the traceback); pyisapie.toml beside the library; log file; optimize
+//! and write_bytecode; C extension modules import under the host.
+
+use std::time::Duration;
+
+use crate::support::{self, Host};
+use crate::{body, fixtures, probe_host};
+
+fn lib() -> String {
+    support::pyisapie_lib().to_str().unwrap().to_owned()
+}
+
+#[test]
+fn missing_module_is_a_clear_startup_error() {
+    let dir = fixtures();
+    let exit = Host::run_to_exit(
+        &["--app", "no_such_module_xyz:app", "--python-path", dir.to_str().unwrap()],
+        std::iter::empty::<(&str, &str)>(),
+        Duration::from_secs(30),
+    );
+    assert!(!exit.status.success(), "the host must refuse to start");
+    assert!(exit.stderr.contains("no_such_module_xyz"), "{}", exit.stderr);
+    assert!(exit.stderr.contains("ModuleNotFoundError"), "{}", exit.stderr);
+    assert!(exit.stderr.contains("pyisapie"), "the library is named: {}", exit.stderr);
+}
+
+#[test]
+fn import_error_shows_the_traceback() {
+    let dir = support::temp_dir("broken-app");
+    std::fs::write(dir.join("broken_app.py"), "x = 1\nraise ValueError('broken at import time')\n").unwrap();
+    let exit = Host::run_to_exit(
+        &["--app", "broken_app:app", "--python-path", dir.to_str().unwrap()],
+        std::iter::empty::<(&str, &str)>(),
+        Duration::from_secs(30),
+    );
+    assert!(!exit.status.success());
+    assert!(exit.stderr.contains("Traceback (most recent call last)"), "{}", exit.stderr);
+    assert!(exit.stderr.contains("broken_app.py"), "{}", exit.stderr);
+    assert!(exit.stderr.contains("ValueError: broken at import time"), "{}", exit.stderr);
+}
+
+#[test]
+fn missing_callable_is_named() {
+    let exit = Host::run_to_exit(
+        &["--app", "probe:nope", "--python-path", fixtures().to_str().unwrap()],
+        std::iter::empty::<(&str, &str)>(),
+        Duration::from_secs(30),
+    );
+    assert!(!exit.status.success());
+    assert!(exit.stderr.contains("probe:nope") && exit.stderr.contains("no attribute 'nope'"), "{}", exit.stderr);
+}
+
+#[test]
+fn bad_config_file_names_the_file() {
+    let dir = support::temp_dir("bad-config");
+    let config = dir.join("pyisapie.toml");
+    std::fs::write(&config, "[[app]]\ncallable = \"probe:app\"\nunknown_key = 1\n").unwrap();
+    let exit = Host::run_to_exit(
+        &["--extension", &lib()],
+        [("PYISAPIE_CONFIG", config.to_str().unwrap())],
+        Duration::from_secs(30),
+    );
+    assert!(!exit.status.success());
+    assert!(exit.stderr.contains(config.to_str().unwrap()), "{}", exit.stderr);
+    assert!(exit.stderr.contains("unknown_key"), "{}", exit.stderr);
+}
+
+#[test]
+fn config_beside_the_library_with_log_file_and_interpreter_settings() {
+    let dir = support::temp_dir("beside");
+    let copy = dir.join(support::pyisapie_lib().file_name().unwrap());
+    std::fs::copy(support::pyisapie_lib(), &copy).unwrap();
+    std::fs::write(
+        dir.join("pyisapie.toml"),
+        format!(
+            "python_path = [{:?}]\noptimize = 1\nwrite_bytecode = false\nlog = \"pyisapie.log\"\n\
+             [[app]]\nprefix = \"/\"\ncallable = \"probe:app\"\n",
+            fixtures()
+        ),
+    )
+    .unwrap();
+    let host = Host::start(&["--extension", copy.to_str().unwrap()]);
+    let text = body(&host.get("/flags"));
+    assert!(text.contains(r#""optimize": 1"#), "{text}");
+    assert!(text.contains(r#""dont_write_bytecode": true"#), "{text}");
+    let r = host.get("/errors?to-the-file");
+    assert_eq!(r.status, 200);
+    let log = dir.join("pyisapie.log");
+    assert!(
+        crate::eventually(Duration::from_secs(5), || std::fs::read_to_string(&log)
+            .is_ok_and(|s| s.contains("ready") && s.contains("to-the-file"))),
+        "the log file gets the start-up line and wsgi.errors"
+    );
+}
+
+#[test]
+fn c_extension_modules_import() {
+    let host = probe_host();
+    let text = body(&host.get("/flags"));
+    assert!(text.contains(r#""c_extensions": "ok""#), "{text}");
+}
+
+#[test]
+fn terminate_extension_on_sigterm() {
+    let mut host = probe_host();
+    assert_eq!(host.get("/hello").status, 200);
+    let status = host.terminate();
+    assert!(status.success(), "graceful exit: {status:?}");
+    assert!(host.stderr().contains("TerminateExtension"), "{}", host.stderr());
+}
