@@ -98,3 +98,18 @@ fn done_with_session_null_status() {
     let r = c.roundtrip(&get_req("/pending-sync"));
     assert_eq!(text(&r), "sync-one\nsync-two\n", "connection kept after DONE_WITH_SESSION(NULL)");
 }
+
+#[test]
+fn is_connected_sees_a_client_disconnect() {
+    let host = Host::with_c_fixture("async", &[]);
+    {
+        let mut c = host.connect();
+        c.send(&get_req("/connected-later"));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(
+        host.wait_for_log("async.c-info: connected-later saw disconnect", Duration::from_secs(8)),
+        "IS_CONNECTED must report FALSE once the client is gone:\n{}",
+        host.stderr()
+    );
+}

@@ -144,3 +144,27 @@ fn concurrent_clients() {
         t.join().expect("client thread");
     }
 }
+
+#[test]
+fn more_clients_than_pool_threads() {
+    let host = Host::with_c_fixture("hello", &["--threads", "2"]);
+    let addr = host.addr();
+    let start = std::time::Instant::now();
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut c = RawConn::connect(addr).unwrap();
+                c.roundtrip(&get_req("/?sleep=200"))
+            })
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().expect("client").body, HELLO);
+    }
+    // 8 requests of 200 ms on 2 threads take at least 4 rounds.
+    assert!(
+        start.elapsed() >= Duration::from_millis(750),
+        "--threads 2 must bound the pool (took {:?})",
+        start.elapsed()
+    );
+}

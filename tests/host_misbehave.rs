@@ -170,6 +170,32 @@ fn async_write_without_io_completion_is_invalid_parameter() {
 }
 
 #[test]
+fn done_with_session_twice() {
+    let host = host();
+    let mut c = host.connect();
+    let r = c.roundtrip(&get_req("/double-done"));
+    assert_eq!(text(&r), "once\n");
+    assert!(
+        host.wait_for_log("misbehave.c: double-done ret=", Duration::from_secs(5)),
+        "{}",
+        host.stderr()
+    );
+    assert!(
+        host.stderr().contains("misbehave.c: double-done ret=0 errno="),
+        "a second DONE_WITH_SESSION must fail:\n{}",
+        host.stderr()
+    );
+    assert!(assert_next_clean(&mut c));
+}
+
+#[test]
+fn get_server_variable_null_size_is_invalid_parameter() {
+    let host = host();
+    let r = host.get("/gsv-null-size");
+    assert_eq!(text(&r), "ret=0 errno=87");
+}
+
+#[test]
 fn bare_lf_header_block_is_accepted() {
     let host = host();
     let mut c = host.connect();

@@ -75,3 +75,20 @@ fn slow_reader_backpressure_bounds_memory() {
     let r = c.roundtrip(&get_req("/big?3"));
     assert_eq!(r.body, vec![0, 1, 2]);
 }
+
+#[test]
+fn write_client_fails_when_the_client_goes_away() {
+    let host = Host::with_c_fixture("echo", &[]);
+    {
+        let mut c = host.connect();
+        c.send(&get_req(&format!("/big?{}", 1024 * MIB)));
+        let got = c.read_raw(1024 * 1024);
+        assert!(got.len() > 1000, "the response started");
+    }
+    assert!(
+        host.wait_for_log("big: WriteClient failed errno=", Duration::from_secs(15)),
+        "WriteClient must fail (not block) once the client is gone:\n{}",
+        host.stderr()
+    );
+    assert_eq!(host.get("/big?5").body, vec![0, 1, 2, 3, 4]);
+}
