@@ -21,13 +21,17 @@ fn send_url_redirect_resp() {
     assert_eq!(text(&r), "target");
 }
 
+/// IIS documents HSE_REQ_SEND_URL as "identical to
+/// HSE_REQ_SEND_URL_REDIRECT_RESP": a 302 to the URL (IIS 6.0 SDK, ms524477).
+/// (Apache's mod_isapi does an internal redirect instead; the host follows IIS.)
 #[test]
-fn send_url_internal_redirect() {
+fn send_url_is_a_302_like_iis() {
     let host = ssf_host();
     let mut c = host.connect();
     let r = c.roundtrip(&get_req("/send-url"));
-    assert_eq!(r.status, 200, "{r:?}");
-    assert_eq!(text(&r), "target");
+    assert_eq!(r.status, 302, "{r:?}");
+    assert_eq!(r.header("location"), Some("/target"));
+    // Following the redirect on the same connection works.
     let r = c.roundtrip(&get_req("/target"));
     assert_eq!(text(&r), "target");
 }
