@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use support::{Host, RawConn, Response};
+use support::{Host, Response};
 
 /// `fixtures/wsgi`.
 pub(crate) fn fixtures() -> PathBuf {
@@ -77,11 +77,6 @@ pub(crate) fn body(r: &Response) -> String {
     support::text(r)
 }
 
-/// Parses a JSON-ish body with the few shapes the probe returns, by comparing text.
-pub(crate) fn json_eq(r: &Response, expected: &str) {
-    assert_eq!(body(r), expected, "status {} headers {:?}", r.status, r.headers);
-}
-
 /// Polls `f` until it returns true or `timeout` passes.
 pub(crate) fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
@@ -94,9 +89,4 @@ pub(crate) fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// Opens a keep-alive connection.
-pub(crate) fn connect(host: &Host) -> RawConn {
-    host.connect()
 }

@@ -85,10 +85,11 @@ fn chunked_upload_environ() {
 
 /// A chunked body with a bad chunk size: the app's read raises, never returns
 /// a short body; when the app lets the error through the client gets a 400
-/// and the connection is closed.
+/// and the connection is closed. (`--read-ahead 0` so that the app, not the
+/// host's read-ahead, meets the bad chunk.)
 #[test]
 fn broken_chunked_body_raises() {
-    let host = probe_host();
+    let host = probe_host_with(&["--read-ahead", "0"], &[]);
     let bad = b"POST /read-error HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nZZ\r\nnope\r\n0\r\n\r\n";
     let mut c = host.connect();
     c.send(bad);
@@ -144,9 +145,11 @@ fn slow_upload_does_not_stall_other_requests() {
     let host = probe_host();
     let mut up = host.connect();
     up.send(b"POST /slow-upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
-    up.send(b"5\r\nhello\r\n");
+    // more than the host's read-ahead (49152), so that the app starts reading
+    let first = vec![b'x'; 60_000];
+    up.send(&support::chunked(&first, 60_000)[..first.len() + 8]);
     assert!(
-        eventually(Duration::from_secs(10), || body(&host.get("/progress")) == "5"),
+        eventually(Duration::from_secs(20), || body(&host.get("/progress")) == "60000"),
         "the app should have read the first chunk"
     );
     // The upload is now blocked in ReadClient. Other requests must not wait.
@@ -160,6 +163,6 @@ fn slow_upload_does_not_stall_other_requests() {
     write!(more, "6\r\n world\r\n0\r\n\r\n").unwrap();
     up.send(&more);
     let r = up.read_response().expect("upload response");
-    assert_eq!(body(&r), "slow upload done: 11");
+    assert_eq!(body(&r), "slow upload done: 60006");
     assert!(matches!(r.framing, Framing::ContentLength(_)));
 }
