@@ -339,7 +339,7 @@ pub fn normalize_prefix(prefix: &str) -> Result<String, String> {
 }
 
 fn sort_apps(apps: &mut [AppSpec]) {
-    apps.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+    apps.sort_by_key(|a| std::cmp::Reverse(a.prefix.len()));
 }
 
 #[cfg(test)]

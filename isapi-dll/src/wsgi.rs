@@ -1,13 +1,13 @@
 //! The Python-facing types, all in one module (so that they can later become
 //! per-interpreter heap types without touching the rest):
 //!
-//! - [`Context`]: the per-interpreter state (the mounted apps, interned environ keys, the
+//! - [`Context`], the per-interpreter state (the mounted apps, interned environ keys, the
 //!   shared `wsgi.errors`), kept in the interpreter's own dictionary, never in a `static`;
-//! - [`Input`]: `wsgi.input`;
-//! - [`Response`]: the `start_response` callable, its `write()`, and the response writer
+//! - [`Input`], `wsgi.input`;
+//! - [`Response`], the `start_response` callable, its `write()`, and the response writer
 //!   that frames the body (Content-Length, chunked or close-delimited);
-//! - [`FileWrapper`]: `wsgi.file_wrapper`;
-//! - [`Errors`]: `wsgi.errors`, which writes to the log.
+//! - [`FileWrapper`], `wsgi.file_wrapper`;
+//! - [`Errors`], `wsgi.errors`, which writes to the log.
 
 use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
