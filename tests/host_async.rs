@@ -22,7 +22,11 @@ fn async_write_client_with_completion() {
     }
     // DONE_WITH_SESSION(SUCCESS_AND_KEEP_CONN) keeps the connection.
     assert!(c.stays_open(Duration::from_millis(300)));
-    assert!(!host.stderr().contains("async.c:"), "fixture reported a problem:\n{}", host.stderr());
+    assert!(
+        !host.stderr().contains("async.c:"),
+        "fixture reported a problem:\n{}",
+        host.stderr()
+    );
 }
 
 #[test]
@@ -34,7 +38,10 @@ fn async_write_many_concurrent() {
             std::thread::spawn(move || {
                 let mut c = RawConn::connect(addr).unwrap();
                 for _ in 0..10 {
-                    assert_eq!(text(&c.roundtrip(&get_req("/async"))), "part-one\npart-two\n");
+                    assert_eq!(
+                        text(&c.roundtrip(&get_req("/async"))),
+                        "part-one\npart-two\n"
+                    );
                 }
             })
         })
@@ -63,12 +70,22 @@ fn pending_requests_pipelined() {
     let mut c = host.connect();
     let mut batch = Vec::new();
     for i in 0..6 {
-        batch.extend_from_slice(&get_req(if i % 2 == 0 { "/async" } else { "/pending-sync" }));
+        batch.extend_from_slice(&get_req(if i % 2 == 0 {
+            "/async"
+        } else {
+            "/pending-sync"
+        }));
     }
     c.send(&batch);
     for i in 0..6 {
-        let r = c.read_response().unwrap_or_else(|e| panic!("response {i}: {e}"));
-        let want = if i % 2 == 0 { "part-one\npart-two\n" } else { "sync-one\nsync-two\n" };
+        let r = c
+            .read_response()
+            .unwrap_or_else(|e| panic!("response {i}: {e}"));
+        let want = if i % 2 == 0 {
+            "part-one\npart-two\n"
+        } else {
+            "sync-one\nsync-two\n"
+        };
         assert_eq!(text(&r), want, "response {i}");
     }
 }
@@ -83,7 +100,10 @@ fn pending_then_done_with_error_is_500() {
     if c.try_send(&get_req("/pending-sync")).is_ok() {
         match c.read_response() {
             Ok(r) => assert_eq!(text(&r), "sync-one\nsync-two\n"),
-            Err(e) => assert!(matches!(e, WireError::EofBeforeHead | WireError::Io(_)), "{e}"),
+            Err(e) => assert!(
+                matches!(e, WireError::EofBeforeHead | WireError::Io(_)),
+                "{e}"
+            ),
         }
     }
 }
@@ -96,7 +116,11 @@ fn done_with_session_null_status() {
     assert_eq!(r.status, 200);
     assert_eq!(text(&r), "null-status\n");
     let r = c.roundtrip(&get_req("/pending-sync"));
-    assert_eq!(text(&r), "sync-one\nsync-two\n", "connection kept after DONE_WITH_SESSION(NULL)");
+    assert_eq!(
+        text(&r),
+        "sync-one\nsync-two\n",
+        "connection kept after DONE_WITH_SESSION(NULL)"
+    );
 }
 
 #[test]
@@ -108,7 +132,10 @@ fn is_connected_sees_a_client_disconnect() {
         std::thread::sleep(Duration::from_millis(300));
     }
     assert!(
-        host.wait_for_log("async.c-info: connected-later saw disconnect", Duration::from_secs(8)),
+        host.wait_for_log(
+            "async.c-info: connected-later saw disconnect",
+            Duration::from_secs(8)
+        ),
         "IS_CONNECTED must report FALSE once the client is gone:\n{}",
         host.stderr()
     );

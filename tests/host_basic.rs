@@ -27,7 +27,11 @@ fn hello_any_url_and_method() {
     let mut c = host.connect();
     for path in ["/", "/a/b/c.dll", "/x?y=z", "/%7Euser/"] {
         let r = c.roundtrip(&get_req(path));
-        assert_eq!((r.status, r.body.as_slice()), (200, &b"Hello, world!"[..]), "{path}");
+        assert_eq!(
+            (r.status, r.body.as_slice()),
+            (200, &b"Hello, world!"[..]),
+            "{path}"
+        );
     }
     let r = c.roundtrip(&post_request(host.addr(), "/post", b"ignored body"));
     assert_eq!(r.status, 200);
@@ -63,11 +67,16 @@ fn pipelined_requests_answered_in_order() {
     }
     c.send(&batch);
     for i in 0..10 {
-        let r = c.read_response().unwrap_or_else(|e| panic!("response {i}: {e}"));
+        let r = c
+            .read_response()
+            .unwrap_or_else(|e| panic!("response {i}: {e}"));
         assert_eq!(r.status, 200);
         assert_eq!(text(&r), format!("request number {i}"));
     }
-    assert!(c.stays_open(Duration::from_millis(300)), "no extra bytes, connection kept");
+    assert!(
+        c.stays_open(Duration::from_millis(300)),
+        "no extra bytes, connection kept"
+    );
 }
 
 #[test]
@@ -80,7 +89,9 @@ fn pipelined_gets_with_hello() {
     }
     c.send(&batch);
     for i in 0..10 {
-        let r = c.read_response().unwrap_or_else(|e| panic!("response {i}: {e}"));
+        let r = c
+            .read_response()
+            .unwrap_or_else(|e| panic!("response {i}: {e}"));
         assert_eq!(r.body, b"Hello, world!");
     }
 }
@@ -97,7 +108,11 @@ fn trace_callbacks_logs_write_client() {
         },
         Duration::from_secs(5),
     );
-    assert!(found, "stderr should log WriteClient with its byte count (13):\n{}", host.stderr());
+    assert!(
+        found,
+        "stderr should log WriteClient with its byte count (13):\n{}",
+        host.stderr()
+    );
     assert!(
         host.wait_for_log("SEND_RESPONSE_HEADER_EX", Duration::from_secs(2))
             || host.stderr().contains("1016"),

@@ -14,7 +14,8 @@ const DEFAULT_READ_AHEAD: usize = 49152;
 const UNKNOWN_LENGTH: &str = "4294967295";
 
 fn chunked_post(path: &str, body: &[u8], chunk: usize) -> Vec<u8> {
-    let mut req = format!("POST {path} HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n").into_bytes();
+    let mut req = format!("POST {path} HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .into_bytes();
     req.extend_from_slice(&chunked(body, chunk));
     req
 }
@@ -25,7 +26,10 @@ fn send_and_read(c: &mut RawConn, req: Vec<u8>) -> Response {
     let mut w = c.stream().try_clone().expect("clone stream");
     let writer = std::thread::spawn(move || w.write_all(&req));
     let r = c.read_response().expect("response");
-    writer.join().expect("writer thread").expect("write request");
+    writer
+        .join()
+        .expect("writer thread")
+        .expect("write request");
     r
 }
 
@@ -75,7 +79,11 @@ fn echo_1mib_chunked() {
         assert_eq!(r.status, 200);
         assert_eq!(r.body.len(), body.len());
         assert!(r.body == body, "echoed body differs (chunk size {chunk})");
-        assert_eq!(r.header("x-total-bytes"), Some(UNKNOWN_LENGTH), "chunked: cbTotalBytes = 0xFFFFFFFF");
+        assert_eq!(
+            r.header("x-total-bytes"),
+            Some(UNKNOWN_LENGTH),
+            "chunked: cbTotalBytes = 0xFFFFFFFF"
+        );
     }
 }
 
@@ -89,7 +97,10 @@ fn echo_small_chunked_with_extensions_and_trailers() {
     assert_eq!(r.status, 200);
     assert_eq!(r.body, b"abcdefg");
     let r = c.roundtrip(&get_req("/echo"));
-    assert_eq!(r.status, 200, "connection usable after a chunked upload with trailers");
+    assert_eq!(
+        r.status, 200,
+        "connection usable after a chunked upload with trailers"
+    );
 }
 
 #[test]
@@ -100,7 +111,11 @@ fn echo_read_ahead_zero() {
     let r = send_and_read(&mut c, post_request(host.addr(), "/echo", &body));
     assert_eq!(r.status, 200);
     assert!(r.body == body, "echoed body differs");
-    assert_eq!(r.header("x-available"), Some("0"), "--read-ahead 0 preloads nothing");
+    assert_eq!(
+        r.header("x-available"),
+        Some("0"),
+        "--read-ahead 0 preloads nothing"
+    );
     assert_eq!(r.header("x-total-bytes"), Some("1048576"));
     let r = send_and_read(&mut c, chunked_post("/echo", &body, 10000));
     assert_eq!(r.status, 200);
@@ -191,7 +206,10 @@ fn count_100mb_chunked_with_bounded_memory() {
         grown < 64 * 1024,
         "host RSS grew by {grown} KiB during a 100 MB upload (before {before} KiB, after {peak} KiB, peak {hwm} KiB)"
     );
-    eprintln!("100 MB upload took {:?}; RSS before {before} KiB, peak {hwm} KiB", start.elapsed());
+    eprintln!(
+        "100 MB upload took {:?}; RSS before {before} KiB, peak {hwm} KiB",
+        start.elapsed()
+    );
 }
 
 #[test]
@@ -200,7 +218,11 @@ fn count_content_length_upload() {
     let body = pattern_bytes(3 * MIB + 7, 8);
     let mut c = host.connect();
     let r = send_and_read(&mut c, post_request(host.addr(), "/count", &body));
-    let expect = format!("bytes={} fnv={:016x}\n", body.len(), fnv1a64(FNV1A64_INIT, &body));
+    let expect = format!(
+        "bytes={} fnv={:016x}\n",
+        body.len(),
+        fnv1a64(FNV1A64_INIT, &body)
+    );
     assert_eq!(text(&r), expect);
 }
 
@@ -215,7 +237,11 @@ fn expect_100_continue() {
     let r = c.read_response().expect("final response");
     assert_eq!(r.status, 200);
     assert_eq!(r.body, b"hello world");
-    assert_eq!(r.header("x-available"), Some("0"), "no preload with Expect: 100-continue");
+    assert_eq!(
+        r.header("x-available"),
+        Some("0"),
+        "no preload with Expect: 100-continue"
+    );
     // Connection is still in sync.
     let r = c.roundtrip(&post_request(host.addr(), "/echo", b"again"));
     assert_eq!(r.body, b"again");
@@ -238,7 +264,8 @@ fn expect_100_continue_not_sent_when_body_is_not_read() {
 /// close the connection.
 fn disconnect_mid_body(host: &Host, sent: usize) {
     let mut c = host.connect();
-    let mut req = format!("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {MIB}\r\n\r\n").into_bytes();
+    let mut req =
+        format!("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {MIB}\r\n\r\n").into_bytes();
     req.extend_from_slice(&pattern_bytes(sent, 9));
     c.send(&req);
     std::thread::sleep(Duration::from_millis(200));
@@ -288,7 +315,9 @@ fn client_disconnects_during_the_preload() {
     disconnect_mid_body(&host, 1000);
     assert!(
         host.wait_for_log_matching(
-            |log| log.lines().any(|l| l.contains("WARN") || l.contains("ERROR")),
+            |log| log
+                .lines()
+                .any(|l| l.contains("WARN") || l.contains("ERROR")),
             Duration::from_secs(10)
         ),
         "the broken upload must be logged:\n{}",
@@ -327,7 +356,11 @@ fn bad_chunk_framing_fails_read_client() {
             "expected an error response or a close, got {e}"
         ),
     }
-    assert!(host.wait_for_log("readclient failed errno=", Duration::from_secs(10)), "{}", host.stderr());
+    assert!(
+        host.wait_for_log("readclient failed errno=", Duration::from_secs(10)),
+        "{}",
+        host.stderr()
+    );
 }
 
 #[test]
@@ -337,7 +370,9 @@ fn pipelined_uploads_without_preload() {
     let host = Host::with_c_fixture("echo", &["--read-ahead", "0"]);
     let mut c = host.connect();
     let mut batch = Vec::new();
-    let bodies: Vec<Vec<u8>> = (0..6).map(|i| pattern_bytes(1000 + i * 3000, i as u64)).collect();
+    let bodies: Vec<Vec<u8>> = (0..6)
+        .map(|i| pattern_bytes(1000 + i * 3000, i as u64))
+        .collect();
     for (i, b) in bodies.iter().enumerate() {
         if i % 2 == 0 {
             batch.extend_from_slice(&post_request(host.addr(), "/echo", b));
@@ -347,7 +382,9 @@ fn pipelined_uploads_without_preload() {
     }
     c.send(&batch);
     for (i, b) in bodies.iter().enumerate() {
-        let r = c.read_response().unwrap_or_else(|e| panic!("response {i}: {e}"));
+        let r = c
+            .read_response()
+            .unwrap_or_else(|e| panic!("response {i}: {e}"));
         assert_eq!(r.status, 200);
         assert!(&r.body == b, "body {i} differs");
     }
@@ -381,7 +418,9 @@ fn unread_large_body_does_not_desync() {
 fn expect_100_continue_over_max_body_is_413_without_100() {
     let host = Host::with_c_fixture("echo", &["--max-body", "1000"]);
     let mut c = host.connect();
-    c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n");
+    c.send(
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n",
+    );
     let r = c.read_response_or_interim().expect("response");
     assert_eq!(r.status, 413, "reject before asking for the body: {r:?}");
 }

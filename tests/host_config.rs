@@ -34,13 +34,20 @@ fn config_file_mounts_and_settings() {
     let body = pattern_bytes(5000, 3);
     let r = c.roundtrip(&post_request(host.addr(), "/echo", &body));
     assert_eq!(r.body, body);
-    assert_eq!(r.header("x-available"), Some("1000"), "read-ahead from the file");
+    assert_eq!(
+        r.header("x-available"),
+        Some("1000"),
+        "read-ahead from the file"
+    );
 }
 
 #[test]
 fn command_line_wins_over_config_file() {
     let echo = c_fixture("echo");
-    let cfg = write_config("cfg-cli", &format!("extension = {}\nread-ahead = 1000\n", toml_str(&echo)));
+    let cfg = write_config(
+        "cfg-cli",
+        &format!("extension = {}\nread-ahead = 1000\n", toml_str(&echo)),
+    );
     let host = Host::start(&["--config", cfg.to_str().unwrap(), "--read-ahead", "2000"]);
     let body = pattern_bytes(5000, 3);
     let r = request(host.addr(), &post_request(host.addr(), "/echo", &body));
@@ -66,7 +73,11 @@ fn invalid_config_file_is_a_startup_error() {
         Duration::from_secs(30),
     );
     assert!(!exit.status.success());
-    assert!(exit.stderr.contains("isapi-host.toml"), "names the file:\n{}", exit.stderr);
+    assert!(
+        exit.stderr.contains("isapi-host.toml"),
+        "names the file:\n{}",
+        exit.stderr
+    );
 }
 
 #[test]
@@ -76,7 +87,10 @@ fn access_log_off() {
     assert_eq!(text(&host.get("/target")), "target");
     std::thread::sleep(Duration::from_millis(300));
     let log = host.stderr();
-    assert!(!log.contains("GET /logparam"), "no access log with --access-log off:\n{log}");
+    assert!(
+        !log.contains("GET /logparam"),
+        "no access log with --access-log off:\n{log}"
+    );
     assert!(!log.contains("fixture-log-param"), "{log}");
 }
 
@@ -86,7 +100,11 @@ fn access_log_w3c_has_iis_default_fields() {
     let mut c = host.connect();
     let r = c.roundtrip(b"GET /logparam?x=1 HTTP/1.1\r\nHost: t\r\nUser-Agent: e2e test\r\n\r\n");
     assert_eq!(text(&r), "logged\n");
-    assert!(host.wait_for_log("/logparam", Duration::from_secs(5)), "{}", host.stderr());
+    assert!(
+        host.wait_for_log("/logparam", Duration::from_secs(5)),
+        "{}",
+        host.stderr()
+    );
     let log = host.stderr();
     let line = log.lines().find(|l| l.contains("/logparam")).unwrap();
     // Strip the tracing prefix ("<ts>  INFO access: ").
@@ -97,11 +115,17 @@ fn access_log_w3c_has_iis_default_fields() {
     assert_eq!(f.len(), 15, "IIS's 15 default W3C fields: {entry:?}");
     let is_date = |s: &str| s.len() == 10 && s.as_bytes()[4] == b'-' && s.as_bytes()[7] == b'-';
     let is_time = |s: &str| s.len() == 8 && s.as_bytes()[2] == b':' && s.as_bytes()[5] == b':';
-    assert!(is_date(f[0]) && is_time(f[1]), "W3C date (YYYY-MM-DD) and time (hh:mm:ss): {entry:?}");
+    assert!(
+        is_date(f[0]) && is_time(f[1]),
+        "W3C date (YYYY-MM-DD) and time (hh:mm:ss): {entry:?}"
+    );
     assert_eq!(f[2], "127.0.0.1");
     assert_eq!(f[3], "GET");
     assert_eq!(f[4], "/logparam");
-    assert!(f[5].contains("x=1") && f[5].contains("fixture-log-param"), "cs-uri-query: {entry:?}");
+    assert!(
+        f[5].contains("x=1") && f[5].contains("fixture-log-param"),
+        "cs-uri-query: {entry:?}"
+    );
     assert_eq!(f[6], host.addr().port().to_string());
     assert_eq!(f[8], "127.0.0.1");
     assert_eq!(f[9], "e2e+test");

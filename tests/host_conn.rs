@@ -92,7 +92,10 @@ fn fkeepconn_false_closes() {
     assert_eq!(r.status, 200);
     assert_eq!(text(&r), "nokeep\n");
     assert_eq!(r.framing, Framing::ContentLength(7));
-    assert!(r.connection_has("close"), "fKeepConn FALSE must announce Connection: close: {r:?}");
+    assert!(
+        r.connection_has("close"),
+        "fKeepConn FALSE must announce Connection: close: {r:?}"
+    );
     assert!(c.is_closed());
 }
 
@@ -103,7 +106,10 @@ fn close_connection_closes_after_response() {
     let r = c.roundtrip(&get_req("/close"));
     assert_eq!(r.status, 200);
     assert_eq!(text(&r), "closing\n");
-    assert!(c.is_closed(), "HSE_REQ_CLOSE_CONNECTION must close the connection");
+    assert!(
+        c.is_closed(),
+        "HSE_REQ_CLOSE_CONNECTION must close the connection"
+    );
 }
 
 #[test]
@@ -113,7 +119,10 @@ fn disconnect_after_send_closes() {
     let r = c.roundtrip(&get_req("/disconnect-after-send"));
     assert_eq!(r.status, 200);
     assert_eq!(text(&r), "disconnect\n");
-    assert!(c.is_closed(), "HSE_IO_DISCONNECT_AFTER_SEND must close the connection");
+    assert!(
+        c.is_closed(),
+        "HSE_IO_DISCONNECT_AFTER_SEND must close the connection"
+    );
 }
 
 #[test]

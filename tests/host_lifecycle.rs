@@ -10,7 +10,10 @@ fn sigterm_drains_and_calls_terminate_extension() {
     let dir = temp_dir("term");
     let log = dir.join("term.log");
     let lib = c_fixture_str("hello");
-    let mut host = Host::start_env(&["--extension", &lib], [("ISAPI_FIXTURE_TERM_LOG", log.to_str().unwrap())]);
+    let mut host = Host::start_env(
+        &["--extension", &lib],
+        [("ISAPI_FIXTURE_TERM_LOG", log.to_str().unwrap())],
+    );
     let addr = host.addr();
     // An in-flight request that takes 1.5 s.
     let inflight = std::thread::spawn(move || {
@@ -40,14 +43,20 @@ fn sigterm_when_idle_exits_zero() {
     let dir = temp_dir("term-idle");
     let log = dir.join("term.log");
     let lib = c_fixture_str("hello");
-    let mut host = Host::start_env(&["--extension", &lib], [("ISAPI_FIXTURE_TERM_LOG", log.to_str().unwrap())]);
+    let mut host = Host::start_env(
+        &["--extension", &lib],
+        [("ISAPI_FIXTURE_TERM_LOG", log.to_str().unwrap())],
+    );
     assert_eq!(host.get("/").status, 200);
     // An idle keep-alive connection must not block the shutdown.
     let mut idle = host.connect();
     assert_eq!(idle.roundtrip(&get_req("/")).status, 200);
     let status = host.terminate_timeout(Duration::from_secs(15));
     assert!(status.success(), "{status}");
-    assert_eq!(std::fs::read_to_string(&log).unwrap_or_default(), "TerminateExtension flags=2\n");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap_or_default(),
+        "TerminateExtension flags=2\n"
+    );
     assert!(idle.is_closed(), "idle connections are closed on shutdown");
 }
 
@@ -58,7 +67,10 @@ fn new_connections_refused_after_shutdown() {
     let addr = host.addr();
     let status = host.terminate();
     assert!(status.success());
-    assert!(std::net::TcpStream::connect(addr).is_err(), "listener closed after exit");
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "listener closed after exit"
+    );
 }
 
 #[test]
@@ -73,6 +85,10 @@ fn sigterm_waits_for_pending_requests() {
     std::thread::sleep(Duration::from_millis(400));
     let status = host.terminate();
     let r = inflight.join().expect("in-flight client");
-    assert_eq!(text(&r), "sync-one\nsync-two\n", "the PENDING request completes");
+    assert_eq!(
+        text(&r),
+        "sync-one\nsync-two\n",
+        "the PENDING request completes"
+    );
     assert!(status.success(), "{status}");
 }

@@ -21,7 +21,9 @@ fn oversized_header_is_431() {
     let writer = std::thread::spawn(move || {
         let _ = w.write_all(&req);
     });
-    let r = c.read_response().expect("an answer to a 1 MiB header block");
+    let r = c
+        .read_response()
+        .expect("an answer to a 1 MiB header block");
     assert_eq!(r.status, 431, "{r:?}");
     let _ = writer.join();
     // The host is fine afterwards.
@@ -42,7 +44,10 @@ fn body_over_max_body_is_413() {
     assert_eq!(r.status, 413, "{r:?}");
     let _ = writer.join();
     // Within the limit it works.
-    let r = request(host.addr(), &post_request(host.addr(), "/echo", &body[..1000]));
+    let r = request(
+        host.addr(),
+        &post_request(host.addr(), "/echo", &body[..1000]),
+    );
     assert_eq!(r.status, 200);
     assert_eq!(r.body, &body[..1000]);
 }
@@ -58,7 +63,9 @@ fn malformed_requests_are_400() {
     ] {
         let mut c = host.connect();
         c.send(raw);
-        let r = c.read_response().unwrap_or_else(|e| panic!("{:?}: {e}", String::from_utf8_lossy(raw)));
+        let r = c
+            .read_response()
+            .unwrap_or_else(|e| panic!("{:?}: {e}", String::from_utf8_lossy(raw)));
         assert_eq!(r.status, 400, "{:?} -> {r:?}", String::from_utf8_lossy(raw));
         assert!(c.is_closed(), "connection closed after a 400");
     }
@@ -66,7 +73,11 @@ fn malformed_requests_are_400() {
 }
 
 fn expect_startup_failure(args: &[&str], must_mention: &[&str]) {
-    let exit = Host::run_to_exit(args, std::iter::empty::<(&str, &str)>(), Duration::from_secs(30));
+    let exit = Host::run_to_exit(
+        args,
+        std::iter::empty::<(&str, &str)>(),
+        Duration::from_secs(30),
+    );
     assert!(
         !exit.status.success(),
         "host must exit non-zero for {args:?}: {}\n{}",
@@ -90,7 +101,10 @@ fn expect_startup_failure(args: &[&str], must_mention: &[&str]) {
 #[test]
 fn get_extension_version_false_is_a_startup_error() {
     let lib = c_fixture_str("noversion");
-    expect_startup_failure(&["--extension", &lib], &["libnoversion", "GetExtensionVersion"]);
+    expect_startup_failure(
+        &["--extension", &lib],
+        &["libnoversion", "GetExtensionVersion"],
+    );
 }
 
 #[test]
@@ -111,26 +125,44 @@ fn missing_library_is_a_startup_error() {
 fn bad_mount_among_good_ones_is_a_startup_error() {
     let good = format!("/a={}", c_fixture_str("hello"));
     let bad = format!("/b={}", c_fixture_str("noproc"));
-    expect_startup_failure(&["--map", &good, "--map", &bad], &["libnoproc", "HttpExtensionProc"]);
+    expect_startup_failure(
+        &["--map", &good, "--map", &bad],
+        &["libnoproc", "HttpExtensionProc"],
+    );
 }
 
 #[test]
 fn max_header_option() {
     let host = Host::with_c_fixture("hello", &["--max-header", "20000"]);
-    let small = format!("GET / HTTP/1.1\r\nHost: t\r\nX-Small: {}\r\n\r\n", "s".repeat(15000));
+    let small = format!(
+        "GET / HTTP/1.1\r\nHost: t\r\nX-Small: {}\r\n\r\n",
+        "s".repeat(15000)
+    );
     let r = request(host.addr(), small.as_bytes());
     assert_eq!(r.status, 200, "a 15 KB head is within --max-header 20000");
-    let big = format!("GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n", "b".repeat(30000));
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(30000)
+    );
     let r = request(host.addr(), big.as_bytes());
-    assert_eq!(r.status, 431, "a 30 KB head exceeds --max-header 20000: {r:?}");
+    assert_eq!(
+        r.status, 431,
+        "a 30 KB head exceeds --max-header 20000: {r:?}"
+    );
 }
 
 #[test]
 fn default_max_header_is_16k() {
     let host = Host::with_c_fixture("hello", &[]);
-    let ok = format!("GET / HTTP/1.1\r\nHost: t\r\nX-Small: {}\r\n\r\n", "s".repeat(12000));
+    let ok = format!(
+        "GET / HTTP/1.1\r\nHost: t\r\nX-Small: {}\r\n\r\n",
+        "s".repeat(12000)
+    );
     assert_eq!(request(host.addr(), ok.as_bytes()).status, 200);
-    let big = format!("GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n", "b".repeat(20000));
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(20000)
+    );
     assert_eq!(request(host.addr(), big.as_bytes()).status, 431);
 }
 
@@ -143,9 +175,15 @@ fn small_max_header_is_enforced_or_refused() {
     match Host::try_start_env(&args, std::iter::empty::<(&str, &str)>()) {
         Err(_) => {}
         Ok(host) => {
-            let big = format!("GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n", "b".repeat(3000));
+            let big = format!(
+                "GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
+                "b".repeat(3000)
+            );
             let r = request(host.addr(), big.as_bytes());
-            assert_eq!(r.status, 431, "a 3 KB head exceeds --max-header 2000: {r:?}");
+            assert_eq!(
+                r.status, 431,
+                "a 3 KB head exceeds --max-header 2000: {r:?}"
+            );
         }
     }
 }
@@ -158,7 +196,10 @@ fn header_timeout_closes_a_slow_client() {
     let start = std::time::Instant::now();
     let (bytes, closed) = c.read_until_close();
     let elapsed = start.elapsed();
-    assert!(closed, "the host must close a connection whose head never completes");
+    assert!(
+        closed,
+        "the host must close a connection whose head never completes"
+    );
     assert!(
         elapsed >= Duration::from_millis(800) && elapsed < Duration::from_secs(8),
         "closed after {elapsed:?}, expected about 1 s"
@@ -176,10 +217,58 @@ fn keepalive_timeout_closes_idle_connections() {
     let host = Host::with_c_fixture("hello", &["--keepalive-timeout", "1"]);
     let mut c = host.connect();
     assert_eq!(c.roundtrip(&get_req("/")).status, 200);
-    assert!(c.stays_open(Duration::from_millis(300)), "not closed right away");
-    assert_eq!(c.roundtrip(&get_req("/")).status, 200, "reusable before the timeout");
+    assert!(
+        c.stays_open(Duration::from_millis(300)),
+        "not closed right away"
+    );
+    assert_eq!(
+        c.roundtrip(&get_req("/")).status,
+        200,
+        "reusable before the timeout"
+    );
     let start = std::time::Instant::now();
-    assert_eq!(c.peer_state(Duration::from_secs(8)), PeerState::Closed, "idle connection closed");
+    assert_eq!(
+        c.peer_state(Duration::from_secs(8)),
+        PeerState::Closed,
+        "idle connection closed"
+    );
     let elapsed = start.elapsed();
-    assert!(elapsed >= Duration::from_millis(700), "closed too early ({elapsed:?})");
+    assert!(
+        elapsed >= Duration::from_millis(700),
+        "closed too early ({elapsed:?})"
+    );
+}
+
+#[test]
+fn content_length_with_transfer_encoding_does_not_smuggle() {
+    // RFC 9112 section 6.1: reject, or treat as chunked and close after responding.
+    let host = Host::with_c_fixture("echo", &[]);
+    let mut c = host.connect();
+    c.send(
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 30\r\nTransfer-Encoding: chunked\r\n\r\n\
+          0\r\n\r\nGET /echo?smuggled HTTP/1.1\r\nHost: t\r\n\r\n",
+    );
+    let r = c.read_response().expect("first response");
+    assert!(r.status == 400 || r.status == 200, "{r:?}");
+    if r.status == 200 {
+        assert!(
+            r.body.is_empty(),
+            "the body is the (empty) chunked one: {r:?}"
+        );
+    }
+    assert!(
+        c.is_closed(),
+        "the connection must be closed: no response to the smuggled request"
+    );
+}
+
+#[test]
+fn transfer_encoding_without_final_chunked_is_400() {
+    // RFC 9112 section 6.3: chunked not last in a request -> 400 and close.
+    let host = Host::with_c_fixture("echo", &[]);
+    let mut c = host.connect();
+    c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\nabc");
+    let r = c.read_response().expect("response");
+    assert!(r.status == 400 || r.status == 501, "{r:?}");
+    assert!(c.is_closed());
 }

@@ -46,7 +46,10 @@ fn unknown_support_function_is_invalid_parameter() {
     let mut c = host.connect();
     let r = c.roundtrip(&get_req("/unknown-ssf"));
     assert_eq!(text(&r), "ret=0 errno=87");
-    assert!(assert_next_clean(&mut c), "a normal response keeps the connection");
+    assert!(
+        assert_next_clean(&mut c),
+        "a normal response keeps the connection"
+    );
 }
 
 #[test]
@@ -72,7 +75,10 @@ fn long_content_length_is_truncated_and_connection_kept() {
     assert_eq!(r.status, 200);
     assert_eq!(r.framing, Framing::ContentLength(5));
     assert_eq!(text(&r), "01234");
-    assert!(assert_next_clean(&mut c), "surplus bytes are dropped, the connection stays usable");
+    assert!(
+        assert_next_clean(&mut c),
+        "surplus bytes are dropped, the connection stays usable"
+    );
 }
 
 #[test]
@@ -147,7 +153,10 @@ fn bad_chunk_framing_from_extension_closes() {
     let s = String::from_utf8_lossy(&raw);
     // The host may have sent the head and the valid first chunk, or nothing.
     assert!(s.is_empty() || s.starts_with("HTTP/1.1 200"), "{s:?}");
-    assert!(!s.contains("GARBAGE"), "invalid chunk data must never reach the client: {s:?}");
+    assert!(
+        !s.contains("GARBAGE"),
+        "invalid chunk data must never reach the client: {s:?}"
+    );
     assert!(!s.contains("ZZ not a chunk"), "{s:?}");
     // Whatever was sent must not form a complete chunked response.
     let mut r = &raw[..];
@@ -165,7 +174,11 @@ fn async_write_without_io_completion_is_invalid_parameter() {
     let mut c = host.connect();
     let r = c.roundtrip(&get_req("/async-no-completion"));
     assert_eq!(r.status, 200);
-    assert_eq!(text(&r), "ret=0 errno=87", "HSE_IO_ASYNC needs HSE_REQ_IO_COMPLETION first");
+    assert_eq!(
+        text(&r),
+        "ret=0 errno=87",
+        "HSE_IO_ASYNC needs HSE_REQ_IO_COMPLETION first"
+    );
     assert!(assert_next_clean(&mut c));
 }
 
@@ -181,7 +194,8 @@ fn done_with_session_twice() {
         host.stderr()
     );
     assert!(
-        host.stderr().contains("misbehave.c: double-done ret=0 errno="),
+        host.stderr()
+            .contains("misbehave.c: double-done ret=0 errno="),
         "a second DONE_WITH_SESSION must fail:\n{}",
         host.stderr()
     );
@@ -212,7 +226,11 @@ fn self_chunked_response_to_http10_client_is_dechunked() {
     let mut c = host.connect();
     let r = c.roundtrip(b"GET /good-chunks HTTP/1.0\r\n\r\n");
     assert_eq!(r.status, 200);
-    assert_ne!(r.framing, Framing::Chunked, "HTTP/1.0 clients cannot receive chunked framing");
+    assert_ne!(
+        r.framing,
+        Framing::Chunked,
+        "HTTP/1.0 clients cannot receive chunked framing"
+    );
     assert_eq!(text(&r), "hello, world");
 }
 
@@ -223,7 +241,10 @@ fn self_chunked_response_to_head() {
     c.send(b"HEAD /good-chunks HTTP/1.1\r\nHost: t\r\n\r\n");
     let r = c.read_response_to_head().expect("HEAD response");
     assert_eq!(r.status, 200);
-    assert!(assert_next_clean(&mut c), "no chunk bytes may follow a HEAD response");
+    assert!(
+        assert_next_clean(&mut c),
+        "no chunk bytes may follow a HEAD response"
+    );
 }
 
 #[test]
@@ -234,7 +255,10 @@ fn good_chunks_pass_through() {
     assert_eq!(r.status, 200);
     assert_eq!(r.framing, Framing::Chunked);
     assert_eq!(text(&r), "hello, world");
-    assert!(assert_next_clean(&mut c), "valid self-chunked response keeps the connection");
+    assert!(
+        assert_next_clean(&mut c),
+        "valid self-chunked response keeps the connection"
+    );
 }
 
 #[test]

@@ -20,7 +20,13 @@ fn large_response_is_intact() {
     let r = c.roundtrip(&get_req(&format!("/big?{n}")));
     assert_eq!(r.status, 200);
     assert_eq!(r.framing, Framing::ContentLength(n));
-    assert!(r.body.iter().enumerate().all(|(i, &b)| b == expected_byte(i as u64)), "body differs");
+    assert!(
+        r.body
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b == expected_byte(i as u64)),
+        "body differs"
+    );
     let r = c.roundtrip(&get_req("/big?10"));
     assert_eq!(r.body, (0..10).map(expected_byte).collect::<Vec<_>>());
 }
@@ -46,12 +52,20 @@ fn slow_reader_backpressure_bounds_memory() {
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
         let b = c.read_raw(1);
-        assert_eq!(b.len(), 1, "EOF in head: {:?}", String::from_utf8_lossy(&head));
+        assert_eq!(
+            b.len(),
+            1,
+            "EOF in head: {:?}",
+            String::from_utf8_lossy(&head)
+        );
         head.extend_from_slice(&b);
     }
     let head_s = String::from_utf8_lossy(&head).to_ascii_lowercase();
     assert!(head_s.starts_with("http/1.1 200"), "{head_s}");
-    assert!(head_s.contains(&format!("content-length: {n}\r\n")), "{head_s}");
+    assert!(
+        head_s.contains(&format!("content-length: {n}\r\n")),
+        "{head_s}"
+    );
     let mut got = 0u64;
     let mut buf = vec![0u8; 256 * 1024];
     while got < n {

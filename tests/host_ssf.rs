@@ -60,7 +60,11 @@ fn legacy_send_response_header_with_body() {
     assert_eq!(r.framing, Framing::ContentLength(15));
     assert_eq!(text(&r), "body-in-header\n");
     let r = c.roundtrip(&get_req("/target"));
-    assert_eq!(text(&r), "target", "connection kept after a complete legacy response");
+    assert_eq!(
+        text(&r),
+        "target",
+        "connection kept after a complete legacy response"
+    );
 }
 
 fn data_file(tag: &str, len: usize) -> (std::path::PathBuf, Vec<u8>) {
@@ -77,7 +81,9 @@ fn transmit_file_async_with_head_tail_offset() {
     let (path, data) = data_file("transmit", 300_000);
     let mut c = host.connect();
     let p = path.display();
-    let r = c.roundtrip(&get_req(&format!("/transmit-file?path={p}&offset=1000&len=200000")));
+    let r = c.roundtrip(&get_req(&format!(
+        "/transmit-file?path={p}&offset=1000&len=200000"
+    )));
     assert_eq!(r.status, 200, "{}", text(&r));
     let mut want = data[1000..201_000].to_vec();
     want.extend_from_slice(b"--tail--\n");
@@ -96,7 +102,10 @@ fn transmit_file_sync() {
     let host = ssf_host();
     let (path, data) = data_file("transmit-sync", 70_000);
     let mut c = host.connect();
-    let r = c.roundtrip(&get_req(&format!("/transmit-file-sync?path={}&offset=5&len=60000", path.display())));
+    let r = c.roundtrip(&get_req(&format!(
+        "/transmit-file-sync?path={}&offset=5&len=60000",
+        path.display()
+    )));
     assert_eq!(r.status, 200, "{}", text(&r));
     let mut want = data[5..60_005].to_vec();
     want.extend_from_slice(b"--tail--\n");
@@ -108,7 +117,10 @@ fn vector_send_memory_and_file() {
     let host = ssf_host();
     let (path, data) = data_file("vector", 100_000);
     let mut c = host.connect();
-    let r = c.roundtrip(&get_req(&format!("/vector?path={}&offset=10&len=50000", path.display())));
+    let r = c.roundtrip(&get_req(&format!(
+        "/vector?path={}&offset=10&len=50000",
+        path.display()
+    )));
     assert_eq!(r.status, 200, "{}", text(&r));
     let mut want = b"alpha-beta-".to_vec();
     want.extend_from_slice(&data[10..50_010]);
@@ -135,6 +147,29 @@ fn map_url_to_path_with_size_probing() {
 }
 
 #[test]
+fn map_url_to_path_cannot_escape_the_doc_root() {
+    let root = temp_dir("docroot-escape");
+    let root_s = root.to_str().unwrap().to_owned();
+    let host = Host::with_c_fixture("ssf", &["--doc-root", &root_s]);
+    for url in [
+        "/a/../../../etc/passwd",
+        "/../etc/passwd",
+        "/a/..\\..\\etc/passwd",
+    ] {
+        let body = text(&host.get(&format!("/map?{url}")));
+        let path = body
+            .split_once("path=")
+            .map(|(_, p)| p.trim_end())
+            .unwrap_or("");
+        assert!(
+            path.starts_with(&root_s),
+            "{url} mapped outside the doc root: {body:?}"
+        );
+        assert!(!path.contains(".."), "{url}: {body:?}");
+    }
+}
+
+#[test]
 fn map_url_to_path_ex() {
     let root = temp_dir("docroot-ex");
     let root_s = root.to_str().unwrap().to_owned();
@@ -152,7 +187,10 @@ fn is_keep_conn() {
     let host = ssf_host();
     let mut c = host.connect();
     assert_eq!(text(&c.roundtrip(&get_req("/keepconn"))), "keep=1");
-    let r = request(host.addr(), b"GET /keepconn HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    let r = request(
+        host.addr(),
+        b"GET /keepconn HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
     assert_eq!(text(&r), "keep=0");
 }
 
@@ -183,7 +221,10 @@ fn abortive_close() {
             assert!(got <= 10, "got {got} bytes");
         }
         Err(WireError::Io(e)) => assert!(
-            matches!(e.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted),
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+            ),
             "expected a reset, got {e}"
         ),
         other => panic!("ABORTIVE_CLOSE must cut the response short: {other:?}"),
@@ -268,7 +309,11 @@ fn status_and_headers_pass_through() {
     assert_eq!(r.status, 299);
     assert_eq!(r.reason, "Custom Reason");
     let cookies: Vec<&str> = r.headers_all("set-cookie").collect();
-    assert_eq!(cookies, ["a=1; Path=/", "b=2"], "repeated headers are kept apart, in order");
+    assert_eq!(
+        cookies,
+        ["a=1; Path=/", "b=2"],
+        "repeated headers are kept apart, in order"
+    );
     assert_eq!(r.header("x-spaced"), Some("padded value"));
     assert_eq!(text(&r), "headers\n");
     assert_eq!(text(&c.roundtrip(&get_req("/target"))), "target");

@@ -47,9 +47,20 @@ fn check_probe(name: &str, v: &Var) {
         // An empty value fits in the 1-byte probe buffer (just the NUL).
         assert_eq!((v.probe_errno, v.needed, v.got), (0, 1, 1), "{name}: {v:?}");
     } else {
-        assert_eq!(v.probe_errno, 122, "{name}: probe must fail with ERROR_INSUFFICIENT_BUFFER: {v:?}");
-        assert_eq!(v.needed, len + 1, "{name}: needed size includes the NUL: {v:?}");
-        assert_eq!(v.got, len + 1, "{name}: returned size includes the NUL: {v:?}");
+        assert_eq!(
+            v.probe_errno, 122,
+            "{name}: probe must fail with ERROR_INSUFFICIENT_BUFFER: {v:?}"
+        );
+        assert_eq!(
+            v.needed,
+            len + 1,
+            "{name}: needed size includes the NUL: {v:?}"
+        );
+        assert_eq!(
+            v.got,
+            len + 1,
+            "{name}: returned size includes the NUL: {v:?}"
+        );
     }
 }
 
@@ -84,19 +95,40 @@ fn request_line_variables() {
     assert_eq!(value(&mut c, "QUERY_STRING", ""), "QUERY_STRING");
     assert_eq!(value(&mut c, "SERVER_PROTOCOL", ""), "HTTP/1.1");
     assert_eq!(value(&mut c, "URL", ""), "/vars");
-    assert_eq!(value(&mut c, "PATH_INFO", ""), "/vars", "IIS puts the full path in PATH_INFO");
-    assert_eq!(value(&mut c, "SCRIPT_NAME", ""), "", "root mount: SCRIPT_NAME is empty");
+    assert_eq!(
+        value(&mut c, "PATH_INFO", ""),
+        "/vars",
+        "IIS puts the full path in PATH_INFO"
+    );
+    assert_eq!(
+        value(&mut c, "SCRIPT_NAME", ""),
+        "",
+        "root mount: SCRIPT_NAME is empty"
+    );
     assert_eq!(value(&mut c, "HTTPS", ""), "off");
     assert_eq!(value(&mut c, "SERVER_PORT_SECURE", ""), "0");
     assert_eq!(value(&mut c, "REMOTE_ADDR", ""), "127.0.0.1");
     assert_eq!(value(&mut c, "LOCAL_ADDR", ""), "127.0.0.1");
-    assert_eq!(value(&mut c, "SERVER_PORT", ""), host.addr().port().to_string());
+    assert_eq!(
+        value(&mut c, "SERVER_PORT", ""),
+        host.addr().port().to_string()
+    );
     let remote_port = value(&mut c, "REMOTE_PORT", "");
-    assert_eq!(remote_port, c.stream().local_addr().unwrap().port().to_string());
+    assert_eq!(
+        remote_port,
+        c.stream().local_addr().unwrap().port().to_string()
+    );
     assert_eq!(value(&mut c, "SERVER_NAME", ""), "test.example");
     assert_eq!(value(&mut c, "HTTP_HOST", ""), "test.example");
-    for name in ["INSTANCE_ID", "APPL_MD_PATH", "APPL_PHYSICAL_PATH", "PATH_TRANSLATED", "CONTENT_TYPE"] {
-        let v = var_with(&mut c, "/vars", name, "").unwrap_or_else(|e| panic!("{name} must exist: {e}"));
+    for name in [
+        "INSTANCE_ID",
+        "APPL_MD_PATH",
+        "APPL_PHYSICAL_PATH",
+        "PATH_TRANSLATED",
+        "CONTENT_TYPE",
+    ] {
+        let v = var_with(&mut c, "/vars", name, "")
+            .unwrap_or_else(|e| panic!("{name} must exist: {e}"));
         check_probe(name, &v);
     }
 }
@@ -105,7 +137,11 @@ fn request_line_variables() {
 fn content_length_of_a_get_is_zero() {
     let host = Host::with_c_fixture("vars", &[]);
     let mut c = host.connect();
-    assert_eq!(value(&mut c, "CONTENT_LENGTH", ""), "0", "no body: IIS reports CONTENT_LENGTH 0");
+    assert_eq!(
+        value(&mut c, "CONTENT_LENGTH", ""),
+        "0",
+        "no body: IIS reports CONTENT_LENGTH 0"
+    );
 }
 
 #[test]
@@ -113,8 +149,14 @@ fn null_buffer_size_probe() {
     // GetServerVariable(conn, name, NULL, &size = 0): FALSE, 122, needed size.
     let host = Host::with_c_fixture("vars", &[]);
     let mut c = host.connect();
-    assert_eq!(text(&c.roundtrip(&get_req("/vars-null?REQUEST_METHOD"))), "ret=0 errno=122 needed=4");
-    assert_eq!(text(&c.roundtrip(&get_req("/vars-null?NO_SUCH_VARIABLE_XYZ"))), "ret=0 errno=1413 needed=0");
+    assert_eq!(
+        text(&c.roundtrip(&get_req("/vars-null?REQUEST_METHOD"))),
+        "ret=0 errno=122 needed=4"
+    );
+    assert_eq!(
+        text(&c.roundtrip(&get_req("/vars-null?NO_SUCH_VARIABLE_XYZ"))),
+        "ret=0 errno=1413 needed=0"
+    );
 }
 
 #[test]
@@ -158,8 +200,15 @@ fn all_raw_and_all_http() {
     let mut c = host.connect();
     let hdrs = "X-Alpha: one\r\nX-Beta: two\r\n";
     let raw = value(&mut c, "ALL_RAW", hdrs);
-    for line in ["Host: test.example\r\n", "X-Alpha: one\r\n", "X-Beta: two\r\n"] {
-        assert!(raw.contains(line), "ALL_RAW should contain {line:?}: {raw:?}");
+    for line in [
+        "Host: test.example\r\n",
+        "X-Alpha: one\r\n",
+        "X-Beta: two\r\n",
+    ] {
+        assert!(
+            raw.contains(line),
+            "ALL_RAW should contain {line:?}: {raw:?}"
+        );
     }
     assert!(
         raw.find("X-Alpha").unwrap() < raw.find("X-Beta").unwrap(),
@@ -167,8 +216,15 @@ fn all_raw_and_all_http() {
     );
     let all = value(&mut c, "ALL_HTTP", hdrs);
     let lines: Vec<&str> = all.split('\n').map(|l| l.trim_end_matches('\r')).collect();
-    for want in ["HTTP_HOST:test.example", "HTTP_X_ALPHA:one", "HTTP_X_BETA:two"] {
-        assert!(lines.contains(&want), "ALL_HTTP should have a line {want:?}: {all:?}");
+    for want in [
+        "HTTP_HOST:test.example",
+        "HTTP_X_ALPHA:one",
+        "HTTP_X_BETA:two",
+    ] {
+        assert!(
+            lines.contains(&want),
+            "ALL_HTTP should have a line {want:?}: {all:?}"
+        );
     }
 }
 
@@ -179,7 +235,10 @@ fn unicode_variables_are_utf16() {
     // A percent-encoded UTF-8 path; URL is the decoded path.
     let r = c.roundtrip(b"GET /caf%C3%A9/vars-unicode?URL HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(r.status, 200);
-    let expect: Vec<u8> = "/café/vars-unicode".encode_utf16().flat_map(u16::to_le_bytes).collect();
+    let expect: Vec<u8> = "/café/vars-unicode"
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
     assert_eq!(r.body, expect, "UNICODE_URL is UTF-16LE");
     let size: usize = r.header("x-size").unwrap().parse().unwrap();
     assert_eq!(size, expect.len() + 2, "size in bytes incl. the 2-byte NUL");
@@ -222,4 +281,51 @@ fn two_mounts_route_by_prefix() {
     assert_eq!(c.roundtrip(&get_req("/h/x")).body, b"Hello, world!");
     let v = parse_var(&c.roundtrip(&get_req("/v/vars?SCRIPT_NAME"))).unwrap();
     assert_eq!(v.value, b"/v");
+}
+
+#[test]
+fn path_translated_is_below_the_doc_root() {
+    let root = temp_dir("vars-docroot");
+    let root_s = root.to_str().unwrap().to_owned();
+    let host = Host::with_c_fixture("vars", &["--doc-root", &root_s]);
+    let mut c = host.connect();
+    let v = var_with(&mut c, "/x/y/vars", "PATH_TRANSLATED", "").unwrap();
+    check_probe("PATH_TRANSLATED", &v);
+    assert_eq!(
+        String::from_utf8(v.value).unwrap(),
+        format!("{root_s}/x/y/vars")
+    );
+}
+
+#[test]
+fn absolute_form_request_target() {
+    let host = Host::with_c_fixture("vars", &[]);
+    let mut c = host.connect();
+    let r =
+        c.roundtrip(b"GET http://test.example/abs/vars?URL HTTP/1.1\r\nHost: test.example\r\n\r\n");
+    let v = parse_var(&r).unwrap();
+    assert_eq!(
+        v.value, b"/abs/vars",
+        "URL is the path of an absolute-form target"
+    );
+}
+
+#[test]
+fn dot_segments_never_climb_out() {
+    let root = temp_dir("vars-dots");
+    let root_s = root.to_str().unwrap().to_owned();
+    let host = Host::with_c_fixture("vars", &["--doc-root", &root_s]);
+    let mut c = host.connect();
+    c.send(b"GET /../../etc/vars?PATH_TRANSLATED HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.read_response().expect("response");
+    if r.status == 200 {
+        let v = parse_var(&r).unwrap();
+        let p = String::from_utf8(v.value).unwrap();
+        assert!(
+            p.starts_with(&root_s) && !p.contains(".."),
+            "PATH_TRANSLATED escaped: {p:?}"
+        );
+    } else {
+        assert_eq!(r.status, 400, "{r:?}");
+    }
 }

@@ -67,7 +67,10 @@ pub struct HostExit {
     pub stderr: String,
 }
 
-fn spawn_reader<R: Read + Send + 'static>(mut r: R, sink: Arc<Mutex<String>>) -> thread::JoinHandle<()> {
+fn spawn_reader<R: Read + Send + 'static>(
+    mut r: R,
+    sink: Arc<Mutex<String>>,
+) -> thread::JoinHandle<()> {
     thread::spawn(move || {
         let mut buf = [0u8; 8192];
         loop {
@@ -95,7 +98,9 @@ fn spawn_stdout_reader(out: ChildStdout, sink: Arc<Mutex<String>>, tx: mpsc::Sen
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
             }
-            sink.lock().unwrap_or_else(|e| e.into_inner()).push_str(&line);
+            sink.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push_str(&line);
             if let Some(rest) = line.trim().split("listening on http://").nth(1) {
                 let addr = rest.trim().trim_end_matches('/');
                 if let (Ok(a), Some(t)) = (addr.parse::<SocketAddr>(), tx.as_ref()) {
@@ -153,14 +158,20 @@ impl Host {
         V: AsRef<OsStr>,
     {
         let mut cmd = host_command(args, envs);
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot spawn {HOST_BIN}: {e} (build it: cargo build -p isapi-host)"))?;
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| {
+            format!("cannot spawn {HOST_BIN}: {e} (build it: cargo build -p isapi-host)")
+        })?;
         let stdout = Arc::new(Mutex::new(String::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = mpsc::channel();
-        spawn_stdout_reader(child.stdout.take().expect("piped stdout"), stdout.clone(), tx);
+        spawn_stdout_reader(
+            child.stdout.take().expect("piped stdout"),
+            stdout.clone(),
+            tx,
+        );
         let err_pipe: ChildStderr = child.stderr.take().expect("piped stderr");
         spawn_reader(err_pipe, stderr.clone());
         let args_owned: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
@@ -212,7 +223,9 @@ impl Host {
         V: AsRef<OsStr>,
     {
         let mut cmd = host_command(args, envs);
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn isapi-host");
         let stdout = Arc::new(Mutex::new(String::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
@@ -229,7 +242,11 @@ impl Host {
         let _ = t2.join();
         let stdout = stdout.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let stderr = stderr.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        HostExit { status, stdout, stderr }
+        HostExit {
+            status,
+            stdout,
+            stderr,
+        }
     }
 
     /// Start the host serving every URL with the C fixture `name` (see
@@ -258,12 +275,18 @@ impl Host {
 
     /// Everything the host wrote to stderr so far.
     pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Everything the host wrote to stdout so far.
     pub fn stdout(&self) -> String {
-        self.stdout.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.stdout
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Wait until stderr contains `pattern` (plain substring). Returns false on
@@ -455,12 +478,16 @@ pub fn c_fixture(name: &str) -> PathBuf {
         .cargo_warnings(false)
         .get_compiler();
     let mut cmd = compiler.to_command();
-    cmd.args(["-shared", "-fPIC", "-pthread", "-Wall", "-Wextra", "-Werror", "-o"])
-        .arg(&tmp)
-        .arg(&src)
-        .arg("-I")
-        .arg(c_fixture_dir());
-    let output = cmd.output().unwrap_or_else(|e| panic!("cannot run C compiler {cmd:?}: {e}"));
+    cmd.args([
+        "-shared", "-fPIC", "-pthread", "-Wall", "-Wextra", "-Werror", "-o",
+    ])
+    .arg(&tmp)
+    .arg(&src)
+    .arg("-I")
+    .arg(c_fixture_dir());
+    let output = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run C compiler {cmd:?}: {e}"));
     assert!(
         output.status.success(),
         "compiling {} failed ({}):\n{}{}",
@@ -482,7 +509,9 @@ pub fn c_fixture_str(name: &str) -> String {
 /// The workspace's own extension, `libpyisapie.so`, next to the host binary.
 /// Panics if it has not been built.
 pub fn pyisapie_lib() -> PathBuf {
-    let dir = Path::new(HOST_BIN).parent().expect("host binary has a parent dir");
+    let dir = Path::new(HOST_BIN)
+        .parent()
+        .expect("host binary has a parent dir");
     let name = format!(
         "{}pyisapie{}",
         std::env::consts::DLL_PREFIX,
@@ -581,7 +610,10 @@ impl RawConn {
         self.send(request);
         match self.read_response() {
             Ok(r) => r,
-            Err(e) => panic!("reading response to {:?}: {e}", String::from_utf8_lossy(request)),
+            Err(e) => panic!(
+                "reading response to {:?}: {e}",
+                String::from_utf8_lossy(request)
+            ),
         }
     }
 
@@ -614,7 +646,9 @@ impl RawConn {
                 Err(e)
                     if matches!(
                         e.kind(),
-                        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe
+                        io::ErrorKind::ConnectionReset
+                            | io::ErrorKind::ConnectionAborted
+                            | io::ErrorKind::BrokenPipe
                     ) =>
                 {
                     return (out, true);
@@ -737,7 +771,8 @@ pub fn get_req(path: &str) -> Vec<u8> {
 pub fn temp_dir(tag: &str) -> PathBuf {
     static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{tag}-{}-{n}", std::process::id()));
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{tag}-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create temp dir");
     dir
