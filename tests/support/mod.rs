@@ -15,6 +15,9 @@
 //!   reader ([`isapi_harness::wire`]).
 //! - [`http_get`] / [`get`] / [`request`] are one-shot conveniences.
 //!
+//! The host runs with `RUST_LOG=info` (override with `ISAPI_HOST_TEST_LOG`), since
+//! tests read its access log and traces from stderr.
+//!
 //! Each binary uses a subset of these helpers, hence the `dead_code` allowance.
 #![allow(dead_code, unreachable_pub)]
 
@@ -120,9 +123,11 @@ where
 {
     let mut cmd = Command::new(HOST_BIN);
     cmd.arg("serve").arg("--bind").arg("127.0.0.1:0").args(args);
-    if std::env::var_os("RUST_LOG").is_none() {
-        cmd.env("RUST_LOG", "info");
-    }
+    // Tests read the host's INFO lines (access log, traces), so the host's
+    // filter does not follow an inherited RUST_LOG; ISAPI_HOST_TEST_LOG
+    // overrides it (e.g. "debug").
+    let filter = std::env::var("ISAPI_HOST_TEST_LOG").unwrap_or_else(|_| "info".to_owned());
+    cmd.env("RUST_LOG", filter);
     cmd.envs(envs);
     cmd.current_dir(repo_root());
     cmd
