@@ -52,6 +52,8 @@ pub(crate) struct StreamBody {
     rx: mpsc::Receiver<Bytes>,
     outcome: Arc<Outcome>,
     flushed: bool,
+    /// Handed to hyper (an unused stream says nothing about the client).
+    live: bool,
 }
 
 /// How an extension's response body ended, readable without a lock.
@@ -119,7 +121,9 @@ impl Body for HostBody {
 
 impl Drop for StreamBody {
     fn drop(&mut self) {
-        self.outcome.dropped.store(true, Ordering::Release);
+        if self.live {
+            self.outcome.dropped.store(true, Ordering::Release);
+        }
     }
 }
 
@@ -311,6 +315,10 @@ struct Responder {
     body_tx: Option<mpsc::Sender<Bytes>>,
     /// The body half handed to hyper with the head.
     stream: Option<StreamBody>,
+    /// A head not handed to hyper yet: it waits for the first body bytes,
+    /// so that a response complete in one write goes out as one piece
+    /// without the streaming channel.
+    pending: Option<Response<()>>,
     framing: Framing,
     status: u16,
     /// Body bytes sent to the client.
@@ -378,7 +386,7 @@ impl RequestCtx {
         let outcome = Arc::new(Outcome::default());
         let head_request = p.info.method == http::Method::HEAD;
         let ecb = EcbBox::new(p.id, &p.info, p.preload, p.total_bytes);
-        let stream = Some(StreamBody { rx: body_rx, outcome: outcome.clone(), flushed: false });
+        let stream = Some(StreamBody { rx: body_rx, outcome: outcome.clone(), flushed: false, live: false });
         let ctx = Arc::new(RequestCtx {
             id: p.id,
             info: p.info,
@@ -391,6 +399,7 @@ impl RequestCtx {
                 head_tx: Some(head_tx),
                 body_tx: Some(body_tx),
                 stream,
+                pending: None,
                 framing: Framing::Unsent,
                 status: 0,
                 sent: 0,
@@ -491,10 +500,7 @@ impl RequestCtx {
             Framing::Close
         };
         let close = head.close || !keep_conn || matches!(framing, Framing::Close) || self.conn.close_requested();
-        let mut resp = Response::new(match r.stream.take() {
-            Some(s) => HostBody::Stream(s),
-            None => HostBody::Full(None),
-        });
+        let mut resp = Response::new(());
         *resp.status_mut() = head.status;
         if let Some(reason) = head.reason.and_then(|r| hyper::ext::ReasonPhrase::try_from(r.into_bytes()).ok()) {
             resp.extensions_mut().insert(reason);
@@ -518,9 +524,30 @@ impl RequestCtx {
         }
         r.status = head.status.as_u16();
         r.framing = framing;
+        r.pending = Some(resp);
+    }
+
+    /// Hands the pending head to hyper with `body`, or with the stream when
+    /// `body` is `None`.
+    fn flush_head(&self, r: &mut Responder, body: Option<Bytes>) {
+        let Some(resp) = r.pending.take() else { return };
+        let body = match body {
+            Some(b) => {
+                r.stream = None;
+                r.body_tx = None;
+                HostBody::Full(Some(b))
+            }
+            None => match r.stream.take() {
+                Some(mut s) => {
+                    s.live = true;
+                    HostBody::Stream(s)
+                }
+                None => HostBody::Full(None),
+            },
+        };
         if let Some(tx) = r.head_tx.take() {
             // The receiver is gone only if the client is: writes then fail.
-            let _ = tx.send(resp);
+            let _ = tx.send(resp.map(|()| body));
         }
     }
 
@@ -564,6 +591,15 @@ impl RequestCtx {
             return Ok(());
         }
         let len = bytes.len() as u64;
+        if r.pending.is_some() {
+            if matches!(r.framing, Framing::Length(0)) {
+                // The whole declared body in one write: no streaming needed.
+                self.flush_head(r, Some(bytes));
+                r.sent += len;
+                return Ok(());
+            }
+            self.flush_head(r, None);
+        }
         let Some(tx) = r.body_tx.as_ref() else { return Err(win32::ERROR_INVALID_PARAMETER) };
         if tx.blocking_send(bytes).is_err() {
             self.conn.mark_gone();
@@ -576,7 +612,7 @@ impl RequestCtx {
     fn break_response(&self, r: &mut Responder) {
         self.outcome.state.store(OUTCOME_BROKEN, Ordering::Release);
         self.conn.request_close();
-        r.head_tx = None;
+        self.flush_head(r, None);
         r.body_tx = None;
     }
 
@@ -587,6 +623,7 @@ impl RequestCtx {
         // A writer blocked on a full channel holds the lock; the body then
         // sees the broken state the next time hyper polls it.
         if let Ok(mut r) = self.resp.try_lock() {
+            r.pending = None;
             r.head_tx = None;
             r.body_tx = None;
         }
@@ -663,8 +700,11 @@ impl RequestCtx {
                 false
             }
         };
-        let headers_sent = r.head_tx.is_none() && !matches!(r.framing, Framing::Unsent);
-        if error && headers_sent {
+        if error && !matches!(r.framing, Framing::Unsent) {
+            // HSE_STATUS_ERROR after headers: IIS closes the connection.
+            if let Some(head) = r.pending.as_mut() {
+                head.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
             self.conn.request_close();
         }
         if complete && self.outcome.state.load(Ordering::Acquire) == OUTCOME_OPEN {
@@ -673,6 +713,8 @@ impl RequestCtx {
             let _ = self.outcome.state.compare_exchange(OUTCOME_OPEN, OUTCOME_BROKEN, Ordering::AcqRel, Ordering::Acquire);
             self.conn.request_close();
         }
+        let ended_empty = complete && matches!(r.framing, Framing::Length(0) | Framing::Discard);
+        self.flush_head(&mut r, ended_empty.then(Bytes::new));
         r.body_tx = None;
         let (status, sent) = (r.status, r.sent);
         drop(r);
