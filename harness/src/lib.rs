@@ -2,4 +2,12 @@
 //! pyisapie-rs, plus a raw HTTP/1.x response reader ([`wire`]) used by tests.
 #![forbid(unsafe_code)]
 
+pub mod bare;
+pub mod bench;
+pub mod cases;
+pub mod cli;
+pub mod conform;
+pub mod machine;
+pub mod report;
+pub mod servers;
 pub mod wire;

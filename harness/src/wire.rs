@@ -27,7 +27,7 @@
 //! assert_eq!(second.status, 204);
 //! ```
 
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
@@ -523,7 +523,58 @@ pub fn wait_closed(stream: &TcpStream, timeout: Duration) -> io::Result<PeerStat
 /// for keep-alive and pipelining tests.
 #[derive(Debug)]
 pub struct Conn {
-    reader: BufReader<TcpStream>,
+    reader: Buffered,
+}
+
+/// A growable read buffer over a `TcpStream` (unlike `BufReader`, it can keep
+/// reading more bytes without consuming the ones already buffered, which
+/// [`Conn::peek_until`] needs).
+#[derive(Debug)]
+struct Buffered {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Buffered {
+    fn pending(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+
+    /// Read once from the socket, appending to the buffer. Returns the byte count (0 = EOF).
+    fn fill_more(&mut self) -> io::Result<usize> {
+        if self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        }
+        let old = self.buf.len();
+        self.buf.resize(old + 64 * 1024, 0);
+        let r = loop {
+            match (&self.stream).read(&mut self.buf[old..]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => break r,
+            }
+        };
+        self.buf.truncate(old + *r.as_ref().unwrap_or(&0));
+        r
+    }
+}
+
+impl Read for Buffered {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.pos == self.buf.len() {
+            if out.len() >= 64 * 1024 {
+                return (&self.stream).read(out);
+            }
+            if self.fill_more()? == 0 {
+                return Ok(0);
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 impl Conn {
@@ -538,13 +589,17 @@ impl Conn {
     /// Wrap an existing stream (its timeouts are left as they are).
     pub fn new(stream: TcpStream) -> Conn {
         Conn {
-            reader: BufReader::with_capacity(64 * 1024, stream),
+            reader: Buffered {
+                stream,
+                buf: Vec::new(),
+                pos: 0,
+            },
         }
     }
 
-    /// The underlying stream (for timeouts, shutdown, peer address...).
+    /// The underlying stream (for timeouts, shutdown, peer address, `try_clone`...).
     pub fn stream(&self) -> &TcpStream {
-        self.reader.get_ref()
+        &self.reader.stream
     }
 
     /// Set the read timeout used by the `read_*` methods.
@@ -554,7 +609,7 @@ impl Conn {
 
     /// Write all of `bytes` and flush.
     pub fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
-        let mut s = self.reader.get_ref();
+        let mut s = &self.reader.stream;
         s.write_all(bytes)?;
         s.flush()
     }
@@ -577,34 +632,50 @@ impl Conn {
 
     /// Bytes already received but not yet consumed by a response.
     pub fn buffered(&self) -> &[u8] {
-        self.reader.buffer()
+        self.reader.pending()
+    }
+
+    /// Keep receiving (without consuming) until the unconsumed bytes contain
+    /// `needle`, the peer closes, or `timeout` passes. Returns whether
+    /// `needle` was seen. Used to check that a server streams a block before
+    /// the application produces the next one.
+    pub fn peek_until(&mut self, needle: &[u8], timeout: Duration) -> io::Result<bool> {
+        let prev = self.stream().read_timeout()?;
+        let deadline = Instant::now() + timeout;
+        let result = loop {
+            if self.reader.pending().windows(needle.len().max(1)).any(|w| w == needle) {
+                break Ok(true);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break Ok(false);
+            }
+            self.stream().set_read_timeout(Some(left))?;
+            match self.reader.fill_more() {
+                Ok(0) => break Ok(false),
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => break Ok(false),
+                Err(e) => break Err(e),
+            }
+        };
+        self.stream().set_read_timeout(prev)?;
+        result
     }
 
     /// Wait up to `timeout` for the server to close the connection. Bytes left
     /// over in the buffer count as [`PeerState::Data`].
     pub fn wait_closed(&mut self, timeout: Duration) -> io::Result<PeerState> {
-        if !self.reader.buffer().is_empty() {
-            let data = self.reader.buffer().to_vec();
-            self.reader.consume_all();
+        if !self.reader.pending().is_empty() {
+            let data = self.reader.pending().to_vec();
+            self.reader.pos = self.reader.buf.len();
             return Ok(PeerState::Data(data));
         }
-        wait_closed(self.reader.get_ref(), timeout)
+        wait_closed(&self.reader.stream, timeout)
     }
 
     /// Give back the stream; buffered bytes are lost.
     pub fn into_inner(self) -> TcpStream {
-        self.reader.into_inner()
-    }
-}
-
-trait ConsumeAll {
-    fn consume_all(&mut self);
-}
-
-impl<R: Read> ConsumeAll for BufReader<R> {
-    fn consume_all(&mut self) {
-        let n = self.buffer().len();
-        std::io::BufRead::consume(self, n);
+        self.reader.stream
     }
 }
 
@@ -824,6 +895,26 @@ mod tests {
     }
 
     #[test]
+    fn conn_peek_until() {
+        use std::net::TcpListener;
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let t = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            s.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nfirst\n\r\n").unwrap();
+            std::thread::sleep(Duration::from_millis(400));
+            s.write_all(b"7\r\nsecond\n\r\n0\r\n\r\n").unwrap();
+        });
+        let mut c = Conn::connect(addr).unwrap();
+        assert!(c.peek_until(b"first", Duration::from_secs(5)).unwrap());
+        assert!(!c.peek_until(b"second", Duration::from_millis(50)).unwrap());
+        let r = c.read_response(false).unwrap();
+        assert_eq!(r.body, b"first\nsecond\n");
+        assert_eq!(r.chunk_sizes, vec![6, 7]);
+        t.join().unwrap();
+    }
+
+    #[test]
     fn conn_pipelined_and_close_detection() {
         use std::net::TcpListener;
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -842,6 +933,7 @@ mod tests {
         c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
         assert_eq!(c.read_response(false).unwrap().body, b"a");
         assert_eq!(c.read_response(false).unwrap().body, b"b");
+        assert!(c.buffered().is_empty());
         assert_eq!(c.wait_closed(Duration::from_millis(50)).unwrap(), PeerState::Open);
         assert_eq!(c.wait_closed(Duration::from_secs(5)).unwrap(), PeerState::Closed);
         t.join().unwrap();

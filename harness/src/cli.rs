@@ -1,0 +1,49 @@
+//! Command-line pieces shared by `conform` and `bench`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use crate::servers::{self, Env};
+
+/// Options for locating and launching servers.
+#[derive(Args, Debug, Clone)]
+pub struct LaunchArgs {
+    /// Repository root (default: the checkout the harness was built from, or an ancestor of the cwd).
+    #[arg(long)]
+    pub repo: Option<PathBuf>,
+    /// isapi-host binary (default: next to this executable; libpyisapie.so must be next to it).
+    #[arg(long)]
+    pub host_bin: Option<PathBuf>,
+    /// Virtualenv holding gunicorn, waitress and granian (default <repo>/.venv).
+    #[arg(long)]
+    pub venv: Option<PathBuf>,
+    /// Thread budget of every server: 1 process with N request threads.
+    #[arg(long, default_value_t = 4)]
+    pub threads: usize,
+    /// Directory for logs, compiled C fixtures and reports (default <repo>/target/<subcommand>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// Build the launch environment. `sub` names the default output directory.
+pub fn make_env(l: &LaunchArgs, wsgi_app: &str, sub: &str, bench_mode: bool) -> Result<Env> {
+    let repo = servers::find_repo(l.repo.as_deref())?;
+    let host_bin = l.host_bin.clone().unwrap_or_else(servers::default_host_bin);
+    let venv = l.venv.clone().unwrap_or_else(|| repo.join(".venv"));
+    let out_dir = l.out.clone().unwrap_or_else(|| repo.join("target").join(sub));
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    if l.threads == 0 {
+        bail!("--threads must be at least 1");
+    }
+    Ok(Env {
+        repo,
+        host_bin,
+        venv,
+        threads: l.threads,
+        out_dir,
+        wsgi_app: wsgi_app.to_owned(),
+        bench_mode,
+    })
+}

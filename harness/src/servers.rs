@@ -1,0 +1,556 @@
+//! Servers by name: starting them on a free loopback port, waiting until they
+//! answer, measuring them and stopping them.
+//!
+//! Names: `host-py` (our isapi-host + pyisapie), `host-c` (our host + the C
+//! fixtures), `gunicorn` (gthread), `waitress`, `granian` (WSGI),
+//! `bare-hyper` (a plain hyper server inside this binary; bench only) and
+//! `cmd:<shell template>` with `{port}`, `{app}` (`module:callable`) and
+//! `{dir}` (the WSGI fixture directory) placeholders.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+
+use crate::cases::Target;
+
+/// The names `--server` accepts besides `cmd:...`.
+pub const KNOWN: &[&str] = &["host-py", "host-c", "gunicorn", "waitress", "granian", "bare-hyper"];
+
+/// URL prefix → C fixture (without `.c`) for `host-c`; everything else goes to `hello`.
+pub const HOST_C_MAPS: &[(&str, &str)] = &[
+    ("/echo", "echo"),
+    ("/count", "echo"),
+    ("/short-cl", "misbehave"),
+    ("/long-cl", "misbehave"),
+    ("/no-headers", "misbehave"),
+    ("/error", "misbehave"),
+    ("/error-after-headers", "misbehave"),
+    ("/bad-chunks", "misbehave"),
+    ("/good-chunks", "misbehave"),
+];
+
+/// A server as named on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSpec {
+    pub name: String,
+}
+
+impl ServerSpec {
+    pub fn parse(name: &str) -> Result<ServerSpec> {
+        if KNOWN.contains(&name) || (name.starts_with("cmd:") && name.len() > 4) {
+            Ok(ServerSpec { name: name.to_owned() })
+        } else {
+            bail!("unknown server {name:?}; known: {}, or cmd:<template with {{port}}>", KNOWN.join(", "))
+        }
+    }
+
+    /// Which case targets this server runs.
+    pub fn target(&self) -> Target {
+        if self.name == "host-c" || self.name == "bare-hyper" {
+            Target::Isapi
+        } else {
+            Target::Wsgi
+        }
+    }
+
+    /// One of ours (a failure fails the run).
+    pub fn is_ours(&self) -> bool {
+        self.name == "host-py" || self.name == "host-c"
+    }
+
+    /// A short label for reports (cmd: templates are abbreviated).
+    pub fn label(&self) -> String {
+        match self.name.strip_prefix("cmd:") {
+            Some(t) => {
+                let first = t.split_whitespace().next().unwrap_or("cmd");
+                let base = Path::new(first).file_name().and_then(|s| s.to_str()).unwrap_or(first);
+                format!("cmd:{base}")
+            }
+            None => self.name.clone(),
+        }
+    }
+}
+
+/// Everything needed to launch servers.
+#[derive(Debug, Clone)]
+pub struct Env {
+    /// Repository root (holds fixtures/).
+    pub repo: PathBuf,
+    /// The isapi-host binary (libpyisapie.so is expected next to it).
+    pub host_bin: PathBuf,
+    /// The virtualenv with gunicorn, waitress and granian.
+    pub venv: PathBuf,
+    /// Thread budget for every server (1 process, N threads).
+    pub threads: usize,
+    /// Directory for logs and compiled fixtures.
+    pub out_dir: PathBuf,
+    /// WSGI module:callable in fixtures/wsgi (conform_app:app or bench_app:app).
+    pub wsgi_app: String,
+    /// Extra args for every server (e.g. backlog for benchmarks) — unused by default.
+    pub bench_mode: bool,
+}
+
+impl Env {
+    pub fn wsgi_dir(&self) -> PathBuf {
+        self.repo.join("fixtures/wsgi")
+    }
+
+    fn logs_dir(&self) -> PathBuf {
+        self.out_dir.join("logs")
+    }
+
+    /// Describe a server's launch for reports: version and settings.
+    pub fn describe(&self, spec: &ServerSpec) -> String {
+        let t = self.threads;
+        match spec.name.as_str() {
+            "host-py" => format!("isapi-host + pyisapie ({}), --threads {t}", self.wsgi_app),
+            "host-c" => format!("isapi-host + C fixtures (hello, echo, misbehave), --threads {t}"),
+            "gunicorn" => format!(
+                "gunicorn {} -k gthread -w 1 --threads {t}",
+                self.pkg_version("gunicorn").unwrap_or_else(|| "?".into())
+            ),
+            "waitress" => format!(
+                "waitress {} --threads={t}",
+                self.pkg_version("waitress").unwrap_or_else(|| "?".into())
+            ),
+            "granian" => format!(
+                "granian {} --interface wsgi --workers 1 --blocking-threads {t}",
+                self.pkg_version("granian").unwrap_or_else(|| "?".into())
+            ),
+            "bare-hyper" => format!("hyper {} in isapi-harness, tokio worker threads {t}", "1.x"),
+            other => other.to_owned(),
+        }
+    }
+
+    /// Version of a Python package in the venv.
+    pub fn pkg_version(&self, pkg: &str) -> Option<String> {
+        let out = Command::new(self.venv.join("bin/python"))
+            .args(["-c", &format!("import importlib.metadata as m; print(m.version({pkg:?}))")])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+}
+
+/// A running server process (or process group).
+#[derive(Debug)]
+pub struct Running {
+    pub spec: ServerSpec,
+    pub addr: SocketAddr,
+    pub log: PathBuf,
+    child: Child,
+}
+
+static COMPILED: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
+
+/// Compile `fixtures/isapi-c/<name>.c` into a shared library (once per process).
+pub fn compile_c_fixture(env: &Env, name: &str) -> Result<PathBuf> {
+    let mut guard = COMPILED.lock().map_err(|_| anyhow!("fixture cache poisoned"))?;
+    let map = guard.get_or_insert_with(HashMap::new);
+    if let Some(p) = map.get(name) {
+        return Ok(p.clone());
+    }
+    let src_dir = env.repo.join("fixtures/isapi-c");
+    let src = src_dir.join(format!("{name}.c"));
+    if !src.exists() {
+        bail!("C fixture {} does not exist", src.display());
+    }
+    let out_dir = env.out_dir.join("isapi-c");
+    std::fs::create_dir_all(&out_dir)?;
+    let out = out_dir.join(format!("lib{name}.so"));
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_owned());
+    let output = Command::new(&cc)
+        .args(["-O2", "-shared", "-fPIC", "-pthread", "-Wall", "-I"])
+        .arg(&src_dir)
+        .arg("-o")
+        .arg(&out)
+        .arg(&src)
+        .output()
+        .with_context(|| format!("running {cc}"))?;
+    if !output.status.success() {
+        bail!(
+            "compiling {} failed:\n{}",
+            src.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    map.insert(name.to_owned(), out.clone());
+    Ok(out)
+}
+
+/// Which C fixtures `host-c` has (those that compiled).
+pub fn available_c_fixtures(env: &Env) -> Vec<String> {
+    ["hello", "echo", "misbehave"]
+        .iter()
+        .filter(|n| compile_c_fixture(env, n).is_ok())
+        .map(|s| (*s).to_owned())
+        .collect()
+}
+
+fn free_port() -> Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+fn log_file(env: &Env, spec: &ServerSpec) -> Result<(PathBuf, File)> {
+    std::fs::create_dir_all(env.logs_dir())?;
+    let safe: String = spec
+        .label()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .collect();
+    let path = env.logs_dir().join(format!("{safe}.log"));
+    let f = File::create(&path)?;
+    Ok((path, f))
+}
+
+/// Start a server and wait until it answers HTTP.
+pub fn start(env: &Env, spec: &ServerSpec) -> Result<Running> {
+    let (log, file) = log_file(env, spec)?;
+    let t = env.threads.to_string();
+    let mut cmd;
+    let mut port = None;
+    match spec.name.as_str() {
+        "host-py" | "host-c" => {
+            if !env.host_bin.exists() {
+                bail!(
+                    "isapi-host binary not found at {} (build it: cargo build -p isapi-host, or pass --host-bin)",
+                    env.host_bin.display()
+                );
+            }
+            cmd = Command::new(&env.host_bin);
+            cmd.args(["serve", "--bind", "127.0.0.1:0", "--threads", &t]);
+            if spec.name == "host-py" {
+                cmd.args(["--app", &env.wsgi_app, "--python-path"]).arg(env.wsgi_dir());
+            } else {
+                let hello = compile_c_fixture(env, "hello")?;
+                cmd.arg("--extension").arg(&hello);
+                for (prefix, fixture) in HOST_C_MAPS {
+                    if let Ok(lib) = compile_c_fixture(env, fixture) {
+                        cmd.arg("--map").arg(format!("{prefix}={}", lib.display()));
+                    }
+                }
+            }
+            cmd.env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()));
+        }
+        "gunicorn" | "waitress" | "granian" => {
+            let p = free_port()?;
+            port = Some(p);
+            let bin = env.venv.join("bin").join(if spec.name == "waitress" {
+                "waitress-serve"
+            } else {
+                spec.name.as_str()
+            });
+            if !bin.exists() {
+                bail!(
+                    "{} not found (install the peers: {}/bin/pip install -r ci/peers-requirements.txt)",
+                    bin.display(),
+                    env.venv.display()
+                );
+            }
+            cmd = Command::new(&bin);
+            let ps = p.to_string();
+            match spec.name.as_str() {
+                "gunicorn" => {
+                    cmd.args(["-k", "gthread", "-w", "1", "--threads", &t, "-b"]);
+                    cmd.arg(format!("127.0.0.1:{p}"));
+                    if env.bench_mode {
+                        cmd.args(["--backlog", "2048"]);
+                    }
+                    cmd.arg(&env.wsgi_app);
+                }
+                "waitress" => {
+                    cmd.arg(format!("--listen=127.0.0.1:{p}"));
+                    cmd.arg(format!("--threads={t}"));
+                    if env.bench_mode {
+                        // waitress refuses connections beyond connection_limit (default 100)
+                        cmd.args(["--backlog=2048", "--connection-limit=2048"]);
+                    }
+                    cmd.arg(&env.wsgi_app);
+                }
+                _ => {
+                    cmd.args(["--interface", "wsgi", "--host", "127.0.0.1", "--port", &ps]);
+                    cmd.args(["--workers", "1", "--blocking-threads", &t]);
+                    if env.bench_mode {
+                        cmd.args(["--backlog", "2048"]);
+                    }
+                    cmd.arg(&env.wsgi_app);
+                }
+            }
+        }
+        "bare-hyper" => {
+            let exe = std::env::current_exe()?;
+            cmd = Command::new(exe);
+            cmd.args(["serve-bare", "--bind", "127.0.0.1:0", "--threads", &t]);
+        }
+        other => {
+            let template = other.strip_prefix("cmd:").context("unknown server")?;
+            let p = free_port()?;
+            port = Some(p);
+            let line = template
+                .replace("{port}", &p.to_string())
+                .replace("{app}", &env.wsgi_app)
+                .replace("{dir}", &env.wsgi_dir().to_string_lossy())
+                .replace("{threads}", &t);
+            cmd = Command::new("sh");
+            cmd.args(["-c", &format!("exec {line}")]);
+        }
+    }
+    cmd.current_dir(env.wsgi_dir())
+        .stdin(Stdio::null())
+        .stderr(Stdio::from(file.try_clone()?))
+        .process_group(0);
+    // The venv's bin first on PATH (for cmd: templates), and unbuffered Python output.
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut paths = vec![env.venv.join("bin")];
+    paths.extend(std::env::split_paths(&path));
+    cmd.env("PATH", std::env::join_paths(paths)?);
+    cmd.env("PYTHONUNBUFFERED", "1");
+    let announced = port.is_none();
+    if announced {
+        cmd.stdout(Stdio::piped());
+    } else {
+        cmd.stdout(Stdio::from(file.try_clone()?));
+    }
+    let mut child = cmd.spawn().with_context(|| format!("starting {}", spec.name))?;
+    let addr = if announced {
+        match read_announced_addr(&mut child, file, Duration::from_secs(60)) {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = kill_group(&mut child, Duration::from_secs(2));
+                return Err(e.context(format!("{} did not start; log: {}", spec.name, log.display())));
+            }
+        }
+    } else {
+        SocketAddr::from(([127, 0, 0, 1], port.unwrap_or(0)))
+    };
+    let mut running = Running {
+        spec: spec.clone(),
+        addr,
+        log,
+        child,
+    };
+    if let Err(e) = running.wait_ready(Duration::from_secs(60)) {
+        let log = running.log.clone();
+        running.stop();
+        return Err(e.context(format!("{} did not become ready; log: {}", spec.name, log.display())));
+    }
+    Ok(running)
+}
+
+/// Parse `... listening on http://ADDR` from the child's stdout, then copy the
+/// rest of its stdout into the log in the background.
+fn read_announced_addr(child: &mut Child, log: File, timeout: Duration) -> Result<SocketAddr> {
+    let stdout = child.stdout.take().context("no stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut log = log;
+        let mut sent = false;
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = writeln!(log, "{line}");
+            if !sent && let Some(rest) = line.split("listening on http://").nth(1) {
+                let _ = tx.send(rest.trim().to_owned());
+                sent = true;
+            }
+        }
+    });
+    let deadline = Instant::now() + timeout;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(a) => return a.parse().with_context(|| format!("bad address {a:?}")),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if let Some(status) = child.try_wait()? {
+                    bail!("exited with {status} before announcing its address");
+                }
+                if Instant::now() > deadline {
+                    bail!("no 'listening on http://' line within {timeout:?}");
+                }
+            }
+            Err(_) => {
+                let status = child.wait()?;
+                bail!("exited with {status} before announcing its address");
+            }
+        }
+    }
+}
+
+fn kill_group(child: &mut Child, grace: Duration) -> Result<()> {
+    let pgid = child.id().to_string();
+    if child.try_wait()?.is_none() {
+        let _ = Command::new("kill").args(["-TERM", "--", &format!("-{pgid}")]).status();
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if child.try_wait()?.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    // the leader may be gone while workers linger: always sweep the group
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pgid}")])
+        .stderr(Stdio::null())
+        .status();
+    let _ = child.wait();
+    Ok(())
+}
+
+impl Running {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .no_proxy()
+            .build()?;
+        let url = format!("http://{}/hello", self.addr);
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("exited with {status}");
+            }
+            if client.get(&url).send().is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("no HTTP answer on {url} within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Resident memory (KiB) of the server process and all its descendants.
+    pub fn rss_kib(&self) -> u64 {
+        tree_rss_kib(self.child.id())
+    }
+
+    /// SIGTERM the process group, then SIGKILL after a grace period.
+    pub fn stop(mut self) {
+        let _ = kill_group(&mut self.child, Duration::from_secs(5));
+    }
+
+    /// The last `n` lines of the server log (for failure reports).
+    pub fn log_tail(&self, n: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = kill_group(&mut self.child, Duration::from_secs(2));
+        }
+    }
+}
+
+/// Sum of VmRSS (KiB) over `pid` and its descendants, from /proc.
+pub fn tree_rss_kib(pid: u32) -> u64 {
+    let mut parent_of: Vec<(u32, u32)> = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            if let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat"))
+                && let Some(after) = stat.rsplit_once(')').map(|(_, a)| a)
+                && let Some(ppid) = after.split_whitespace().nth(1).and_then(|s| s.parse().ok())
+            {
+                parent_of.push((p, ppid));
+            }
+        }
+    }
+    let mut family = vec![pid];
+    let mut i = 0;
+    while i < family.len() {
+        let cur = family[i];
+        for &(p, pp) in &parent_of {
+            if pp == cur && !family.contains(&p) {
+                family.push(p);
+            }
+        }
+        i += 1;
+    }
+    family.iter().map(|p| vm_rss_kib(*p)).sum()
+}
+
+fn vm_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// Locate the repository root: `--repo`, else the harness's source checkout,
+/// else the first ancestor of the current directory holding `fixtures/cases`.
+pub fn find_repo(explicit: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    if built.join("fixtures/cases").is_dir() {
+        return Ok(built.canonicalize()?);
+    }
+    let mut dir = std::env::current_dir()?;
+    loop {
+        if dir.join("fixtures/cases").is_dir() {
+            return Ok(dir);
+        }
+        if !dir.pop() {
+            bail!("cannot find the repository (fixtures/cases); pass --repo");
+        }
+    }
+}
+
+/// Default isapi-host path: next to this executable.
+pub fn default_host_bin() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("isapi-host")))
+        .unwrap_or_else(|| PathBuf::from("isapi-host"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_names() {
+        assert!(ServerSpec::parse("host-py").unwrap().is_ours());
+        assert_eq!(ServerSpec::parse("host-c").unwrap().target(), Target::Isapi);
+        assert_eq!(ServerSpec::parse("granian").unwrap().target(), Target::Wsgi);
+        assert!(!ServerSpec::parse("waitress").unwrap().is_ours());
+        let c = ServerSpec::parse("cmd:/opt/bin/uwsgi --http :{port}").unwrap();
+        assert_eq!(c.label(), "cmd:uwsgi");
+        assert!(ServerSpec::parse("cmd:").is_err());
+        assert!(ServerSpec::parse("nginx").is_err());
+    }
+
+    #[test]
+    fn rss_of_self_is_positive() {
+        assert!(tree_rss_kib(std::process::id()) > 0);
+    }
+}
