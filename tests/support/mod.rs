@@ -128,6 +128,11 @@ where
     // overrides it (e.g. "debug").
     let filter = std::env::var("ISAPI_HOST_TEST_LOG").unwrap_or_else(|_| "info".to_owned());
     cmd.env("RUST_LOG", filter);
+    // For sanitizer runs of the C fixtures: a library to preload into the
+    // host only (e.g. libasan.so.8), never into the test process.
+    if let Some(preload) = std::env::var_os("ISAPI_HOST_TEST_LD_PRELOAD") {
+        cmd.env("LD_PRELOAD", preload);
+    }
     cmd.envs(envs);
     cmd.current_dir(repo_root());
     cmd
@@ -456,7 +461,8 @@ fn target_triple() -> String {
 /// Compile `fixtures/isapi-c/<name>.c` into a shared library (once per test
 /// process) under `CARGO_TARGET_TMPDIR` and return its path. Uses the `cc`
 /// crate to find the C compiler, with `-shared -fPIC -pthread -Wall -Wextra
-/// -Werror`. Panics with the compiler output on failure.
+/// -Werror` plus `$ISAPI_FIXTURE_CFLAGS`. Panics with the compiler output on
+/// failure.
 pub fn c_fixture(name: &str) -> PathBuf {
     static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
     let mut built = BUILT
@@ -468,7 +474,21 @@ pub fn c_fixture(name: &str) -> PathBuf {
     }
     let src = c_fixture_dir().join(format!("{name}.c"));
     assert!(src.is_file(), "no C fixture {}", src.display());
-    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("isapi-c");
+    // Extra flags, e.g. ISAPI_FIXTURE_CFLAGS="-fsanitize=address -g" (run the
+    // host with ISAPI_HOST_TEST_LD_PRELOAD=libasan.so.8). Builds with extra
+    // flags go to their own directory.
+    let extra: Vec<String> = std::env::var("ISAPI_FIXTURE_CFLAGS")
+        .map(|v| v.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default();
+    let sub = if extra.is_empty() {
+        "isapi-c".to_owned()
+    } else {
+        format!(
+            "isapi-c-{:016x}",
+            fnv1a64(FNV1A64_INIT, extra.join(" ").as_bytes())
+        )
+    };
+    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(sub);
     std::fs::create_dir_all(&out_dir).expect("create fixture output dir");
     let out = out_dir.join(format!("lib{name}.{}", std::env::consts::DLL_EXTENSION));
     // Build under a process-unique name, then rename: several test binaries
@@ -487,6 +507,7 @@ pub fn c_fixture(name: &str) -> PathBuf {
         "-shared", "-fPIC", "-pthread", "-Wall", "-Wextra", "-Werror", "-o",
     ])
     .arg(&tmp)
+    .args(&extra)
     .arg(&src)
     .arg("-I")
     .arg(c_fixture_dir());
@@ -772,12 +793,32 @@ pub fn get_req(path: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").into_bytes()
 }
 
-/// A fresh, empty directory under `CARGO_TARGET_TMPDIR` for one test.
+/// A fresh, empty directory for one test, under
+/// `CARGO_TARGET_TMPDIR/test-dirs/<pid>/`. The directories of earlier test
+/// processes that have exited are removed the first time this is called, so
+/// runs do not accumulate files (and a failed run's files stay until the next).
 pub fn temp_dir(tag: &str) -> PathBuf {
     static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    static SWEEP: OnceLock<()> = OnceLock::new();
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-dirs");
+    SWEEP.get_or_init(|| {
+        if let Ok(entries) = std::fs::read_dir(&base) {
+            for e in entries.flatten() {
+                let name = e.file_name();
+                let alive = name
+                    .to_str()
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+                if !alive {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+    });
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{tag}-{}-{n}", std::process::id()));
+    let dir = base
+        .join(std::process::id().to_string())
+        .join(format!("{tag}-{n}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create temp dir");
     dir
