@@ -138,6 +138,11 @@ fn write_after_done_with_session_fails() {
         log.contains("misbehave.c: write-after-done ret=0 errno="),
         "WriteClient after DONE_WITH_SESSION must return FALSE:\n{log}"
     );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("WARN") && l.contains("WriteClient")),
+        "the host must log the late WriteClient:\n{log}"
+    );
     // The late write never reaches this connection.
     assert!(assert_next_clean(&mut c));
     assert!(!c.buffered().windows(7).any(|w| w == b"GARBAGE"));
@@ -197,6 +202,12 @@ fn done_with_session_twice() {
         host.stderr()
             .contains("misbehave.c: double-done ret=0 errno="),
         "a second DONE_WITH_SESSION must fail:\n{}",
+        host.stderr()
+    );
+    assert!(
+        host.stderr().lines().any(|l| l.contains("WARN")
+            && (l.contains("ServerSupportFunction") || l.contains("DONE_WITH_SESSION"))),
+        "the host must log the second DONE_WITH_SESSION:\n{}",
         host.stderr()
     );
     assert!(assert_next_clean(&mut c));
