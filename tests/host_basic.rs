@@ -120,3 +120,46 @@ fn trace_callbacks_logs_write_client() {
         host.stderr()
     );
 }
+
+#[test]
+fn trace_callbacks_logs_reads_and_variable_probes() {
+    let vars = format!("/v={}", c_fixture_str("vars"));
+    let host = Host::with_c_fixture(
+        "echo",
+        &["--trace-callbacks", "--read-ahead", "0", "--map", &vars],
+    );
+    let mut c = host.connect();
+    assert_eq!(
+        c.roundtrip(&post_request(host.addr(), "/echo", b"hello-body"))
+            .body,
+        b"hello-body"
+    );
+    let r = c.roundtrip(&get_req("/v/vars?REQUEST_METHOD"));
+    assert_eq!(r.status, 200);
+    let ok = host.wait_for_log_matching(
+        |log| {
+            log.lines()
+                .any(|l| l.contains("ReadClient") && l.contains("10"))
+        },
+        Duration::from_secs(5),
+    );
+    assert!(
+        ok,
+        "ReadClient is traced with its byte count:\n{}",
+        host.stderr()
+    );
+    let log = host.stderr();
+    let probe = log
+        .lines()
+        .filter(|l| l.contains("GetServerVariable") && l.contains("REQUEST_METHOD"))
+        .collect::<Vec<_>>();
+    assert!(
+        probe.iter().any(|l| l.contains("size=1")),
+        "the probe call is traced with the caller's 1-byte buffer size: {probe:#?}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("GetServerVariable") && l.contains("122")),
+        "the failed probe's error (122) is traced:\n{log}"
+    );
+}
