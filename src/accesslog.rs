@@ -56,7 +56,11 @@ pub(crate) fn emit(format: AccessLogFormat, e: &Entry<'_>) {
             );
         }
         AccessLogFormat::Common => {
-            let proto = if i.version == Version::HTTP_10 { "HTTP/1.0" } else { "HTTP/1.1" };
+            let proto = if i.version == Version::HTTP_10 {
+                "HTTP/1.0"
+            } else {
+                "HTTP/1.1"
+            };
             tracing::info!(
                 target: "access",
                 "{} - - \"{} {} {proto}\" {} {} \"{}\" \"{}\" {}ms",
@@ -74,12 +78,19 @@ pub(crate) fn emit(format: AccessLogFormat, e: &Entry<'_>) {
 }
 
 fn header_str(i: &RequestInfo, name: header::HeaderName) -> &str {
-    i.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    i.headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
 }
 
 /// A W3C field: `-` when empty, spaces as `+`.
 fn field(s: &str) -> String {
-    if s.is_empty() { "-".to_owned() } else { s.replace(' ', "+") }
+    if s.is_empty() {
+        "-".to_owned()
+    } else {
+        s.replace(' ', "+")
+    }
 }
 
 /// UTC `YYYY-MM-DD` and `hh:mm:ss`.
@@ -108,7 +119,10 @@ mod tests {
 
     #[test]
     fn w3c_dates() {
-        assert_eq!(w3c_datetime(UNIX_EPOCH), ("1970-01-01".into(), "00:00:00".into()));
+        assert_eq!(
+            w3c_datetime(UNIX_EPOCH),
+            ("1970-01-01".into(), "00:00:00".into())
+        );
         let t = UNIX_EPOCH + Duration::from_secs(1_795_000_000);
         assert_eq!(w3c_datetime(t), ("2026-11-18".into(), "11:06:40".into()));
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29

@@ -164,7 +164,11 @@ impl ServeConfig {
     /// Merges the command line, the optional TOML file and the defaults.
     ///
     /// `pyisapie` is the library the WSGI sugar loads when no extension is named.
-    pub(crate) fn resolve(args: ServeArgs, pyisapie: &Path, demo_dir: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn resolve(
+        args: ServeArgs,
+        pyisapie: &Path,
+        demo_dir: &Path,
+    ) -> anyhow::Result<Self> {
         let file = match &args.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -194,15 +198,26 @@ impl ServeConfig {
         };
 
         let app = args.app.or(file.app);
-        let python_path = if args.python_path.is_empty() { file.python_path } else { args.python_path };
+        let python_path = if args.python_path.is_empty() {
+            file.python_path
+        } else {
+            args.python_path
+        };
         let extension = args.extension.or(file.extension);
-        let mut maps = if args.maps.is_empty() { file.maps } else { args.maps };
+        let mut maps = if args.maps.is_empty() {
+            file.maps
+        } else {
+            args.maps
+        };
 
         if !python_path.is_empty() && app.is_none() {
             bail!("--python-path needs --app MODULE:CALLABLE");
         }
         let python = match (&app, &extension, maps.is_empty()) {
-            (Some(app), _, _) => Some(PythonApp { app: app.clone(), python_path }),
+            (Some(app), _, _) => Some(PythonApp {
+                app: app.clone(),
+                python_path,
+            }),
             // Nothing to serve was named: the demo WSGI app.
             (None, None, true) => Some(PythonApp {
                 app: "demo:app".to_owned(),
@@ -219,17 +234,22 @@ impl ServeConfig {
             if maps.iter().any(|m| m.prefix == "/") {
                 bail!("--extension and --map /=... both claim the root URL");
             }
-            maps.push(Mapping { prefix: "/".to_owned(), path: lib });
+            maps.push(Mapping {
+                prefix: "/".to_owned(),
+                path: lib,
+            });
         }
         if maps.is_empty() {
-            bail!("nothing to serve: give --extension PATH, --map /prefix=PATH or --app MODULE:CALLABLE");
+            bail!(
+                "nothing to serve: give --extension PATH, --map /prefix=PATH or --app MODULE:CALLABLE"
+            );
         }
         for (i, m) in maps.iter().enumerate() {
             if maps[..i].iter().any(|o| o.prefix == m.prefix) {
                 bail!("URL prefix {} is mapped twice", m.prefix);
             }
         }
-        maps.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+        maps.sort_by_key(|m| std::cmp::Reverse(m.prefix.len()));
 
         let threads = args.threads.or(file.threads).unwrap_or(64);
         if threads == 0 {
@@ -241,14 +261,23 @@ impl ServeConfig {
         };
         let max_header = args.max_header.or(file.max_header).unwrap_or(16384);
         if max_header < MIN_MAX_HEADER {
-            bail!("--max-header must be at least {MIN_MAX_HEADER} bytes (the HTTP parser's smallest read buffer), got {max_header}");
+            bail!(
+                "--max-header must be at least {MIN_MAX_HEADER} bytes (the HTTP parser's smallest read buffer), got {max_header}"
+            );
         }
-        let secs = |a: Option<u64>, f: Option<u64>, d: u64| Duration::from_secs(a.or(f).unwrap_or(d));
+        let secs =
+            |a: Option<u64>, f: Option<u64>, d: u64| Duration::from_secs(a.or(f).unwrap_or(d));
         Ok(ServeConfig {
-            bind: args.bind.or(file.bind).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            bind: args
+                .bind
+                .or(file.bind)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
             maps,
             python,
-            read_ahead: args.read_ahead.or(file.read_ahead).unwrap_or(DEFAULT_READ_AHEAD),
+            read_ahead: args
+                .read_ahead
+                .or(file.read_ahead)
+                .unwrap_or(DEFAULT_READ_AHEAD),
             max_body: args.max_body.or(file.max_body).unwrap_or(DEFAULT_MAX_BODY),
             max_header,
             threads,
@@ -264,11 +293,16 @@ impl ServeConfig {
 
 /// Parses `--map /prefix=PATH`.
 fn parse_map(s: &str) -> Result<Mapping, String> {
-    let (prefix, path) = s.split_once('=').ok_or_else(|| format!("expected /prefix=PATH, got {s:?}"))?;
+    let (prefix, path) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected /prefix=PATH, got {s:?}"))?;
     if path.is_empty() {
         return Err(format!("missing library path in {s:?}"));
     }
-    Ok(Mapping { prefix: normalize_prefix(prefix).map_err(|e| e.to_string())?, path: PathBuf::from(path) })
+    Ok(Mapping {
+        prefix: normalize_prefix(prefix).map_err(|e| e.to_string())?,
+        path: PathBuf::from(path),
+    })
 }
 
 /// `/app/` and `/app` are the same mount; the root is `/`.
@@ -280,7 +314,11 @@ fn normalize_prefix(prefix: &str) -> anyhow::Result<String> {
         bail!("URL prefix {prefix:?} must be a plain path");
     }
     let trimmed = prefix.trim_end_matches('/');
-    Ok(if trimmed.is_empty() { "/".to_owned() } else { trimmed.to_owned() })
+    Ok(if trimmed.is_empty() {
+        "/".to_owned()
+    } else {
+        trimmed.to_owned()
+    })
 }
 
 /// Checks `MODULE:CALLABLE`.
@@ -315,8 +353,19 @@ mod tests {
 
     #[test]
     fn no_arguments_serve_the_demo() {
-        let cfg = ServeConfig::resolve(ServeArgs::default(), Path::new("/lib/libpyisapie.so"), Path::new("/demo")).unwrap();
-        assert_eq!(cfg.maps, vec![Mapping { prefix: "/".into(), path: "/lib/libpyisapie.so".into() }]);
+        let cfg = ServeConfig::resolve(
+            ServeArgs::default(),
+            Path::new("/lib/libpyisapie.so"),
+            Path::new("/demo"),
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.maps,
+            vec![Mapping {
+                prefix: "/".into(),
+                path: "/lib/libpyisapie.so".into()
+            }]
+        );
         assert_eq!(cfg.python.unwrap().app, "demo:app");
         assert_eq!(cfg.read_ahead, 49152);
         assert_eq!(cfg.max_body, 30_000_000);
@@ -327,7 +376,10 @@ mod tests {
     fn maps_sort_longest_first_and_reject_duplicates() {
         let args = ServeArgs {
             extension: Some("root.so".into()),
-            maps: vec![parse_map("/a=a.so").unwrap(), parse_map("/a/b=b.so").unwrap()],
+            maps: vec![
+                parse_map("/a=a.so").unwrap(),
+                parse_map("/a/b=b.so").unwrap(),
+            ],
             ..Default::default()
         };
         let cfg = ServeConfig::resolve(args, Path::new("p.so"), Path::new("d")).unwrap();
@@ -335,7 +387,13 @@ mod tests {
         assert_eq!(prefixes, ["/a/b", "/a", "/"]);
         assert!(cfg.python.is_none());
 
-        let dup = ServeArgs { maps: vec![parse_map("/a=a.so").unwrap(), parse_map("/a/=b.so").unwrap()], ..Default::default() };
+        let dup = ServeArgs {
+            maps: vec![
+                parse_map("/a=a.so").unwrap(),
+                parse_map("/a/=b.so").unwrap(),
+            ],
+            ..Default::default()
+        };
         assert!(ServeConfig::resolve(dup, Path::new("p.so"), Path::new("d")).is_err());
     }
 
@@ -349,7 +407,11 @@ mod tests {
             "bind = \"127.0.0.1:9000\"\nread-ahead = 10\nthreads = 3\n[[map]]\nprefix = \"/x/\"\npath = \"x.so\"\n",
         )
         .unwrap();
-        let args = ServeArgs { config: Some(file.clone()), threads: Some(5), ..Default::default() };
+        let args = ServeArgs {
+            config: Some(file.clone()),
+            threads: Some(5),
+            ..Default::default()
+        };
         let cfg = ServeConfig::resolve(args, Path::new("p.so"), Path::new("d")).unwrap();
         assert_eq!(cfg.bind, "127.0.0.1:9000".parse().unwrap());
         assert_eq!(cfg.read_ahead, 10);
@@ -358,8 +420,15 @@ mod tests {
         assert_eq!(cfg.maps[0].path, dir.join("x.so"));
 
         std::fs::write(&file, "no-such-setting = 1\n").unwrap();
-        let err = ServeConfig::resolve(ServeArgs { config: Some(file), ..Default::default() }, Path::new("p"), Path::new("d"))
-            .unwrap_err();
+        let err = ServeConfig::resolve(
+            ServeArgs {
+                config: Some(file),
+                ..Default::default()
+            },
+            Path::new("p"),
+            Path::new("d"),
+        )
+        .unwrap_err();
         assert!(format!("{err:#}").contains("host.toml"), "{err:#}");
     }
 }

@@ -16,7 +16,10 @@ impl Extension {
     pub(crate) fn load(path: &Path) -> Result<Self, LoadError> {
         let (lib, description) = ExtensionLib::load(path)?;
         tracing::info!(path = %path.display(), description = %description, "loaded ISAPI extension");
-        Ok(Extension { path: path.to_path_buf(), lib })
+        Ok(Extension {
+            path: path.to_path_buf(),
+            lib,
+        })
     }
 
     /// Runs `HttpExtensionProc` for a request; returns its `HSE_STATUS_*`.
@@ -27,8 +30,12 @@ impl Extension {
     /// Calls `TerminateExtension(HSE_TERM_MUST_UNLOAD)`, if exported.
     pub(crate) fn terminate(&self) {
         match self.lib.terminate() {
-            Some(ok) => tracing::info!(path = %self.path.display(), ok, "TerminateExtension called"),
-            None => tracing::debug!(path = %self.path.display(), "extension has no TerminateExtension"),
+            Some(ok) => {
+                tracing::info!(path = %self.path.display(), ok, "TerminateExtension called")
+            }
+            None => {
+                tracing::debug!(path = %self.path.display(), "extension has no TerminateExtension")
+            }
         }
     }
 }

@@ -11,6 +11,7 @@
 //! the Win32 code is stored in `errno` before the callback returns FALSE.
 #![allow(unsafe_code)]
 
+use std::cell::UnsafeCell;
 use std::collections::HashMap;
 use std::ffi::{CStr, CString, c_char, c_void};
 use std::mem::ManuallyDrop;
@@ -18,11 +19,10 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, RwLock};
-use std::cell::UnsafeCell;
 
 use windows_sys::Win32::System::Iis::{
-    EXTENSION_CONTROL_BLOCK, HCONN, HSE_CUSTOM_ERROR_INFO, HSE_RESPONSE_VECTOR, HSE_SEND_HEADER_EX_INFO,
-    HSE_TF_INFO, HSE_URL_MAPEX_INFO, HSE_VECTOR_ELEMENT, HSE_VERSION_INFO,
+    EXTENSION_CONTROL_BLOCK, HCONN, HSE_CUSTOM_ERROR_INFO, HSE_RESPONSE_VECTOR,
+    HSE_SEND_HEADER_EX_INFO, HSE_TF_INFO, HSE_URL_MAPEX_INFO, HSE_VECTOR_ELEMENT, HSE_VERSION_INFO,
 };
 use windows_sys::core::BOOL;
 
@@ -55,7 +55,10 @@ type CompletionFn = unsafe extern "system" fn(*mut EXTENSION_CONTROL_BLOCK, *mut
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum LoadError {
     #[error("cannot load ISAPI extension {path}: {source}")]
-    Open { path: String, source: libloading::Error },
+    Open {
+        path: String,
+        source: libloading::Error,
+    },
     #[error("ISAPI extension {path} does not export {symbol}")]
     Symbol { path: String, symbol: &'static str },
     #[error("ISAPI extension {path}: GetExtensionVersion returned FALSE (error {code})")]
@@ -77,25 +80,52 @@ impl ExtensionLib {
         let shown = path.display().to_string();
         // SAFETY: loading a library runs its initialisers; loading the
         // extension the user named is the purpose of this program.
-        let lib = unsafe { open_library(path) }.map_err(|source| LoadError::Open { path: shown.clone(), source })?;
-        let symbol = |name: &'static str| LoadError::Symbol { path: shown.clone(), symbol: name };
+        let lib = unsafe { open_library(path) }.map_err(|source| LoadError::Open {
+            path: shown.clone(),
+            source,
+        })?;
+        let symbol = |name: &'static str| LoadError::Symbol {
+            path: shown.clone(),
+            symbol: name,
+        };
         // SAFETY: the ISAPI ABI fixes these exports' signatures.
         let (version, proc_, terminate) = unsafe {
             (
-                *lib.get::<GetExtensionVersionFn>(c"GetExtensionVersion").map_err(|_| symbol("GetExtensionVersion"))?,
-                *lib.get::<HttpExtensionProcFn>(c"HttpExtensionProc").map_err(|_| symbol("HttpExtensionProc"))?,
-                lib.get::<TerminateExtensionFn>(c"TerminateExtension").ok().map(|s| *s),
+                *lib.get::<GetExtensionVersionFn>(c"GetExtensionVersion")
+                    .map_err(|_| symbol("GetExtensionVersion"))?,
+                *lib.get::<HttpExtensionProcFn>(c"HttpExtensionProc")
+                    .map_err(|_| symbol("HttpExtensionProc"))?,
+                lib.get::<TerminateExtensionFn>(c"TerminateExtension")
+                    .ok()
+                    .map(|s| *s),
             )
         };
-        let mut info = HSE_VERSION_INFO { dwExtensionVersion: 0, lpszExtensionDesc: [0; 256] };
+        let mut info = HSE_VERSION_INFO {
+            dwExtensionVersion: 0,
+            lpszExtensionDesc: [0; 256],
+        };
         set_last_error(0);
         // SAFETY: `info` is a valid, writable HSE_VERSION_INFO for the call.
         if unsafe { version(&mut info) } == FALSE {
-            return Err(LoadError::Refused { path: shown, code: last_error() });
+            return Err(LoadError::Refused {
+                path: shown,
+                code: last_error(),
+            });
         }
         let desc = &info.lpszExtensionDesc;
-        let bytes: Vec<u8> = desc.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
-        Ok((ExtensionLib { proc_, terminate, _lib: lib }, String::from_utf8_lossy(&bytes).into_owned()))
+        let bytes: Vec<u8> = desc
+            .iter()
+            .take_while(|&&c| c != 0)
+            .map(|&c| c as u8)
+            .collect();
+        Ok((
+            ExtensionLib {
+                proc_,
+                terminate,
+                _lib: lib,
+            },
+            String::from_utf8_lossy(&bytes).into_owned(),
+        ))
     }
 
     /// Calls `TerminateExtension(HSE_TERM_MUST_UNLOAD)` if the library has it.
@@ -174,7 +204,12 @@ fn cstring(bytes: &[u8]) -> CString {
 
 impl EcbBox {
     /// Builds the ECB for request `id`; `preload` is the read-ahead body.
-    pub(crate) fn new(id: usize, info: &RequestInfo, mut preload: Vec<u8>, total_bytes: u32) -> Self {
+    pub(crate) fn new(
+        id: usize,
+        info: &RequestInfo,
+        mut preload: Vec<u8>,
+        total_bytes: u32,
+    ) -> Self {
         let available = preload.len() as u32;
         preload.push(0); // IIS NUL-terminates lpbData
         let strings = [
@@ -182,7 +217,12 @@ impl EcbBox {
             cstring(info.query.as_bytes()),
             cstring(&info.url),
             cstring(info.translate(&info.url).as_bytes()),
-            cstring(info.headers.get(http::header::CONTENT_TYPE).map(|v| v.as_bytes()).unwrap_or_default()),
+            cstring(
+                info.headers
+                    .get(http::header::CONTENT_TYPE)
+                    .map(|v| v.as_bytes())
+                    .unwrap_or_default(),
+            ),
         ];
         let ecb = EXTENSION_CONTROL_BLOCK {
             cbSize: size_of::<EXTENSION_CONTROL_BLOCK>() as u32,
@@ -203,7 +243,11 @@ impl EcbBox {
             ReadClient: Some(read_client),
             ServerSupportFunction: Some(server_support_function),
         };
-        EcbBox { ecb: Box::new(UnsafeCell::new(ecb)), _strings: strings, _preload: preload }
+        EcbBox {
+            ecb: Box::new(UnsafeCell::new(ecb)),
+            _strings: strings,
+            _preload: preload,
+        }
     }
 
     fn ptr(&self) -> *mut EXTENSION_CONTROL_BLOCK {
@@ -221,7 +265,11 @@ impl EcbBox {
     pub(crate) fn log_data(&self) -> String {
         // SAFETY: the array lives in the box; read by value.
         let raw = unsafe { std::ptr::addr_of!((*self.ptr()).lpszLogData).read_volatile() };
-        let bytes: Vec<u8> = raw.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+        let bytes: Vec<u8> = raw
+            .iter()
+            .take_while(|&&c| c != 0)
+            .map(|&c| c as u8)
+            .collect();
         String::from_utf8_lossy(&bytes).into_owned()
     }
 }
@@ -243,7 +291,10 @@ pub(crate) struct Completion {
 impl Completion {
     /// Calls the routine; run it on a host thread, never inline.
     pub(crate) fn invoke(self, ctx: &RequestCtx, bytes: u32, error: u32) {
-        trace(ctx, format_args!("IoCompletion(cbIO={bytes}, dwError={error})"));
+        trace(
+            ctx,
+            format_args!("IoCompletion(cbIO={bytes}, dwError={error})"),
+        );
         // SAFETY: the extension registered this routine for this ECB and
         // must keep the context valid until its I/O completes.
         unsafe { (self.func)(ctx.ecb.ptr(), self.context as *mut c_void, bytes, error) }
@@ -252,7 +303,8 @@ impl Completion {
 
 // ---- The request registry: HCONN -> context -------------------------------
 
-static REGISTRY: LazyLock<RwLock<HashMap<usize, Arc<RequestCtx>>>> = LazyLock::new(Default::default);
+static REGISTRY: LazyLock<RwLock<HashMap<usize, Arc<RequestCtx>>>> =
+    LazyLock::new(Default::default);
 static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
 
 /// A fresh connection id for an ECB.
@@ -262,16 +314,26 @@ pub(crate) fn next_id() -> usize {
 
 /// Makes a request reachable from its `HCONN`.
 pub(crate) fn register(ctx: Arc<RequestCtx>) {
-    REGISTRY.write().unwrap_or_else(|e| e.into_inner()).insert(ctx.id, ctx);
+    REGISTRY
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(ctx.id, ctx);
 }
 
 /// After this, callbacks with the request's `HCONN` fail with `ERROR_INVALID_PARAMETER`.
 pub(crate) fn unregister(id: usize) {
-    REGISTRY.write().unwrap_or_else(|e| e.into_inner()).remove(&id);
+    REGISTRY
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&id);
 }
 
 fn lookup(hconn: HCONN) -> Option<Arc<RequestCtx>> {
-    REGISTRY.read().unwrap_or_else(|e| e.into_inner()).get(&(hconn as usize)).cloned()
+    REGISTRY
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&(hconn as usize))
+        .cloned()
 }
 
 fn trace(ctx: &RequestCtx, what: std::fmt::Arguments<'_>) {
@@ -282,9 +344,17 @@ fn trace(ctx: &RequestCtx, what: std::fmt::Arguments<'_>) {
 
 /// Runs a callback body: a panic or a Win32 error becomes FALSE with the
 /// error code set; a stale `HCONN` is `ERROR_INVALID_PARAMETER`.
-fn callback(name: &'static str, hconn: HCONN, f: impl FnOnce(&Arc<RequestCtx>) -> Result<(), u32>) -> BOOL {
+fn callback(
+    name: &'static str,
+    hconn: HCONN,
+    f: impl FnOnce(&Arc<RequestCtx>) -> Result<(), u32>,
+) -> BOOL {
     let Some(ctx) = lookup(hconn) else {
-        tracing::warn!(callback = name, hconn = hconn as usize, "callback for a finished or unknown request (HCONN)");
+        tracing::warn!(
+            callback = name,
+            hconn = hconn as usize,
+            "callback for a finished or unknown request (HCONN)"
+        );
         set_last_error(win32::ERROR_INVALID_PARAMETER);
         return FALSE;
     };
@@ -296,7 +366,11 @@ fn callback(name: &'static str, hconn: HCONN, f: impl FnOnce(&Arc<RequestCtx>) -
             FALSE
         }
         Err(_) => {
-            tracing::error!(callback = name, request = ctx.id, "host panicked inside an ISAPI callback");
+            tracing::error!(
+                callback = name,
+                request = ctx.id,
+                "host panicked inside an ISAPI callback"
+            );
             set_last_error(win32::ERROR_INVALID_PARAMETER);
             FALSE
         }
@@ -334,7 +408,12 @@ unsafe fn counted_str<'a>(p: *const u8, len: u32) -> Option<&'a [u8]> {
 ///
 /// # Safety
 /// `size` is valid; `buf` is NULL or valid for `*size` bytes.
-unsafe fn write_sized(value: &[u8], nul: usize, buf: *mut c_void, size: *mut u32) -> Result<(), u32> {
+unsafe fn write_sized(
+    value: &[u8],
+    nul: usize,
+    buf: *mut c_void,
+    size: *mut u32,
+) -> Result<(), u32> {
     let needed = (value.len() + nul) as u32;
     // SAFETY: `size` is valid (caller).
     let have = unsafe { *size };
@@ -366,24 +445,43 @@ pub(crate) unsafe extern "system" fn get_server_variable(
             return Err(win32::ERROR_INVALID_PARAMETER);
         }
         // SAFETY: the extension passes a NUL-terminated name.
-        let name = String::from_utf8_lossy(unsafe { CStr::from_ptr(name as *const c_char) }.to_bytes()).into_owned();
+        let name =
+            String::from_utf8_lossy(unsafe { CStr::from_ptr(name as *const c_char) }.to_bytes())
+                .into_owned();
         let value = ctx.info.get(&name).map_err(|_| {
             trace(ctx, format_args!("GetServerVariable({name}) -> unknown"));
             win32::ERROR_INVALID_INDEX
         })?;
-        let nul = if name.len() > 8 && name[..8].eq_ignore_ascii_case("UNICODE_") { 2 } else { 1 };
+        let nul = if name.len() > 8 && name[..8].eq_ignore_ascii_case("UNICODE_") {
+            2
+        } else {
+            1
+        };
         // SAFETY: `size` is valid and `buf` is NULL or holds `*size` bytes (ABI).
         let result = unsafe { write_sized(&value, nul, buf, size) };
         trace(
             ctx,
-            format_args!("GetServerVariable({name}, size={}) -> {} bytes{}", value.len() + nul, value.len(), if result.is_err() { " (buffer too small)" } else { "" }),
+            format_args!(
+                "GetServerVariable({name}, size={}) -> {} bytes{}",
+                value.len() + nul,
+                value.len(),
+                if result.is_err() {
+                    " (buffer too small)"
+                } else {
+                    ""
+                }
+            ),
         );
         result
     })
 }
 
 /// `ReadClient(hConn, lpvBuffer, lpdwSize)`.
-pub(crate) unsafe extern "system" fn read_client(hconn: HCONN, buf: *mut c_void, size: *mut u32) -> BOOL {
+pub(crate) unsafe extern "system" fn read_client(
+    hconn: HCONN,
+    buf: *mut c_void,
+    size: *mut u32,
+) -> BOOL {
     callback("ReadClient", hconn, |ctx| {
         if buf.is_null() || size.is_null() {
             return Err(win32::ERROR_INVALID_PARAMETER);
@@ -401,7 +499,12 @@ pub(crate) unsafe extern "system" fn read_client(hconn: HCONN, buf: *mut c_void,
 }
 
 /// `WriteClient(hConn, Buffer, lpdwBytes, dwReserved)`; `HSE_IO_ASYNC` completes on an I/O thread.
-pub(crate) unsafe extern "system" fn write_client(hconn: HCONN, buf: *mut c_void, bytes: *mut u32, flags: u32) -> BOOL {
+pub(crate) unsafe extern "system" fn write_client(
+    hconn: HCONN,
+    buf: *mut c_void,
+    bytes: *mut u32,
+    flags: u32,
+) -> BOOL {
     callback("WriteClient", hconn, |ctx| {
         if bytes.is_null() {
             return Err(win32::ERROR_INVALID_PARAMETER);
@@ -417,7 +520,10 @@ pub(crate) unsafe extern "system" fn write_client(hconn: HCONN, buf: *mut c_void
             // SAFETY: `buf` holds `len` readable bytes (ABI).
             unsafe { std::slice::from_raw_parts(buf as *const u8, len) }
         };
-        trace(ctx, format_args!("WriteClient(bytes={len}, flags={flags:#x})"));
+        trace(
+            ctx,
+            format_args!("WriteClient(bytes={len}, flags={flags:#x})"),
+        );
         ssf::write_client(ctx, data, flags)
     })
 }
@@ -459,7 +565,8 @@ unsafe fn dispatch_ssf(
 ) -> Result<(), SsfError> {
     use windows_sys::Win32::System::Iis as iis;
     let invalid = SsfError::Win32(win32::ERROR_INVALID_PARAMETER);
-    // SAFETY (whole function): forwarded from the caller, per request code.
+    // SAFETY: forwarded from the caller: each arm reads the pointers as the
+    // ABI defines them for its request code.
     unsafe {
         match request {
             iis::HSE_REQ_SEND_URL_REDIRECT_RESP | iis::HSE_REQ_SEND_URL => {
@@ -472,7 +579,9 @@ unsafe fn dispatch_ssf(
                 ssf::send_response_header(ctx, status, headers, true)
             }
             iis::HSE_REQ_SEND_RESPONSE_HEADER_EX => {
-                let info = (buf as *const HSE_SEND_HEADER_EX_INFO).as_ref().ok_or(invalid)?;
+                let info = (buf as *const HSE_SEND_HEADER_EX_INFO)
+                    .as_ref()
+                    .ok_or(invalid)?;
                 let status = counted_str(info.pszStatus, info.cchStatus);
                 let headers = counted_str(info.pszHeader, info.cchHeader).unwrap_or_default();
                 ssf::send_response_header(ctx, status, headers, info.fKeepConn != FALSE)
@@ -492,7 +601,9 @@ unsafe fn dispatch_ssf(
             }
             iis::HSE_REQ_MAP_URL_TO_PATH_EX => {
                 let url = opt_cstr(buf as *const u8).ok_or(invalid)?;
-                let info = (data_type as *mut HSE_URL_MAPEX_INFO).as_mut().ok_or(invalid)?;
+                let info = (data_type as *mut HSE_URL_MAPEX_INFO)
+                    .as_mut()
+                    .ok_or(invalid)?;
                 let m = ssf::map_url_ex(ctx, url);
                 if m.path.len() >= info.lpszPath.len() {
                     return Err(SsfError::Win32(win32::ERROR_INSUFFICIENT_BUFFER));
@@ -517,8 +628,12 @@ unsafe fn dispatch_ssf(
                 Ok(())
             }
             iis::HSE_REQ_IO_COMPLETION => {
-                let func: Option<CompletionFn> = std::mem::transmute::<*mut c_void, Option<CompletionFn>>(buf);
-                ctx.set_completion(func.map(|func| Completion { func, context: data_type as usize }));
+                let func: Option<CompletionFn> =
+                    std::mem::transmute::<*mut c_void, Option<CompletionFn>>(buf);
+                ctx.set_completion(func.map(|func| Completion {
+                    func,
+                    context: data_type as usize,
+                }));
                 Ok(())
             }
             iis::HSE_REQ_ASYNC_READ_CLIENT => {
@@ -526,34 +641,63 @@ unsafe fn dispatch_ssf(
                     return Err(invalid);
                 }
                 let flags = data_type.as_ref().copied().unwrap_or(0);
-                let target = RawBuf { ptr: buf as *mut u8, len: *size as usize };
+                let target = RawBuf {
+                    ptr: buf as *mut u8,
+                    len: *size as usize,
+                };
                 ssf::async_read_client(ctx, target, flags)
             }
             iis::HSE_REQ_TRANSMIT_FILE => {
                 let tf = (buf as *const HSE_TF_INFO).as_ref().ok_or(invalid)?;
-                let completion = tf.pfnHseIO.map(|func| Completion { func, context: tf.pContext as usize });
+                let completion = tf.pfnHseIO.map(|func| Completion {
+                    func,
+                    context: tf.pContext as usize,
+                });
                 let head = RawSlice::new(tf.pHead as *const u8, tf.HeadLength);
                 let tail = RawSlice::new(tf.pTail as *const u8, tf.TailLength);
-                let file = FileRange { handle: tf.hFile as isize, offset: tf.Offset as u64, len: tf.BytesToWrite as u64 };
+                let file = FileRange {
+                    handle: tf.hFile as isize,
+                    offset: tf.Offset as u64,
+                    len: tf.BytesToWrite as u64,
+                };
                 let status = opt_cstr(tf.pszStatusCode).map(<[u8]>::to_vec);
-                ssf::transmit_file(ctx, ssf::Transmit { flags: tf.dwFlags, status, head, file, tail, completion })
+                ssf::transmit_file(
+                    ctx,
+                    ssf::Transmit {
+                        flags: tf.dwFlags,
+                        status,
+                        head,
+                        file,
+                        tail,
+                        completion,
+                    },
+                )
             }
             iis::HSE_REQ_VECTOR_SEND => {
-                let v = (buf as *const HSE_RESPONSE_VECTOR).as_ref().ok_or(invalid)?;
+                let v = (buf as *const HSE_RESPONSE_VECTOR)
+                    .as_ref()
+                    .ok_or(invalid)?;
                 let mut pieces = Vec::with_capacity(v.nElementCount as usize);
                 if v.nElementCount > 0 {
                     if v.lpElementArray.is_null() {
                         return Err(invalid);
                     }
-                    for e in std::slice::from_raw_parts(v.lpElementArray, v.nElementCount as usize) {
+                    for e in std::slice::from_raw_parts(v.lpElementArray, v.nElementCount as usize)
+                    {
                         pieces.push(match e.ElementType {
                             iis::HSE_VECTOR_ELEMENT_TYPE_MEMORY_BUFFER => {
-                                let base = (e.pvContext as *const u8).wrapping_add(e.cbOffset as usize);
-                                Piece::Memory(RawSlice { ptr: base, len: e.cbSize as usize })
+                                let base =
+                                    (e.pvContext as *const u8).wrapping_add(e.cbOffset as usize);
+                                Piece::Memory(RawSlice {
+                                    ptr: base,
+                                    len: e.cbSize as usize,
+                                })
                             }
-                            iis::HSE_VECTOR_ELEMENT_TYPE_FILE_HANDLE => {
-                                Piece::File(FileRange { handle: e.pvContext as isize, offset: e.cbOffset, len: e.cbSize })
-                            }
+                            iis::HSE_VECTOR_ELEMENT_TYPE_FILE_HANDLE => Piece::File(FileRange {
+                                handle: e.pvContext as isize,
+                                offset: e.cbOffset,
+                                len: e.cbSize,
+                            }),
                             _ => return Err(invalid),
                         });
                     }
@@ -564,7 +708,11 @@ unsafe fn dispatch_ssf(
             }
             iis::HSE_REQ_IS_KEEP_CONN | iis::HSE_REQ_IS_CONNECTED => {
                 let out = (buf as *mut BOOL).as_mut().ok_or(invalid)?;
-                let yes = if request == iis::HSE_REQ_IS_KEEP_CONN { ctx.is_keep_conn() } else { ctx.is_connected() };
+                let yes = if request == iis::HSE_REQ_IS_KEEP_CONN {
+                    ctx.is_keep_conn()
+                } else {
+                    ctx.is_connected()
+                };
                 *out = if yes { TRUE } else { FALSE };
                 Ok(())
             }
@@ -583,7 +731,9 @@ unsafe fn dispatch_ssf(
                 Ok(())
             }
             iis::HSE_REQ_SEND_CUSTOM_ERROR => {
-                let info = (buf as *const HSE_CUSTOM_ERROR_INFO).as_ref().ok_or(invalid)?;
+                let info = (buf as *const HSE_CUSTOM_ERROR_INFO)
+                    .as_ref()
+                    .ok_or(invalid)?;
                 let status = opt_cstr(info.pszStatus).ok_or(invalid)?;
                 ssf::send_custom_error(ctx, status, info.uHttpSubError, info.fAsync != FALSE)
             }
@@ -605,7 +755,10 @@ unsafe impl Send for RawSlice {}
 
 impl RawSlice {
     fn new(ptr: *const u8, len: u32) -> Self {
-        RawSlice { ptr, len: if ptr.is_null() { 0 } else { len as usize } }
+        RawSlice {
+            ptr,
+            len: if ptr.is_null() { 0 } else { len as usize },
+        }
     }
 
     /// The bytes; a NULL pointer reads as empty.
@@ -654,6 +807,8 @@ pub(crate) fn borrow_file(handle: isize) -> Option<ManuallyDrop<std::fs::File>> 
             return None;
         }
         // SAFETY: as above, for a Windows file HANDLE.
-        Some(ManuallyDrop::new(unsafe { std::fs::File::from_raw_handle(handle as *mut c_void) }))
+        Some(ManuallyDrop::new(unsafe {
+            std::fs::File::from_raw_handle(handle as *mut c_void)
+        }))
     }
 }

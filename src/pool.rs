@@ -19,13 +19,17 @@ impl Pool {
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
         for i in 0..threads {
             let rx = rx.clone();
-            thread::Builder::new().name(format!("{name}-{i}")).spawn(move || {
-                for job in rx {
-                    if catch_unwind(AssertUnwindSafe(job)).is_err() {
-                        tracing::error!("a job panicked on an extension thread; the thread goes on");
+            thread::Builder::new()
+                .name(format!("{name}-{i}"))
+                .spawn(move || {
+                    for job in rx {
+                        if catch_unwind(AssertUnwindSafe(job)).is_err() {
+                            tracing::error!(
+                                "a job panicked on an extension thread; the thread goes on"
+                            );
+                        }
                     }
-                }
-            })?;
+                })?;
         }
         Ok(Pool { tx })
     }

@@ -19,11 +19,11 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::extension::Extension;
 use crate::ffi::{self, Completion, EcbBox};
 use crate::response::{self, ChunkDecoder, Head};
 use crate::server::{ConnSignals, Shared};
 use crate::vars::{RequestInfo, SERVER_SOFTWARE};
-use crate::extension::Extension;
 
 /// Win32 error codes the host reports through `errno` / `SetLastError`.
 pub(crate) mod win32 {
@@ -78,7 +78,10 @@ impl Body for HostBody {
     type Data = Bytes;
     type Error = Aborted;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Aborted>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Aborted>>> {
         match self.get_mut() {
             HostBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             HostBody::Stream(s) => {
@@ -128,14 +131,23 @@ impl Drop for StreamBody {
 }
 
 /// A response the host writes itself (errors, redirects).
-pub(crate) fn simple_response(status: StatusCode, extra: &[(header::HeaderName, &str)], body: &str) -> Response<HostBody> {
-    let mut resp = Response::new(HostBody::Full(Some(Bytes::copy_from_slice(body.as_bytes()))));
+pub(crate) fn simple_response(
+    status: StatusCode,
+    extra: &[(header::HeaderName, &str)],
+    body: &str,
+) -> Response<HostBody> {
+    let mut resp = Response::new(HostBody::Full(Some(Bytes::copy_from_slice(
+        body.as_bytes(),
+    ))));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(header::SERVER, HeaderValue::from_static(SERVER_SOFTWARE));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     if !body.is_empty() {
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
     }
     for (n, v) in extra {
         if let Ok(v) = HeaderValue::from_str(v) {
@@ -220,8 +232,18 @@ pub(crate) struct BodyReader {
 impl BodyReader {
     /// Reads up to `read_ahead` bytes for the ECB. A body that ends or
     /// breaks inside the preload is settled here, before the extension runs.
-    pub(crate) async fn preload(incoming: Option<Incoming>, read_ahead: usize, max: u64) -> (Self, Vec<u8>) {
-        let mut reader = BodyReader { incoming, pending: Bytes::new(), received: 0, max, error: None };
+    pub(crate) async fn preload(
+        incoming: Option<Incoming>,
+        read_ahead: usize,
+        max: u64,
+    ) -> (Self, Vec<u8>) {
+        let mut reader = BodyReader {
+            incoming,
+            pending: Bytes::new(),
+            received: 0,
+            max,
+            error: None,
+        };
         let mut pre = Vec::new();
         while pre.len() < read_ahead {
             match reader.next_frame().await {
@@ -242,7 +264,9 @@ impl BodyReader {
             return Err(e);
         }
         loop {
-            let Some(body) = self.incoming.as_mut() else { return Ok(None) };
+            let Some(body) = self.incoming.as_mut() else {
+                return Ok(None);
+            };
             match body.frame().await {
                 None => {
                     self.incoming = None;
@@ -254,7 +278,9 @@ impl BodyReader {
                     return Err(self.fail(kind));
                 }
                 Some(Ok(frame)) => {
-                    let Ok(data) = frame.into_data() else { continue };
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
                     self.received += data.len() as u64;
                     if self.received > self.max {
                         tracing::warn!(limit = self.max, "request body over the limit");
@@ -379,14 +405,19 @@ pub(crate) struct RequestParts {
 }
 
 impl RequestCtx {
-    /// Builds the context and its ECB.
-    pub(crate) fn new(p: RequestParts) -> NewRequest {
+    /// Builds the context and its ECB; the head arrives on the receiver.
+    pub(crate) fn start(p: RequestParts) -> NewRequest {
         let (head_tx, head_rx) = oneshot::channel();
         let (body_tx, body_rx) = mpsc::channel(8);
         let outcome = Arc::new(Outcome::default());
         let head_request = p.info.method == http::Method::HEAD;
         let ecb = EcbBox::new(p.id, &p.info, p.preload, p.total_bytes);
-        let stream = Some(StreamBody { rx: body_rx, outcome: outcome.clone(), flushed: false, live: false });
+        let stream = Some(StreamBody {
+            rx: body_rx,
+            outcome: outcome.clone(),
+            flushed: false,
+            live: false,
+        });
         let ctx = Arc::new(RequestCtx {
             id: p.id,
             info: p.info,
@@ -447,7 +478,10 @@ impl RequestCtx {
                     head
                 }
                 _ => {
-                    tracing::warn!(request = self.id, "WriteClient before any headers: sending 200 with a close-delimited body");
+                    tracing::warn!(
+                        request = self.id,
+                        "WriteClient before any headers: sending 200 with a close-delimited body"
+                    );
                     response::build_head(None, &[])
                 }
             };
@@ -458,13 +492,21 @@ impl RequestCtx {
     }
 
     /// `SEND_RESPONSE_HEADER(_EX)`: `headers` may carry body bytes after the blank line.
-    pub(crate) fn send_headers(&self, status: Option<&[u8]>, headers: &[u8], keep_conn: bool) -> Result<(), u32> {
+    pub(crate) fn send_headers(
+        &self,
+        status: Option<&[u8]>,
+        headers: &[u8],
+        keep_conn: bool,
+    ) -> Result<(), u32> {
         let headers = response::trim_nul(headers);
         let (lines, end) = response::split_header_block(headers);
         let head = response::build_head(status, &lines).map_err(|e| self.bad_head(e))?;
         let mut r = lock(&self.resp);
         if !matches!(r.framing, Framing::Unsent) {
-            tracing::warn!(request = self.id, "extension sent response headers twice; ignoring the second set");
+            tracing::warn!(
+                request = self.id,
+                "extension sent response headers twice; ignoring the second set"
+            );
             return Err(win32::ERROR_INVALID_PARAMETER);
         }
         self.start_response(&mut r, head, keep_conn);
@@ -480,12 +522,20 @@ impl RequestCtx {
     }
 
     /// Sends a complete response the host composes (redirects, custom errors).
-    pub(crate) fn send_simple(&self, status: StatusCode, extra: &[(&str, &str)], body: &str) -> Result<(), u32> {
+    pub(crate) fn send_simple(
+        &self,
+        status: StatusCode,
+        extra: &[(&str, &str)],
+        body: &str,
+    ) -> Result<(), u32> {
         let mut headers = String::new();
         for (n, v) in extra {
             headers.push_str(&format!("{n}: {v}\r\n"));
         }
-        headers.push_str(&format!("Content-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\r\n{body}", body.len()));
+        headers.push_str(&format!(
+            "Content-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ));
         self.send_headers(Some(status.as_str().as_bytes()), headers.as_bytes(), true)
     }
 
@@ -499,10 +549,16 @@ impl RequestCtx {
         } else {
             Framing::Close
         };
-        let close = head.close || !keep_conn || matches!(framing, Framing::Close) || self.conn.close_requested();
+        let close = head.close
+            || !keep_conn
+            || matches!(framing, Framing::Close)
+            || self.conn.close_requested();
         let mut resp = Response::new(());
         *resp.status_mut() = head.status;
-        if let Some(reason) = head.reason.and_then(|r| hyper::ext::ReasonPhrase::try_from(r.into_bytes()).ok()) {
+        if let Some(reason) = head
+            .reason
+            .and_then(|r| hyper::ext::ReasonPhrase::try_from(r.into_bytes()).ok())
+        {
             resp.extensions_mut().insert(reason);
         }
         *resp.headers_mut() = head.headers;
@@ -575,7 +631,11 @@ impl RequestCtx {
                     Ok(0) => {}
                     Ok(surplus) if !r.surplus_logged => {
                         r.surplus_logged = true;
-                        tracing::warn!(request = self.id, surplus, "extension wrote past its final chunk; dropping the surplus");
+                        tracing::warn!(
+                            request = self.id,
+                            surplus,
+                            "extension wrote past its final chunk; dropping the surplus"
+                        );
                     }
                     Ok(_) => {}
                     Err(e) => {
@@ -600,7 +660,9 @@ impl RequestCtx {
             }
             self.flush_head(r, None);
         }
-        let Some(tx) = r.body_tx.as_ref() else { return Err(win32::ERROR_INVALID_PARAMETER) };
+        let Some(tx) = r.body_tx.as_ref() else {
+            return Err(win32::ERROR_INVALID_PARAMETER);
+        };
         if tx.blocking_send(bytes).is_err() {
             self.conn.mark_gone();
             return Err(win32::ERROR_NETNAME_DELETED);
@@ -672,15 +734,29 @@ impl RequestCtx {
                     match *lock(&self.body_error) {
                         Some(e) => error_page(e.status(), true),
                         None => {
-                            tracing::error!(request = self.id, "extension returned HSE_STATUS_ERROR before sending a response");
+                            tracing::error!(
+                                request = self.id,
+                                "extension returned HSE_STATUS_ERROR before sending a response"
+                            );
                             error_page(StatusCode::INTERNAL_SERVER_ERROR, false)
                         }
                     }
                 } else {
                     let code = self.ecb.http_status_code();
-                    let status = StatusCode::from_u16(code as u16).ok().filter(|s| s.as_u16() >= 200).unwrap_or(StatusCode::OK);
+                    let status = StatusCode::from_u16(code as u16)
+                        .ok()
+                        .filter(|s| s.as_u16() >= 200)
+                        .unwrap_or(StatusCode::OK);
                     let close = [(header::CONNECTION, "close")];
-                    simple_response(status, if self.conn.close_requested() { &close } else { &[] }, "")
+                    simple_response(
+                        status,
+                        if self.conn.close_requested() {
+                            &close
+                        } else {
+                            &[]
+                        },
+                        "",
+                    )
                 };
                 r.status = resp.status().as_u16();
                 if let Some(tx) = r.head_tx.take() {
@@ -691,26 +767,41 @@ impl RequestCtx {
             }
             Framing::Length(0) | Framing::Close | Framing::Discard => true,
             Framing::Length(left) => {
-                tracing::warn!(request = self.id, missing = left, "extension ended short of its Content-Length; closing the connection");
+                tracing::warn!(
+                    request = self.id,
+                    missing = left,
+                    "extension ended short of its Content-Length; closing the connection"
+                );
                 false
             }
             Framing::Chunked(d) if d.is_done() => true,
             Framing::Chunked(_) => {
-                tracing::warn!(request = self.id, "extension ended without the final chunk; closing the connection");
+                tracing::warn!(
+                    request = self.id,
+                    "extension ended without the final chunk; closing the connection"
+                );
                 false
             }
         };
         if error && !matches!(r.framing, Framing::Unsent) {
             // HSE_STATUS_ERROR after headers: IIS closes the connection.
             if let Some(head) = r.pending.as_mut() {
-                head.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+                head.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             self.conn.request_close();
         }
         if complete && self.outcome.state.load(Ordering::Acquire) == OUTCOME_OPEN {
-            self.outcome.state.store(OUTCOME_COMPLETE, Ordering::Release);
+            self.outcome
+                .state
+                .store(OUTCOME_COMPLETE, Ordering::Release);
         } else {
-            let _ = self.outcome.state.compare_exchange(OUTCOME_OPEN, OUTCOME_BROKEN, Ordering::AcqRel, Ordering::Acquire);
+            let _ = self.outcome.state.compare_exchange(
+                OUTCOME_OPEN,
+                OUTCOME_BROKEN,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
             self.conn.request_close();
         }
         let ended_empty = complete && matches!(r.framing, Framing::Length(0) | Framing::Discard);
@@ -745,6 +836,8 @@ impl RequestCtx {
 
 /// Waits for the response head the extension produces; used by the
 /// connection task.
-pub(crate) async fn await_head(head_rx: oneshot::Receiver<Response<HostBody>>) -> Result<Response<HostBody>, Aborted> {
+pub(crate) async fn await_head(
+    head_rx: oneshot::Receiver<Response<HostBody>>,
+) -> Result<Response<HostBody>, Aborted> {
     head_rx.await.map_err(|_| Aborted)
 }

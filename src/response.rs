@@ -48,7 +48,10 @@ pub(crate) fn parse_status(raw: &[u8]) -> Result<(StatusCode, Option<String>), H
     let text = String::from_utf8_lossy(trim_nul(raw));
     let mut s = text.trim();
     if s.len() >= 5 && s[..5].eq_ignore_ascii_case("HTTP/") {
-        s = s.split_once(' ').map(|(_, rest)| rest.trim_start()).unwrap_or("");
+        s = s
+            .split_once(' ')
+            .map(|(_, rest)| rest.trim_start())
+            .unwrap_or("");
     }
     let (code, reason) = match s.split_once(' ') {
         Some((c, r)) => (c, Some(r.trim())),
@@ -66,10 +69,13 @@ pub(crate) fn parse_status(raw: &[u8]) -> Result<(StatusCode, Option<String>), H
     Ok((status, reason))
 }
 
+/// One `(name, value)` header line, borrowed from the extension's bytes.
+pub(crate) type HeaderLine<'a> = (&'a [u8], &'a [u8]);
+
 /// Splits a header block into `(name, value)` lines, stopping at the blank
 /// line. Returns the lines and the number of bytes consumed, including the
 /// blank line, or `None` when there is no complete block.
-pub(crate) fn split_header_block(raw: &[u8]) -> (Vec<(&[u8], &[u8])>, Option<usize>) {
+pub(crate) fn split_header_block(raw: &[u8]) -> (Vec<HeaderLine<'_>>, Option<usize>) {
     let mut lines = Vec::new();
     let mut pos = 0;
     while pos < raw.len() {
@@ -115,12 +121,18 @@ pub(crate) fn looks_like_header_block(data: &[u8]) -> bool {
     let (lines, end) = split_header_block(data);
     let Some(end) = end else { return false };
     // Every line before the blank one must be a header.
-    let count = data[..end].split(|&b| b == b'\n').filter(|l| !trim_cr(l).is_empty()).count();
+    let count = data[..end]
+        .split(|&b| b == b'\n')
+        .filter(|l| !trim_cr(l).is_empty())
+        .count();
     !lines.is_empty() && count == lines.len()
 }
 
 /// Builds a [`Head`] from a status and a header block.
-pub(crate) fn build_head(status: Option<&[u8]>, header_lines: &[(&[u8], &[u8])]) -> Result<Head, HeadError> {
+pub(crate) fn build_head(
+    status: Option<&[u8]>,
+    header_lines: &[HeaderLine<'_>],
+) -> Result<Head, HeadError> {
     let (mut status, mut reason) = match status {
         Some(s) if !trim_nul(s).trim_ascii().is_empty() => parse_status(s)?,
         _ => (StatusCode::OK, None),
@@ -136,7 +148,10 @@ pub(crate) fn build_head(status: Option<&[u8]>, header_lines: &[(&[u8], &[u8])])
         }
         if name.eq_ignore_ascii_case(b"content-length") {
             let text = String::from_utf8_lossy(value).into_owned();
-            let n: u64 = text.trim().parse().map_err(|_| HeadError::ContentLength(text.clone()))?;
+            let n: u64 = text
+                .trim()
+                .parse()
+                .map_err(|_| HeadError::ContentLength(text.clone()))?;
             if content_length.is_some_and(|c| c != n) {
                 return Err(HeadError::ContentLength(text));
             }
@@ -152,7 +167,9 @@ pub(crate) fn build_head(status: Option<&[u8]>, header_lines: &[(&[u8], &[u8])])
             continue;
         }
         if name.eq_ignore_ascii_case(b"connection") {
-            close |= value.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+            close |= value
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
             continue;
         }
         if name.eq_ignore_ascii_case(b"keep-alive") {
@@ -172,12 +189,22 @@ pub(crate) fn build_head(status: Option<&[u8]>, header_lines: &[(&[u8], &[u8])])
         // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length.
         content_length = None;
     }
-    Ok(Head { status, reason, headers, content_length, chunked, close })
+    Ok(Head {
+        status,
+        reason,
+        headers,
+        content_length,
+        chunked,
+        close,
+    })
 }
 
 /// A response status whose body is always empty.
 pub(crate) fn bodiless(status: StatusCode, head_request: bool) -> bool {
-    head_request || status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED
+    head_request
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
 }
 
 /// Validates and decodes the chunked stream an extension frames itself.
@@ -209,7 +236,11 @@ pub(crate) struct ChunkError(&'static str);
 impl ChunkDecoder {
     /// Feeds bytes; returns the data they carry. Bytes after the final chunk
     /// are surplus and reported as such.
-    pub(crate) fn feed(&mut self, mut input: &[u8], out: &mut BytesMut) -> Result<usize, ChunkError> {
+    pub(crate) fn feed(
+        &mut self,
+        mut input: &[u8],
+        out: &mut BytesMut,
+    ) -> Result<usize, ChunkError> {
         const MAX_LINE: usize = 4096;
         while !input.is_empty() {
             match self.state {
@@ -218,7 +249,11 @@ impl ChunkDecoder {
                     let n = (left as usize).min(input.len());
                     out.extend_from_slice(&input[..n]);
                     input = &input[n..];
-                    self.state = if left == n as u64 { ChunkState::DataCrlf } else { ChunkState::Data(left - n as u64) };
+                    self.state = if left == n as u64 {
+                        ChunkState::DataCrlf
+                    } else {
+                        ChunkState::Data(left - n as u64)
+                    };
                 }
                 ChunkState::Size | ChunkState::DataCrlf | ChunkState::Trailers => {
                     let nl = input.iter().position(|&b| b == b'\n');
@@ -232,20 +267,36 @@ impl ChunkDecoder {
                         continue;
                     }
                     let line = std::mem::take(&mut self.line);
-                    let line = line.strip_suffix(b"\r\n").ok_or(ChunkError("line not ended by CRLF"))?;
+                    let line = line
+                        .strip_suffix(b"\r\n")
+                        .ok_or(ChunkError("line not ended by CRLF"))?;
                     self.state = match self.state {
                         ChunkState::DataCrlf if line.is_empty() => ChunkState::Size,
-                        ChunkState::DataCrlf => return Err(ChunkError("chunk data longer than its size")),
+                        ChunkState::DataCrlf => {
+                            return Err(ChunkError("chunk data longer than its size"));
+                        }
                         ChunkState::Trailers if line.is_empty() => ChunkState::Done,
                         ChunkState::Trailers => ChunkState::Trailers,
                         _ => {
-                            let size = line.split(|&b| b == b';').next().unwrap_or_default().trim_ascii();
-                            if size.is_empty() || size.len() > 15 || !size.iter().all(u8::is_ascii_hexdigit) {
+                            let size = line
+                                .split(|&b| b == b';')
+                                .next()
+                                .unwrap_or_default()
+                                .trim_ascii();
+                            if size.is_empty()
+                                || size.len() > 15
+                                || !size.iter().all(u8::is_ascii_hexdigit)
+                            {
                                 return Err(ChunkError("bad chunk size"));
                             }
-                            let n = u64::from_str_radix(std::str::from_utf8(size).unwrap_or("x"), 16)
-                                .map_err(|_| ChunkError("bad chunk size"))?;
-                            if n == 0 { ChunkState::Trailers } else { ChunkState::Data(n) }
+                            let n =
+                                u64::from_str_radix(std::str::from_utf8(size).unwrap_or("x"), 16)
+                                    .map_err(|_| ChunkError("bad chunk size"))?;
+                            if n == 0 {
+                                ChunkState::Trailers
+                            } else {
+                                ChunkState::Data(n)
+                            }
                         }
                     };
                 }
@@ -267,9 +318,18 @@ mod tests {
     #[test]
     fn status_strings_are_parsed_leniently() {
         assert_eq!(parse_status(b"200 OK").unwrap(), (StatusCode::OK, None));
-        assert_eq!(parse_status(b"404 Not Found\0").unwrap(), (StatusCode::NOT_FOUND, None));
-        assert_eq!(parse_status(b"HTTP/1.1 302 Moved").unwrap(), (StatusCode::FOUND, Some("Moved".into())));
-        assert_eq!(parse_status(b"500").unwrap().0, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            parse_status(b"404 Not Found\0").unwrap(),
+            (StatusCode::NOT_FOUND, None)
+        );
+        assert_eq!(
+            parse_status(b"HTTP/1.1 302 Moved").unwrap(),
+            (StatusCode::FOUND, Some("Moved".into()))
+        );
+        assert_eq!(
+            parse_status(b"500").unwrap().0,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
         assert!(parse_status(b"OK").is_err());
         assert!(parse_status(b"99 Low").is_err());
     }
@@ -282,14 +342,17 @@ mod tests {
         let (lines, end) = split_header_block(b"A: 1\r\nB: 2");
         assert_eq!(lines.len(), 2);
         assert_eq!(end, None);
-        assert!(looks_like_header_block(b"Content-Type: text/plain\r\n\r\nhi"));
+        assert!(looks_like_header_block(
+            b"Content-Type: text/plain\r\n\r\nhi"
+        ));
         assert!(!looks_like_header_block(b"hello world\r\n\r\n"));
         assert!(!looks_like_header_block(b"no block"));
     }
 
     #[test]
     fn head_extracts_framing() {
-        let (lines, _) = split_header_block(b"Content-Length: 5\r\nConnection: close\r\nX: y\r\n\r\n");
+        let (lines, _) =
+            split_header_block(b"Content-Length: 5\r\nConnection: close\r\nX: y\r\n\r\n");
         let head = build_head(Some(b"201 Created"), &lines).unwrap();
         assert_eq!(head.status, StatusCode::CREATED);
         assert_eq!(head.content_length, Some(5));
@@ -297,7 +360,8 @@ mod tests {
         assert!(!head.headers.contains_key("content-length"));
         assert_eq!(head.headers["x"], "y");
 
-        let (lines, _) = split_header_block(b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n");
+        let (lines, _) =
+            split_header_block(b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n");
         let head = build_head(None, &lines).unwrap();
         assert!(head.chunked);
         assert_eq!(head.content_length, None);
@@ -305,7 +369,10 @@ mod tests {
         let (lines, _) = split_header_block(b"Content-Length: x\r\n\r\n");
         assert!(build_head(None, &lines).is_err());
         let (lines, _) = split_header_block(b"Status: 404 Nope\r\n\r\n");
-        assert_eq!(build_head(None, &lines).unwrap().status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            build_head(None, &lines).unwrap().status,
+            StatusCode::NOT_FOUND
+        );
     }
 
     #[test]
@@ -325,7 +392,11 @@ mod tests {
     fn chunk_decoder_rejects_garbage_and_reports_surplus() {
         let mut out = BytesMut::new();
         assert!(ChunkDecoder::default().feed(b"zz\r\n", &mut out).is_err());
-        assert!(ChunkDecoder::default().feed(b"3\r\nabcd\r\n", &mut out).is_err());
+        assert!(
+            ChunkDecoder::default()
+                .feed(b"3\r\nabcd\r\n", &mut out)
+                .is_err()
+        );
         assert!(ChunkDecoder::default().feed(b"3\nabc", &mut out).is_err());
         let mut d = ChunkDecoder::default();
         assert_eq!(d.feed(b"0\r\n\r\nextra", &mut out), Ok(5));

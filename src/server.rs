@@ -108,7 +108,8 @@ impl ConnSignals {
     }
 
     fn touch(&self) {
-        self.last_io.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.last_io
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
     fn request_started(&self) {
@@ -138,7 +139,11 @@ struct ActivityIo {
 }
 
 impl AsyncRead for ActivityIo {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
@@ -149,7 +154,11 @@ impl AsyncRead for ActivityIo {
 }
 
 impl AsyncWrite for ActivityIo {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
             self.signals.touch();
@@ -157,7 +166,11 @@ impl AsyncWrite for ActivityIo {
         r
     }
 
-    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[std::io::IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
             self.signals.touch();
@@ -201,7 +214,11 @@ impl App {
 
 /// The file name of the workspace's pyisapie library on this platform.
 fn pyisapie_file_name() -> String {
-    format!("{}pyisapie{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX)
+    format!(
+        "{}pyisapie{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    )
 }
 
 /// Runs `isapi-host serve` until SIGINT or SIGTERM.
@@ -211,7 +228,9 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         .and_then(|p| p.parent().map(Path::to_path_buf))
         .unwrap_or_else(|| PathBuf::from("."));
     let pyisapie = exe_dir.join(pyisapie_file_name());
-    let demo_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join("wsgi");
+    let demo_dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join("wsgi");
     let cfg = ServeConfig::resolve(args, &pyisapie, &demo_dir)?;
 
     if let Some(py) = &cfg.python {
@@ -221,8 +240,12 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
                 pyisapie.display()
             );
         }
-        let path = std::env::join_paths(&py.python_path).context("--python-path holds a path separator")?;
-        ffi::set_env_before_threads(&[("PYISAPIE_APP", py.app.clone().into()), ("PYISAPIE_PYTHONPATH", path)]);
+        let path = std::env::join_paths(&py.python_path)
+            .context("--python-path holds a path separator")?;
+        ffi::set_env_before_threads(&[
+            ("PYISAPIE_APP", py.app.clone().into()),
+            ("PYISAPIE_PYTHONPATH", path),
+        ]);
     }
 
     // Each library is loaded once, however many prefixes it serves.
@@ -238,10 +261,16 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
         };
         tracing::info!(prefix = %m.prefix, extension = %m.path.display(), "mounted");
-        mounts.push(Mount { prefix: m.prefix.clone(), ext });
+        mounts.push(Mount {
+            prefix: m.prefix.clone(),
+            ext,
+        });
     }
 
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("isapi-http").build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("isapi-http")
+        .build()?;
     let shared = Arc::new(Shared {
         workers: Pool::new("isapi-worker", cfg.threads)?,
         io: Pool::new("isapi-io", (cfg.threads / 4).clamp(2, 32))?,
@@ -250,7 +279,10 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         active: AtomicUsize::new(0),
         idle: Notify::new(),
     });
-    let app = Arc::new(App { shared: shared.clone(), mounts });
+    let app = Arc::new(App {
+        shared: shared.clone(),
+        mounts,
+    });
     rt.block_on(serve(app))?;
 
     for ext in loaded.values() {
@@ -263,7 +295,9 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 async fn serve(app: Arc<App>) -> anyhow::Result<()> {
     let cfg = &app.shared.cfg;
-    let listener = TcpListener::bind(cfg.bind).await.with_context(|| format!("cannot listen on {}", cfg.bind))?;
+    let listener = TcpListener::bind(cfg.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.bind))?;
     let addr = listener.local_addr()?;
     {
         use std::io::Write;
@@ -317,7 +351,10 @@ async fn serve(app: Arc<App>) -> anyhow::Result<()> {
             notified.await;
         }
     };
-    if tokio::time::timeout(app.shared.cfg.shutdown_timeout, drain).await.is_err() {
+    if tokio::time::timeout(app.shared.cfg.shutdown_timeout, drain)
+        .await
+        .is_err()
+    {
         tracing::warn!(
             requests = app.shared.active.load(Ordering::Acquire),
             connections = connections.load(Ordering::Acquire),
@@ -347,9 +384,18 @@ async fn shutdown_signal() {
     }
 }
 
-async fn serve_connection(stream: TcpStream, remote: SocketAddr, local: SocketAddr, app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+async fn serve_connection(
+    stream: TcpStream,
+    remote: SocketAddr,
+    local: SocketAddr,
+    app: Arc<App>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let signals = Arc::new(ConnSignals::new());
-    let io = TokioIo::new(ActivityIo { inner: stream, signals: signals.clone() });
+    let io = TokioIo::new(ActivityIo {
+        inner: stream,
+        signals: signals.clone(),
+    });
     let cfg = &app.shared.cfg;
     let idle_limit = cfg.keepalive_timeout;
     let svc = {
@@ -463,21 +509,33 @@ async fn prepare(
     };
     // RFC 9112 §3.2: a 1.1 request without exactly one Host is a 400.
     if req.version() == Version::HTTP_11 && headers.get_all(header::HOST).iter().count() != 1 {
-        return Err(reject(StatusCode::BAD_REQUEST, "HTTP/1.1 request without exactly one Host header"));
+        return Err(reject(
+            StatusCode::BAD_REQUEST,
+            "HTTP/1.1 request without exactly one Host header",
+        ));
     }
     let chunked = headers.contains_key(header::TRANSFER_ENCODING);
     // RFC 9112 §6.1: Content-Length with Transfer-Encoding is a smuggling
     // shape; reject it and close.
     if chunked && headers.contains_key(header::CONTENT_LENGTH) {
-        return Err(reject(StatusCode::BAD_REQUEST, "request has both Content-Length and Transfer-Encoding"));
+        return Err(reject(
+            StatusCode::BAD_REQUEST,
+            "request has both Content-Length and Transfer-Encoding",
+        ));
     }
-    let content_length = match headers.get(header::CONTENT_LENGTH).map(|v| v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok())) {
+    let content_length = match headers
+        .get(header::CONTENT_LENGTH)
+        .map(|v| v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()))
+    {
         None => None,
         Some(Some(n)) => Some(n),
         Some(None) => return Err(reject(StatusCode::BAD_REQUEST, "invalid Content-Length")),
     };
     if content_length.is_some_and(|n| n > cfg.max_body) {
-        return Err(reject(StatusCode::PAYLOAD_TOO_LARGE, "request body over --max-body"));
+        return Err(reject(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body over --max-body",
+        ));
     }
     let url: Vec<u8> = percent_encoding::percent_decode(req.uri().path().as_bytes()).collect();
     let Some(mount) = app.route(&url) else {
@@ -499,12 +557,17 @@ async fn prepare(
     // With Expect: 100-continue nothing is preloaded: the 100 goes out when
     // the extension first reads.
     let read_ahead = if expect_continue { 0 } else { cfg.read_ahead };
-    let (reader, preload) = BodyReader::preload(has_body.then_some(body), read_ahead, cfg.max_body).await;
+    let (reader, preload) =
+        BodyReader::preload(has_body.then_some(body), read_ahead, cfg.max_body).await;
     if let Some(e) = reader.failed() {
         let status = e.status();
         return Err(reject(status, "request body failed during read-ahead"));
     }
-    let raw_target = parts.uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".to_owned());
+    let raw_target = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "/".to_owned());
     let info = RequestInfo {
         query: parts.uri.query().unwrap_or("").to_owned(),
         method: parts.method,
@@ -514,11 +577,15 @@ async fn prepare(
         headers: parts.headers,
         remote,
         local,
-        script_name: if mount.prefix == "/" { String::new() } else { mount.prefix.clone() },
+        script_name: if mount.prefix == "/" {
+            String::new()
+        } else {
+            mount.prefix.clone()
+        },
         physical_path: cfg.doc_root.clone(),
         content_length,
     };
-    let new = RequestCtx::new(RequestParts {
+    let new = RequestCtx::start(RequestParts {
         id: ffi::next_id(),
         info,
         ext: mount.ext.clone(),

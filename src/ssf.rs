@@ -70,7 +70,11 @@ pub(crate) fn log_unsupported_once(code: u32) {
     static SEEN: Mutex<Option<HashSet<u32>>> = Mutex::new(None);
     let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
     if seen.get_or_insert_with(HashSet::new).insert(code) {
-        tracing::warn!(code, name = request_name(code), "unsupported ServerSupportFunction request; returning ERROR_INVALID_PARAMETER");
+        tracing::warn!(
+            code,
+            name = request_name(code),
+            "unsupported ServerSupportFunction request; returning ERROR_INVALID_PARAMETER"
+        );
     }
 }
 
@@ -81,14 +85,21 @@ fn completion_for(ctx: &RequestCtx, flags: u32) -> Result<Option<Completion>, Ss
     match ctx.completion() {
         Some(c) => Ok(Some(c)),
         None => {
-            tracing::warn!(request = ctx.id, "asynchronous I/O without HSE_REQ_IO_COMPLETION");
+            tracing::warn!(
+                request = ctx.id,
+                "asynchronous I/O without HSE_REQ_IO_COMPLETION"
+            );
             Err(SsfError::Win32(win32::ERROR_INVALID_PARAMETER))
         }
     }
 }
 
 /// Runs `op` now, or on an I/O thread followed by the completion routine.
-fn run_io(ctx: &Arc<RequestCtx>, completion: Option<Completion>, op: impl FnOnce(&RequestCtx) -> Result<u64, u32> + Send + 'static) -> Result<(), SsfError> {
+fn run_io(
+    ctx: &Arc<RequestCtx>,
+    completion: Option<Completion>,
+    op: impl FnOnce(&RequestCtx) -> Result<u64, u32> + Send + 'static,
+) -> Result<(), SsfError> {
     match completion {
         None => op(ctx).map(|_| ()).map_err(SsfError::Win32),
         Some(c) => {
@@ -127,17 +138,30 @@ pub(crate) fn redirect(ctx: &RequestCtx, url: &[u8]) -> Result<(), SsfError> {
     if url.contains(['\r', '\n']) {
         return Err(SsfError::Win32(win32::ERROR_INVALID_PARAMETER));
     }
-    let body = format!("<html><head><title>Object moved</title></head><body><h1>Object Moved</h1>This object may be found <a href=\"{}\">here</a>.</body></html>", html_escape(&url));
-    ctx.send_simple(StatusCode::FOUND, &[("Location", &url)], &body).map_err(SsfError::Win32)
+    let body = format!(
+        "<html><head><title>Object moved</title></head><body><h1>Object Moved</h1>This object may be found <a href=\"{}\">here</a>.</body></html>",
+        html_escape(&url)
+    );
+    ctx.send_simple(StatusCode::FOUND, &[("Location", &url)], &body)
+        .map_err(SsfError::Win32)
 }
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// `SEND_RESPONSE_HEADER` (legacy) and `SEND_RESPONSE_HEADER_EX`.
-pub(crate) fn send_response_header(ctx: &RequestCtx, status: Option<&[u8]>, headers: &[u8], keep_conn: bool) -> Result<(), SsfError> {
-    ctx.send_headers(status, headers, keep_conn).map_err(SsfError::Win32)
+pub(crate) fn send_response_header(
+    ctx: &RequestCtx,
+    status: Option<&[u8]>,
+    headers: &[u8],
+    keep_conn: bool,
+) -> Result<(), SsfError> {
+    ctx.send_headers(status, headers, keep_conn)
+        .map_err(SsfError::Win32)
 }
 
 /// `DONE_WITH_SESSION`: ends a request that returned `HSE_STATUS_PENDING`.
@@ -167,7 +191,11 @@ pub(crate) fn map_url_ex(ctx: &RequestCtx, url: &[u8]) -> MapEx {
     let path = map_url(ctx, url);
     let root = ctx.shared.cfg.doc_root.display().to_string();
     let prefix = ctx.info.script_name.as_bytes();
-    let matching_url = if url.starts_with(prefix) { prefix.len() } else { 0 };
+    let matching_url = if url.starts_with(prefix) {
+        prefix.len()
+    } else {
+        0
+    };
     MapEx {
         matching_path: root.len().min(path.len()) as u32,
         matching_url: matching_url as u32,
@@ -178,12 +206,18 @@ pub(crate) fn map_url_ex(ctx: &RequestCtx, url: &[u8]) -> MapEx {
 
 /// `ASYNC_READ_CLIENT`: reads on an I/O thread, then calls the completion
 /// with the byte count (0 at the end of the body).
-pub(crate) fn async_read_client(ctx: &Arc<RequestCtx>, mut buf: RawBuf, flags: u32) -> Result<(), SsfError> {
+pub(crate) fn async_read_client(
+    ctx: &Arc<RequestCtx>,
+    mut buf: RawBuf,
+    flags: u32,
+) -> Result<(), SsfError> {
     if flags & iis::HSE_IO_ASYNC == 0 {
         return Err(SsfError::Win32(win32::ERROR_INVALID_PARAMETER));
     }
     let completion = completion_for(ctx, iis::HSE_IO_ASYNC)?;
-    run_io(ctx, completion, move |ctx| ctx.read_client(buf.as_mut()).map(|n| n as u64))
+    run_io(ctx, completion, move |ctx| {
+        ctx.read_client(buf.as_mut()).map(|n| n as u64)
+    })
 }
 
 /// A byte range of an extension's open file; `len` 0 means to the end.
@@ -198,14 +232,18 @@ pub(crate) struct FileRange {
 fn send_file(ctx: &RequestCtx, range: FileRange) -> Result<u64, u32> {
     let file = ffi::borrow_file(range.handle).ok_or(win32::ERROR_INVALID_PARAMETER)?;
     let end = if range.len == 0 {
-        file.metadata().map_err(|_| win32::ERROR_INVALID_PARAMETER)?.len()
+        file.metadata()
+            .map_err(|_| win32::ERROR_INVALID_PARAMETER)?
+            .len()
     } else {
         range.offset.saturating_add(range.len)
     };
     let mut pos = range.offset;
     let mut buf = vec![0u8; 64 * 1024];
     while pos < end {
-        let want = usize::try_from(end - pos).unwrap_or(usize::MAX).min(buf.len());
+        let want = usize::try_from(end - pos)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
         let n = read_at(&file, &mut buf[..want], pos).map_err(|e| {
             tracing::warn!(request = ctx.id, error = %e, "reading a file for TRANSMIT_FILE/VECTOR_SEND failed");
             win32::ERROR_INVALID_PARAMETER
@@ -310,13 +348,21 @@ pub(crate) fn vector_send(
 }
 
 /// `SEND_CUSTOM_ERROR`: the host's error page for the status.
-pub(crate) fn send_custom_error(ctx: &Arc<RequestCtx>, status: &[u8], sub_error: u16, async_: bool) -> Result<(), SsfError> {
-    let (code, _) = crate::response::parse_status(status).map_err(|_| SsfError::Win32(win32::ERROR_INVALID_PARAMETER))?;
+pub(crate) fn send_custom_error(
+    ctx: &Arc<RequestCtx>,
+    status: &[u8],
+    sub_error: u16,
+    async_: bool,
+) -> Result<(), SsfError> {
+    let (code, _) = crate::response::parse_status(status)
+        .map_err(|_| SsfError::Win32(win32::ERROR_INVALID_PARAMETER))?;
     let completion = completion_for(ctx, if async_ { iis::HSE_IO_ASYNC } else { 0 })?;
     let reason = code.canonical_reason().unwrap_or("Error");
     let body = format!(
         "<!DOCTYPE html><html><head><title>{c} - {reason}</title></head><body><h1>{c}.{sub_error} - {reason}</h1></body></html>\n",
         c = code.as_u16()
     );
-    run_io(ctx, completion, move |ctx| ctx.send_simple(code, &[], &body).map(|_| 0))
+    run_io(ctx, completion, move |ctx| {
+        ctx.send_simple(code, &[], &body).map(|_| 0)
+    })
 }

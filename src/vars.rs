@@ -56,7 +56,9 @@ impl RequestInfo {
             return Ok(Cow::Owned(out));
         }
         if upper.starts_with("HEADER_") {
-            return self.header_value(&name[7..], false).ok_or(VarError::Unknown);
+            return self
+                .header_value(&name[7..], false)
+                .ok_or(VarError::Unknown);
         }
         let s = |v: &str| Ok(Cow::Owned(v.as_bytes().to_vec()));
         let b = |v: &[u8]| Ok(Cow::Owned(v.to_vec()));
@@ -66,7 +68,9 @@ impl RequestInfo {
             "SERVER_PROTOCOL" | "HTTP_VERSION" => s(self.protocol()),
             "URL" | "PATH_INFO" | "CACHE_URL" | "HTTP_CFG_ENC_URL" => b(&self.url),
             "SCRIPT_NAME" => s(&self.script_name),
-            "PATH_TRANSLATED" | "SCRIPT_TRANSLATED" => Ok(Cow::Owned(self.translate(&self.url).into_bytes())),
+            "PATH_TRANSLATED" | "SCRIPT_TRANSLATED" => {
+                Ok(Cow::Owned(self.translate(&self.url).into_bytes()))
+            }
             "HTTP_URL" | "UNENCODED_URL" | "REQUEST_URI" => s(&self.raw_target),
             // IIS reports 0 for a request without a body, nothing for a chunked one.
             "CONTENT_LENGTH" => match self.content_length {
@@ -97,10 +101,25 @@ impl RequestInfo {
             "APP_POOL_ID" => s("isapi-host"),
             "ALL_HTTP" => Ok(Cow::Owned(self.all_http())),
             "ALL_RAW" => Ok(Cow::Owned(self.all_raw())),
-            "AUTH_TYPE" | "AUTH_USER" | "AUTH_PASSWORD" | "LOGON_USER" | "REMOTE_USER" | "UNMAPPED_REMOTE_USER"
-            | "CERT_COOKIE" | "CERT_FLAGS" | "CERT_ISSUER" | "CERT_KEYSIZE" | "CERT_SECRETKEYSIZE"
-            | "CERT_SERIALNUMBER" | "CERT_SERVER_ISSUER" | "CERT_SERVER_SUBJECT" | "CERT_SUBJECT"
-            | "HTTPS_KEYSIZE" | "HTTPS_SECRETKEYSIZE" | "HTTPS_SERVER_ISSUER" | "HTTPS_SERVER_SUBJECT" => s(""),
+            "AUTH_TYPE"
+            | "AUTH_USER"
+            | "AUTH_PASSWORD"
+            | "LOGON_USER"
+            | "REMOTE_USER"
+            | "UNMAPPED_REMOTE_USER"
+            | "CERT_COOKIE"
+            | "CERT_FLAGS"
+            | "CERT_ISSUER"
+            | "CERT_KEYSIZE"
+            | "CERT_SECRETKEYSIZE"
+            | "CERT_SERIALNUMBER"
+            | "CERT_SERVER_ISSUER"
+            | "CERT_SERVER_SUBJECT"
+            | "CERT_SUBJECT"
+            | "HTTPS_KEYSIZE"
+            | "HTTPS_SECRETKEYSIZE"
+            | "HTTPS_SERVER_ISSUER"
+            | "HTTPS_SERVER_SUBJECT" => s(""),
             _ => match upper.strip_prefix("HTTP_") {
                 Some(h) => self.header_value(h, true).ok_or(VarError::Unknown),
                 None => Err(VarError::Unknown),
@@ -117,7 +136,11 @@ impl RequestInfo {
     }
 
     fn server_name(&self) -> String {
-        let host = self.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+        let host = self
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
         if host.is_empty() {
             return self.local.ip().to_string();
         }
@@ -148,7 +171,11 @@ impl RequestInfo {
             found = Some(match found {
                 None => Cow::Borrowed(v.as_bytes()),
                 Some(prev) => {
-                    let sep: &[u8] = if n == http::header::COOKIE { b"; " } else { b", " };
+                    let sep: &[u8] = if n == http::header::COOKIE {
+                        b"; "
+                    } else {
+                        b", "
+                    };
                     Cow::Owned([&prev[..], sep, v.as_bytes()].concat())
                 }
             });
@@ -161,7 +188,13 @@ impl RequestInfo {
         let mut out = Vec::with_capacity(256);
         for name in self.headers.keys() {
             out.extend_from_slice(b"HTTP_");
-            out.extend(name.as_str().bytes().map(|b| if b == b'-' { b'_' } else { b.to_ascii_uppercase() }));
+            out.extend(name.as_str().bytes().map(|b| {
+                if b == b'-' {
+                    b'_'
+                } else {
+                    b.to_ascii_uppercase()
+                }
+            }));
             out.push(b':');
             out.extend_from_slice(&self.header_value(name.as_str(), false).unwrap_or_default());
             out.push(b'\n');
@@ -269,9 +302,15 @@ mod tests {
         assert_eq!(get("HTTP_ABSENT"), Err(VarError::Unknown));
         assert_eq!(get("HEADER_X_CUSTOM_THING"), Err(VarError::Unknown));
         let all_http = String::from_utf8(get("ALL_HTTP").unwrap()).unwrap();
-        assert!(all_http.contains("HTTP_X_CUSTOM_THING:a, b\n"), "{all_http}");
+        assert!(
+            all_http.contains("HTTP_X_CUSTOM_THING:a, b\n"),
+            "{all_http}"
+        );
         let all_raw = String::from_utf8(get("ALL_RAW").unwrap()).unwrap();
-        assert!(all_raw.contains("X-Custom-Thing: a\r\nX-Custom-Thing: b\r\n"), "{all_raw}");
+        assert!(
+            all_raw.contains("X-Custom-Thing: a\r\nX-Custom-Thing: b\r\n"),
+            "{all_raw}"
+        );
         assert!(all_raw.contains("Host: example.com:8080\r\n"), "{all_raw}");
     }
 
@@ -283,7 +322,10 @@ mod tests {
 
     #[test]
     fn translate_stays_below_the_root() {
-        assert_eq!(translate(Path::new("/srv"), b"/a/../../etc/passwd"), "/srv/etc/passwd");
+        assert_eq!(
+            translate(Path::new("/srv"), b"/a/../../etc/passwd"),
+            "/srv/etc/passwd"
+        );
         assert_eq!(translate(Path::new("/srv"), b"/dir/"), "/srv/dir/");
     }
 }
