@@ -140,3 +140,28 @@ fn is_connected_sees_a_client_disconnect() {
         host.stderr()
     );
 }
+
+#[test]
+fn pending_requests_do_not_hold_pool_threads() {
+    // With one pool thread, three PENDING requests that each take 1 s on the
+    // extension's own threads still run concurrently.
+    let host = Host::with_c_fixture("async", &["--threads", "1"]);
+    let addr = host.addr();
+    let start = std::time::Instant::now();
+    let clients: Vec<_> = (0..3)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut c = RawConn::connect(addr).unwrap();
+                text(&c.roundtrip(&get_req("/pending-sync?sleep=1000")))
+            })
+        })
+        .collect();
+    for t in clients {
+        assert_eq!(t.join().expect("client"), "sync-one\nsync-two\n");
+    }
+    let elapsed = start.elapsed();
+    assert!(
+        elapsed < Duration::from_millis(2500),
+        "PENDING must release the pool thread (3 x 1 s took {elapsed:?})"
+    );
+}
