@@ -55,6 +55,17 @@ pub fn markdown(cases: &[Case], servers: &[ServerResult], meta: &ReportMeta) -> 
             .unwrap_or_default(),
         cases.len()
     );
+    let _ = writeln!(
+        s,
+        "Regenerate with `ci/conform.sh` (all servers; peers from the venv of `ci/peers-requirements.txt`). \
+         CI runs `ci/conform.sh --ours` (our two servers, failing on any failure).\n\n\
+         Legend: **pass**; **FAIL**: the one-line reason (details under [Cases](#cases)); **n/a**: the case \
+         targets the other kind of application (WSGI app vs C ISAPI fixture). Every case sends raw bytes over \
+         a fresh TCP connection, reads the responses with a strict HTTP/1.x reader, then checks the connection: \
+         *open* means a follow-up `GET /hello` on it gets its own correct answer, *closed* means the server \
+         closed it within 3 s, *as-signalled* means open if the response signalled keep-alive and closed \
+         otherwise, *any* means either but never desynchronised.\n"
+    );
     let _ = writeln!(s, "## Summary\n");
     let _ = writeln!(s, "| server | launched as | pass | fail | n/a |");
     let _ = writeln!(s, "|---|---|---|---|---|");
