@@ -452,26 +452,16 @@ pub(crate) unsafe extern "system" fn get_server_variable(
             trace(ctx, format_args!("GetServerVariable({name}) -> unknown"));
             win32::ERROR_INVALID_INDEX
         })?;
-        let nul = if name.len() > 8 && name[..8].eq_ignore_ascii_case("UNICODE_") {
-            2
-        } else {
-            1
-        };
+        let nul = if name.len() > 8 && name[..8].eq_ignore_ascii_case("UNICODE_") { 2 } else { 1 };
+        // SAFETY: `size` is valid (checked non-NULL above).
+        let offered = unsafe { *size };
         // SAFETY: `size` is valid and `buf` is NULL or holds `*size` bytes (ABI).
         let result = unsafe { write_sized(&value, nul, buf, size) };
-        trace(
-            ctx,
-            format_args!(
-                "GetServerVariable({name}, size={}) -> {} bytes{}",
-                value.len() + nul,
-                value.len(),
-                if result.is_err() {
-                    " (buffer too small)"
-                } else {
-                    ""
-                }
-            ),
-        );
+        let needed = value.len() + nul;
+        match result {
+            Ok(()) => trace(ctx, format_args!("GetServerVariable({name}, size={offered}) -> {needed} bytes")),
+            Err(_) => trace(ctx, format_args!("GetServerVariable({name}, size={offered}) -> needs {needed} bytes")),
+        }
         result
     })
 }
