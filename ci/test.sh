@@ -8,7 +8,7 @@ export PYISAPIE_TEST_VENV="${PYISAPIE_TEST_VENV:-$PWD/.venv}"
 
 # The e2e tests find libpyisapie.so next to the isapi-host binary.
 cargo build --workspace --all-targets
-cargo test --workspace -- --test-threads="${TEST_THREADS:-2}"
+cargo test --workspace --no-fail-fast -- --test-threads="${TEST_THREADS:-2}"
 if [ -x ci/conform.sh ]; then
   ci/conform.sh --ours
 fi
