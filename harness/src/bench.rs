@@ -1,11 +1,1068 @@
-//! `bench` (being written).
-use anyhow::Result;
-use clap::Args;
+//! `bench`: an in-process HTTP/1.1 load generator (tokio + hyper client,
+//! keep-alive, every response validated), run against several servers in one
+//! go, with HdrHistogram latencies, JSON, Markdown and SVG output; plus idle
+//! keep-alive memory and a large chunked upload.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use clap::{Args, ValueEnum};
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::cli::{LaunchArgs, make_env};
+use crate::machine;
+use crate::servers::{self, Running, ServerSpec};
+use crate::svg;
+
+/// The benchmark workloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum App {
+    /// GET /hello: 13 bytes.
+    Hello,
+    /// POST /echo with a 10 KiB body, echoed.
+    #[value(name = "echo-10k")]
+    Echo10k,
+    /// GET /stream: 10 × 1 KiB from a generator, no Content-Length.
+    Stream,
+    /// POST /count with a 1 MiB body.
+    #[value(name = "upload-1m")]
+    Upload1m,
+    /// GET /bytes?n=0.
+    #[value(name = "body-0")]
+    Body0,
+    /// GET /bytes?n=10240.
+    #[value(name = "body-10k")]
+    Body10k,
+    /// GET /bytes?n=1048576.
+    #[value(name = "body-1m")]
+    Body1m,
+}
+
+impl App {
+    pub fn name(self) -> &'static str {
+        match self {
+            App::Hello => "hello",
+            App::Echo10k => "echo-10k",
+            App::Stream => "stream",
+            App::Upload1m => "upload-1m",
+            App::Body0 => "body-0",
+            App::Body10k => "body-10k",
+            App::Body1m => "body-1m",
+        }
+    }
+
+    fn method_path(self) -> (&'static str, &'static str) {
+        match self {
+            App::Hello => ("GET", "/hello"),
+            App::Echo10k => ("POST", "/echo"),
+            App::Stream => ("GET", "/stream"),
+            App::Upload1m => ("POST", "/count"),
+            App::Body0 => ("GET", "/bytes?n=0"),
+            App::Body10k => ("GET", "/bytes?n=10240"),
+            App::Body1m => ("GET", "/bytes?n=1048576"),
+        }
+    }
+
+    fn request_body(self) -> Bytes {
+        match self {
+            App::Echo10k => crate::cases::pattern(10240).into(),
+            App::Upload1m => crate::cases::pattern(1 << 20).into(),
+            _ => Bytes::new(),
+        }
+    }
+
+    /// Whether a response body is the right one (length, or the count line).
+    fn valid_body(self, len: usize, first: &[u8]) -> bool {
+        match self {
+            App::Hello => len == 13,
+            App::Echo10k | App::Stream | App::Body10k => len == 10240,
+            App::Upload1m => first.starts_with(b"bytes=1048576"),
+            App::Body0 => len == 0,
+            App::Body1m => len == 1 << 20,
+        }
+    }
+
+    /// Whether a server can run this workload (host-c has only hello, echo and count).
+    pub fn supported_by(self, spec: &ServerSpec) -> bool {
+        spec.name != "host-c" || matches!(self, App::Hello | App::Echo10k | App::Upload1m)
+    }
+}
 
 #[derive(Args, Debug)]
-pub struct BenchArgs {}
+pub struct BenchArgs {
+    /// Servers (repeatable): bare-hyper, host-c, host-py, granian, gunicorn, waitress, cmd:<template>.
+    #[arg(long = "server", default_values_t = ["bare-hyper", "host-c", "host-py", "granian", "gunicorn", "waitress"].map(String::from))]
+    pub servers: Vec<String>,
+    /// Workloads (comma-separated or repeated).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "hello")]
+    pub app: Vec<App>,
+    /// Concurrent keep-alive connections (comma-separated list for scaling runs).
+    #[arg(short = 'c', long = "concurrency", value_delimiter = ',', default_value = "64")]
+    pub concurrency: Vec<usize>,
+    /// Measured duration of each run (e.g. 10s, 500ms).
+    #[arg(short = 'd', long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Warm-up before each measured run (not recorded).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Tokio worker threads of the load generator.
+    #[arg(long, default_value_t = 2)]
+    pub client_threads: usize,
+    /// Also run wrk on the same server and workload (GET workloads) and record its rps.
+    #[arg(long)]
+    pub wrk: bool,
+    /// Also measure the servers' resident memory holding this many idle keep-alive connections.
+    #[arg(long)]
+    pub idle_conns: Option<usize>,
+    /// Also stream a chunked upload of this many MiB to /count, sampling the server's RSS.
+    #[arg(long)]
+    pub upload_mib: Option<u64>,
+    /// JSON output (default <out>/bench.json).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Markdown tables output (default <out>/bench.md).
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
+    /// Directory for the SVG charts (default <out>).
+    #[arg(long)]
+    pub svg_dir: Option<PathBuf>,
+    /// Skip the load runs (only idle/upload measurements).
+    #[arg(long)]
+    pub no_load: bool,
+    #[command(flatten)]
+    pub launch: LaunchArgs,
+}
 
-pub fn run(_a: BenchArgs) -> Result<ExitCode> {
-    anyhow::bail!("bench: not written yet")
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map(|i| s.split_at(i))
+        .unwrap_or((s, "s"));
+    let v: f64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
+    let secs = match unit {
+        "ms" => v / 1000.0,
+        "s" | "" => v,
+        "m" => v * 60.0,
+        _ => return Err(format!("bad duration unit in {s:?} (ms, s, m)")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Error counters of one run.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Errors {
+    pub connect: u64,
+    pub io: u64,
+    pub status: u64,
+    pub body: u64,
+}
+
+impl Errors {
+    pub fn total(&self) -> u64 {
+        self.connect + self.io + self.status + self.body
+    }
+}
+
+/// One measured run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    pub server: String,
+    pub app: App,
+    pub concurrency: usize,
+    pub seconds: f64,
+    pub requests: u64,
+    pub rps: f64,
+    pub errors: Errors,
+    /// Connections re-opened after the server closed them (e.g. after a close-delimited response).
+    pub reconnects: u64,
+    pub mean_us: f64,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+    /// Server CPU seconds (user+system, whole process tree) per 1000 requests.
+    pub server_cpu_ms_per_1k: f64,
+    pub server_rss_kib: u64,
+    pub wrk_rps: Option<f64>,
+    pub wrk_p99_us: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IdleResult {
+    pub server: String,
+    pub connections: usize,
+    pub established: usize,
+    pub still_open: usize,
+    pub rss_before_kib: u64,
+    pub rss_after_kib: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UploadResult {
+    pub server: String,
+    pub bytes: u64,
+    pub seconds: f64,
+    pub mib_per_s: f64,
+    pub ok: bool,
+    pub response: String,
+    pub rss_before_kib: u64,
+    pub rss_peak_kib: u64,
+    pub rss_growth_kib: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Meta {
+    pub date: String,
+    pub machine: String,
+    pub git_rev: String,
+    pub threads: usize,
+    pub client_threads: usize,
+    pub duration_s: f64,
+    pub warmup_s: f64,
+    pub servers: BTreeMap<String, String>,
+    pub command: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub meta: Meta,
+    pub runs: Vec<RunResult>,
+    pub idle: Vec<IdleResult>,
+    pub uploads: Vec<UploadResult>,
+    pub errors: Vec<String>,
+}
+
+struct Shared {
+    done: AtomicU64,
+    errors_connect: AtomicU64,
+    errors_io: AtomicU64,
+    errors_status: AtomicU64,
+    errors_body: AtomicU64,
+    reconnects: AtomicU64,
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn connect(addr: SocketAddr) -> Result<Sender> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+/// One connection's request loop. Returns its latency histogram (µs).
+async fn worker(
+    addr: SocketAddr,
+    app: App,
+    body: Bytes,
+    measure_from: Instant,
+    end: Instant,
+    shared: Arc<Shared>,
+) -> Histogram<u64> {
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds");
+    let (method, path) = app.method_path();
+    let mut sender: Option<Sender> = None;
+    let mut first = true;
+    while Instant::now() < end {
+        let s = match &mut sender {
+            Some(s) => s,
+            None => match connect(addr).await {
+                Ok(s) => {
+                    if !first {
+                        shared.reconnects.fetch_add(1, Ordering::Relaxed);
+                    }
+                    first = false;
+                    sender.insert(s)
+                }
+                Err(_) => {
+                    shared.errors_connect.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        if s.ready().await.is_err() {
+            sender = None;
+            continue;
+        }
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, "bench")
+            .body(Full::new(body.clone()))
+            .expect("request");
+        let t0 = Instant::now();
+        let resp = match s.send_request(req).await {
+            Ok(r) => r,
+            Err(_) => {
+                shared.errors_io.fetch_add(1, Ordering::Relaxed);
+                sender = None;
+                continue;
+            }
+        };
+        let status_ok = resp.status() == hyper::StatusCode::OK;
+        let closing = resp
+            .headers()
+            .get(hyper::header::CONNECTION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.to_ascii_lowercase().contains("close"));
+        let mut body_in = resp.into_body();
+        let mut len = 0usize;
+        let mut head = Vec::new();
+        let mut broken = false;
+        while let Some(frame) = body_in.frame().await {
+            match frame {
+                Ok(f) => {
+                    if let Some(d) = f.data_ref() {
+                        if head.len() < 32 {
+                            head.extend_from_slice(&d[..d.len().min(32 - head.len())]);
+                        }
+                        len += d.len();
+                    }
+                }
+                Err(_) => {
+                    broken = true;
+                    break;
+                }
+            }
+        }
+        let dt = t0.elapsed();
+        if broken {
+            shared.errors_io.fetch_add(1, Ordering::Relaxed);
+            sender = None;
+            continue;
+        }
+        if !status_ok {
+            shared.errors_status.fetch_add(1, Ordering::Relaxed);
+        } else if !app.valid_body(len, &head) {
+            shared.errors_body.fetch_add(1, Ordering::Relaxed);
+        } else if t0 >= measure_from && Instant::now() <= end + Duration::from_secs(5) {
+            let _ = hist.record((dt.as_micros() as u64).max(1));
+            shared.done.fetch_add(1, Ordering::Relaxed);
+        }
+        if closing {
+            sender = None;
+        }
+    }
+    hist
+}
+
+/// CPU time (user+system, in clock ticks) of a process tree.
+fn tree_cpu_ticks(pid: u32) -> u64 {
+    let mut total = 0;
+    for p in servers::tree_pids(pid) {
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat"))
+            && let Some((_, after)) = stat.rsplit_once(')')
+        {
+            let f: Vec<&str> = after.split_whitespace().collect();
+            // fields after ')' start at index 0 = state (field 3); utime = field 14, stime = field 15
+            let ut: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0);
+            let st: u64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+            total += ut + st;
+        }
+    }
+    total
+}
+
+fn ticks_per_sec() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+fn progress_bar(label: &str, total: Duration) -> ProgressBar {
+    let pb = ProgressBar::new(total.as_millis() as u64);
+    pb.set_style(
+        ProgressStyle::with_template("{prefix:>34} [{bar:30}] {elapsed:>4} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    pb.set_prefix(label.to_owned());
+    pb
+}
+
+/// Run one load test against a running server.
+pub fn load(
+    rt: &tokio::runtime::Runtime,
+    srv: &Running,
+    app: App,
+    conns: usize,
+    warmup: Duration,
+    duration: Duration,
+) -> RunResult {
+    let addr = srv.addr;
+    let shared = Arc::new(Shared {
+        done: AtomicU64::new(0),
+        errors_connect: AtomicU64::new(0),
+        errors_io: AtomicU64::new(0),
+        errors_status: AtomicU64::new(0),
+        errors_body: AtomicU64::new(0),
+        reconnects: AtomicU64::new(0),
+    });
+    let label = format!("{} {} c{}", srv.spec.label(), app.name(), conns);
+    let pb = progress_bar(&label, warmup + duration);
+    let body = app.request_body();
+    let start = Instant::now();
+    let measure_from = start + warmup;
+    let end = measure_from + duration;
+    let cpu_pid = srv.pid();
+    let mut cpu_before = 0;
+    let hist = rt.block_on(async {
+        let mut tasks = Vec::with_capacity(conns);
+        for _ in 0..conns {
+            tasks.push(tokio::spawn(worker(addr, app, body.clone(), measure_from, end, shared.clone())));
+        }
+        let mut last = 0;
+        let mut last_t = Instant::now();
+        let mut cpu_taken = false;
+        while Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if !cpu_taken && Instant::now() >= measure_from {
+                cpu_before = tree_cpu_ticks(cpu_pid);
+                cpu_taken = true;
+            }
+            let done = shared.done.load(Ordering::Relaxed);
+            let dt = last_t.elapsed().as_secs_f64();
+            pb.set_position(start.elapsed().as_millis().min((warmup + duration).as_millis()) as u64);
+            if done > last {
+                pb.set_message(format!("{:>9.0} rps", (done - last) as f64 / dt));
+            }
+            last = done;
+            last_t = Instant::now();
+        }
+        let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds");
+        for t in tasks {
+            if let Ok(h) = t.await {
+                let _ = hist.add(h);
+            }
+        }
+        hist
+    });
+    let cpu_after = tree_cpu_ticks(cpu_pid);
+    pb.finish_and_clear();
+    let secs = duration.as_secs_f64();
+    let requests = hist.len();
+    let cpu_s = cpu_after.saturating_sub(cpu_before) as f64 / ticks_per_sec();
+    let r = RunResult {
+        server: srv.spec.label(),
+        app,
+        concurrency: conns,
+        seconds: secs,
+        requests,
+        rps: requests as f64 / secs,
+        errors: Errors {
+            connect: shared.errors_connect.load(Ordering::Relaxed),
+            io: shared.errors_io.load(Ordering::Relaxed),
+            status: shared.errors_status.load(Ordering::Relaxed),
+            body: shared.errors_body.load(Ordering::Relaxed),
+        },
+        reconnects: shared.reconnects.load(Ordering::Relaxed),
+        mean_us: if requests > 0 { hist.mean() } else { 0.0 },
+        p50_us: hist.value_at_quantile(0.5),
+        p90_us: hist.value_at_quantile(0.9),
+        p99_us: hist.value_at_quantile(0.99),
+        p999_us: hist.value_at_quantile(0.999),
+        max_us: hist.max(),
+        server_cpu_ms_per_1k: if requests > 0 {
+            cpu_s * 1000.0 * 1000.0 / requests as f64
+        } else {
+            0.0
+        },
+        server_rss_kib: srv.rss_kib(),
+        wrk_rps: None,
+        wrk_p99_us: None,
+    };
+    eprintln!(
+        "  {:<34} {:>9.0} rps  p50 {:>7}  p99 {:>7}  max {:>7}  errors {}{}",
+        label,
+        r.rps,
+        fmt_us(r.p50_us),
+        fmt_us(r.p99_us),
+        fmt_us(r.max_us),
+        r.errors.total(),
+        if r.reconnects > 0 {
+            format!("  reconnects {}", r.reconnects)
+        } else {
+            String::new()
+        }
+    );
+    r
+}
+
+pub fn fmt_us(us: u64) -> String {
+    if us >= 10_000 {
+        format!("{:.0}ms", us as f64 / 1000.0)
+    } else if us >= 1000 {
+        format!("{:.2}ms", us as f64 / 1000.0)
+    } else {
+        format!("{us}µs")
+    }
+}
+
+/// Run wrk against the same server and workload; returns (rps, p99 µs).
+pub fn run_wrk(addr: SocketAddr, app: App, conns: usize, threads: usize, duration: Duration) -> Result<(f64, Option<u64>)> {
+    let (method, path) = app.method_path();
+    if method != "GET" {
+        bail!("wrk comparison only for GET workloads");
+    }
+    let out = std::process::Command::new("wrk")
+        .arg(format!("-t{}", threads.min(conns).max(1)))
+        .arg(format!("-c{conns}"))
+        .arg(format!("-d{}s", duration.as_secs().max(1)))
+        .arg("--latency")
+        .arg(format!("http://{addr}{path}"))
+        .output()
+        .context("running wrk (apt-get install -y wrk)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rps = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .with_context(|| format!("no Requests/sec in wrk output:\n{text}"))?;
+    let p99 = text.lines().find_map(|l| {
+        let l = l.trim();
+        let v = l.strip_prefix("99%")?.trim();
+        parse_wrk_latency(v)
+    });
+    Ok((rps, p99))
+}
+
+fn parse_wrk_latency(v: &str) -> Option<u64> {
+    let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic())?);
+    let n: f64 = num.trim().parse().ok()?;
+    let us = match unit.trim() {
+        "us" => n,
+        "ms" => n * 1000.0,
+        "s" => n * 1_000_000.0,
+        "m" => n * 60_000_000.0,
+        _ => return None,
+    };
+    Some(us as u64)
+}
+
+/// Hold `n` idle keep-alive connections (each served one request) and measure the server's RSS.
+pub fn idle_rss(rt: &tokio::runtime::Runtime, srv: &Running, n: usize) -> IdleResult {
+    let addr = srv.addr;
+    let before = srv.rss_kib();
+    let (established, still_open, after) = rt.block_on(async {
+        let mut senders = Vec::with_capacity(n);
+        for batch in 0..n.div_ceil(100) {
+            let count = 100.min(n - batch * 100);
+            let mut joins = Vec::new();
+            for _ in 0..count {
+                joins.push(tokio::spawn(async move {
+                    let mut s = connect(addr).await.ok()?;
+                    let req = Request::builder()
+                        .uri("/hello")
+                        .header(hyper::header::HOST, "bench")
+                        .body(Full::new(Bytes::new()))
+                        .ok()?;
+                    let resp = tokio::time::timeout(Duration::from_secs(30), s.send_request(req))
+                        .await
+                        .ok()?
+                        .ok()?;
+                    let _ = resp.into_body().collect().await.ok()?;
+                    Some(s)
+                }));
+            }
+            for j in joins {
+                if let Ok(Some(s)) = j.await {
+                    senders.push(s);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let after = tree_rss_now(srv.pid());
+        let open = senders.iter().filter(|s| !s.is_closed()).count();
+        (senders.len(), open, after)
+    });
+    IdleResult {
+        server: srv.spec.label(),
+        connections: n,
+        established,
+        still_open,
+        rss_before_kib: before,
+        rss_after_kib: after,
+    }
+}
+
+fn tree_rss_now(pid: u32) -> u64 {
+    servers::tree_rss_kib(pid)
+}
+
+/// Stream a chunked upload of `mib` MiB to /count, sampling the server's RSS every 20 ms.
+pub fn upload(srv: &Running, mib: u64) -> UploadResult {
+    use std::io::Write;
+    let pid = srv.pid();
+    let before = srv.rss_kib();
+    let stop = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicU64::new(before));
+    let sampler = {
+        let stop = stop.clone();
+        let peak = peak.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                peak.fetch_max(servers::tree_rss_kib(pid), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let total = mib << 20;
+    let t0 = Instant::now();
+    let result = (|| -> Result<String> {
+        let mut conn = crate::wire::Conn::connect(srv.addr)?;
+        conn.set_read_timeout(Some(Duration::from_secs(300)))?;
+        conn.send(b"POST /count HTTP/1.1\r\nHost: bench\r\nTransfer-Encoding: chunked\r\n\r\n")?;
+        let block: Vec<u8> = crate::cases::pattern(65536);
+        let mut framed = Vec::with_capacity(65536 + 16);
+        framed.extend_from_slice(b"10000\r\n");
+        framed.extend_from_slice(&block);
+        framed.extend_from_slice(b"\r\n");
+        let mut s = conn.stream().try_clone()?;
+        for _ in 0..(total / 65536) {
+            s.write_all(&framed)?;
+        }
+        s.write_all(b"0\r\n\r\n")?;
+        let r = conn.read_response(false)?;
+        Ok(format!("{} {}", r.status, String::from_utf8_lossy(&r.body).trim()))
+    })();
+    let secs = t0.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let _ = sampler.join();
+    let peak = peak.load(Ordering::Relaxed).max(srv.rss_kib());
+    let (ok, response) = match result {
+        Ok(r) => (r.starts_with(&format!("200 bytes={total}")), r),
+        Err(e) => (false, format!("error: {e:#}")),
+    };
+    UploadResult {
+        server: srv.spec.label(),
+        bytes: total,
+        seconds: secs,
+        mib_per_s: mib as f64 / secs,
+        ok,
+        response,
+        rss_before_kib: before,
+        rss_peak_kib: peak,
+        rss_growth_kib: peak.saturating_sub(before),
+    }
+}
+
+pub fn run(a: BenchArgs) -> Result<ExitCode> {
+    let env = make_env(&a.launch, "bench_app:app", "bench", true)?;
+    let specs: Vec<ServerSpec> = a.servers.iter().map(|s| ServerSpec::parse(s)).collect::<Result<_>>()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(a.client_threads.max(1))
+        .enable_all()
+        .build()?;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut report = Report {
+        meta: Meta {
+            date: machine::utc_now(),
+            machine: machine::summary(),
+            git_rev: machine::git_rev(&env.repo),
+            threads: env.threads,
+            client_threads: a.client_threads,
+            duration_s: a.duration.as_secs_f64(),
+            warmup_s: a.warmup.as_secs_f64(),
+            servers: specs.iter().map(|s| (s.label(), env.describe(s))).collect(),
+            command: format!("isapi-harness {}", args.join(" ")),
+        },
+        runs: Vec::new(),
+        idle: Vec::new(),
+        uploads: Vec::new(),
+        errors: Vec::new(),
+    };
+    for spec in &specs {
+        eprintln!("bench: {} ({})", spec.label(), env.describe(spec));
+        let srv = match servers::start(&env, spec) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("  did not start: {e:#}");
+                report.errors.push(format!("{}: did not start: {e:#}", spec.label()));
+                continue;
+            }
+        };
+        if !a.no_load {
+            for &app in &a.app {
+                if !app.supported_by(spec) {
+                    continue;
+                }
+                for &c in &a.concurrency {
+                    let mut r = load(&rt, &srv, app, c, a.warmup, a.duration);
+                    if a.wrk && app.method_path().0 == "GET" {
+                        match run_wrk(srv.addr, app, c, a.client_threads, a.duration) {
+                            Ok((rps, p99)) => {
+                                eprintln!(
+                                    "  {:<34} {:>9.0} rps  (wrk; ours/wrk = {:.3})",
+                                    "  wrk",
+                                    rps,
+                                    r.rps / rps
+                                );
+                                r.wrk_rps = Some(rps);
+                                r.wrk_p99_us = p99;
+                            }
+                            Err(e) => report.errors.push(format!("{}: wrk: {e:#}", spec.label())),
+                        }
+                    }
+                    report.runs.push(r);
+                }
+            }
+        }
+        if let Some(n) = a.idle_conns {
+            let r = idle_rss(&rt, &srv, n);
+            eprintln!(
+                "  idle: {} of {} connections held open, RSS {} → {} KiB",
+                r.still_open, r.connections, r.rss_before_kib, r.rss_after_kib
+            );
+            report.idle.push(r);
+        }
+        if let Some(mib) = a.upload_mib {
+            let r = upload(&srv, mib);
+            eprintln!(
+                "  upload {mib} MiB chunked: {} in {:.1}s ({:.0} MiB/s), RSS +{} KiB (peak {} KiB)",
+                r.response, r.seconds, r.mib_per_s, r.rss_growth_kib, r.rss_peak_kib
+            );
+            report.uploads.push(r);
+        }
+        srv.stop();
+    }
+    let json_path = a.json.clone().unwrap_or_else(|| env.out_dir.join("bench.json"));
+    let md_path = a.markdown.clone().unwrap_or_else(|| env.out_dir.join("bench.md"));
+    let svg_dir = a.svg_dir.clone().unwrap_or_else(|| env.out_dir.clone());
+    for p in [&json_path, &md_path] {
+        if let Some(d) = p.parent() {
+            std::fs::create_dir_all(d)?;
+        }
+    }
+    std::fs::create_dir_all(&svg_dir)?;
+    std::fs::write(&json_path, serde_json::to_string_pretty(&report)?)?;
+    let charts = svg::write_charts(&report, &svg_dir)?;
+    let md = markdown(&report, &charts, md_path.parent());
+    std::fs::File::create(&md_path)?.write_all(md.as_bytes())?;
+    eprintln!("wrote {}, {} and {} charts in {}", json_path.display(), md_path.display(), charts.len(), svg_dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn find<'a>(r: &'a Report, server: &str, app: App, c: usize) -> Option<&'a RunResult> {
+    r.runs.iter().find(|x| x.server == server && x.app == app && x.concurrency == c)
+}
+
+/// Markdown tables of a report; chart paths are made relative to `rel_to`.
+pub fn markdown(r: &Report, charts: &[PathBuf], rel_to: Option<&std::path::Path>) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let servers: Vec<String> = r.meta.servers.keys().cloned().collect();
+    let order: Vec<String> = {
+        // keep the command-line order
+        let mut seen = Vec::new();
+        for x in &r.runs {
+            if !seen.contains(&x.server) {
+                seen.push(x.server.clone());
+            }
+        }
+        for x in &servers {
+            if !seen.contains(x) {
+                seen.push(x.clone());
+            }
+        }
+        seen
+    };
+    let mut apps: Vec<App> = r.runs.iter().map(|x| x.app).collect();
+    apps.sort();
+    apps.dedup();
+    let mut concs: Vec<usize> = r.runs.iter().map(|x| x.concurrency).collect();
+    concs.sort_unstable();
+    concs.dedup();
+    for app in &apps {
+        let _ = writeln!(s, "### {} — requests/s (p99 latency)\n", app.name());
+        let _ = write!(s, "| server |");
+        for c in &concs {
+            let _ = write!(s, " c={c} |");
+        }
+        let _ = writeln!(s);
+        let _ = write!(s, "|---|");
+        for _ in &concs {
+            let _ = write!(s, "---:|");
+        }
+        let _ = writeln!(s);
+        for srv in &order {
+            if !r.runs.iter().any(|x| &x.server == srv && x.app == *app) {
+                continue;
+            }
+            let _ = write!(s, "| {srv} |");
+            for c in &concs {
+                match find(r, srv, *app, *c) {
+                    Some(x) => {
+                        let err = if x.errors.total() > 0 {
+                            format!(", **{} errors**", x.errors.total())
+                        } else {
+                            String::new()
+                        };
+                        let _ = write!(s, " {:.0} ({}{err}) |", x.rps, fmt_us(x.p99_us));
+                    }
+                    None => {
+                        let _ = write!(s, " — |");
+                    }
+                }
+            }
+            let _ = writeln!(s);
+        }
+        let _ = writeln!(s);
+        // ratios that the targets are stated in
+        let pairs = [
+            ("host-c", "bare-hyper", 0.9),
+            ("host-py", "granian", 1.0),
+            ("host-py", "gunicorn", 3.0),
+            ("host-py", "waitress", 1.0),
+        ];
+        let mut rows = Vec::new();
+        for (a_, b_, target) in pairs {
+            let mut cells = Vec::new();
+            let mut any = false;
+            for c in &concs {
+                match (find(r, a_, *app, *c), find(r, b_, *app, *c)) {
+                    (Some(x), Some(y)) if y.rps > 0.0 => {
+                        any = true;
+                        cells.push(format!(
+                            "{:.2}× (p99 {:.2}×)",
+                            x.rps / y.rps,
+                            x.p99_us as f64 / y.p99_us.max(1) as f64
+                        ));
+                    }
+                    _ => cells.push("—".into()),
+                }
+            }
+            if any {
+                rows.push(format!("| {a_} / {b_} (target ≥ {target}×) | {} |", cells.join(" | ")));
+            }
+        }
+        if !rows.is_empty() {
+            let _ = write!(s, "| ratio (rps; p99 ratio, lower is better) |");
+            for c in &concs {
+                let _ = write!(s, " c={c} |");
+            }
+            let _ = writeln!(s);
+            let _ = write!(s, "|---|");
+            for _ in &concs {
+                let _ = write!(s, "---:|");
+            }
+            let _ = writeln!(s);
+            for row in rows {
+                let _ = writeln!(s, "{row}");
+            }
+            let _ = writeln!(s);
+        }
+    }
+    if r.runs.iter().any(|x| x.wrk_rps.is_some()) {
+        let _ = writeln!(s, "### Load generator vs wrk (same server, same workload)\n");
+        let _ = writeln!(s, "| server | workload | c | isapi-harness rps | wrk rps | ratio | harness p99 | wrk p99 |");
+        let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|");
+        for x in r.runs.iter().filter(|x| x.wrk_rps.is_some()) {
+            let w = x.wrk_rps.unwrap_or(0.0);
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {:.0} | {:.0} | {:.3} | {} | {} |",
+                x.server,
+                x.app.name(),
+                x.concurrency,
+                x.rps,
+                w,
+                x.rps / w.max(1.0),
+                fmt_us(x.p99_us),
+                x.wrk_p99_us.map(fmt_us).unwrap_or_else(|| "—".into())
+            );
+        }
+        let _ = writeln!(s);
+    }
+    if !r.runs.is_empty() {
+        let _ = writeln!(s, "### Details (every run)\n");
+        let _ = writeln!(
+            s,
+            "| server | workload | c | requests | rps | mean | p50 | p90 | p99 | p99.9 | max | errors | reconnects | server CPU ms / 1k req | server RSS |"
+        );
+        let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for x in &r.runs {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {} MiB |",
+                x.server,
+                x.app.name(),
+                x.concurrency,
+                x.requests,
+                x.rps,
+                fmt_us(x.mean_us as u64),
+                fmt_us(x.p50_us),
+                fmt_us(x.p90_us),
+                fmt_us(x.p99_us),
+                fmt_us(x.p999_us),
+                fmt_us(x.max_us),
+                x.errors.total(),
+                x.reconnects,
+                x.server_cpu_ms_per_1k,
+                x.server_rss_kib / 1024
+            );
+        }
+        let _ = writeln!(s);
+    }
+    if !r.idle.is_empty() {
+        let _ = writeln!(s, "### Resident memory with idle keep-alive connections\n");
+        let _ = writeln!(s, "| server | connections asked | established | still open | RSS before | RSS with connections | per connection |");
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|");
+        for x in &r.idle {
+            let per = if x.still_open > 0 {
+                format!(
+                    "{:.1} KiB",
+                    x.rss_after_kib.saturating_sub(x.rss_before_kib) as f64 / x.still_open as f64
+                )
+            } else {
+                "—".into()
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {:.1} MiB | {:.1} MiB | {per} |",
+                x.server,
+                x.connections,
+                x.established,
+                x.still_open,
+                x.rss_before_kib as f64 / 1024.0,
+                x.rss_after_kib as f64 / 1024.0
+            );
+        }
+        let _ = writeln!(s);
+    }
+    if !r.uploads.is_empty() {
+        let _ = writeln!(s, "### Chunked upload streamed to /count\n");
+        let _ = writeln!(s, "| server | size | result | time | throughput | RSS before | RSS peak | growth |");
+        let _ = writeln!(s, "|---|---:|---|---:|---:|---:|---:|---:|");
+        for x in &r.uploads {
+            let _ = writeln!(
+                s,
+                "| {} | {} MiB | {} | {:.2} s | {:.0} MiB/s | {:.1} MiB | {:.1} MiB | {:.1} MiB |",
+                x.server,
+                x.bytes >> 20,
+                if x.ok { "ok".to_owned() } else { format!("**{}**", x.response) },
+                x.seconds,
+                x.mib_per_s,
+                x.rss_before_kib as f64 / 1024.0,
+                x.rss_peak_kib as f64 / 1024.0,
+                x.rss_growth_kib as f64 / 1024.0
+            );
+        }
+        let _ = writeln!(s);
+    }
+    if !charts.is_empty() {
+        let _ = writeln!(s, "### Charts\n");
+        for c in charts {
+            let p = rel_to
+                .and_then(|base| c.strip_prefix(base).ok())
+                .unwrap_or(c.as_path());
+            let _ = writeln!(s, "![{}]({})\n", p.display(), p.display());
+        }
+    }
+    if !r.errors.is_empty() {
+        let _ = writeln!(s, "### Problems during the run\n");
+        for e in &r.errors {
+            let _ = writeln!(s, "- {}", e.replace('\n', " "));
+        }
+        let _ = writeln!(s);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert!(parse_duration("3h").is_err());
+        assert!(parse_duration("x").is_err());
+    }
+
+    #[test]
+    fn wrk_latency_units() {
+        assert_eq!(parse_wrk_latency("1.23ms"), Some(1230));
+        assert_eq!(parse_wrk_latency("870.00us"), Some(870));
+        assert_eq!(parse_wrk_latency("2.00s"), Some(2_000_000));
+        assert_eq!(parse_wrk_latency("?"), None);
+    }
+
+    #[test]
+    fn body_validation() {
+        assert!(App::Hello.valid_body(13, b"Hello, world!"));
+        assert!(!App::Hello.valid_body(12, b"Hello, world"));
+        assert!(App::Upload1m.valid_body(14, b"bytes=1048576\n"));
+        assert!(App::Upload1m.valid_body(40, b"bytes=1048576 fnv=0123456789abcdef"));
+        assert!(!App::Upload1m.valid_body(14, b"bytes=1048575\n"));
+        assert!(App::Body1m.valid_body(1 << 20, b""));
+        let c = ServerSpec::parse("host-c").unwrap();
+        assert!(App::Hello.supported_by(&c));
+        assert!(!App::Body10k.supported_by(&c));
+        assert!(App::Body10k.supported_by(&ServerSpec::parse("granian").unwrap()));
+    }
+
+    /// End to end against the bare hyper server (run in-process on a thread):
+    /// every workload gets valid responses.
+    #[test]
+    fn load_against_bare_hyper() {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        std::thread::spawn(move || {
+            let _ = crate::bare::serve(crate::bare::BareArgs { bind: addr, threads: 1 });
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "bare server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let hist = rt.block_on(async {
+            let shared = Arc::new(Shared {
+                done: AtomicU64::new(0),
+                errors_connect: AtomicU64::new(0),
+                errors_io: AtomicU64::new(0),
+                errors_status: AtomicU64::new(0),
+                errors_body: AtomicU64::new(0),
+                reconnects: AtomicU64::new(0),
+            });
+            let mut hs = Vec::new();
+            for app in [App::Hello, App::Echo10k, App::Stream, App::Upload1m, App::Body1m] {
+                let now = Instant::now();
+                let h = worker(addr, app, app.request_body(), now, now + Duration::from_millis(300), shared.clone()).await;
+                hs.push(h.len());
+            }
+            assert_eq!(shared.errors_body.load(Ordering::Relaxed), 0);
+            assert_eq!(shared.errors_status.load(Ordering::Relaxed), 0);
+            assert_eq!(shared.errors_io.load(Ordering::Relaxed), 0);
+            hs
+        });
+        assert!(hist.iter().all(|&n| n > 0), "{hist:?}");
+    }
 }

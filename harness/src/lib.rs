@@ -10,4 +10,5 @@ pub mod conform;
 pub mod machine;
 pub mod report;
 pub mod servers;
+pub mod svg;
 pub mod wire;

@@ -27,7 +27,7 @@ enum Cmd {
     /// Run the conformance cases of fixtures/cases against servers.
     Conform(Box<ConformArgs>),
     /// Load-test servers side by side.
-    Bench(bench::BenchArgs),
+    Bench(Box<bench::BenchArgs>),
     /// (internal) The bare hyper server used as the benchmark ceiling.
     #[command(hide = true)]
     ServeBare(bare::BareArgs),
@@ -131,7 +131,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Conform(a) => run_conform(*a),
-        Cmd::Bench(a) => bench::run(a),
+        Cmd::Bench(a) => bench::run(*a),
         Cmd::ServeBare(a) => bare::serve(a).map(|()| ExitCode::SUCCESS),
     };
     match r {

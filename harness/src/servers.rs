@@ -465,6 +465,11 @@ impl Drop for Running {
 
 /// Sum of VmRSS (KiB) over `pid` and its descendants, from /proc.
 pub fn tree_rss_kib(pid: u32) -> u64 {
+    tree_pids(pid).iter().map(|p| vm_rss_kib(*p)).sum()
+}
+
+/// `pid` and all its descendants, from /proc.
+pub fn tree_pids(pid: u32) -> Vec<u32> {
     let mut parent_of: Vec<(u32, u32)> = Vec::new();
     if let Ok(rd) = std::fs::read_dir("/proc") {
         for e in rd.flatten() {
@@ -490,7 +495,7 @@ pub fn tree_rss_kib(pid: u32) -> u64 {
         }
         i += 1;
     }
-    family.iter().map(|p| vm_rss_kib(*p)).sum()
+    family
 }
 
 fn vm_rss_kib(pid: u32) -> u64 {
