@@ -303,8 +303,14 @@ impl Completion {
 
 // ---- The request registry: HCONN -> context -------------------------------
 
-static REGISTRY: LazyLock<RwLock<HashMap<usize, Arc<RequestCtx>>>> =
+/// Live requests by `HCONN`, sharded so that requests on different threads
+/// rarely meet on a lock.
+static REGISTRY: LazyLock<[RwLock<HashMap<usize, Arc<RequestCtx>>>; 16]> =
     LazyLock::new(Default::default);
+
+fn shard(id: usize) -> &'static RwLock<HashMap<usize, Arc<RequestCtx>>> {
+    &REGISTRY[id % REGISTRY.len()]
+}
 static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
 
 /// A fresh connection id for an ECB.
@@ -314,7 +320,7 @@ pub(crate) fn next_id() -> usize {
 
 /// Makes a request reachable from its `HCONN`.
 pub(crate) fn register(ctx: Arc<RequestCtx>) {
-    REGISTRY
+    shard(ctx.id)
         .write()
         .unwrap_or_else(|e| e.into_inner())
         .insert(ctx.id, ctx);
@@ -322,17 +328,18 @@ pub(crate) fn register(ctx: Arc<RequestCtx>) {
 
 /// After this, callbacks with the request's `HCONN` fail with `ERROR_INVALID_PARAMETER`.
 pub(crate) fn unregister(id: usize) {
-    REGISTRY
+    shard(id)
         .write()
         .unwrap_or_else(|e| e.into_inner())
         .remove(&id);
 }
 
 fn lookup(hconn: HCONN) -> Option<Arc<RequestCtx>> {
-    REGISTRY
+    let id = hconn as usize;
+    shard(id)
         .read()
         .unwrap_or_else(|e| e.into_inner())
-        .get(&(hconn as usize))
+        .get(&id)
         .cloned()
 }
 
@@ -452,15 +459,25 @@ pub(crate) unsafe extern "system" fn get_server_variable(
             trace(ctx, format_args!("GetServerVariable({name}) -> unknown"));
             win32::ERROR_INVALID_INDEX
         })?;
-        let nul = if name.len() > 8 && name[..8].eq_ignore_ascii_case("UNICODE_") { 2 } else { 1 };
+        let nul = if name.len() > 8 && name[..8].eq_ignore_ascii_case("UNICODE_") {
+            2
+        } else {
+            1
+        };
         // SAFETY: `size` is valid (checked non-NULL above).
         let offered = unsafe { *size };
         // SAFETY: `size` is valid and `buf` is NULL or holds `*size` bytes (ABI).
         let result = unsafe { write_sized(&value, nul, buf, size) };
         let needed = value.len() + nul;
         match result {
-            Ok(()) => trace(ctx, format_args!("GetServerVariable({name}, size={offered}) -> {needed} bytes")),
-            Err(_) => trace(ctx, format_args!("GetServerVariable({name}, size={offered}) -> needs {needed} bytes")),
+            Ok(()) => trace(
+                ctx,
+                format_args!("GetServerVariable({name}, size={offered}) -> {needed} bytes"),
+            ),
+            Err(_) => trace(
+                ctx,
+                format_args!("GetServerVariable({name}, size={offered}) -> needs {needed} bytes"),
+            ),
         }
         result
     })

@@ -52,8 +52,6 @@ pub(crate) struct StreamBody {
     rx: mpsc::Receiver<Bytes>,
     outcome: Arc<Outcome>,
     flushed: bool,
-    /// Handed to hyper (an unused stream says nothing about the client).
-    live: bool,
 }
 
 /// How an extension's response body ended, readable without a lock.
@@ -124,9 +122,7 @@ impl Body for HostBody {
 
 impl Drop for StreamBody {
     fn drop(&mut self) {
-        if self.live {
-            self.outcome.dropped.store(true, Ordering::Release);
-        }
+        self.outcome.dropped.store(true, Ordering::Release);
     }
 }
 
@@ -338,9 +334,8 @@ enum Framing {
 /// The writing side of a request.
 struct Responder {
     head_tx: Option<oneshot::Sender<Response<HostBody>>>,
+    /// The streaming channel, made when a body does not go out in one piece.
     body_tx: Option<mpsc::Sender<Bytes>>,
-    /// The body half handed to hyper with the head.
-    stream: Option<StreamBody>,
     /// A head not handed to hyper yet: it waits for the first body bytes,
     /// so that a response complete in one write goes out as one piece
     /// without the streaming channel.
@@ -408,16 +403,9 @@ impl RequestCtx {
     /// Builds the context and its ECB; the head arrives on the receiver.
     pub(crate) fn start(p: RequestParts) -> NewRequest {
         let (head_tx, head_rx) = oneshot::channel();
-        let (body_tx, body_rx) = mpsc::channel(8);
         let outcome = Arc::new(Outcome::default());
         let head_request = p.info.method == http::Method::HEAD;
         let ecb = EcbBox::new(p.id, &p.info, p.preload, p.total_bytes);
-        let stream = Some(StreamBody {
-            rx: body_rx,
-            outcome: outcome.clone(),
-            flushed: false,
-            live: false,
-        });
         let ctx = Arc::new(RequestCtx {
             id: p.id,
             info: p.info,
@@ -428,8 +416,7 @@ impl RequestCtx {
             body: Mutex::new(p.body),
             resp: Mutex::new(Responder {
                 head_tx: Some(head_tx),
-                body_tx: Some(body_tx),
-                stream,
+                body_tx: None,
                 pending: None,
                 framing: Framing::Unsent,
                 status: 0,
@@ -588,18 +575,16 @@ impl RequestCtx {
     fn flush_head(&self, r: &mut Responder, body: Option<Bytes>) {
         let Some(resp) = r.pending.take() else { return };
         let body = match body {
-            Some(b) => {
-                r.stream = None;
-                r.body_tx = None;
-                HostBody::Full(Some(b))
+            Some(b) => HostBody::Full(Some(b)),
+            None => {
+                let (tx, rx) = mpsc::channel(8);
+                r.body_tx = Some(tx);
+                HostBody::Stream(StreamBody {
+                    rx,
+                    outcome: self.outcome.clone(),
+                    flushed: false,
+                })
             }
-            None => match r.stream.take() {
-                Some(mut s) => {
-                    s.live = true;
-                    HostBody::Stream(s)
-                }
-                None => HostBody::Full(None),
-            },
         };
         if let Some(tx) = r.head_tx.take() {
             // The receiver is gone only if the client is: writes then fail.
@@ -762,7 +747,6 @@ impl RequestCtx {
                 if let Some(tx) = r.head_tx.take() {
                     let _ = tx.send(resp);
                 }
-                r.stream = None;
                 true
             }
             Framing::Length(0) | Framing::Close | Framing::Discard => true,
