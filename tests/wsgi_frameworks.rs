@@ -144,3 +144,17 @@ fn django_page_and_form_post() {
     let r = crate::post(host.addr(), "/dj/echo/", &data);
     assert!(body(&r).contains(&sha256_hex(&data)), "{}", body(&r));
 }
+
+/// `isapi-host serve --app flask_app:app --python-path DIR` with no pyisapie
+/// configuration: the activated virtualenv (`VIRTUAL_ENV`) provides Flask.
+#[test]
+fn app_sugar_uses_the_activated_virtualenv() {
+    let venv = venv();
+    let dir = fixtures();
+    let host = Host::start_env(
+        &["--app", "flask_app:app", "--python-path", dir.to_str().unwrap()],
+        [("VIRTUAL_ENV", venv.to_str().unwrap())],
+    );
+    let r = crate::post_chunked(host.addr(), "/upload", b"0123456789", 3);
+    assert!(body(&r).contains(r#""size":10"#), "{}", body(&r));
+}

@@ -8,8 +8,11 @@ import os
 import sys
 
 
-def setup_paths(python_path, virtualenv):
+def setup_paths(python_path, virtualenv, found=False):
     """Put `python_path` in front of sys.path and activate `virtualenv`.
+
+    A `found` virtualenv (not configured) that does not fit this interpreter is skipped:
+    the reason is returned for the log. Otherwise returns None.
 
     The virtualenv is activated the way `activate_this.py` does it: its site-packages (with
     their .pth files) go before the system ones, and sys.prefix points at it. This works
@@ -20,32 +23,40 @@ def setup_paths(python_path, virtualenv):
 
         venv = os.path.abspath(virtualenv)
         if not os.path.isdir(venv):
+            if found:
+                sys.path[:0] = [os.path.abspath(p) for p in python_path]
+                return f"virtualenv {venv} does not exist (skipped)"
             raise RuntimeError(f"virtualenv {venv} does not exist")
         version = "python%d.%d" % sys.version_info[:2]
         if os.name == "nt":
             candidates = [os.path.join(venv, "Lib", "site-packages")]
         else:
             candidates = [os.path.join(venv, lib, version, "site-packages") for lib in ("lib", "lib64")]
-        found = []
+        found_dirs = []
         for path in candidates:
-            if os.path.isdir(path) and os.path.realpath(path) not in map(os.path.realpath, found):
-                found.append(path)
-        if not found:
+            if os.path.isdir(path) and os.path.realpath(path) not in map(os.path.realpath, found_dirs):
+                found_dirs.append(path)
+        if not found_dirs:
             import glob
 
             others = sorted(glob.glob(os.path.join(venv, "lib*", "python*")))
-            raise RuntimeError(
+            message = (
                 f"virtualenv {venv} has no site-packages for Python {sys.version_info[0]}.{sys.version_info[1]}"
                 f" (found: {others or 'nothing'}); create it with the Python pyisapie is built against:"
                 f" {sys.version.split()[0]}"
             )
+            if found:
+                sys.path[:0] = [os.path.abspath(p) for p in python_path]
+                return message + " (skipped)"
+            raise RuntimeError(message)
         before = list(sys.path)
-        for path in found:
+        for path in found_dirs:
             site.addsitedir(path)
         added = [p for p in sys.path if p not in before]
         sys.path[:] = added + before
         sys.prefix = sys.exec_prefix = venv
     sys.path[:0] = [os.path.abspath(p) for p in python_path]
+    return None
 
 
 def load_app(module, attr):

@@ -7,7 +7,9 @@
 //!    sets;
 //! 3. `pyisapie.toml` in the directory of the library itself (the usual IIS deployment).
 //!
-//! When no virtualenv is configured, an activated one (`VIRTUAL_ENV`) is used.
+//! When no virtualenv is configured, an activated one (`VIRTUAL_ENV`) is used, else a
+//! `.venv` in the server's working directory; such a found virtualenv is skipped with a
+//! warning if it was made for another Python version.
 //!
 //! ```toml
 //! python_path = ["app", "/srv/lib"]   # relative paths are relative to this file
@@ -64,6 +66,9 @@ pub struct Config {
     pub python_path: Vec<PathBuf>,
     /// A virtualenv whose site-packages are used.
     pub virtualenv: Option<PathBuf>,
+    /// The virtualenv was found (`VIRTUAL_ENV`, `./.venv`), not configured: a mismatch
+    /// with the interpreter's version is a warning, not an error.
+    pub virtualenv_found: bool,
     /// Python's optimisation level (`-O`, `-OO`).
     pub optimize: u8,
     /// Whether Python writes `.pyc` files.
@@ -147,6 +152,8 @@ pub struct Env {
     pub log_level: Option<String>,
     /// `VIRTUAL_ENV` (an activated virtualenv)
     pub virtual_env: Option<String>,
+    /// `.venv` in the working directory, if it holds a `pyvenv.cfg`.
+    pub cwd_venv: Option<PathBuf>,
 }
 
 impl Env {
@@ -162,6 +169,10 @@ impl Env {
             log: get("PYISAPIE_LOG"),
             log_level: get("PYISAPIE_LOG_LEVEL"),
             virtual_env: get("VIRTUAL_ENV"),
+            cwd_venv: std::env::current_dir()
+                .ok()
+                .map(|d| d.join(".venv"))
+                .filter(|v| v.join("pyvenv.cfg").is_file()),
         }
     }
 }
@@ -193,7 +204,8 @@ pub fn load(env: &Env, library_dir: Option<&Path>) -> Result<Config, ConfigError
         }
     };
     if config.virtualenv.is_none() {
-        config.virtualenv = env.virtual_env.as_ref().map(PathBuf::from);
+        config.virtualenv = env.virtual_env.as_ref().map(PathBuf::from).or_else(|| env.cwd_venv.clone());
+        config.virtualenv_found = config.virtualenv.is_some();
     }
     Ok(config)
 }
@@ -242,6 +254,7 @@ pub fn parse_toml(text: &str, source: &str, base_dir: &Path) -> Result<Config, C
         apps,
         python_path: file.python_path.iter().map(resolve).collect(),
         virtualenv: file.virtualenv.as_ref().map(resolve),
+        virtualenv_found: false,
         optimize,
         write_bytecode: file.write_bytecode.unwrap_or(true),
         debug: file.debug.unwrap_or(false),
@@ -271,6 +284,7 @@ fn from_env(env: &Env, app: &str) -> Result<Config, ConfigError> {
         apps: vec![spec],
         python_path,
         virtualenv: env.virtualenv.as_ref().map(PathBuf::from),
+        virtualenv_found: false,
         optimize: 0,
         write_bytecode: true,
         debug,
@@ -424,6 +438,9 @@ mod tests {
         assert_eq!(c.python_path, [PathBuf::from("/a"), PathBuf::from("/b")]);
         assert!(c.debug);
         assert_eq!(c.virtualenv, Some(PathBuf::from("/venv")));
+        assert!(c.virtualenv_found);
+        let env = Env { app: Some("demo:app".into()), cwd_venv: Some("/w/.venv".into()), ..Env::default() };
+        assert_eq!(load(&env, None).unwrap().virtualenv, Some(PathBuf::from("/w/.venv")));
         let bad = Env { app: Some("demo".into()), ..Env::default() };
         assert!(load(&bad, None).unwrap_err().to_string().contains("PYISAPIE_APP"));
     }

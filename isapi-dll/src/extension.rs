@@ -88,8 +88,17 @@ fn load_apps(py: Python<'_>, config: &Config) -> Result<String, String> {
     };
     let paths: Vec<String> = config.python_path.iter().map(|p| p.display().to_string()).collect();
     let venv = config.virtualenv.as_ref().map(|p| p.display().to_string());
-    boot.call_method1("setup_paths", (PyList::new(py, &paths).map_err(|e| e.to_string())?, venv))
+    let skipped = boot
+        .call_method1(
+            "setup_paths",
+            (PyList::new(py, &paths).map_err(|e| e.to_string())?, venv, config.virtualenv_found),
+        )
         .map_err(|e| format!("cannot set up the Python path ({}): {}", config.source, format(&e)))?;
+    if !skipped.is_none() {
+        tracing::warn!(target: "pyisapie", "{skipped}");
+    } else if let (Some(venv), true) = (&config.virtualenv, config.virtualenv_found) {
+        tracing::info!(target: "pyisapie", "using the virtualenv {} (found, not configured)", venv.display());
+    }
     let mut apps = Vec::with_capacity(config.apps.len());
     for app in &config.apps {
         let callable = boot.call_method1("load_app", (&app.module, &app.attr)).map_err(|e| {
