@@ -75,7 +75,7 @@ fn config_beside_the_library_with_log_file_and_interpreter_settings() {
     std::fs::write(
         dir.join("pyisapie.toml"),
         format!(
-            "python_path = [{:?}]\noptimize = 1\nwrite_bytecode = false\nlog = \"pyisapie.log\"\n\
+            "python_path = [{:?}]\noptimize = 1\nwrite_bytecode = false\nlog = \"pyisapie.log\"\npython_home = \"/usr\"\n\
              [[app]]\nprefix = \"/\"\ncallable = \"probe:app\"\n",
             fixtures()
         ),
@@ -85,6 +85,7 @@ fn config_beside_the_library_with_log_file_and_interpreter_settings() {
     let text = body(&host.get("/flags"));
     assert!(text.contains(r#""optimize": 1"#), "{text}");
     assert!(text.contains(r#""dont_write_bytecode": true"#), "{text}");
+    assert!(text.contains(r#""base_prefix": "/usr""#), "python_home is Python's base prefix: {text}");
     let r = host.get("/errors?to-the-file");
     assert_eq!(r.status, 200);
     let log = dir.join("pyisapie.log");

@@ -16,6 +16,7 @@
 //! virtualenv = "/srv/venv"
 //! optimize = 0                         # Python's -O level: 0, 1 or 2
 //! write_bytecode = true
+//! # python_home = 'C:\Python311'     # PYTHONHOME, if Python cannot find its stdlib
 //! debug = false                        # tracebacks in 500 responses
 //! log = "stderr"                       # or a file path (appended to)
 //! log_level = "info"
@@ -73,6 +74,8 @@ pub struct Config {
     pub optimize: u8,
     /// Whether Python writes `.pyc` files.
     pub write_bytecode: bool,
+    /// Python's home (`PYTHONHOME`): where its standard library lives. Rarely needed.
+    pub python_home: Option<PathBuf>,
     /// Show tracebacks in 500 responses.
     pub debug: bool,
     /// Log destination.
@@ -115,6 +118,7 @@ struct FileConfig {
     virtualenv: Option<PathBuf>,
     optimize: Option<u8>,
     write_bytecode: Option<bool>,
+    python_home: Option<PathBuf>,
     debug: Option<bool>,
     log: Option<String>,
     log_level: Option<String>,
@@ -257,6 +261,7 @@ pub fn parse_toml(text: &str, source: &str, base_dir: &Path) -> Result<Config, C
         virtualenv_found: false,
         optimize,
         write_bytecode: file.write_bytecode.unwrap_or(true),
+        python_home: file.python_home.as_ref().map(resolve),
         debug: file.debug.unwrap_or(false),
         log: log_target(file.log.as_deref(), base_dir),
         log_level,
@@ -287,6 +292,7 @@ fn from_env(env: &Env, app: &str) -> Result<Config, ConfigError> {
         virtualenv_found: false,
         optimize: 0,
         write_bytecode: true,
+        python_home: None,
         debug,
         log: log_target(env.log.as_deref(), Path::new(".")),
         log_level,

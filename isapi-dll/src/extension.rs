@@ -54,6 +54,7 @@ fn start_inner() -> Result<Extension, String> {
     let fresh = ffi::initialize_python(PythonSettings {
         optimize: config.optimize,
         write_bytecode: config.write_bytecode,
+        home: config.python_home.as_deref(),
     })?;
     if !fresh {
         tracing::warn!(

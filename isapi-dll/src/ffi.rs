@@ -568,17 +568,19 @@ pub(crate) fn promote_libpython() -> Result<String, String> {
 
 /// Interpreter settings applied through `PyConfig` before start-up.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct PythonSettings {
+pub(crate) struct PythonSettings<'a> {
     /// `-O` level.
     pub(crate) optimize: u8,
     /// `sys.dont_write_bytecode` is the negation.
     pub(crate) write_bytecode: bool,
+    /// `PyConfig.home` (`PYTHONHOME`), when set.
+    pub(crate) home: Option<&'a std::path::Path>,
 }
 
 /// Starts the interpreter once for the process (from a `PyConfig`, with Python's signal
 /// handlers and C stdio configuration left alone, since we are a guest in the server
 /// process) and releases the GIL. Returns `Ok(false)` if Python was already running.
-pub(crate) fn initialize_python(settings: PythonSettings) -> Result<bool, String> {
+pub(crate) fn initialize_python(settings: PythonSettings<'_>) -> Result<bool, String> {
     use pyo3::ffi;
     // SAFETY: Py_IsInitialized may be called at any time.
     if unsafe { ffi::Py_IsInitialized() } != 0 {
@@ -594,6 +596,21 @@ pub(crate) fn initialize_python(settings: PythonSettings) -> Result<bool, String
     config.configure_c_stdio = 0;
     config.optimization_level = i32::from(settings.optimize);
     config.write_bytecode = i32::from(settings.write_bytecode);
+    if let Some(home) = settings.home {
+        let home = std::ffi::CString::new(home.to_string_lossy().into_owned())
+            .map_err(|_| "python_home contains a NUL byte".to_owned())?;
+        // SAFETY: `config` is initialised; `home` is NUL-terminated and only read during the
+        // call (PyConfig copies it, decoding with the locale encoding).
+        let config_ptr = &raw mut config;
+        // SAFETY: raw pointers only (no overlapping references); see the comment above.
+        let status = unsafe { ffi::PyConfig_SetBytesString(config_ptr, &raw mut (*config_ptr).home, home.as_ptr()) };
+        // SAFETY: PyStatus_Exception only inspects the status value.
+        if unsafe { ffi::PyStatus_Exception(status) } != 0 {
+            // SAFETY: `config` was initialised and is not used again.
+            unsafe { ffi::PyConfig_Clear(&mut config) };
+            return Err("cannot set python_home".to_owned());
+        }
+    }
     // SAFETY: `config` is a valid, initialised PyConfig; this is the process's first
     // initialisation (checked above); the config is cleared afterwards in both cases.
     let status = unsafe { ffi::Py_InitializeFromConfig(&config) };
