@@ -178,6 +178,9 @@ fn call_app(
 }
 
 fn close_result(ctx: &Context, result: &Bound<'_, PyAny>) -> PyResult<()> {
+    if result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>() {
+        return Ok(()); // no close() to call (and no AttributeError to build)
+    }
     let py = result.py();
     let close = ctx.keys.close.bind(py);
     if result.hasattr(close)? {

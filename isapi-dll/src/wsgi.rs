@@ -426,6 +426,26 @@ pub(crate) struct Response {
     scratch: Vec<u8>,
 }
 
+/// A status line and header block ready for `SEND_RESPONSE_HEADER_EX`.
+struct Head {
+    code: u16,
+    status: Vec<u8>,
+    block: Vec<u8>,
+    keep: bool,
+    streaming: bool,
+}
+
+impl Head {
+    fn send(&self, ecb: Ecb) -> io::Result<()> {
+        ecb.set_status_code(self.code);
+        if self.streaming {
+            // IIS 7+ buffers extension output unless asked not to (KB946086).
+            let _ = ecb.set_flush_flag(true);
+        }
+        ecb.send_response_header_ex(&self.status, &self.block, self.keep)
+    }
+}
+
 /// What the response writer reports when the connection broke under it.
 #[derive(Debug)]
 pub(crate) struct Disconnected(pub(crate) io::Error);
@@ -480,33 +500,33 @@ impl Response {
 
     /// Sends the status and headers. `known` is the whole body's length when known.
     pub(crate) fn send_headers(&mut self, py: Python<'_>, known: Option<u64>) -> Result<(), Disconnected> {
+        let head = self.prepare_headers(known)?;
+        let link = &self.link;
+        let result = py.detach(|| link.with(|ecb| head.send(ecb)));
+        result.map_err(|e| {
+            self.failed = true;
+            Disconnected(e)
+        })
+    }
+
+    /// Decides the framing and builds the status and header block (sets `framing`).
+    fn prepare_headers(&mut self, known: Option<u64>) -> Result<Head, Disconnected> {
         let Some((status, code)) = self.status.clone() else {
             return Err(Disconnected(io::Error::other("start_response() was not called")));
         };
-        let link = Arc::clone(&self.link);
+        let link = &self.link;
         let http11 = self.http11;
         let framing = http::choose_framing(code, self.app_length, known, || {
             http11 && link.with(|ecb| Ok(ecb.is_keep_conn())).unwrap_or(false)
         });
         let add_length = self.app_length.is_none();
-        let block = http::header_block(&self.headers, framing, add_length);
-        let status = http::latin1_bytes(&status);
-        let keep = framing != Framing::Close;
-        let streaming = known.is_none() && framing != Framing::None;
         self.framing = Some(framing);
-        let result = py.detach(|| {
-            link.with(|ecb| {
-                ecb.set_status_code(code);
-                if streaming {
-                    // IIS 7+ buffers extension output unless asked not to (KB946086).
-                    let _ = ecb.set_flush_flag(true);
-                }
-                ecb.send_response_header_ex(&status, &block, keep)
-            })
-        });
-        result.map_err(|e| {
-            self.failed = true;
-            Disconnected(e)
+        Ok(Head {
+            code,
+            status: http::latin1_bytes(&status),
+            block: http::header_block(&self.headers, framing, add_length),
+            keep: framing != Framing::Close,
+            streaming: known.is_none() && framing != Framing::None,
         })
     }
 
@@ -520,9 +540,8 @@ impl Response {
         if data.is_empty() {
             return Ok(());
         }
-        if self.framing.is_none() {
-            self.send_headers(py, known)?;
-        }
+        // The headers and the first chunk go out under one release of the GIL.
+        let head = if self.framing.is_none() { Some(self.prepare_headers(known)?) } else { None };
         let bytes: &[u8] = match self.framing {
             Some(Framing::Length(n)) => {
                 let allowed = usize::try_from(n.saturating_sub(self.sent)).unwrap_or(usize::MAX);
@@ -543,12 +562,19 @@ impl Response {
             Some(Framing::Close) => data,
             Some(Framing::None) | None => &[],
         };
-        if bytes.is_empty() {
+        if bytes.is_empty() && head.is_none() {
             return Ok(());
         }
         let body_len = if self.framing == Some(Framing::Chunked) { data.len() } else { bytes.len() };
         let link = &self.link;
-        let result = py.detach(|| link.with(|ecb| ecb.write_client(bytes)));
+        let result = py.detach(|| {
+            link.with(|ecb| {
+                if let Some(head) = &head {
+                    head.send(ecb)?;
+                }
+                if bytes.is_empty() { Ok(()) } else { ecb.write_client(bytes) }
+            })
+        });
         match result {
             Ok(()) => {
                 self.sent += body_len as u64;
