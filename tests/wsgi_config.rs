@@ -16,54 +16,105 @@ fn lib() -> String {
 fn missing_module_is_a_clear_startup_error() {
     let dir = fixtures();
     let exit = Host::run_to_exit(
-        &["--app", "no_such_module_xyz:app", "--python-path", dir.to_str().unwrap()],
+        &[
+            "--app",
+            "no_such_module_xyz:app",
+            "--python-path",
+            dir.to_str().unwrap(),
+        ],
         std::iter::empty::<(&str, &str)>(),
         Duration::from_secs(30),
     );
     assert!(!exit.status.success(), "the host must refuse to start");
-    assert!(exit.stderr.contains("no_such_module_xyz"), "{}", exit.stderr);
-    assert!(exit.stderr.contains("ModuleNotFoundError"), "{}", exit.stderr);
-    assert!(exit.stderr.contains("pyisapie"), "the library is named: {}", exit.stderr);
+    assert!(
+        exit.stderr.contains("no_such_module_xyz"),
+        "{}",
+        exit.stderr
+    );
+    assert!(
+        exit.stderr.contains("ModuleNotFoundError"),
+        "{}",
+        exit.stderr
+    );
+    assert!(
+        exit.stderr.contains("pyisapie"),
+        "the library is named: {}",
+        exit.stderr
+    );
 }
 
 #[test]
 fn import_error_shows_the_traceback() {
     let dir = support::temp_dir("broken-app");
-    std::fs::write(dir.join("broken_app.py"), "x = 1\nraise ValueError('broken at import time')\n").unwrap();
+    std::fs::write(
+        dir.join("broken_app.py"),
+        "x = 1\nraise ValueError('broken at import time')\n",
+    )
+    .unwrap();
     let exit = Host::run_to_exit(
-        &["--app", "broken_app:app", "--python-path", dir.to_str().unwrap()],
+        &[
+            "--app",
+            "broken_app:app",
+            "--python-path",
+            dir.to_str().unwrap(),
+        ],
         std::iter::empty::<(&str, &str)>(),
         Duration::from_secs(30),
     );
     assert!(!exit.status.success());
-    assert!(exit.stderr.contains("Traceback (most recent call last)"), "{}", exit.stderr);
+    assert!(
+        exit.stderr.contains("Traceback (most recent call last)"),
+        "{}",
+        exit.stderr
+    );
     assert!(exit.stderr.contains("broken_app.py"), "{}", exit.stderr);
-    assert!(exit.stderr.contains("ValueError: broken at import time"), "{}", exit.stderr);
+    assert!(
+        exit.stderr.contains("ValueError: broken at import time"),
+        "{}",
+        exit.stderr
+    );
 }
 
 #[test]
 fn missing_callable_is_named() {
     let exit = Host::run_to_exit(
-        &["--app", "probe:nope", "--python-path", fixtures().to_str().unwrap()],
+        &[
+            "--app",
+            "probe:nope",
+            "--python-path",
+            fixtures().to_str().unwrap(),
+        ],
         std::iter::empty::<(&str, &str)>(),
         Duration::from_secs(30),
     );
     assert!(!exit.status.success());
-    assert!(exit.stderr.contains("probe:nope") && exit.stderr.contains("no attribute 'nope'"), "{}", exit.stderr);
+    assert!(
+        exit.stderr.contains("probe:nope") && exit.stderr.contains("no attribute 'nope'"),
+        "{}",
+        exit.stderr
+    );
 }
 
 #[test]
 fn bad_config_file_names_the_file() {
     let dir = support::temp_dir("bad-config");
     let config = dir.join("pyisapie.toml");
-    std::fs::write(&config, "[[app]]\ncallable = \"probe:app\"\nunknown_key = 1\n").unwrap();
+    std::fs::write(
+        &config,
+        "[[app]]\ncallable = \"probe:app\"\nunknown_key = 1\n",
+    )
+    .unwrap();
     let exit = Host::run_to_exit(
         &["--extension", &lib()],
         [("PYISAPIE_CONFIG", config.to_str().unwrap())],
         Duration::from_secs(30),
     );
     assert!(!exit.status.success());
-    assert!(exit.stderr.contains(config.to_str().unwrap()), "{}", exit.stderr);
+    assert!(
+        exit.stderr.contains(config.to_str().unwrap()),
+        "{}",
+        exit.stderr
+    );
     assert!(exit.stderr.contains("unknown_key"), "{}", exit.stderr);
 }
 
@@ -85,7 +136,10 @@ fn config_beside_the_library_with_log_file_and_interpreter_settings() {
     let text = body(&host.get("/flags"));
     assert!(text.contains(r#""optimize": 1"#), "{text}");
     assert!(text.contains(r#""dont_write_bytecode": true"#), "{text}");
-    assert!(text.contains(r#""base_prefix": "/usr""#), "python_home is Python's base prefix: {text}");
+    assert!(
+        text.contains(r#""base_prefix": "/usr""#),
+        "python_home is Python's base prefix: {text}"
+    );
     let r = host.get("/errors?to-the-file");
     assert_eq!(r.status, 200);
     let log = dir.join("pyisapie.log");
@@ -109,5 +163,9 @@ fn terminate_extension_on_sigterm() {
     assert_eq!(host.get("/hello").status, 200);
     let status = host.terminate();
     assert!(status.success(), "graceful exit: {status:?}");
-    assert!(host.stderr().contains("TerminateExtension"), "{}", host.stderr());
+    assert!(
+        host.stderr().contains("TerminateExtension"),
+        "{}",
+        host.stderr()
+    );
 }

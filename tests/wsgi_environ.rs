@@ -37,7 +37,10 @@ fn environ_is_a_dict_of_native_strings() {
     ] {
         assert!(text.contains(expected), "missing {expected} in {text}");
     }
-    assert!(!text.contains("X_UNDER") && !text.contains("dropped"), "headers with _ are dropped: {text}");
+    assert!(
+        !text.contains("X_UNDER") && !text.contains("dropped"),
+        "headers with _ are dropped: {text}"
+    );
     assert!(text.contains(r#""SERVER_PORT": ""#) && text.contains(r#""SERVER_NAME": ""#));
 }
 
@@ -50,7 +53,10 @@ fn content_type_and_length_are_cgi_keys() {
     );
     assert!(text.contains(r#""CONTENT_TYPE": "text/x-probe""#), "{text}");
     assert!(text.contains(r#""CONTENT_LENGTH": "3""#), "{text}");
-    assert!(!text.contains("HTTP_CONTENT_TYPE") && !text.contains("HTTP_CONTENT_LENGTH"), "{text}");
+    assert!(
+        !text.contains("HTTP_CONTENT_TYPE") && !text.contains("HTTP_CONTENT_LENGTH"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -58,7 +64,10 @@ fn path_info_is_latin1_decoded_bytes() {
     let host = probe_host();
     // %C3%A9 is UTF-8 for é: PATH_INFO holds the two bytes as latin-1 characters,
     // which the app encodes back with latin-1.
-    let r = support::request(host.addr(), b"GET /unicode-path/%C3%A9 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    let r = support::request(
+        host.addr(),
+        b"GET /unicode-path/%C3%A9 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
     assert_eq!(r.body, "/unicode-path/\u{e9}".as_bytes());
 }
 
@@ -109,10 +118,16 @@ fn apps_mounted_by_prefix() {
 fn no_app_for_the_url_is_a_404() {
     let config = write_config(
         "nomatch",
-        &format!("python_path = [{:?}]\n[[app]]\nprefix = \"/only\"\ncallable = \"probe:other_app\"\n", fixtures()),
+        &format!(
+            "python_path = [{:?}]\n[[app]]\nprefix = \"/only\"\ncallable = \"probe:other_app\"\n",
+            fixtures()
+        ),
     );
     let lib = support::pyisapie_lib();
-    let host = Host::start_env(&["--extension", lib.to_str().unwrap()], [("PYISAPIE_CONFIG", config.to_str().unwrap())]);
+    let host = Host::start_env(
+        &["--extension", lib.to_str().unwrap()],
+        [("PYISAPIE_CONFIG", config.to_str().unwrap())],
+    );
     assert_eq!(host.get("/elsewhere").status, 404);
     assert_eq!(body(&host.get("/only/a")), r#"["/only", "/a"]"#);
 }

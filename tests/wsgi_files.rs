@@ -42,9 +42,16 @@ fn file_like_objects_are_iterated() {
     let r = c.roundtrip(&get_req("/filelike"));
     assert_eq!(r.framing, Framing::Chunked);
     assert_eq!(body(&r), "from a BytesIO, ".repeat(100));
-    assert!(r.chunk_sizes.iter().all(|&n| n <= 256), "blksize is honoured: {:?}", r.chunk_sizes);
+    assert!(
+        r.chunk_sizes.iter().all(|&n| n <= 256),
+        "blksize is honoured: {:?}",
+        r.chunk_sizes
+    );
     let r = c.roundtrip(&get_req("/filelike-cl?15"));
-    assert_eq!((body(&r).as_str(), r.framing), ("012345678901234", Framing::ContentLength(15)));
+    assert_eq!(
+        (body(&r).as_str(), r.framing),
+        ("012345678901234", Framing::ContentLength(15))
+    );
     let r = c.roundtrip(&get_req("/hello"));
     assert_eq!(body(&r), "Hello, world!");
 }

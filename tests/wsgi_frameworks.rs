@@ -46,7 +46,10 @@ fn frameworks_host() -> Host {
     )
     .unwrap();
     let lib = support::pyisapie_lib();
-    Host::start_env(&["--extension", lib.to_str().unwrap()], [("PYISAPIE_CONFIG", config.to_str().unwrap())])
+    Host::start_env(
+        &["--extension", lib.to_str().unwrap()],
+        [("PYISAPIE_CONFIG", config.to_str().unwrap())],
+    )
 }
 
 fn sha256_hex(data: &[u8]) -> String {
@@ -56,7 +59,10 @@ fn sha256_hex(data: &[u8]) -> String {
     let file = dir.join("data");
     std::fs::write(&file, data).unwrap();
     let out = std::process::Command::new("/usr/bin/python3")
-        .args(["-c", "import hashlib,sys;print(hashlib.sha256(open(sys.argv[1],'rb').read()).hexdigest())"])
+        .args([
+            "-c",
+            "import hashlib,sys;print(hashlib.sha256(open(sys.argv[1],'rb').read()).hexdigest())",
+        ])
         .arg(&file)
         .output()
         .expect("python3");
@@ -98,10 +104,16 @@ fn flask_form_stream_and_errors() {
     let r = support::request(host.addr(), req.as_bytes());
     assert_eq!(body(&r), "{\"files\":{\"doc\":10},\"name\":\"ada\"}\n");
     let r = host.get("/stream");
-    assert_eq!((body(&r).as_str(), r.framing), ("part0;part1;part2;", support::Framing::CloseDelimited));
+    assert_eq!(
+        (body(&r).as_str(), r.framing),
+        ("part0;part1;part2;", support::Framing::CloseDelimited)
+    );
     let mut c = host.connect();
     let r = c.roundtrip(&support::get_req("/stream"));
-    assert_eq!((body(&r).as_str(), r.framing), ("part0;part1;part2;", support::Framing::Chunked));
+    assert_eq!(
+        (body(&r).as_str(), r.framing),
+        ("part0;part1;part2;", support::Framing::Chunked)
+    );
     assert_eq!(host.get("/boom").status, 500);
     assert!(host.wait_for_log("flask view raised", std::time::Duration::from_secs(5)));
 }
@@ -113,7 +125,10 @@ fn django_page_and_form_post() {
     let r = c.roundtrip(&support::get_req("/dj/"));
     let page = body(&r);
     assert_eq!(r.status, 200, "{page}");
-    assert!(page.contains("Django on pyisapie") && page.contains("script_name=/dj path=/dj/"), "{page}");
+    assert!(
+        page.contains("Django on pyisapie") && page.contains("script_name=/dj path=/dj/"),
+        "{page}"
+    );
     let cookie = r
         .headers_all("set-cookie")
         .find_map(|c| c.strip_prefix("csrftoken="))
@@ -133,7 +148,10 @@ fn django_page_and_form_post() {
         form.len()
     );
     let r = c.roundtrip(req.as_bytes());
-    assert_eq!((r.status, body(&r).as_str()), (200, r#"{"name": "grace", "method": "POST"}"#));
+    assert_eq!(
+        (r.status, body(&r).as_str()),
+        (200, r#"{"name": "grace", "method": "POST"}"#)
+    );
     // without the token, Django's CSRF protection answers 403
     let req = "POST /dj/form/ HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\n\
                Content-Length: 10\r\n\r\nname=grace";
@@ -152,7 +170,12 @@ fn app_sugar_uses_the_activated_virtualenv() {
     let venv = venv();
     let dir = fixtures();
     let host = Host::start_env(
-        &["--app", "flask_app:app", "--python-path", dir.to_str().unwrap()],
+        &[
+            "--app",
+            "flask_app:app",
+            "--python-path",
+            dir.to_str().unwrap(),
+        ],
         [("VIRTUAL_ENV", venv.to_str().unwrap())],
     );
     let r = crate::post_chunked(host.addr(), "/upload", b"0123456789", 3);

@@ -78,9 +78,16 @@ fn chunked_upload_environ() {
     let r = post_chunked(host.addr(), "/environ", b"some body", 4);
     let text = body(&r);
     assert!(text.contains(r#""wsgi.input_terminated": true"#), "{text}");
-    assert!(!text.contains("CONTENT_LENGTH"), "a chunked body has no CONTENT_LENGTH: {text}");
+    assert!(
+        !text.contains("CONTENT_LENGTH"),
+        "a chunked body has no CONTENT_LENGTH: {text}"
+    );
     let r = post(host.addr(), "/environ", b"some body");
-    assert!(body(&r).contains(r#""CONTENT_LENGTH": "9""#), "{}", body(&r));
+    assert!(
+        body(&r).contains(r#""CONTENT_LENGTH": "9""#),
+        "{}",
+        body(&r)
+    );
 }
 
 /// A chunked body with a bad chunk size: the app's read raises, never returns
@@ -95,8 +102,14 @@ fn broken_chunked_body_raises() {
     c.send(bad);
     let r = c.read_response().expect("a response");
     let text = body(&r);
-    assert!(text.starts_with("raised "), "the app must see an exception, got {text:?}");
-    assert!(c.is_closed(), "the connection must be closed after a broken body");
+    assert!(
+        text.starts_with("raised "),
+        "the app must see an exception, got {text:?}"
+    );
+    assert!(
+        c.is_closed(),
+        "the connection must be closed after a broken body"
+    );
 
     let bad = b"POST /read-uncaught HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nZZ\r\nnope\r\n0\r\n\r\n";
     let mut c = host.connect();
@@ -122,7 +135,10 @@ fn truncated_body_raises() {
         host.wait_for_log("reading the request body failed", Duration::from_secs(10)),
         "the app's read must fail"
     );
-    assert!(!host.stderr().contains("no error, got"), "the app must not get a short body");
+    assert!(
+        !host.stderr().contains("no error, got"),
+        "the app must not get a short body"
+    );
     assert_eq!(host.get("/hello").status, 200);
 }
 
@@ -130,7 +146,9 @@ fn truncated_body_raises() {
 fn expect_100_continue() {
     let host = probe_host();
     let mut c = host.connect();
-    c.send(b"POST /read-all HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+    c.send(
+        b"POST /read-all HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    );
     let interim = c.read_response_or_interim().expect("100 Continue");
     assert_eq!(interim.status, 100);
     c.send(b"hello");
@@ -149,7 +167,8 @@ fn slow_upload_does_not_stall_other_requests() {
     let first = vec![b'x'; 60_000];
     up.send(&support::chunked(&first, 60_000)[..first.len() + 8]);
     assert!(
-        eventually(Duration::from_secs(20), || body(&host.get("/progress")) == "60000"),
+        eventually(Duration::from_secs(20), || body(&host.get("/progress"))
+            == "60000"),
         "the app should have read the first chunk"
     );
     // The upload is now blocked in ReadClient. Other requests must not wait.
@@ -157,7 +176,11 @@ fn slow_upload_does_not_stall_other_requests() {
         let t = Instant::now();
         let r = host.get("/hello");
         assert_eq!(r.status, 200);
-        assert!(t.elapsed() < Duration::from_secs(2), "a request took {:?} during the upload", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "a request took {:?} during the upload",
+            t.elapsed()
+        );
     }
     let mut more = Vec::new();
     write!(more, "6\r\n world\r\n0\r\n\r\n").unwrap();

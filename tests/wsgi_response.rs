@@ -18,7 +18,10 @@ fn write_then_iterable_is_chunked_and_keeps_the_connection() {
     assert_eq!(body(&r), "only write");
     // the app's Content-Length covers write() and the iterable
     let r = c.roundtrip(&get_req("/write-cl"));
-    assert_eq!((body(&r).as_str(), r.framing), ("via-write;iter!!", Framing::ContentLength(16)));
+    assert_eq!(
+        (body(&r).as_str(), r.framing),
+        ("via-write;iter!!", Framing::ContentLength(16))
+    );
     let r = c.roundtrip(&get_req("/hello"));
     assert_eq!(body(&r), "Hello, world!");
 }
@@ -50,8 +53,14 @@ fn exc_info_after_headers_reraises_and_closes() {
     let (raw, closed) = c.read_until_close();
     let text = String::from_utf8_lossy(&raw);
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    assert!(text.contains("first part;") && !text.contains("never"), "{text}");
-    assert!(!text.ends_with("0\r\n\r\n"), "the chunked body must not be terminated: {text}");
+    assert!(
+        text.contains("first part;") && !text.contains("never"),
+        "{text}"
+    );
+    assert!(
+        !text.ends_with("0\r\n\r\n"),
+        "the chunked body must not be terminated: {text}"
+    );
     assert!(closed, "the connection must be closed");
     assert!(host.wait_for_log("KeyError: 'late'", Duration::from_secs(5)));
     assert_eq!(host.get("/hello").status, 200);
@@ -67,7 +76,15 @@ fn start_response_twice_without_exc_info_is_an_error() {
 #[test]
 fn hop_by_hop_headers_are_an_error() {
     let host = probe_host();
-    for name in ["Connection", "Keep-Alive", "Transfer-Encoding", "Upgrade", "TE", "Trailer", "Proxy-Authenticate"] {
+    for name in [
+        "Connection",
+        "Keep-Alive",
+        "Transfer-Encoding",
+        "Upgrade",
+        "TE",
+        "Trailer",
+        "Proxy-Authenticate",
+    ] {
         let r = host.get(&format!("/hop?{name}"));
         assert_eq!(r.status, 500, "{name}");
         assert!(!body(&r).contains("passed through"), "{name}");
@@ -81,7 +98,10 @@ fn invalid_status_headers_and_body_types() {
     for path in ["/bad-status", "/bad-header", "/not-bytes", "/no-start"] {
         let r = host.get(path);
         assert_eq!(r.status, 500, "{path}");
-        assert!(r.header("set-cookie").is_none(), "{path}: no header injection");
+        assert!(
+            r.header("set-cookie").is_none(),
+            "{path}: no header injection"
+        );
     }
 }
 
@@ -90,9 +110,15 @@ fn known_lengths_get_a_content_length() {
     let host = probe_host();
     let mut c = host.connect();
     let r = c.roundtrip(&get_req("/list1"));
-    assert_eq!((body(&r).as_str(), r.framing), ("single item", Framing::ContentLength(11)));
+    assert_eq!(
+        (body(&r).as_str(), r.framing),
+        ("single item", Framing::ContentLength(11))
+    );
     let r = c.roundtrip(&get_req("/list3"));
-    assert_eq!((body(&r).as_str(), r.framing), ("abbccc", Framing::ContentLength(6)));
+    assert_eq!(
+        (body(&r).as_str(), r.framing),
+        ("abbccc", Framing::ContentLength(6))
+    );
     let r = c.roundtrip(&get_req("/empty"));
     assert_eq!(r.framing, Framing::ContentLength(0));
     let r = c.roundtrip(&get_req("/204"));
@@ -107,7 +133,10 @@ fn unknown_length_is_chunked_on_http11_keep_alive() {
     let mut c = host.connect();
     for _ in 0..3 {
         let r = c.roundtrip(&get_req("/gen"));
-        assert_eq!((body(&r).as_str(), r.framing), ("chunk1;chunk2;chunk3", Framing::Chunked));
+        assert_eq!(
+            (body(&r).as_str(), r.framing),
+            ("chunk1;chunk2;chunk3", Framing::Chunked)
+        );
         assert_eq!(r.chunk_sizes, [7, 7, 6]);
     }
 }
@@ -119,17 +148,26 @@ fn unknown_length_is_close_delimited_otherwise() {
     let mut c = host.connect();
     c.send(b"GET /gen HTTP/1.0\r\nHost: t\r\n\r\n");
     let r = c.read_response().expect("response");
-    assert_eq!((body(&r).as_str(), r.framing), ("chunk1;chunk2;chunk3", Framing::CloseDelimited));
+    assert_eq!(
+        (body(&r).as_str(), r.framing),
+        ("chunk1;chunk2;chunk3", Framing::CloseDelimited)
+    );
     // HTTP/1.0 asking for keep-alive: still no chunked framing for 1.0
     let mut c = host.connect();
     c.send(b"GET /gen HTTP/1.0\r\nHost: t\r\nConnection: keep-alive\r\n\r\n");
     let r = c.read_response().expect("response");
-    assert_eq!((body(&r).as_str(), r.framing), ("chunk1;chunk2;chunk3", Framing::CloseDelimited));
+    assert_eq!(
+        (body(&r).as_str(), r.framing),
+        ("chunk1;chunk2;chunk3", Framing::CloseDelimited)
+    );
     // HTTP/1.1 with Connection: close
     let mut c = host.connect();
     c.send(b"GET /gen HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     let r = c.read_response().expect("response");
-    assert_eq!((body(&r).as_str(), r.framing), ("chunk1;chunk2;chunk3", Framing::CloseDelimited));
+    assert_eq!(
+        (body(&r).as_str(), r.framing),
+        ("chunk1;chunk2;chunk3", Framing::CloseDelimited)
+    );
 }
 
 #[test]
@@ -139,7 +177,10 @@ fn http10_keep_alive_with_known_length() {
     for _ in 0..2 {
         c.send(b"GET /hello HTTP/1.0\r\nHost: t\r\nConnection: keep-alive\r\n\r\n");
         let r = c.read_response().expect("response");
-        assert_eq!((body(&r).as_str(), r.framing), ("Hello, world!", Framing::ContentLength(13)));
+        assert_eq!(
+            (body(&r).as_str(), r.framing),
+            ("Hello, world!", Framing::ContentLength(13))
+        );
     }
 }
 
@@ -150,10 +191,16 @@ fn short_content_length_closes_the_connection() {
     c.send(&get_req("/short-cl"));
     let (raw, closed) = c.read_until_close();
     let text = String::from_utf8_lossy(&raw);
-    assert!(text.contains("content-length: 100") || text.contains("Content-Length: 100"), "{text}");
+    assert!(
+        text.contains("content-length: 100") || text.contains("Content-Length: 100"),
+        "{text}"
+    );
     assert!(text.ends_with("\r\n\r\nonly 13 bytes"), "{text}");
     assert!(closed);
-    assert!(host.wait_for_log("declared Content-Length 100 but sent 13", Duration::from_secs(5)));
+    assert!(host.wait_for_log(
+        "declared Content-Length 100 but sent 13",
+        Duration::from_secs(5)
+    ));
 }
 
 #[test]
@@ -162,8 +209,15 @@ fn long_content_length_is_cut_and_the_connection_stays_usable() {
     let mut c = host.connect();
     for path in ["/long-cl", "/long-cl-list"] {
         let r = c.roundtrip(&get_req(path));
-        assert_eq!((body(&r).as_str(), r.framing), ("12345", Framing::ContentLength(5)), "{path}");
-        assert!(c.buffered().is_empty(), "{path}: no surplus bytes on the wire");
+        assert_eq!(
+            (body(&r).as_str(), r.framing),
+            ("12345", Framing::ContentLength(5)),
+            "{path}"
+        );
+        assert!(
+            c.buffered().is_empty(),
+            "{path}: no surplus bytes on the wire"
+        );
     }
     let r = c.roundtrip(&get_req("/hello"));
     assert_eq!(body(&r), "Hello, world!");
@@ -187,8 +241,9 @@ fn head_requests() {
 fn pipelined_requests_are_answered_in_order() {
     let host = probe_host();
     let mut c = host.connect();
-    let paths: Vec<String> =
-        (0..25).map(|i| ["/hello", "/gen", "/list3", "/write", "/lazy"][i % 5].to_owned()).collect();
+    let paths: Vec<String> = (0..25)
+        .map(|i| ["/hello", "/gen", "/list3", "/write", "/lazy"][i % 5].to_owned())
+        .collect();
     let mut all = Vec::new();
     for p in &paths {
         all.extend_from_slice(&get_req(p));

@@ -96,13 +96,20 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn new(source: &str, message: impl Into<String>) -> Self {
-        Self { source: source.to_owned(), message: message.into() }
+        Self {
+            source: source.to_owned(),
+            message: message.into(),
+        }
     }
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "pyisapie configuration error in {}: {}", self.source, self.message)
+        write!(
+            f,
+            "pyisapie configuration error in {}: {}",
+            self.source, self.message
+        )
     }
 }
 
@@ -208,7 +215,11 @@ pub fn load(env: &Env, library_dir: Option<&Path>) -> Result<Config, ConfigError
         }
     };
     if config.virtualenv.is_none() {
-        config.virtualenv = env.virtual_env.as_ref().map(PathBuf::from).or_else(|| env.cwd_venv.clone());
+        config.virtualenv = env
+            .virtual_env
+            .as_ref()
+            .map(PathBuf::from)
+            .or_else(|| env.cwd_venv.clone());
         config.virtualenv_found = config.virtualenv.is_some();
     }
     Ok(config)
@@ -245,10 +256,19 @@ pub fn parse_toml(text: &str, source: &str, base_dir: &Path) -> Result<Config, C
         apps.push(spec);
     }
     sort_apps(&mut apps);
-    let resolve = |p: &PathBuf| if p.is_absolute() { p.clone() } else { base_dir.join(p) };
+    let resolve = |p: &PathBuf| {
+        if p.is_absolute() {
+            p.clone()
+        } else {
+            base_dir.join(p)
+        }
+    };
     let optimize = file.optimize.unwrap_or(0);
     if optimize > 2 {
-        return Err(ConfigError::new(source, format!("optimize must be 0, 1 or 2, not {optimize}")));
+        return Err(ConfigError::new(
+            source,
+            format!("optimize must be 0, 1 or 2, not {optimize}"),
+        ));
     }
     let log_level = file.log_level.unwrap_or_else(|| "info".to_owned());
     check_level(&log_level).map_err(|m| ConfigError::new(source, m))?;
@@ -275,7 +295,11 @@ fn from_env(env: &Env, app: &str) -> Result<Config, ConfigError> {
     let python_path = env
         .python_path
         .as_deref()
-        .map(|list| std::env::split_paths(list).filter(|p| !p.as_os_str().is_empty()).collect())
+        .map(|list| {
+            std::env::split_paths(list)
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect()
+        })
         .unwrap_or_default();
     let debug = match env.debug.as_deref() {
         None => false,
@@ -311,7 +335,9 @@ fn parse_bool(v: &str) -> Option<bool> {
 fn check_level(level: &str) -> Result<(), String> {
     match level.to_ascii_lowercase().as_str() {
         "error" | "warn" | "info" | "debug" | "trace" | "off" => Ok(()),
-        _ => Err(format!("log_level must be error, warn, info, debug, trace or off, not {level:?}")),
+        _ => Err(format!(
+            "log_level must be error, warn, info, debug, trace or off, not {level:?}"
+        )),
     }
 }
 
@@ -343,7 +369,11 @@ pub fn app_spec(prefix: &str, callable: &str) -> Result<AppSpec, String> {
             "callable {callable:?} must be written as module:callable with dotted Python names"
         ));
     }
-    Ok(AppSpec { prefix: normalize_prefix(prefix)?, module: module.to_owned(), attr: attr.to_owned() })
+    Ok(AppSpec {
+        prefix: normalize_prefix(prefix)?,
+        module: module.to_owned(),
+        attr: attr.to_owned(),
+    })
 }
 
 /// Normalises a URL prefix: `"/"` and `""` become `""`; otherwise a leading slash is required
@@ -391,13 +421,22 @@ mod tests {
             "#,
         )
         .unwrap();
-        assert_eq!(c.python_path, [PathBuf::from("/etc/site/app"), PathBuf::from("/abs")]);
+        assert_eq!(
+            c.python_path,
+            [PathBuf::from("/etc/site/app"), PathBuf::from("/abs")]
+        );
         assert_eq!(c.virtualenv, Some(PathBuf::from("/etc/site/venv")));
         assert_eq!((c.optimize, c.write_bytecode, c.debug), (2, false, true));
-        assert_eq!(c.log, LogTarget::File(PathBuf::from("/etc/site/logs/py.log")));
+        assert_eq!(
+            c.log,
+            LogTarget::File(PathBuf::from("/etc/site/logs/py.log"))
+        );
         assert_eq!(c.base.as_deref(), Some("/vdir"));
         assert_eq!(c.apps[0].prefix, "/api");
-        assert_eq!((c.apps[0].module.as_str(), c.apps[0].attr.as_str()), ("pkg.api", "make.app"));
+        assert_eq!(
+            (c.apps[0].module.as_str(), c.apps[0].attr.as_str()),
+            ("pkg.api", "make.app")
+        );
         assert_eq!(c.apps[1].prefix, "");
     }
 
@@ -411,17 +450,27 @@ mod tests {
 
     #[test]
     fn errors_name_the_file_and_problem() {
-        let e = parse("python_path = 3\n[[app]]\ncallable='m:a'").unwrap_err().to_string();
+        let e = parse("python_path = 3\n[[app]]\ncallable='m:a'")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("test.toml") && e.contains("python_path"), "{e}");
         let e = parse("").unwrap_err().to_string();
         assert!(e.contains("no [[app]]"), "{e}");
-        let e = parse("[[app]]\ncallable='nocolon'").unwrap_err().to_string();
+        let e = parse("[[app]]\ncallable='nocolon'")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("module:callable"), "{e}");
-        let e = parse("[[app]]\ncallable='m:a'\nprefix='x'").unwrap_err().to_string();
+        let e = parse("[[app]]\ncallable='m:a'\nprefix='x'")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("must start with '/'"), "{e}");
-        let e = parse("[[app]]\ncallable='m:a'\nbogus=1").unwrap_err().to_string();
+        let e = parse("[[app]]\ncallable='m:a'\nbogus=1")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bogus"), "{e}");
-        let e = parse("optimize=3\n[[app]]\ncallable='m:a'").unwrap_err().to_string();
+        let e = parse("optimize=3\n[[app]]\ncallable='m:a'")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("optimize"), "{e}");
         let e = parse("[[app]]\ncallable='m:a'\n[[app]]\ncallable='n:b'\nprefix='/'")
             .unwrap_err()
@@ -445,10 +494,25 @@ mod tests {
         assert!(c.debug);
         assert_eq!(c.virtualenv, Some(PathBuf::from("/venv")));
         assert!(c.virtualenv_found);
-        let env = Env { app: Some("demo:app".into()), cwd_venv: Some("/w/.venv".into()), ..Env::default() };
-        assert_eq!(load(&env, None).unwrap().virtualenv, Some(PathBuf::from("/w/.venv")));
-        let bad = Env { app: Some("demo".into()), ..Env::default() };
-        assert!(load(&bad, None).unwrap_err().to_string().contains("PYISAPIE_APP"));
+        let env = Env {
+            app: Some("demo:app".into()),
+            cwd_venv: Some("/w/.venv".into()),
+            ..Env::default()
+        };
+        assert_eq!(
+            load(&env, None).unwrap().virtualenv,
+            Some(PathBuf::from("/w/.venv"))
+        );
+        let bad = Env {
+            app: Some("demo".into()),
+            ..Env::default()
+        };
+        assert!(
+            load(&bad, None)
+                .unwrap_err()
+                .to_string()
+                .contains("PYISAPIE_APP")
+        );
     }
 
     #[test]

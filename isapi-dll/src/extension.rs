@@ -45,7 +45,8 @@ pub(crate) fn start() -> Result<String, ()> {
 
 fn start_inner() -> Result<Extension, String> {
     let library_dir = ffi::library_dir();
-    let config = config::load(&Env::from_process(), library_dir.as_deref()).map_err(|e| e.to_string())?;
+    let config =
+        config::load(&Env::from_process(), library_dir.as_deref()).map_err(|e| e.to_string())?;
     crate::log::init(&config.log, &config.log_level)?;
     match ffi::promote_libpython() {
         Ok(lib) => tracing::debug!(target: "pyisapie", "libpython symbols made global: {lib}"),
@@ -65,11 +66,19 @@ fn start_inner() -> Result<Extension, String> {
     let python = Python::attach(|py| load_apps(py, &config))?;
     let description = format!("pyisapie {} (Python {python})", env!("CARGO_PKG_VERSION"));
     for app in &config.apps {
-        let prefix = if app.prefix.is_empty() { "/" } else { &app.prefix };
+        let prefix = if app.prefix.is_empty() {
+            "/"
+        } else {
+            &app.prefix
+        };
         tracing::info!(target: "pyisapie", "mounted {}:{} at {prefix}", app.module, app.attr);
     }
     tracing::info!(target: "pyisapie", "{description} ready (configuration from {})", config.source);
-    Ok(Extension { config, description, base: OnceLock::new() })
+    Ok(Extension {
+        config,
+        description,
+        base: OnceLock::new(),
+    })
 }
 
 /// Sets up `sys.path`, imports every app and installs the interpreter's context. Returns
@@ -87,14 +96,28 @@ fn load_apps(py: Python<'_>, config: &Config) -> Result<String, String> {
             .and_then(|s| s.extract::<String>())
             .unwrap_or_else(|_| e.to_string())
     };
-    let paths: Vec<String> = config.python_path.iter().map(|p| p.display().to_string()).collect();
+    let paths: Vec<String> = config
+        .python_path
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
     let venv = config.virtualenv.as_ref().map(|p| p.display().to_string());
     let skipped = boot
         .call_method1(
             "setup_paths",
-            (PyList::new(py, &paths).map_err(|e| e.to_string())?, venv, config.virtualenv_found),
+            (
+                PyList::new(py, &paths).map_err(|e| e.to_string())?,
+                venv,
+                config.virtualenv_found,
+            ),
         )
-        .map_err(|e| format!("cannot set up the Python path ({}): {}", config.source, format(&e)))?;
+        .map_err(|e| {
+            format!(
+                "cannot set up the Python path ({}): {}",
+                config.source,
+                format(&e)
+            )
+        })?;
     if !skipped.is_none() {
         tracing::warn!(target: "pyisapie", "{skipped}");
     } else if let (Some(venv), true) = (&config.virtualenv, config.virtualenv_found) {
@@ -120,7 +143,11 @@ fn load_apps(py: Python<'_>, config: &Config) -> Result<String, String> {
     }
     Context::install(py, apps, boot.clone().unbind(), config.debug)
         .map_err(|e| format!("cannot create the interpreter context: {}", format(&e)))?;
-    let version = Python::version_str().split_whitespace().next().unwrap_or("?").to_owned();
+    let version = Python::version_str()
+        .split_whitespace()
+        .next()
+        .unwrap_or("?")
+        .to_owned();
     Ok(version)
 }
 
@@ -130,7 +157,9 @@ pub(crate) fn handle(ecb: Ecb) -> u32 {
         return request::plain_response(ecb, "503 Service Unavailable", "pyisapie did not start\n");
     };
     ffi::adopt_thread();
-    let base = ext.base.get_or_init(|| BaseSource::detect(ext.config.base.as_deref(), ecb));
+    let base = ext
+        .base
+        .get_or_init(|| BaseSource::detect(ext.config.base.as_deref(), ecb));
     let info = match RequestInfo::gather(ecb, base) {
         Ok(info) => info,
         Err(e) => {

@@ -249,7 +249,12 @@ impl Ecb {
             // SAFETY: the buffer has `size` writable bytes; name is NUL-terminated; ConnID
             // comes from the server for this request.
             let ok = unsafe {
-                get(self.raw().ConnID, name.as_ptr().cast_mut().cast(), buf.as_mut_ptr().cast(), &mut size)
+                get(
+                    self.raw().ConnID,
+                    name.as_ptr().cast_mut().cast(),
+                    buf.as_mut_ptr().cast(),
+                    &mut size,
+                )
             };
             if ok != 0 {
                 let written = (size as usize).min(buf.capacity());
@@ -270,7 +275,9 @@ impl Ecb {
                 code => return Err(isapi_error("GetServerVariable", code)),
             }
         }
-        Err(io::Error::other("GetServerVariable kept asking for a larger buffer"))
+        Err(io::Error::other(
+            "GetServerVariable kept asking for a larger buffer",
+        ))
     }
 
     /// `ReadClient`: reads up to `buf.len()` body bytes; `Ok(0)` at the end of the body.
@@ -298,21 +305,39 @@ impl Ecb {
             let mut size = chunk.len() as u32;
             clear_last_error();
             // SAFETY: `chunk` is readable for `size` bytes; flags 0 means synchronous.
-            let ok = unsafe { write(self.raw().ConnID, chunk.as_ptr().cast_mut().cast(), &mut size, 0) };
+            let ok = unsafe {
+                write(
+                    self.raw().ConnID,
+                    chunk.as_ptr().cast_mut().cast(),
+                    &mut size,
+                    0,
+                )
+            };
             if ok == 0 {
                 return Err(isapi_error("WriteClient", last_error()));
             }
             if size == 0 {
-                return Err(io::Error::new(io::ErrorKind::WriteZero, "WriteClient wrote nothing"));
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "WriteClient wrote nothing",
+                ));
             }
             data = &data[(size as usize).min(data.len())..];
         }
         Ok(())
     }
 
-    fn support(&self, request: u32, buffer: *mut c_void, size: *mut u32, data_type: *mut u32) -> io::Result<()> {
+    fn support(
+        &self,
+        request: u32,
+        buffer: *mut c_void,
+        size: *mut u32,
+        data_type: *mut u32,
+    ) -> io::Result<()> {
         let Some(ssf) = self.raw().ServerSupportFunction else {
-            return Err(io::Error::other("the server provides no ServerSupportFunction"));
+            return Err(io::Error::other(
+                "the server provides no ServerSupportFunction",
+            ));
         };
         clear_last_error();
         // SAFETY: callers pass the argument shapes the request code documents.
@@ -325,7 +350,12 @@ impl Ecb {
 
     /// `HSE_REQ_SEND_RESPONSE_HEADER_EX`. `status` is like `200 OK`; `headers` is the
     /// header block ending in `\r\n\r\n`.
-    pub(crate) fn send_response_header_ex(&self, status: &[u8], headers: &[u8], keep_conn: bool) -> io::Result<()> {
+    pub(crate) fn send_response_header_ex(
+        &self,
+        status: &[u8],
+        headers: &[u8],
+        keep_conn: bool,
+    ) -> io::Result<()> {
         let mut status_z = Vec::with_capacity(status.len() + 1);
         status_z.extend_from_slice(status);
         status_z.push(0);
@@ -350,20 +380,35 @@ impl Ecb {
     /// `HSE_REQ_IS_KEEP_CONN`: whether the connection can be kept open after this response.
     pub(crate) fn is_keep_conn(&self) -> bool {
         let mut keep: BOOL = 0;
-        self.support(HSE_REQ_IS_KEEP_CONN, (&raw mut keep).cast(), std::ptr::null_mut(), std::ptr::null_mut())
-            .is_ok()
+        self.support(
+            HSE_REQ_IS_KEEP_CONN,
+            (&raw mut keep).cast(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+        .is_ok()
             && keep != 0
     }
 
     /// `HSE_REQ_SET_FLUSH_FLAG` (the BOOL is passed by value, as IIS expects).
     pub(crate) fn set_flush_flag(&self, flush: bool) -> io::Result<()> {
         let value = usize::from(flush) as *mut c_void;
-        self.support(HSE_REQ_SET_FLUSH_FLAG, value, std::ptr::null_mut(), std::ptr::null_mut())
+        self.support(
+            HSE_REQ_SET_FLUSH_FLAG,
+            value,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
     }
 
     /// `HSE_REQ_CLOSE_CONNECTION`: close the connection once the response is done.
     pub(crate) fn close_connection(&self) -> io::Result<()> {
-        self.support(HSE_REQ_CLOSE_CONNECTION, std::ptr::null_mut(), std::ptr::null_mut(), std::ptr::null_mut())
+        self.support(
+            HSE_REQ_CLOSE_CONNECTION,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
     }
 
     /// `HSE_REQ_TRANSMIT_FILE` of `length` bytes of `file` from `offset`, asynchronously (IIS
@@ -371,7 +416,9 @@ impl Ecb {
     /// the GIL released. Returns the bytes the server reports sent.
     pub(crate) fn transmit_file(&self, file: RawFile, offset: u32, length: u32) -> io::Result<u32> {
         let completion = Arc::new(Completion::default());
-        let context = Arc::into_raw(Arc::clone(&completion)).cast_mut().cast::<c_void>();
+        let context = Arc::into_raw(Arc::clone(&completion))
+            .cast_mut()
+            .cast::<c_void>();
         let mut info = HSE_TF_INFO {
             pfnHseIO: Some(on_io_completion),
             pContext: context,
@@ -385,7 +432,12 @@ impl Ecb {
             TailLength: 0,
             dwFlags: HSE_IO_ASYNC,
         };
-        let started = self.support(HSE_REQ_TRANSMIT_FILE, (&raw mut info).cast(), std::ptr::null_mut(), std::ptr::null_mut());
+        let started = self.support(
+            HSE_REQ_TRANSMIT_FILE,
+            (&raw mut info).cast(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        );
         if let Err(e) = started {
             // SAFETY: the server refused the request, so it will never call the completion:
             // take back the reference handed over with `into_raw`.
@@ -500,7 +552,8 @@ pub(crate) fn library_dir() -> Option<PathBuf> {
         // SAFETY: looks up the module containing this function's address.
         let ok = unsafe {
             GetModuleHandleExW(
-                GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
+                GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS
+                    | GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
                 library_dir as *const u16,
                 &mut module,
             )
@@ -549,7 +602,12 @@ pub(crate) fn promote_libpython() -> Result<String, String> {
         // SAFETY: RTLD_NOLOAD never loads anything new: it only changes the flags of an
         // already loaded object (adding RTLD_GLOBAL) and bumps its reference count, which
         // we deliberately leak so the library stays loaded for the process's life.
-        let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL | libc::RTLD_NOLOAD) };
+        let handle = unsafe {
+            libc::dlopen(
+                name.as_ptr(),
+                libc::RTLD_NOW | libc::RTLD_GLOBAL | libc::RTLD_NOLOAD,
+            )
+        };
         if !handle.is_null() {
             return Ok(name.to_string_lossy().into_owned());
         }
@@ -603,7 +661,9 @@ pub(crate) fn initialize_python(settings: PythonSettings<'_>) -> Result<bool, St
         // call (PyConfig copies it, decoding with the locale encoding).
         let config_ptr = &raw mut config;
         // SAFETY: raw pointers only (no overlapping references); see the comment above.
-        let status = unsafe { ffi::PyConfig_SetBytesString(config_ptr, &raw mut (*config_ptr).home, home.as_ptr()) };
+        let status = unsafe {
+            ffi::PyConfig_SetBytesString(config_ptr, &raw mut (*config_ptr).home, home.as_ptr())
+        };
         // SAFETY: PyStatus_Exception only inspects the status value.
         if unsafe { ffi::PyStatus_Exception(status) } != 0 {
             // SAFETY: `config` was initialised and is not used again.
@@ -622,7 +682,9 @@ pub(crate) fn initialize_python(settings: PythonSettings<'_>) -> Result<bool, St
             "unknown error".to_owned()
         } else {
             // SAFETY: err_msg is a static NUL-terminated string from CPython.
-            unsafe { CStr::from_ptr(status.err_msg) }.to_string_lossy().into_owned()
+            unsafe { CStr::from_ptr(status.err_msg) }
+                .to_string_lossy()
+                .into_owned()
         };
         return Err(format!("Python failed to start: {message}"));
     }
@@ -659,9 +721,12 @@ pub(crate) fn adopt_thread() {
 pub(crate) fn interpreter_dict(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     // SAFETY: we hold the GIL (the `py` token), so the current interpreter exists.
     // GetDict returns a borrowed reference (or NULL without an exception set).
-    let dict = unsafe { pyo3::ffi::PyInterpreterState_GetDict(pyo3::ffi::PyInterpreterState_Get()) };
+    let dict =
+        unsafe { pyo3::ffi::PyInterpreterState_GetDict(pyo3::ffi::PyInterpreterState_Get()) };
     if dict.is_null() {
-        return Err(pyo3::exceptions::PyRuntimeError::new_err("no per-interpreter dictionary"));
+        return Err(pyo3::exceptions::PyRuntimeError::new_err(
+            "no per-interpreter dictionary",
+        ));
     }
     // SAFETY: `dict` is a valid borrowed reference to a dict, kept alive by the interpreter.
     let any = unsafe { Bound::from_borrowed_ptr(py, dict) };

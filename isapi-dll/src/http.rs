@@ -28,12 +28,18 @@ pub fn parse_status(status: &str) -> Result<u16, String> {
         && bytes[3] == b' '
         && bytes[0] != b'0';
     if !valid {
-        return Err(format!("status {status:?} must be a 3-digit code, a space and a reason phrase"));
+        return Err(format!(
+            "status {status:?} must be a 3-digit code, a space and a reason phrase"
+        ));
     }
     if let Some(c) = status.chars().find(|c| c.is_control() || !is_latin1(*c)) {
-        return Err(format!("status {status:?} contains the invalid character {c:?}"));
+        return Err(format!(
+            "status {status:?} contains the invalid character {c:?}"
+        ));
     }
-    status[..3].parse().map_err(|_| format!("status {status:?} has no valid code"))
+    status[..3]
+        .parse()
+        .map_err(|_| format!("status {status:?} has no valid code"))
 }
 
 fn is_latin1(c: char) -> bool {
@@ -54,8 +60,13 @@ pub fn check_header(name: &str, value: &str) -> Result<(), String> {
             "hop-by-hop header {name:?} is not allowed from a WSGI application (PEP 3333)"
         ));
     }
-    if let Some(c) = value.chars().find(|&c| (c.is_control() && c != '\t') || !is_latin1(c)) {
-        return Err(format!("header {name:?} has a value with the invalid character {c:?}"));
+    if let Some(c) = value
+        .chars()
+        .find(|&c| (c.is_control() && c != '\t') || !is_latin1(c))
+    {
+        return Err(format!(
+            "header {name:?} has a value with the invalid character {c:?}"
+        ));
     }
     Ok(())
 }
@@ -64,9 +75,12 @@ pub fn check_header(name: &str, value: &str) -> Result<(), String> {
 pub fn parse_content_length(value: &str) -> Result<u64, String> {
     let v = value.trim();
     if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("Content-Length {value:?} is not a non-negative integer"));
+        return Err(format!(
+            "Content-Length {value:?} is not a non-negative integer"
+        ));
     }
-    v.parse().map_err(|_| format!("Content-Length {value:?} is too large"))
+    v.parse()
+        .map_err(|_| format!("Content-Length {value:?} is too large"))
 }
 
 /// Statuses whose responses never have a body (RFC 9110 §6.4.1).
@@ -111,7 +125,12 @@ pub fn choose_framing(
 /// Builds the header block for `SEND_RESPONSE_HEADER_EX`: `Name: value\r\n`... plus the
 /// framing header we add, ending in the blank line. Values are latin-1 (checked earlier).
 pub fn header_block(headers: &[(String, String)], framing: Framing, add_length: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum::<usize>());
+    let mut out = Vec::with_capacity(
+        64 + headers
+            .iter()
+            .map(|(n, v)| n.len() + v.len() + 4)
+            .sum::<usize>(),
+    );
     for (name, value) in headers {
         push_latin1(&mut out, name);
         out.extend_from_slice(b": ");
@@ -136,7 +155,10 @@ fn push_latin1(out: &mut Vec<u8>, s: &str) {
         out.extend_from_slice(s.as_bytes());
     } else {
         // checked to be latin-1 by check_header / parse_status
-        out.extend(s.chars().map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?')));
+        out.extend(
+            s.chars()
+                .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?')),
+        );
     }
 }
 
@@ -167,7 +189,15 @@ mod tests {
         assert_eq!(parse_status("200 OK"), Ok(200));
         assert_eq!(parse_status("404 "), Ok(404));
         assert_eq!(parse_status("599 Custom thing"), Ok(599));
-        for bad in ["200", "200OK", "20 OK", "abc OK", "200 OK\r\nX: y", "099 x", ""] {
+        for bad in [
+            "200",
+            "200OK",
+            "20 OK",
+            "abc OK",
+            "200 OK\r\nX: y",
+            "099 x",
+            "",
+        ] {
             assert!(parse_status(bad).is_err(), "{bad:?}");
         }
     }
@@ -176,7 +206,14 @@ mod tests {
     fn headers() {
         assert!(check_header("Content-Type", "text/plain").is_ok());
         assert!(check_header("X-Latin", "caf\u{e9}").is_ok());
-        for hop in ["Connection", "keep-alive", "TE", "Transfer-Encoding", "Upgrade", "Trailer"] {
+        for hop in [
+            "Connection",
+            "keep-alive",
+            "TE",
+            "Transfer-Encoding",
+            "Upgrade",
+            "Trailer",
+        ] {
             let e = check_header(hop, "x").unwrap_err();
             assert!(e.contains("hop-by-hop"), "{e}");
         }
@@ -196,8 +233,14 @@ mod tests {
 
     #[test]
     fn framing_choice() {
-        assert_eq!(choose_framing(200, Some(5), Some(9), || true), Framing::Length(5));
-        assert_eq!(choose_framing(200, None, Some(9), || true), Framing::Length(9));
+        assert_eq!(
+            choose_framing(200, Some(5), Some(9), || true),
+            Framing::Length(5)
+        );
+        assert_eq!(
+            choose_framing(200, None, Some(9), || true),
+            Framing::Length(9)
+        );
         assert_eq!(choose_framing(200, None, None, || true), Framing::Chunked);
         assert_eq!(choose_framing(200, None, None, || false), Framing::Close);
         assert_eq!(choose_framing(204, None, None, || true), Framing::None);
@@ -211,7 +254,10 @@ mod tests {
             header_block(&h, Framing::Length(3), true),
             b"Content-Type: text/plain\r\nContent-Length: 3\r\n\r\n"
         );
-        assert_eq!(header_block(&h, Framing::Length(3), false), b"Content-Type: text/plain\r\n\r\n");
+        assert_eq!(
+            header_block(&h, Framing::Length(3), false),
+            b"Content-Type: text/plain\r\n\r\n"
+        );
         assert_eq!(
             header_block(&[], Framing::Chunked, false),
             b"Transfer-Encoding: chunked\r\n\r\n"

@@ -37,7 +37,11 @@ pub fn route<'u>(apps: &[AppSpec], base: &[u8], url: &'u [u8]) -> Option<Route<'
         let mut script_name = Vec::with_capacity(base.len() + app.prefix.len());
         script_name.extend_from_slice(base);
         script_name.extend_from_slice(app.prefix.as_bytes());
-        Some(Route { app: index, script_name, path_info })
+        Some(Route {
+            app: index,
+            script_name,
+            path_info,
+        })
     })
 }
 

@@ -33,9 +33,15 @@ impl BaseSource {
             return Self::Fixed(base.as_bytes().to_vec());
         }
         let mut buf = Vec::new();
-        let iis = ecb.server_variable(c"SERVER_SOFTWARE", &mut buf).unwrap_or(false)
+        let iis = ecb
+            .server_variable(c"SERVER_SOFTWARE", &mut buf)
+            .unwrap_or(false)
             && buf.starts_with(b"Microsoft-IIS");
-        if iis { Self::IisApplication } else { Self::ScriptName }
+        if iis {
+            Self::IisApplication
+        } else {
+            Self::ScriptName
+        }
     }
 }
 
@@ -81,7 +87,10 @@ impl RequestInfo {
 
 /// Sends a small plain-text response without Python (no app mounted, not started).
 pub(crate) fn plain_response(ecb: Ecb, status: &str, body: &str) -> u32 {
-    let headers = format!("Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n", body.len());
+    let headers = format!(
+        "Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
     ecb.set_status_code(status[..3].parse().unwrap_or(500));
     let sent = ecb
         .send_response_header_ex(status.as_bytes(), headers.as_bytes(), true)
@@ -112,7 +121,13 @@ impl From<Disconnected> for Failure {
 }
 
 /// Runs the application for one routed request; returns the `HSE_STATUS_*`.
-pub(crate) fn run(py: Python<'_>, ecb: Ecb, link: &Arc<Link>, info: &RequestInfo, route: &Route<'_>) -> u32 {
+pub(crate) fn run(
+    py: Python<'_>,
+    ecb: Ecb,
+    link: &Arc<Link>,
+    info: &RequestInfo,
+    route: &Route<'_>,
+) -> u32 {
     let ctx = match Context::get(py) {
         Ok(ctx) => ctx,
         Err(e) => {
@@ -122,8 +137,12 @@ pub(crate) fn run(py: Python<'_>, ecb: Ecb, link: &Arc<Link>, info: &RequestInfo
     };
     let ctx = ctx.get();
     let http11 = info.protocol.eq_ignore_ascii_case(b"HTTP/1.1");
-    let setup = Bound::new(py, Response::new(Arc::clone(link), http11))
-        .and_then(|r| Ok((r, Bound::new(py, Input::new(Arc::clone(link), ecb.total_bytes()))?)));
+    let setup = Bound::new(py, Response::new(Arc::clone(link), http11)).and_then(|r| {
+        Ok((
+            r,
+            Bound::new(py, Input::new(Arc::clone(link), ecb.total_bytes()))?,
+        ))
+    });
     let (response, input) = match setup {
         Ok(pair) => pair,
         Err(e) => {
@@ -190,7 +209,9 @@ fn close_result(ctx: &Context, result: &Bound<'_, PyAny>) -> PyResult<()> {
 }
 
 fn not_started() -> Failure {
-    Failure::App(PyAssertionError::new_err("the application sent a body before calling start_response()"))
+    Failure::App(PyAssertionError::new_err(
+        "the application sent a body before calling start_response()",
+    ))
 }
 
 fn as_bytes<'a, 'py>(item: &'a Bound<'py, PyAny>) -> Result<&'a Bound<'py, PyBytes>, Failure> {
@@ -202,12 +223,20 @@ fn as_bytes<'a, 'py>(item: &'a Bound<'py, PyAny>) -> Result<&'a Bound<'py, PyByt
     })
 }
 
-fn send_result(py: Python<'_>, ctx: &Context, response: &Bound<'_, Response>, result: &Bound<'_, PyAny>) -> Result<(), Failure> {
+fn send_result(
+    py: Python<'_>,
+    ctx: &Context,
+    response: &Bound<'_, Response>,
+    result: &Bound<'_, PyAny>,
+) -> Result<(), Failure> {
     // A list or tuple: the length is known, so the response gets a Content-Length.
     let items = if let Ok(list) = result.cast_exact::<PyList>() {
         Some(list.iter().collect::<Vec<_>>())
     } else {
-        result.cast_exact::<PyTuple>().ok().map(|t| t.iter().collect::<Vec<_>>())
+        result
+            .cast_exact::<PyTuple>()
+            .ok()
+            .map(|t| t.iter().collect::<Vec<_>>())
     };
     if let Some(items) = items {
         let mut total = 0u64;
@@ -225,7 +254,10 @@ fn send_result(py: Python<'_>, ctx: &Context, response: &Bound<'_, Response>, re
     }
     if let Ok(wrapper) = result.cast_exact::<FileWrapper>() {
         let filelike = wrapper.get().filelike().bind(py);
-        let file = ctx.boot.bind(py).call_method1("regular_file", (filelike,))?;
+        let file = ctx
+            .boot
+            .bind(py)
+            .call_method1("regular_file", (filelike,))?;
         if !file.is_none() {
             let (fd, offset, size): (i32, u64, u64) = file.extract()?;
             let length = size.saturating_sub(offset);
@@ -251,7 +283,9 @@ fn send_result(py: Python<'_>, ctx: &Context, response: &Bound<'_, Response>, re
         response.borrow_mut().send_body(py, bytes, None)?;
     }
     if !response.borrow().started() {
-        return Err(Failure::App(PyAssertionError::new_err("the application never called start_response()")));
+        return Err(Failure::App(PyAssertionError::new_err(
+            "the application never called start_response()",
+        )));
     }
     Ok(())
 }
@@ -280,9 +314,15 @@ fn app_failed(
     }
     let bad_body = input.borrow().broken();
     let (status, mut body) = if bad_body {
-        ("400 Bad Request", String::from("Bad Request: the request body is malformed or incomplete\n"))
+        (
+            "400 Bad Request",
+            String::from("Bad Request: the request body is malformed or incomplete\n"),
+        )
     } else {
-        ("500 Internal Server Error", String::from("Internal Server Error\n"))
+        (
+            "500 Internal Server Error",
+            String::from("Internal Server Error\n"),
+        )
     };
     if ctx.debug {
         body.push('\n');
@@ -290,7 +330,9 @@ fn app_failed(
         body.push('\n');
     }
     r.set_error_status(status, "text/plain; charset=utf-8", body.len());
-    let sent = r.send_body(py, body.as_bytes(), Some(body.len() as u64)).and_then(|()| r.finish(py));
+    let sent = r
+        .send_body(py, body.as_bytes(), Some(body.len() as u64))
+        .and_then(|()| r.finish(py));
     match sent {
         Ok(status) if !bad_body => status,
         Ok(_) => HSE_STATUS_SUCCESS,
@@ -328,7 +370,10 @@ fn build_environ<'py>(
     env.set_item(k.request_method.bind(py), method)?;
     env.set_item(k.script_name.bind(py), ffi::latin1(py, &route.script_name)?)?;
     env.set_item(k.path_info.bind(py), ffi::latin1(py, route.path_info)?)?;
-    env.set_item(k.query_string.bind(py), ffi::latin1(py, ecb.query_string())?)?;
+    env.set_item(
+        k.query_string.bind(py),
+        ffi::latin1(py, ecb.query_string())?,
+    )?;
     let content_type = ecb.content_type();
     if !content_type.is_empty() {
         env.set_item(k.content_type.bind(py), ffi::latin1(py, content_type)?)?;
@@ -368,13 +413,26 @@ fn build_environ<'py>(
         }
         key.clear();
         key.push_str("HTTP_");
-        key.extend(name.iter().map(|&b| if b == b'-' { '_' } else { char::from(b.to_ascii_uppercase()) }));
+        key.extend(name.iter().map(|&b| {
+            if b == b'-' {
+                '_'
+            } else {
+                char::from(b.to_ascii_uppercase())
+            }
+        }));
         let py_key = PyString::new(py, &key);
         let value = ffi::latin1(py, value)?;
         let value = match env.get_item(&py_key)? {
             Some(prev) => {
                 let sep = if key == "HTTP_COOKIE" { "; " } else { ", " };
-                PyString::new(py, &format!("{}{sep}{}", prev.cast::<PyString>()?.to_cow()?, value.to_cow()?))
+                PyString::new(
+                    py,
+                    &format!(
+                        "{}{sep}{}",
+                        prev.cast::<PyString>()?.to_cow()?,
+                        value.to_cow()?
+                    ),
+                )
             }
             None => value,
         };
@@ -389,7 +447,11 @@ fn build_environ<'py>(
         // a body of 4 GiB or more: the ECB cannot say, the header can
         env.set_item(k.content_length.bind(py), ffi::latin1(py, value)?)?;
     }
-    let scheme = if info.https { k.https_scheme.bind(py) } else { k.http.bind(py) };
+    let scheme = if info.https {
+        k.https_scheme.bind(py)
+    } else {
+        k.http.bind(py)
+    };
     if info.https {
         env.set_item(k.https.bind(py), k.on.bind(py))?;
     }

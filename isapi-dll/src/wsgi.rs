@@ -33,7 +33,9 @@ pub(crate) struct Link {
 
 impl Link {
     pub(crate) fn new(ecb: Ecb) -> Arc<Self> {
-        Arc::new(Self { ecb: Mutex::new(Some(ecb)) })
+        Arc::new(Self {
+            ecb: Mutex::new(Some(ecb)),
+        })
     }
 
     /// Runs `f` with the ECB if the request is still live. The lock is held during `f`, so
@@ -43,7 +45,10 @@ impl Link {
         let guard = self.ecb.lock().unwrap_or_else(PoisonError::into_inner);
         match *guard {
             Some(ecb) => f(ecb),
-            None => Err(io::Error::new(io::ErrorKind::BrokenPipe, "the request has already finished")),
+            None => Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the request has already finished",
+            )),
         }
     }
 
@@ -126,7 +131,12 @@ const CONTEXT_KEY: &str = "pyisapie.context";
 
 impl Context {
     /// Builds the context and stores it in the current interpreter.
-    pub(crate) fn install(py: Python<'_>, apps: Vec<Py<PyAny>>, boot: Py<PyModule>, debug: bool) -> PyResult<()> {
+    pub(crate) fn install(
+        py: Python<'_>,
+        apps: Vec<Py<PyAny>>,
+        boot: Py<PyModule>,
+        debug: bool,
+    ) -> PyResult<()> {
         let context = Self {
             apps,
             keys: Keys::new(py),
@@ -142,9 +152,11 @@ impl Context {
     /// The current interpreter's context.
     pub(crate) fn get(py: Python<'_>) -> PyResult<Bound<'_, Self>> {
         let dict = crate::ffi::interpreter_dict(py)?;
-        let item = dict
-            .get_item(CONTEXT_KEY)?
-            .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("pyisapie is not initialised in this interpreter"))?;
+        let item = dict.get_item(CONTEXT_KEY)?.ok_or_else(|| {
+            pyo3::exceptions::PyRuntimeError::new_err(
+                "pyisapie is not initialised in this interpreter",
+            )
+        })?;
         Ok(item.cast_into::<Self>()?)
     }
 
@@ -204,7 +216,10 @@ impl Input {
     }
 
     fn raise(&self) -> PyErr {
-        let (kind, message) = self.error.clone().unwrap_or((io::ErrorKind::Other, String::new()));
+        let (kind, message) = self
+            .error
+            .clone()
+            .unwrap_or((io::ErrorKind::Other, String::new()));
         PyErr::from(io::Error::new(kind, message))
     }
 
@@ -317,7 +332,11 @@ impl Input {
         Ok(self.take(py, usize::MAX))
     }
 
-    fn read_line<'py>(&mut self, py: Python<'py>, limit: Option<usize>) -> PyResult<Bound<'py, PyBytes>> {
+    fn read_line<'py>(
+        &mut self,
+        py: Python<'py>,
+        limit: Option<usize>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
         let mut scanned = 0;
         loop {
             let avail = &self.buf[self.pos..];
@@ -356,13 +375,21 @@ impl Input {
 
     /// `readline(size=-1)`: one line including its `\n`, at most `size` bytes.
     #[pyo3(signature = (size = None))]
-    fn readline<'py>(&mut self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
+    fn readline<'py>(
+        &mut self,
+        py: Python<'py>,
+        size: Option<isize>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
         self.read_line(py, size_arg(size))
     }
 
     /// `readlines(hint=-1)`: lines until their total size reaches `hint` (or all).
     #[pyo3(signature = (hint = None))]
-    fn readlines<'py>(&mut self, py: Python<'py>, hint: Option<isize>) -> PyResult<Bound<'py, PyList>> {
+    fn readlines<'py>(
+        &mut self,
+        py: Python<'py>,
+        hint: Option<isize>,
+    ) -> PyResult<Bound<'py, PyList>> {
         let hint = size_arg(hint).filter(|&h| h > 0);
         let lines = PyList::empty(py);
         let mut total = 0;
@@ -499,7 +526,11 @@ impl Response {
     }
 
     /// Sends the status and headers. `known` is the whole body's length when known.
-    pub(crate) fn send_headers(&mut self, py: Python<'_>, known: Option<u64>) -> Result<(), Disconnected> {
+    pub(crate) fn send_headers(
+        &mut self,
+        py: Python<'_>,
+        known: Option<u64>,
+    ) -> Result<(), Disconnected> {
         let head = self.prepare_headers(known)?;
         let link = &self.link;
         let result = py.detach(|| link.with(|ecb| head.send(ecb)));
@@ -512,7 +543,9 @@ impl Response {
     /// Decides the framing and builds the status and header block (sets `framing`).
     fn prepare_headers(&mut self, known: Option<u64>) -> Result<Head, Disconnected> {
         let Some((status, code)) = self.status.clone() else {
-            return Err(Disconnected(io::Error::other("start_response() was not called")));
+            return Err(Disconnected(io::Error::other(
+                "start_response() was not called",
+            )));
         };
         let link = &self.link;
         let http11 = self.http11;
@@ -533,15 +566,27 @@ impl Response {
     /// Sends a body chunk: the headers first if they have not gone out yet (with `known`
     /// as the body length if known), then the bytes framed as decided. Empty chunks send
     /// nothing (PEP 3333: headers go out with the first non-empty chunk).
-    pub(crate) fn send_body(&mut self, py: Python<'_>, data: &[u8], known: Option<u64>) -> Result<(), Disconnected> {
+    pub(crate) fn send_body(
+        &mut self,
+        py: Python<'_>,
+        data: &[u8],
+        known: Option<u64>,
+    ) -> Result<(), Disconnected> {
         if self.failed {
-            return Err(Disconnected(io::Error::new(io::ErrorKind::BrokenPipe, "an earlier write failed")));
+            return Err(Disconnected(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "an earlier write failed",
+            )));
         }
         if data.is_empty() {
             return Ok(());
         }
         // The headers and the first chunk go out under one release of the GIL.
-        let head = if self.framing.is_none() { Some(self.prepare_headers(known)?) } else { None };
+        let head = if self.framing.is_none() {
+            Some(self.prepare_headers(known)?)
+        } else {
+            None
+        };
         let bytes: &[u8] = match self.framing {
             Some(Framing::Length(n)) => {
                 let allowed = usize::try_from(n.saturating_sub(self.sent)).unwrap_or(usize::MAX);
@@ -565,14 +610,22 @@ impl Response {
         if bytes.is_empty() && head.is_none() {
             return Ok(());
         }
-        let body_len = if self.framing == Some(Framing::Chunked) { data.len() } else { bytes.len() };
+        let body_len = if self.framing == Some(Framing::Chunked) {
+            data.len()
+        } else {
+            bytes.len()
+        };
         let link = &self.link;
         let result = py.detach(|| {
             link.with(|ecb| {
                 if let Some(head) = &head {
                     head.send(ecb)?;
                 }
-                if bytes.is_empty() { Ok(()) } else { ecb.write_client(bytes) }
+                if bytes.is_empty() {
+                    Ok(())
+                } else {
+                    ecb.write_client(bytes)
+                }
             })
         });
         match result {
@@ -589,7 +642,13 @@ impl Response {
 
     /// Sends `length` bytes of `file` from `offset` with TRANSMIT_FILE (the headers first,
     /// with that length unless the application declared its own).
-    pub(crate) fn send_file(&mut self, py: Python<'_>, file: RawFile, offset: u64, length: u64) -> Result<(), Disconnected> {
+    pub(crate) fn send_file(
+        &mut self,
+        py: Python<'_>,
+        file: RawFile,
+        offset: u64,
+        length: u64,
+    ) -> Result<(), Disconnected> {
         if self.framing.is_none() {
             self.send_headers(py, Some(length))?;
         }
@@ -620,7 +679,9 @@ impl Response {
 
     /// Completes a response whose body was fully produced; returns the `HSE_STATUS_*`.
     pub(crate) fn finish(&mut self, py: Python<'_>) -> Result<u32, Disconnected> {
-        use windows_sys::Win32::System::Iis::{HSE_STATUS_SUCCESS, HSE_STATUS_SUCCESS_AND_KEEP_CONN};
+        use windows_sys::Win32::System::Iis::{
+            HSE_STATUS_SUCCESS, HSE_STATUS_SUCCESS_AND_KEEP_CONN,
+        };
         if self.framing.is_none() {
             self.send_headers(py, Some(0))?;
         }
@@ -685,9 +746,9 @@ impl Response {
             .map_err(|_| PyTypeError::new_err("the status must be a str, like '200 OK'"))?
             .to_str()?;
         let code = http::parse_status(status).map_err(PyAssertionError::new_err)?;
-        let list = response_headers
-            .cast::<PyList>()
-            .map_err(|_| PyTypeError::new_err("response_headers must be a list of (name, value) tuples"))?;
+        let list = response_headers.cast::<PyList>().map_err(|_| {
+            PyTypeError::new_err("response_headers must be a list of (name, value) tuples")
+        })?;
         let mut headers = Vec::with_capacity(list.len());
         let mut app_length = None;
         for item in list.iter() {
@@ -695,16 +756,23 @@ impl Response {
                 .cast::<PyTuple>()
                 .ok()
                 .filter(|t| t.len() == 2)
-                .ok_or_else(|| PyTypeError::new_err(format!("response header {item} is not a (name, value) tuple")))?;
+                .ok_or_else(|| {
+                    PyTypeError::new_err(format!(
+                        "response header {item} is not a (name, value) tuple"
+                    ))
+                })?;
             let name = pair.get_item(0)?;
             let value = pair.get_item(1)?;
             let (Ok(name), Ok(value)) = (name.cast::<PyString>(), value.cast::<PyString>()) else {
-                return Err(PyTypeError::new_err(format!("response header {item} must hold two str")));
+                return Err(PyTypeError::new_err(format!(
+                    "response header {item} must hold two str"
+                )));
             };
             let (name, value) = (name.to_str()?, value.to_str()?);
             http::check_header(name, value).map_err(PyAssertionError::new_err)?;
             if name.eq_ignore_ascii_case("content-length") {
-                app_length = Some(http::parse_content_length(value).map_err(PyAssertionError::new_err)?);
+                app_length =
+                    Some(http::parse_content_length(value).map_err(PyAssertionError::new_err)?);
             }
             headers.push((name.to_owned(), value.to_owned()));
         }
@@ -721,11 +789,13 @@ impl Response {
     /// at once (headers first if needed).
     fn write(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         if !self.started() {
-            return Err(PyAssertionError::new_err("write() called before start_response()"));
+            return Err(PyAssertionError::new_err(
+                "write() called before start_response()",
+            ));
         }
-        let data = data
-            .cast::<PyBytes>()
-            .map_err(|_| PyTypeError::new_err(format!("write() takes bytes, not {}", data.get_type())))?;
+        let data = data.cast::<PyBytes>().map_err(|_| {
+            PyTypeError::new_err(format!("write() takes bytes, not {}", data.get_type()))
+        })?;
         self.send_body(py, data.as_bytes(), None)?;
         Ok(())
     }
@@ -756,7 +826,10 @@ impl FileWrapper {
     #[new]
     #[pyo3(signature = (filelike, blksize = 8192))]
     fn new(filelike: Py<PyAny>, blksize: usize) -> Self {
-        Self { filelike, blksize: blksize.max(1) }
+        Self {
+            filelike,
+            blksize: blksize.max(1),
+        }
     }
 
     fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
@@ -764,7 +837,10 @@ impl FileWrapper {
     }
 
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let data = self.filelike.bind(py).call_method1("read", (self.blksize,))?;
+        let data = self
+            .filelike
+            .bind(py)
+            .call_method1("read", (self.blksize,))?;
         Ok((data.len()? > 0).then_some(data))
     }
 
