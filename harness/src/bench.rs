@@ -125,6 +125,9 @@ pub struct BenchArgs {
     /// Also run wrk on the same server and workload (GET workloads) and record its rps.
     #[arg(long)]
     pub wrk: bool,
+    /// Rounds of the wrk comparison: this generator and wrk alternate, medians are compared.
+    #[arg(long, default_value_t = 3)]
+    pub wrk_rounds: usize,
     /// Also measure the servers' resident memory holding this many idle keep-alive connections.
     #[arg(long)]
     pub idle_conns: Option<usize>,
@@ -199,8 +202,13 @@ pub struct RunResult {
     /// Server CPU seconds (user+system, whole process tree) per 1000 requests.
     pub server_cpu_ms_per_1k: f64,
     pub server_rss_kib: u64,
+    /// Median wrk rps over the comparison rounds (wrk and this generator alternate).
     pub wrk_rps: Option<f64>,
     pub wrk_p99_us: Option<u64>,
+    /// This generator's rps in each comparison round (the first is `rps`).
+    pub rounds_rps: Vec<f64>,
+    /// wrk's rps in each comparison round.
+    pub wrk_rounds_rps: Vec<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -493,6 +501,8 @@ pub fn load(
         server_rss_kib: srv.rss_kib(),
         wrk_rps: None,
         wrk_p99_us: None,
+        rounds_rps: Vec::new(),
+        wrk_rounds_rps: Vec::new(),
     };
     eprintln!(
         "  {:<34} {:>9.0} rps  p50 {:>7}  p99 {:>7}  max {:>7}  errors {}{}",
@@ -540,7 +550,14 @@ pub fn run_wrk(addr: SocketAddr, app: App, conns: usize, threads: usize, duratio
         .lines()
         .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
         .and_then(|v| v.trim().parse::<f64>().ok())
-        .with_context(|| format!("no Requests/sec in wrk output:\n{text}"))?;
+        .with_context(|| {
+            format!(
+                "no Requests/sec in wrk output ({}): {} {}",
+                out.status,
+                text.trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )
+        })?;
     let p99 = text.lines().find_map(|l| {
         let l = l.trim();
         let v = l.strip_prefix("99%")?.trim();
@@ -712,19 +729,7 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
                 for &c in &a.concurrency {
                     let mut r = load(&rt, &srv, app, c, a.warmup, a.duration);
                     if a.wrk && app.method_path().0 == "GET" {
-                        match run_wrk(srv.addr, app, c, a.client_threads, a.duration) {
-                            Ok((rps, p99)) => {
-                                eprintln!(
-                                    "  {:<34} {:>9.0} rps  (wrk; ours/wrk = {:.3})",
-                                    "  wrk",
-                                    rps,
-                                    r.rps / rps
-                                );
-                                r.wrk_rps = Some(rps);
-                                r.wrk_p99_us = p99;
-                            }
-                            Err(e) => report.errors.push(format!("{}: wrk: {e:#}", spec.label())),
-                        }
+                        compare_wrk(&rt, &srv, &mut r, &a, &mut report.errors);
                     }
                     report.runs.push(r);
                 }
@@ -765,6 +770,52 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Alternate wrk and this generator on the same server; store both medians.
+fn compare_wrk(rt: &tokio::runtime::Runtime, srv: &Running, r: &mut RunResult, a: &BenchArgs, errors: &mut Vec<String>) {
+    let mut ours = vec![r.rps];
+    let mut theirs = Vec::new();
+    let mut p99s = Vec::new();
+    for round in 0..a.wrk_rounds.max(1) {
+        if round > 0 {
+            ours.push(load(rt, srv, r.app, r.concurrency, Duration::from_millis(500), a.duration).rps);
+        }
+        match run_wrk(srv.addr, r.app, r.concurrency, a.client_threads, a.duration) {
+            Ok((rps, p99)) => {
+                eprintln!("  {:<34} {:>9.0} rps  (wrk)", "wrk", rps);
+                theirs.push(rps);
+                p99s.extend(p99);
+            }
+            Err(e) => {
+                errors.push(format!("{}: wrk: {e:#}", srv.spec.label()));
+                return;
+            }
+        }
+    }
+    let (m_ours, m_wrk) = (median(&ours), median(&theirs));
+    eprintln!(
+        "  {:<34} median {:>9.0} vs wrk {:>9.0} rps: ratio {:.3}",
+        "comparison",
+        m_ours,
+        m_wrk,
+        m_ours / m_wrk
+    );
+    p99s.sort_unstable();
+    r.wrk_rps = Some(m_wrk);
+    r.wrk_p99_us = p99s.get(p99s.len() / 2).copied();
+    r.rounds_rps = ours;
+    r.wrk_rounds_rps = theirs;
+}
+
 fn find<'a>(r: &'a Report, server: &str, app: App, c: usize) -> Option<&'a RunResult> {
     r.runs.iter().find(|x| x.server == server && x.app == app && x.concurrency == c)
 }
@@ -789,6 +840,24 @@ pub fn markdown(r: &Report, charts: &[PathBuf], rel_to: Option<&std::path::Path>
         }
         seen
     };
+    let _ = writeln!(
+        s,
+        "Run {} on {} (git {}); every server 1 process with {} request threads; load generator: {} tokio thread(s), \
+         {} s measured after {} s warm-up per run; command: `{}`.\n",
+        r.meta.date,
+        r.meta.machine,
+        r.meta.git_rev,
+        r.meta.threads,
+        r.meta.client_threads,
+        r.meta.duration_s,
+        r.meta.warmup_s,
+        r.meta.command
+    );
+    let _ = writeln!(s, "| server | launched as |\n|---|---|");
+    for (k, v) in &r.meta.servers {
+        let _ = writeln!(s, "| {k} | {v} |");
+    }
+    let _ = writeln!(s);
     let mut apps: Vec<App> = r.runs.iter().map(|x| x.app).collect();
     apps.sort();
     apps.dedup();
@@ -877,19 +946,30 @@ pub fn markdown(r: &Report, charts: &[PathBuf], rel_to: Option<&std::path::Path>
     }
     if r.runs.iter().any(|x| x.wrk_rps.is_some()) {
         let _ = writeln!(s, "### Load generator vs wrk (same server, same workload)\n");
-        let _ = writeln!(s, "| server | workload | c | isapi-harness rps | wrk rps | ratio | harness p99 | wrk p99 |");
+        let _ = writeln!(
+            s,
+            "Rounds alternate this generator and wrk (same connections, threads and duration); medians compared.\n"
+        );
+        let _ = writeln!(
+            s,
+            "| server | workload | c | isapi-harness rps (rounds) | wrk rps (rounds) | ratio of medians | harness p99 | wrk p99 |"
+        );
         let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|");
+        let list = |v: &[f64]| v.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(", ");
         for x in r.runs.iter().filter(|x| x.wrk_rps.is_some()) {
             let w = x.wrk_rps.unwrap_or(0.0);
+            let ours = if x.rounds_rps.is_empty() { x.rps } else { median(&x.rounds_rps) };
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {:.0} | {:.0} | {:.3} | {} | {} |",
+                "| {} | {} | {} | {:.0} ({}) | {:.0} ({}) | {:.3} | {} | {} |",
                 x.server,
                 x.app.name(),
                 x.concurrency,
-                x.rps,
+                ours,
+                list(&x.rounds_rps),
                 w,
-                x.rps / w.max(1.0),
+                list(&x.wrk_rounds_rps),
+                ours / w.max(1.0),
                 fmt_us(x.p99_us),
                 x.wrk_p99_us.map(fmt_us).unwrap_or_else(|| "—".into())
             );

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Benchmarks: our host (C hello fixture and pyisapie) against a bare hyper server
+# and the WSGI peers, all launched by `isapi-harness bench` with the same thread
+# budget. NOT run in CI. Takes about 20 minutes.
+#
+#   ci/bench.sh            everything below; regenerates harness/bench-results/ and
+#                          the generated sections of BENCHMARKS.md
+#   DURATION=5s ci/bench.sh    shorter runs
+#
+# Needs: ci/install.sh (the venv with the peers) and wrk (apt-get install -y wrk).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PYO3_PYTHON="${PYO3_PYTHON:-/usr/bin/python3}"
+target="${CARGO_TARGET_DIR:-target}"
+DURATION="${DURATION:-10s}"
+WARMUP="${WARMUP:-2s}"
+THREADS="${THREADS:-4}"
+CLIENT_THREADS="${CLIENT_THREADS:-1}"
+OUT=harness/bench-results
+
+command -v wrk >/dev/null || { echo "wrk missing: apt-get install -y wrk" >&2; exit 2; }
+cargo build -q --release -p isapi-host -p pyisapie -p isapi-harness
+h="$target/release/isapi-harness"
+ALL=(--server bare-hyper --server host-c --server host-py --server granian --server gunicorn --server waitress)
+common=(--threads "$THREADS" --client-threads "$CLIENT_THREADS" -d "$DURATION" --warmup "$WARMUP")
+
+run() { # name, args...
+  local name=$1; shift
+  mkdir -p "$OUT/$name"
+  "$h" bench "$@" "${common[@]}" --out "$OUT/$name" \
+    --json "$OUT/$name/bench.json" --markdown "$OUT/$name/bench.md" --svg-dir "$OUT/$name"
+}
+
+# 1. the four workloads at c=64, plus 1000 idle keep-alive connections and a 100 MiB chunked upload
+run workloads "${ALL[@]}" --app hello,echo-10k,stream,upload-1m -c 64 --idle-conns 1000 --upload-mib 100
+# 2. scaling with concurrency
+run scaling "${ALL[@]}" --app hello -c 1,16,64,256,1024
+# 3. response body sizes
+run bodies "${ALL[@]}" --app body-0,body-10k,body-1m -c 64
+# 4. the load generator against wrk on the same servers
+run wrk --server bare-hyper --server host-c --server host-py --app hello -c 64 --wrk
+
+# splice the generated tables into BENCHMARKS.md between <!-- BEGIN name --> and <!-- END name -->
+/usr/bin/python3 - "$OUT" <<'PY'
+import pathlib, re, sys
+out = pathlib.Path(sys.argv[1])
+doc = pathlib.Path("BENCHMARKS.md")
+text = doc.read_text()
+for d in sorted(p for p in out.iterdir() if p.is_dir()):
+    md = (d / "bench.md").read_text().replace("](bench-", "](%s/bench-" % d.as_posix())
+    pat = re.compile(r"(<!-- BEGIN %s -->\n).*?(<!-- END %s -->)" % (d.name, d.name), re.S)
+    text, n = pat.subn(lambda m: m.group(1) + md + m.group(2), text)
+    if n == 0:
+        print("BENCHMARKS.md has no section for", d.name, file=sys.stderr)
+doc.write_text(text)
+PY
+echo "bench: results in $OUT, BENCHMARKS.md updated"
