@@ -31,6 +31,11 @@ fn real_files_go_through_transmit_file() {
     assert!(r.body == data[..1000]);
     let r = c.roundtrip(&get_req("/hello"));
     assert_eq!(body(&r), "Hello, world!");
+    // a Content-Length beyond the file: the body is short, the connection closes
+    c.send(&get_req("/file-cl?300000"));
+    let (raw, closed) = c.read_until_close();
+    assert!(raw.ends_with(&data), "the whole file, then nothing");
+    assert!(closed);
 }
 
 #[test]

@@ -27,6 +27,21 @@ fn write_then_iterable_is_chunked_and_keeps_the_connection() {
 }
 
 #[test]
+fn write_honours_the_apps_content_length() {
+    let host = probe_host();
+    let mut c = host.connect();
+    let r = c.roundtrip(&get_req("/write-cl-long"));
+    assert_eq!((body(&r).as_str(), r.framing), ("12345", Framing::ContentLength(5)));
+    assert!(c.buffered().is_empty());
+    let r = c.roundtrip(&get_req("/hello"));
+    assert_eq!(body(&r), "Hello, world!");
+    c.send(&get_req("/write-cl-short"));
+    let (raw, closed) = c.read_until_close();
+    assert!(String::from_utf8_lossy(&raw).ends_with("\r\n\r\nonly ten b"));
+    assert!(closed, "a short body closes the connection");
+}
+
+#[test]
 fn lazy_start_response_in_a_generator_is_honoured() {
     let host = probe_host();
     let r = host.get("/lazy");
