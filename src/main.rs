@@ -27,8 +27,13 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = config::Cli::parse();
+    // Log lines are written by a dedicated thread, so that request threads
+    // never wait on stderr; nothing is dropped when it falls behind.
+    let (writer, _flush_on_exit) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

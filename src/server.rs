@@ -453,6 +453,36 @@ impl Drop for GoneOnDrop {
     }
 }
 
+/// `uri-host [":" port]` (RFC 9110 §7.2), without userinfo; empty is allowed
+/// for HTTP/1.0.
+fn valid_host(value: &[u8]) -> bool {
+    if value.is_empty() {
+        return true;
+    }
+    if value.contains(&b'@') {
+        return false;
+    }
+    let Some(auth) = std::str::from_utf8(value)
+        .ok()
+        .and_then(|v| v.parse::<http::uri::Authority>().ok())
+    else {
+        return false;
+    };
+    // Without userinfo the host starts the authority; what follows it is
+    // nothing or a port.
+    let host = auth.host();
+    match auth.as_str().strip_prefix(host) {
+        Some("") => !host.is_empty(),
+        Some(rest) => {
+            !host.is_empty()
+                && rest
+                    .strip_prefix(':')
+                    .is_some_and(|p| p.parse::<u16>().is_ok())
+        }
+        None => false,
+    }
+}
+
 fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
     headers
         .get_all(name)
@@ -514,15 +544,18 @@ async fn prepare(
             "HTTP/1.1 request without exactly one Host header",
         ));
     }
+    // ... and so is one whose Host is not a valid uri-host[:port].
+    if headers
+        .get_all(header::HOST)
+        .iter()
+        .any(|h| !valid_host(h.as_bytes()))
+    {
+        return Err(reject(StatusCode::BAD_REQUEST, "invalid Host header"));
+    }
     let chunked = headers.contains_key(header::TRANSFER_ENCODING);
     // RFC 9112 §6.1: Content-Length with Transfer-Encoding is a smuggling
-    // shape; reject it and close.
-    if chunked && headers.contains_key(header::CONTENT_LENGTH) {
-        return Err(reject(
-            StatusCode::BAD_REQUEST,
-            "request has both Content-Length and Transfer-Encoding",
-        ));
-    }
+    // shape. hyper drops the Content-Length, reads the body as chunked and
+    // closes the connection after the response, as the RFC allows.
     let content_length = match headers
         .get(header::CONTENT_LENGTH)
         .map(|v| v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()))
@@ -606,4 +639,33 @@ async fn prepare(
         }
     });
     Ok(new.head_rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_host;
+
+    #[test]
+    fn host_values() {
+        for ok in [
+            "example.com",
+            "example.com:8080",
+            "127.0.0.1:1",
+            "[::1]:80",
+            "[::1]",
+            "a-b.c",
+        ] {
+            assert!(valid_host(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "con form",
+            "a@b",
+            "example.com:x",
+            "exa mple",
+            "[::1",
+            "h:1:2",
+        ] {
+            assert!(!valid_host(bad.as_bytes()), "{bad}");
+        }
+    }
 }
