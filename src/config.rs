@@ -57,7 +57,7 @@ pub(crate) struct ServeArgs {
     /// Largest request head (request line plus headers), in bytes; larger ones get 431 [default: 16384].
     #[arg(long, value_name = "BYTES")]
     pub(crate) max_header: Option<usize>,
-    /// Threads that run HttpExtensionProc (IIS caps its pool at 256) [default: 64].
+    /// Threads that run HttpExtensionProc (IIS caps its pool at 256) [default: 64; 8 for --app and the demo].
     #[arg(long, value_name = "N")]
     pub(crate) threads: Option<usize>,
     /// Physical directory for PATH_TRANSLATED and MAP_URL_TO_PATH [default: the current directory].
@@ -153,6 +153,10 @@ pub(crate) struct ServeConfig {
     pub(crate) shutdown_timeout: Duration,
 }
 
+/// Extension threads by default.
+pub(crate) const DEFAULT_THREADS: usize = 64;
+/// Extension threads by default when the WSGI sugar runs pyisapie.
+pub(crate) const DEFAULT_PYTHON_THREADS: usize = 8;
 /// IIS's `UploadReadAheadSize` default.
 pub(crate) const DEFAULT_READ_AHEAD: usize = 49152;
 /// hyper's smallest read buffer, and so the smallest head limit.
@@ -251,7 +255,14 @@ impl ServeConfig {
         }
         maps.sort_by_key(|m| std::cmp::Reverse(m.prefix.len()));
 
-        let threads = args.threads.or(file.threads).unwrap_or(64);
+        // Python code runs under one GIL: a few threads serve a WSGI app
+        // faster than many that convoy on the lock.
+        let default_threads = if python.is_some() {
+            DEFAULT_PYTHON_THREADS
+        } else {
+            DEFAULT_THREADS
+        };
+        let threads = args.threads.or(file.threads).unwrap_or(default_threads);
         if threads == 0 {
             bail!("--threads must be at least 1");
         }
@@ -370,6 +381,7 @@ mod tests {
         assert_eq!(cfg.read_ahead, 49152);
         assert_eq!(cfg.max_body, 30_000_000);
         assert_eq!(cfg.bind, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(cfg.threads, DEFAULT_PYTHON_THREADS);
     }
 
     #[test]
@@ -386,6 +398,7 @@ mod tests {
         let prefixes: Vec<_> = cfg.maps.iter().map(|m| m.prefix.as_str()).collect();
         assert_eq!(prefixes, ["/a/b", "/a", "/"]);
         assert!(cfg.python.is_none());
+        assert_eq!(cfg.threads, DEFAULT_THREADS);
 
         let dup = ServeArgs {
             maps: vec![
