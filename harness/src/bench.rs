@@ -658,11 +658,23 @@ pub fn upload(srv: &Running, mib: u64) -> UploadResult {
         framed.extend_from_slice(&block);
         framed.extend_from_slice(b"\r\n");
         let mut s = conn.stream().try_clone()?;
-        for _ in 0..(total / 65536) {
-            s.write_all(&framed)?;
+        let mut sent = (|| -> std::io::Result<()> {
+            for _ in 0..(total / 65536) {
+                s.write_all(&framed)?;
+            }
+            s.write_all(b"0\r\n\r\n")
+        })();
+        // the server may answer early (e.g. 413) and close: report its answer
+        let r = match conn.read_response(false) {
+            Ok(r) => r,
+            Err(e) => {
+                sent?;
+                return Err(e.into());
+            }
+        };
+        if let Err(e) = sent.as_mut() {
+            return Ok(format!("{} {} (upload aborted: {e})", r.status, String::from_utf8_lossy(&r.body).trim()));
         }
-        s.write_all(b"0\r\n\r\n")?;
-        let r = conn.read_response(false)?;
         Ok(format!("{} {}", r.status, String::from_utf8_lossy(&r.body).trim()))
     })();
     let secs = t0.elapsed().as_secs_f64();

@@ -34,6 +34,14 @@ pub fn make_env(l: &LaunchArgs, wsgi_app: &str, sub: &str, bench_mode: bool) -> 
     let venv = l.venv.clone().unwrap_or_else(|| repo.join(".venv"));
     let out_dir = l.out.clone().unwrap_or_else(|| repo.join("target").join(sub));
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    // servers run with the WSGI fixture directory as their cwd: make every path absolute
+    let out_dir = out_dir.canonicalize()?;
+    let host_bin = if host_bin.is_relative() && host_bin.components().count() > 1 {
+        std::env::current_dir()?.join(host_bin)
+    } else {
+        host_bin
+    };
+    let venv = if venv.is_relative() { std::env::current_dir()?.join(venv) } else { venv };
     if l.threads == 0 {
         bail!("--threads must be at least 1");
     }

@@ -129,6 +129,11 @@ fn run_conform(a: ConformArgs) -> Result<ExitCode> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // servers run in their own process groups: stop them if we are interrupted
+    let _ = ctrlc::set_handler(|| {
+        isapi_harness::servers::kill_all_groups();
+        std::process::exit(130);
+    });
     let r = match cli.cmd {
         Cmd::Conform(a) => run_conform(*a),
         Cmd::Bench(a) => bench::run(*a),

@@ -153,6 +153,28 @@ pub struct Running {
 
 static COMPILED: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
 
+/// Process groups of the servers currently running (for cleanup on SIGINT/SIGTERM).
+static GROUPS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// Stop every server still running (called from the signal handler).
+pub fn kill_all_groups() {
+    let groups = GROUPS.lock().map(|g| g.clone()).unwrap_or_default();
+    for pgid in groups {
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{pgid}")])
+            .stderr(Stdio::null())
+            .status();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let groups = GROUPS.lock().map(|g| g.clone()).unwrap_or_default();
+    for pgid in groups {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pgid}")])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
 /// Compile `fixtures/isapi-c/<name>.c` into a shared library (once per process).
 pub fn compile_c_fixture(env: &Env, name: &str) -> Result<PathBuf> {
     let mut guard = COMPILED.lock().map_err(|_| anyhow!("fixture cache poisoned"))?;
@@ -230,6 +252,11 @@ pub fn start(env: &Env, spec: &ServerSpec) -> Result<Running> {
             }
             cmd = Command::new(&env.host_bin);
             cmd.args(["serve", "--bind", "127.0.0.1:0", "--threads", &t]);
+            if env.bench_mode {
+                // IIS's default request limit (30 MB) would refuse the 100 MiB upload benchmark;
+                // waitress's default is 1 GiB, granian and gunicorn have none
+                cmd.args(["--max-body", "1073741824"]);
+            }
             if spec.name == "host-py" {
                 cmd.args(["--app", &env.wsgi_app, "--python-path"]).arg(env.wsgi_dir());
             } else {
@@ -265,7 +292,7 @@ pub fn start(env: &Env, spec: &ServerSpec) -> Result<Running> {
                     cmd.args(["-k", "gthread", "-w", "1", "--threads", &t, "-b"]);
                     cmd.arg(format!("127.0.0.1:{p}"));
                     if env.bench_mode {
-                        cmd.args(["--backlog", "2048"]);
+                        cmd.args(["--backlog", "2048", "--worker-connections", "2048"]);
                     }
                     cmd.arg(&env.wsgi_app);
                 }
@@ -323,6 +350,9 @@ pub fn start(env: &Env, spec: &ServerSpec) -> Result<Running> {
         cmd.stdout(Stdio::from(file.try_clone()?));
     }
     let mut child = cmd.spawn().with_context(|| format!("starting {}", spec.name))?;
+    if let Ok(mut g) = GROUPS.lock() {
+        g.push(child.id());
+    }
     let addr = if announced {
         match read_announced_addr(&mut child, file, Duration::from_secs(60)) {
             Ok(a) => a,
@@ -386,6 +416,9 @@ fn read_announced_addr(child: &mut Child, log: File, timeout: Duration) -> Resul
 }
 
 fn kill_group(child: &mut Child, grace: Duration) -> Result<()> {
+    if let Ok(mut g) = GROUPS.lock() {
+        g.retain(|p| *p != child.id());
+    }
     let pgid = child.id().to_string();
     if child.try_wait()?.is_none() {
         let _ = Command::new("kill").args(["-TERM", "--", &format!("-{pgid}")]).status();
@@ -513,7 +546,7 @@ fn vm_rss_kib(pid: u32) -> u64 {
 /// else the first ancestor of the current directory holding `fixtures/cases`.
 pub fn find_repo(explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(p) = explicit {
-        return Ok(p.to_path_buf());
+        return p.canonicalize().with_context(|| format!("--repo {}", p.display()));
     }
     let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     if built.join("fixtures/cases").is_dir() {
