@@ -84,13 +84,26 @@ fn header_str(i: &RequestInfo, name: header::HeaderName) -> &str {
         .unwrap_or("")
 }
 
-/// A W3C field: `-` when empty, spaces as `+`.
+/// A W3C field: `-` when empty, spaces as `+`, control bytes as `%XX` (a
+/// decoded URL must not start a forged log line).
 fn field(s: &str) -> String {
     if s.is_empty() {
-        "-".to_owned()
-    } else {
-        s.replace(' ', "+")
+        return "-".to_owned();
     }
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            ' ' => out.push('+'),
+            c if c.is_control() => {
+                let mut buf = [0; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("%{b:02X}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// UTC `YYYY-MM-DD` and `hh:mm:ss`.
@@ -116,6 +129,13 @@ fn w3c_datetime(t: SystemTime) -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fields_escape_spaces_and_controls() {
+        assert_eq!(field(""), "-");
+        assert_eq!(field("a b"), "a+b");
+        assert_eq!(field("/a\n2026 FORGED"), "/a%0A2026+FORGED");
+    }
 
     #[test]
     fn w3c_dates() {

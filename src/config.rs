@@ -75,6 +75,12 @@ pub(crate) struct ServeArgs {
     /// Seconds an idle keep-alive connection is kept open [default: 15].
     #[arg(long, value_name = "SECS")]
     pub(crate) keepalive_timeout: Option<u64>,
+    /// Seconds an extension may wait on a client that sends and takes nothing before the connection is dropped [default: 120].
+    #[arg(long, value_name = "SECS")]
+    pub(crate) io_timeout: Option<u64>,
+    /// Requests in flight (running or queued) before new ones get 503 [default: 5000].
+    #[arg(long, value_name = "N")]
+    pub(crate) max_requests: Option<usize>,
     /// Seconds to wait for in-flight requests on shutdown [default: 30].
     #[arg(long, value_name = "SECS")]
     pub(crate) shutdown_timeout: Option<u64>,
@@ -122,6 +128,8 @@ struct FileConfig {
     access_log: Option<AccessLogFormat>,
     header_timeout: Option<u64>,
     keepalive_timeout: Option<u64>,
+    io_timeout: Option<u64>,
+    max_requests: Option<usize>,
     shutdown_timeout: Option<u64>,
 }
 
@@ -150,6 +158,8 @@ pub(crate) struct ServeConfig {
     pub(crate) access_log: AccessLogFormat,
     pub(crate) header_timeout: Duration,
     pub(crate) keepalive_timeout: Duration,
+    pub(crate) io_timeout: Duration,
+    pub(crate) max_requests: usize,
     pub(crate) shutdown_timeout: Duration,
 }
 
@@ -297,6 +307,12 @@ impl ServeConfig {
             access_log: args.access_log.or(file.access_log).unwrap_or_default(),
             header_timeout: secs(args.header_timeout, file.header_timeout, 30),
             keepalive_timeout: secs(args.keepalive_timeout, file.keepalive_timeout, 15),
+            io_timeout: secs(args.io_timeout, file.io_timeout, 120),
+            max_requests: args
+                .max_requests
+                .or(file.max_requests)
+                .unwrap_or(5000)
+                .max(1),
             shutdown_timeout: secs(args.shutdown_timeout, file.shutdown_timeout, 30),
         })
     }

@@ -459,7 +459,7 @@ pub(crate) unsafe extern "system" fn get_server_variable(
             trace(ctx, format_args!("GetServerVariable({name}) -> unknown"));
             win32::ERROR_INVALID_INDEX
         })?;
-        let nul = if name.len() > 8 && name[..8].eq_ignore_ascii_case("UNICODE_") {
+        let nul = if name.len() > 8 && name.as_bytes()[..8].eq_ignore_ascii_case(b"UNICODE_") {
             2
         } else {
             1
@@ -607,11 +607,13 @@ unsafe fn dispatch_ssf(
                 write_sized(path.as_bytes(), 1, buf, size).map_err(SsfError::Win32)
             }
             iis::HSE_REQ_MAP_URL_TO_PATH_EX => {
-                let url = opt_cstr(buf as *const u8).ok_or(invalid)?;
+                // Extensions often pass info.lpszPath as the URL: copy it
+                // before taking the output structure mutably.
+                let url = opt_cstr(buf as *const u8).ok_or(invalid)?.to_vec();
                 let info = (data_type as *mut HSE_URL_MAPEX_INFO)
                     .as_mut()
                     .ok_or(invalid)?;
-                let m = ssf::map_url_ex(ctx, url);
+                let m = ssf::map_url_ex(ctx, &url);
                 if m.path.len() >= info.lpszPath.len() {
                     return Err(SsfError::Win32(win32::ERROR_INSUFFICIENT_BUFFER));
                 }

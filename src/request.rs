@@ -58,8 +58,6 @@ pub(crate) struct StreamBody {
 #[derive(Default)]
 pub(crate) struct Outcome {
     state: AtomicU8,
-    /// hyper dropped the body (the client is gone or the connection failed).
-    pub(crate) dropped: AtomicBool,
 }
 
 const OUTCOME_OPEN: u8 = 0;
@@ -117,12 +115,6 @@ impl Body for HostBody {
             HostBody::Full(None) => SizeHint::with_exact(0),
             HostBody::Stream(_) => SizeHint::default(),
         }
-    }
-}
-
-impl Drop for StreamBody {
-    fn drop(&mut self) {
-        self.outcome.dropped.store(true, Ordering::Release);
     }
 }
 
@@ -232,6 +224,7 @@ impl BodyReader {
         incoming: Option<Incoming>,
         read_ahead: usize,
         max: u64,
+        stall: std::time::Duration,
     ) -> (Self, Vec<u8>) {
         let mut reader = BodyReader {
             incoming,
@@ -242,7 +235,15 @@ impl BodyReader {
         };
         let mut pre = Vec::new();
         while pre.len() < read_ahead {
-            match reader.next_frame().await {
+            // No extension thread waits yet, so a stalled upload is cut here.
+            let frame = match tokio::time::timeout(stall, reader.next_frame()).await {
+                Ok(frame) => frame,
+                Err(_) => {
+                    tracing::warn!(timeout = ?stall, "client stalled during the request-body read-ahead");
+                    Err(reader.fail(BodyError::Disconnected))
+                }
+            };
+            match frame {
                 Ok(Some(mut data)) => {
                     let take = (read_ahead - pre.len()).min(data.len());
                     pre.extend_from_slice(&data.split_to(take));
@@ -367,6 +368,8 @@ pub(crate) struct RequestCtx {
     completion: Mutex<Option<Completion>>,
     log: Mutex<LogState>,
     finished: AtomicBool,
+    /// An asynchronous operation is outstanding.
+    async_busy: AtomicBool,
     /// Did the client allow keep-alive?
     pub(crate) client_keep_alive: bool,
     head_request: bool,
@@ -427,6 +430,7 @@ impl RequestCtx {
             completion: Mutex::new(None),
             log: Mutex::new(LogState::default()),
             finished: AtomicBool::new(false),
+            async_busy: AtomicBool::new(false),
             client_keep_alive: p.client_keep_alive,
             head_request,
             started: Instant::now(),
@@ -440,14 +444,17 @@ impl RequestCtx {
     /// `ReadClient`: blocks until some body bytes arrive; `Ok(0)` at the end.
     pub(crate) fn read_client(&self, buf: &mut [u8]) -> Result<usize, u32> {
         let mut body = lock(&self.body);
-        body.read(&self.shared.rt, buf).map_err(|e| {
-            *lock(&self.body_error) = Some(e);
-            if e == BodyError::Disconnected {
-                self.conn.mark_gone();
-            }
-            tracing::warn!(request = self.id, error = ?e, "ReadClient failed");
-            e.win32()
-        })
+        let rt = &self.shared.rt;
+        self.conn
+            .waiting_on_client(|| body.read(rt, buf))
+            .map_err(|e| {
+                *lock(&self.body_error) = Some(e);
+                if e == BodyError::Disconnected {
+                    self.conn.mark_gone();
+                }
+                tracing::warn!(request = self.id, error = ?e, "ReadClient failed");
+                e.win32()
+            })
     }
 
     /// `WriteClient`: body bytes, framed as the headers declared. Headers not
@@ -536,9 +543,14 @@ impl RequestCtx {
         } else {
             Framing::Close
         };
+        // An HTTP/1.0 client gets a self-chunked body de-chunked and
+        // close-delimited: it cannot be kept alive either.
+        let unframed_for_client =
+            matches!(framing, Framing::Chunked(_)) && self.info.version == Version::HTTP_10;
         let close = head.close
             || !keep_conn
             || matches!(framing, Framing::Close)
+            || unframed_for_client
             || self.conn.close_requested();
         let mut resp = Response::new(());
         *resp.status_mut() = head.status;
@@ -648,8 +660,17 @@ impl RequestCtx {
         let Some(tx) = r.body_tx.as_ref() else {
             return Err(win32::ERROR_INVALID_PARAMETER);
         };
-        if tx.blocking_send(bytes).is_err() {
-            self.conn.mark_gone();
+        let sent = match tx.try_send(bytes) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(bytes)) => {
+                // Backpressure: the client reads slower than the extension writes.
+                self.conn
+                    .waiting_on_client(|| tx.blocking_send(bytes))
+                    .map_err(drop)
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
+        };
+        if sent.is_err() {
             return Err(win32::ERROR_NETNAME_DELETED);
         }
         r.sent += len;
@@ -666,7 +687,7 @@ impl RequestCtx {
     /// `HSE_REQ_ABORTIVE_CLOSE`: the connection is dropped at once.
     pub(crate) fn abort(&self) {
         self.outcome.state.store(OUTCOME_ABORTED, Ordering::Release);
-        self.conn.request_close();
+        self.conn.hard_abort();
         // A writer blocked on a full channel holds the lock; the body then
         // sees the broken state the next time hyper polls it.
         if let Ok(mut r) = self.resp.try_lock() {
@@ -678,12 +699,27 @@ impl RequestCtx {
 
     /// `HSE_REQ_IS_CONNECTED`.
     pub(crate) fn is_connected(&self) -> bool {
-        !self.conn.is_gone() && !self.outcome.dropped.load(Ordering::Acquire)
+        !self.conn.is_gone()
     }
 
     /// `HSE_REQ_IS_KEEP_CONN`: would the connection stay open if the response is well framed?
     pub(crate) fn is_keep_conn(&self) -> bool {
         self.client_keep_alive && !self.conn.close_requested()
+    }
+
+    /// Claims the request's single slot for asynchronous I/O.
+    pub(crate) fn begin_async(&self) -> bool {
+        !self.async_busy.swap(true, Ordering::AcqRel)
+    }
+
+    /// Frees the slot, before the completion runs (it may start the next operation).
+    pub(crate) fn end_async(&self) {
+        self.async_busy.store(false, Ordering::Release);
+    }
+
+    /// Has the request ended (`DONE_WITH_SESSION` or a non-pending return)?
+    pub(crate) fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire)
     }
 
     /// `HSE_REQ_IO_COMPLETION`: sets or clears the completion routine.
@@ -789,7 +825,16 @@ impl RequestCtx {
             self.conn.request_close();
         }
         let ended_empty = complete && matches!(r.framing, Framing::Length(0) | Framing::Discard);
-        self.flush_head(&mut r, ended_empty.then(Bytes::new));
+        if ended_empty {
+            // An empty body hyper sees as ended: it keeps the extension's
+            // Content-Length on HEAD, 204 and 304 and sends no bytes.
+            if let Some(resp) = r.pending.take() {
+                if let Some(tx) = r.head_tx.take() {
+                    let _ = tx.send(resp.map(|()| HostBody::Full(None)));
+                }
+            }
+        }
+        self.flush_head(&mut r, None);
         r.body_tx = None;
         let (status, sent) = (r.status, r.sent);
         drop(r);

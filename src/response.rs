@@ -61,7 +61,7 @@ pub(crate) fn parse_status(raw: &[u8]) -> Result<(StatusCode, Option<String>), H
         .parse::<u16>()
         .ok()
         .and_then(|c| StatusCode::from_u16(c).ok())
-        .filter(|c| c.as_u16() >= 200 || c.as_u16() == 101)
+        .filter(|c| c.as_u16() >= 200) // no 1xx: the host supports no upgrades
         .ok_or_else(|| HeadError::Status(text.to_string()))?;
     let reason = reason
         .filter(|r| !r.is_empty() && Some(*r) != status.canonical_reason())

@@ -67,6 +67,10 @@ pub(crate) struct ConnSignals {
     close: AtomicBool,
     gone: AtomicBool,
     notify: Notify,
+    /// Drop the connection now: wakes every thread blocked on this client.
+    abort: Notify,
+    /// Threads blocked until this client sends or takes bytes.
+    client_waits: AtomicUsize,
     in_flight: AtomicUsize,
     /// Milliseconds since `epoch` of the last read or write.
     last_io: AtomicU64,
@@ -79,6 +83,8 @@ impl ConnSignals {
             close: AtomicBool::new(false),
             gone: AtomicBool::new(false),
             notify: Notify::new(),
+            abort: Notify::new(),
+            client_waits: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
             last_io: AtomicU64::new(0),
             epoch: Instant::now(),
@@ -90,6 +96,27 @@ impl ConnSignals {
         if !self.close.swap(true, Ordering::AcqRel) {
             self.notify.notify_one();
         }
+    }
+
+    /// Drops the connection at once (`HSE_REQ_ABORTIVE_CLOSE`, a stalled
+    /// client): a `ReadClient` or `WriteClient` blocked on it fails.
+    pub(crate) fn hard_abort(&self) {
+        self.close.store(true, Ordering::Release);
+        // A stored permit: the connection task sees it even if it is busy now.
+        self.abort.notify_one();
+    }
+
+    /// Runs `f`, which blocks until the client moves, counted for `--io-timeout`.
+    pub(crate) fn waiting_on_client<R>(&self, f: impl FnOnce() -> R) -> R {
+        struct Done<'a>(&'a AtomicUsize);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        self.client_waits.fetch_add(1, Ordering::AcqRel);
+        let _done = Done(&self.client_waits);
+        f()
     }
 
     /// Has closing been asked for?
@@ -123,12 +150,19 @@ impl ConnSignals {
         self.touch();
     }
 
-    fn idle_for(&self) -> Option<Duration> {
-        if self.in_flight.load(Ordering::Acquire) > 0 {
-            return None;
-        }
+    fn since_io(&self) -> Duration {
         let last = Duration::from_millis(self.last_io.load(Ordering::Relaxed));
-        Some(self.epoch.elapsed().saturating_sub(last))
+        self.epoch.elapsed().saturating_sub(last)
+    }
+
+    /// How long a connection with no request in flight has been quiet.
+    fn idle_for(&self) -> Option<Duration> {
+        (self.in_flight.load(Ordering::Acquire) == 0).then(|| self.since_io())
+    }
+
+    /// How long a thread has waited on a client that sends and takes nothing.
+    fn stalled_for(&self) -> Option<Duration> {
+        (self.client_waits.load(Ordering::Acquire) > 0).then(|| self.since_io())
     }
 }
 
@@ -273,7 +307,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         .build()?;
     let shared = Arc::new(Shared {
         workers: Pool::new("isapi-worker", cfg.threads)?,
-        io: Pool::new("isapi-io", (cfg.threads / 4).clamp(2, 32))?,
+        io: Pool::new("isapi-io", cfg.threads.clamp(4, 64))?,
         rt: rt.handle().clone(),
         cfg,
         active: AtomicUsize::new(0),
@@ -285,8 +319,17 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     });
     rt.block_on(serve(app))?;
 
-    for ext in loaded.values() {
-        ext.terminate();
+    // TerminateExtension(MUST_UNLOAD) promises that no request runs any more.
+    let still_running = shared.active.load(Ordering::Acquire);
+    if still_running == 0 {
+        for ext in loaded.values() {
+            ext.terminate();
+        }
+    } else {
+        tracing::warn!(
+            requests = still_running,
+            "requests still inside extensions: not calling TerminateExtension"
+        );
     }
     // Extension threads may still be parked in the pools; do not wait for them.
     rt.shutdown_timeout(Duration::from_secs(1));
@@ -398,6 +441,7 @@ async fn serve_connection(
     });
     let cfg = &app.shared.cfg;
     let idle_limit = cfg.keepalive_timeout;
+    let io_limit = cfg.io_timeout;
     let svc = {
         let (app, signals) = (app.clone(), signals.clone());
         service_fn(move |req| handle(req, app.clone(), signals.clone(), remote, local))
@@ -409,7 +453,7 @@ async fn serve_connection(
         .keep_alive(true)
         .serve_connection(io, svc);
     tokio::pin!(conn);
-    let mut tick = tokio::time::interval(Duration::from_secs(1).min(idle_limit));
+    let mut tick = tokio::time::interval(Duration::from_secs(1).min(idle_limit).min(io_limit));
     let mut closing = *shutdown.borrow();
     if closing {
         conn.as_mut().graceful_shutdown();
@@ -422,6 +466,10 @@ async fn serve_connection(
                 }
                 break;
             }
+            () = signals.abort.notified() => {
+                tracing::debug!(%remote, "connection aborted");
+                break;
+            }
             () = signals.notify.notified(), if !closing => {
                 closing = true;
                 conn.as_mut().graceful_shutdown();
@@ -430,8 +478,12 @@ async fn serve_connection(
                 closing = true;
                 conn.as_mut().graceful_shutdown();
             }
-            _ = tick.tick(), if !closing => {
-                if signals.idle_for().is_some_and(|idle| idle >= idle_limit) {
+            _ = tick.tick() => {
+                if signals.stalled_for().is_some_and(|stall| stall >= io_limit) {
+                    tracing::warn!(%remote, timeout = ?io_limit, "client stalled while the extension waited on it; dropping the connection");
+                    break;
+                }
+                if !closing && signals.idle_for().is_some_and(|idle| idle >= idle_limit) {
                     tracing::debug!(%remote, "closing idle keep-alive connection");
                     closing = true;
                     conn.as_mut().graceful_shutdown();
@@ -451,6 +503,34 @@ impl Drop for GoneOnDrop {
             s.mark_gone();
         }
     }
+}
+
+/// Removes dot-segments from a decoded path (RFC 3986 §5.2.4); `None` for
+/// control bytes (NUL included) or a path that climbs above the root.
+fn normalize_path(path: &[u8]) -> Option<Vec<u8>> {
+    if path.iter().any(|&b| b < 0x20 || b == 0x7f) {
+        return None;
+    }
+    let mut segments: Vec<&[u8]> = Vec::new();
+    let trailing = path.ends_with(b"/") || path.ends_with(b"/.") || path.ends_with(b"/..");
+    for seg in path.split(|&b| b == b'/').skip(1) {
+        match seg {
+            b"." => {}
+            b".." => {
+                segments.pop()?;
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut out = Vec::with_capacity(path.len());
+    for seg in &segments {
+        out.push(b'/');
+        out.extend_from_slice(seg);
+    }
+    if out.is_empty() || (trailing && !out.ends_with(b"/")) {
+        out.push(b'/');
+    }
+    Some(out)
 }
 
 /// `uri-host [":" port]` (RFC 9110 §7.2), without userinfo; empty is allowed
@@ -570,10 +650,23 @@ async fn prepare(
             "request body over --max-body",
         ));
     }
-    let url: Vec<u8> = percent_encoding::percent_decode(req.uri().path().as_bytes()).collect();
+    let decoded: Vec<u8> = percent_encoding::percent_decode(req.uri().path().as_bytes()).collect();
+    // Route and report the normalized path, as IIS does: no control bytes,
+    // no dot-segments, never above the root.
+    let Some(url) = normalize_path(&decoded) else {
+        return Err(reject(StatusCode::BAD_REQUEST, "invalid URL path"));
+    };
     let Some(mount) = app.route(&url) else {
         return Err(error_page(StatusCode::NOT_FOUND, false));
     };
+    // IIS's appConcurrentRequestLimit: past it, 503 rather than an
+    // ever-growing queue of requests holding their read-ahead.
+    if app.shared.active.load(Ordering::Acquire) >= cfg.max_requests {
+        return Err(reject(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many requests in flight (--max-requests)",
+        ));
+    }
     let client_keep_alive = match req.version() {
         Version::HTTP_10 => has_token(headers, header::CONNECTION, "keep-alive"),
         _ => !has_token(headers, header::CONNECTION, "close"),
@@ -590,8 +683,13 @@ async fn prepare(
     // With Expect: 100-continue nothing is preloaded: the 100 goes out when
     // the extension first reads.
     let read_ahead = if expect_continue { 0 } else { cfg.read_ahead };
-    let (reader, preload) =
-        BodyReader::preload(has_body.then_some(body), read_ahead, cfg.max_body).await;
+    let (reader, preload) = BodyReader::preload(
+        has_body.then_some(body),
+        read_ahead,
+        cfg.max_body,
+        cfg.io_timeout,
+    )
+    .await;
     if let Some(e) = reader.failed() {
         let status = e.status();
         return Err(reject(status, "request body failed during read-ahead"));
@@ -643,7 +741,21 @@ async fn prepare(
 
 #[cfg(test)]
 mod tests {
-    use super::valid_host;
+    use super::{normalize_path, valid_host};
+
+    #[test]
+    fn paths_are_normalized() {
+        let n = |p: &str| normalize_path(p.as_bytes()).map(|v| String::from_utf8(v).unwrap());
+        assert_eq!(n("/").as_deref(), Some("/"));
+        assert_eq!(n("/a/b").as_deref(), Some("/a/b"));
+        assert_eq!(n("/a/./b/../c").as_deref(), Some("/a/c"));
+        assert_eq!(n("/a/b/..").as_deref(), Some("/a/"));
+        assert_eq!(n("/a/").as_deref(), Some("/a/"));
+        assert_eq!(n("/public/../admin/x").as_deref(), Some("/admin/x"));
+        assert_eq!(n("/a/../.."), None);
+        assert_eq!(n("/x.py\0.txt"), None);
+        assert_eq!(n("/a\nb"), None);
+    }
 
     #[test]
     fn host_values() {

@@ -103,12 +103,31 @@ fn run_io(
     match completion {
         None => op(ctx).map(|_| ()).map_err(SsfError::Win32),
         Some(c) => {
+            // One asynchronous operation at a time per request, as IIS
+            // expects: a second one could reorder the body or run two
+            // completions at once.
+            if !ctx.begin_async() {
+                tracing::warn!(
+                    request = ctx.id,
+                    "asynchronous I/O while another is outstanding"
+                );
+                return Err(SsfError::Win32(win32::ERROR_INVALID_PARAMETER));
+            }
             let ctx2 = ctx.clone();
             ctx.shared.io.spawn(move || {
                 let (n, err) = match op(&ctx2) {
                     Ok(n) => (n, 0),
                     Err(e) => (0, e),
                 };
+                ctx2.end_async();
+                if ctx2.is_finished() {
+                    // After DONE_WITH_SESSION the ECB is no longer the extension's.
+                    tracing::warn!(
+                        request = ctx2.id,
+                        "I/O completed after DONE_WITH_SESSION; completion not called"
+                    );
+                    return;
+                }
                 c.invoke(&ctx2, u32::try_from(n).unwrap_or(u32::MAX), err);
             });
             Ok(())

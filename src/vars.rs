@@ -157,7 +157,11 @@ impl RequestInfo {
         let mut found: Option<Cow<'_, [u8]>> = None;
         for (n, v) in &self.headers {
             let matches = if cgi {
-                n.as_str().len() == name.len()
+                // A header spelled with `_` never answers an HTTP_ name, so
+                // `X_Forwarded_For` cannot pose as `X-Forwarded-For` (as
+                // Apache and nginx drop them from CGI variables).
+                !n.as_str().contains('_')
+                    && n.as_str().len() == name.len()
                     && n.as_str().bytes().zip(name.bytes()).all(|(a, b)| {
                         let a = if a == b'-' { b'_' } else { a };
                         a.eq_ignore_ascii_case(&b)
@@ -186,7 +190,7 @@ impl RequestInfo {
     /// `HTTP_NAME:value` lines ending in `\n`, as IIS.
     fn all_http(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);
-        for name in self.headers.keys() {
+        for name in self.headers.keys().filter(|n| !n.as_str().contains('_')) {
             out.extend_from_slice(b"HTTP_");
             out.extend(name.as_str().bytes().map(|b| {
                 if b == b'-' {
@@ -238,6 +242,8 @@ pub(crate) fn translate(root: &Path, url: &[u8]) -> String {
                     path.pop();
                 }
             }
+            // A drive, stream or device name would leave the root on Windows.
+            s if cfg!(windows) && (s.contains(':') || s.ends_with(['.', ' '])) => {}
             s => path.push(s),
         }
     }
@@ -301,6 +307,23 @@ mod tests {
         assert_eq!(get("HEADER_X-Custom-Thing").unwrap(), b"a, b");
         assert_eq!(get("HTTP_ABSENT"), Err(VarError::Unknown));
         assert_eq!(get("HEADER_X_CUSTOM_THING"), Err(VarError::Unknown));
+        let mut spoof = info();
+        spoof
+            .headers
+            .insert("x_forwarded_for", "6.6.6.6".parse().unwrap());
+        spoof
+            .headers
+            .insert("x-forwarded-for", "10.0.0.1".parse().unwrap());
+        assert_eq!(&spoof.get("HTTP_X_FORWARDED_FOR").unwrap()[..], b"10.0.0.1");
+        assert!(
+            !String::from_utf8(spoof.get("ALL_HTTP").unwrap().into_owned())
+                .unwrap()
+                .contains("6.6.6.6")
+        );
+        assert_eq!(
+            &spoof.get("HEADER_x_forwarded_for").unwrap()[..],
+            b"6.6.6.6"
+        );
         let all_http = String::from_utf8(get("ALL_HTTP").unwrap()).unwrap();
         assert!(
             all_http.contains("HTTP_X_CUSTOM_THING:a, b\n"),
