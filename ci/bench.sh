@@ -3,8 +3,9 @@
 # and the WSGI peers, all launched by `isapi-harness bench` with the same thread
 # budget. NOT run in CI. Takes about 20 minutes.
 #
-#   ci/bench.sh            everything below; regenerates harness/bench-results/ and
-#                          the generated sections of BENCHMARKS.md
+#   ci/bench.sh            everything below; regenerates harness/bench-results/ (JSON,
+#                          Markdown, SVG) and the generated sections of BENCHMARKS.md;
+#                          server logs go to target/bench/<section>/logs
 #   DURATION=5s ci/bench.sh    shorter runs
 #
 # Needs: ci/install.sh (the venv with the peers) and wrk (apt-get install -y wrk).
@@ -27,7 +28,7 @@ common=(--threads "$THREADS" --client-threads "$CLIENT_THREADS" -d "$DURATION" -
 run() { # name, args...
   local name=$1; shift
   mkdir -p "$OUT/$name"
-  "$h" bench "$@" "${common[@]}" --out "$OUT/$name" \
+  "$h" bench "$@" "${common[@]}" --out "target/bench/$name" \
     --json "$OUT/$name/bench.json" --markdown "$OUT/$name/bench.md" --svg-dir "$OUT/$name"
 }
 
