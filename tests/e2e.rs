@@ -13,5 +13,6 @@ mod host_lifecycle;
 mod host_limits;
 mod host_misbehave;
 mod host_response;
+mod host_robustness;
 mod host_ssf;
 mod host_vars;
