@@ -4,8 +4,11 @@
 #   ci/conform.sh          all servers: host-py, host-c, gunicorn, waitress, granian.
 #                          Regenerates docs/CONFORMANCE.md. Peers come from .venv
 #                          (ci/install.sh installs ci/peers-requirements.txt there).
-#   ci/conform.sh --ours   host-py and host-c only, as CI runs it: the exit status is
-#                          non-zero when any case fails for our servers.
+#   ci/conform.sh --ours   host-py and host-c only, as CI runs it, twice: with each case's
+#                          own fragmenting, then with every request split at random
+#                          points (--fragment random). The exit status is non-zero when
+#                          any case fails for our servers. JUnit: target/conform/junit.xml
+#                          and target/conform-random/junit.xml.
 #
 # Extra arguments are passed to `isapi-harness conform` (e.g. --only chunk, -v,
 # --fragment random). Outputs: target/conform/{conformance.md,junit.xml,logs/}.
@@ -19,8 +22,14 @@ harness="$target/debug/isapi-harness"
 
 if [ "${1:-}" = "--ours" ]; then
   shift
-  exec "$harness" conform --server host-py --server host-c \
-    --markdown target/conform/conformance.md --junit target/conform/junit.xml "$@"
+  status=0
+  # 1. every case with its own fragmenting mode
+  "$harness" conform --server host-py --server host-c \
+    --markdown target/conform/conformance.md --junit target/conform/junit.xml "$@" || status=$?
+  # 2. every case again, each request split at seeded random points into many writes
+  "$harness" conform --server host-py --server host-c --fragment random --out target/conform-random \
+    --markdown target/conform-random/conformance.md --junit target/conform-random/junit.xml "$@" || status=$?
+  exit "$status"
 fi
 
 status=0
