@@ -571,10 +571,11 @@ impl RequestCtx {
         if close {
             h.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        if matches!(framing, Framing::Close) {
+        if matches!(framing, Framing::Close) || unframed_for_client {
             // hyper frames a body of unknown length with chunks on HTTP/1.1;
             // IIS sends such a body close-delimited, and hyper does that only
-            // for an HTTP/1.0 response.
+            // for an HTTP/1.0 response (which also keeps hyper from adding
+            // `keep-alive` for a 1.0 client).
             *resp.version_mut() = Version::HTTP_10;
         }
         r.status = head.status.as_u16();

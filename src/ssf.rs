@@ -94,6 +94,46 @@ fn completion_for(ctx: &RequestCtx, flags: u32) -> Result<Option<Completion>, Ss
     }
 }
 
+/// Claims the request's one slot for asynchronous I/O: a second outstanding
+/// operation could reorder the body or run two completions at once.
+fn claim_async(ctx: &RequestCtx) -> Result<(), SsfError> {
+    if ctx.begin_async() {
+        Ok(())
+    } else {
+        tracing::warn!(
+            request = ctx.id,
+            "asynchronous I/O while another is outstanding"
+        );
+        Err(SsfError::Win32(win32::ERROR_INVALID_PARAMETER))
+    }
+}
+
+/// On an I/O thread: runs `op`, frees the async slot, then calls the
+/// completion routine (never after `DONE_WITH_SESSION`, when the ECB is no
+/// longer the extension's).
+fn complete_on_io_thread(
+    ctx: &Arc<RequestCtx>,
+    c: Completion,
+    op: impl FnOnce(&RequestCtx) -> Result<u64, u32> + Send + 'static,
+) {
+    let ctx2 = ctx.clone();
+    ctx.shared.io.spawn(move || {
+        let (n, err) = match op(&ctx2) {
+            Ok(n) => (n, 0),
+            Err(e) => (0, e),
+        };
+        ctx2.end_async();
+        if ctx2.is_finished() {
+            tracing::warn!(
+                request = ctx2.id,
+                "I/O completed after DONE_WITH_SESSION; completion not called"
+            );
+            return;
+        }
+        c.invoke(&ctx2, u32::try_from(n).unwrap_or(u32::MAX), err);
+    });
+}
+
 /// Runs `op` now, or on an I/O thread followed by the completion routine.
 fn run_io(
     ctx: &Arc<RequestCtx>,
@@ -103,33 +143,8 @@ fn run_io(
     match completion {
         None => op(ctx).map(|_| ()).map_err(SsfError::Win32),
         Some(c) => {
-            // One asynchronous operation at a time per request, as IIS
-            // expects: a second one could reorder the body or run two
-            // completions at once.
-            if !ctx.begin_async() {
-                tracing::warn!(
-                    request = ctx.id,
-                    "asynchronous I/O while another is outstanding"
-                );
-                return Err(SsfError::Win32(win32::ERROR_INVALID_PARAMETER));
-            }
-            let ctx2 = ctx.clone();
-            ctx.shared.io.spawn(move || {
-                let (n, err) = match op(&ctx2) {
-                    Ok(n) => (n, 0),
-                    Err(e) => (0, e),
-                };
-                ctx2.end_async();
-                if ctx2.is_finished() {
-                    // After DONE_WITH_SESSION the ECB is no longer the extension's.
-                    tracing::warn!(
-                        request = ctx2.id,
-                        "I/O completed after DONE_WITH_SESSION; completion not called"
-                    );
-                    return;
-                }
-                c.invoke(&ctx2, u32::try_from(n).unwrap_or(u32::MAX), err);
-            });
+            claim_async(ctx)?;
+            complete_on_io_thread(ctx, c, op);
             Ok(())
         }
     }
@@ -137,15 +152,30 @@ fn run_io(
 
 /// `WriteClient`, synchronous or with `HSE_IO_ASYNC`.
 pub(crate) fn write_client(ctx: &Arc<RequestCtx>, data: &[u8], flags: u32) -> Result<(), u32> {
-    let completion = completion_for(ctx, flags).map_err(|_| win32::ERROR_INVALID_PARAMETER)?;
+    let to_win32 = |e: SsfError| match e {
+        SsfError::Win32(code) => code,
+        SsfError::Unsupported => win32::ERROR_INVALID_PARAMETER,
+    };
+    let completion = completion_for(ctx, flags).map_err(to_win32)?;
+    if completion.is_some() {
+        claim_async(ctx).map_err(to_win32)?;
+    }
     // The bytes are queued before returning, so the caller may reuse its
     // buffer at once; only the completion is deferred.
-    ctx.write_client(data)?;
+    if let Err(e) = ctx.write_client(data) {
+        if completion.is_some() {
+            ctx.end_async();
+        }
+        return Err(e);
+    }
     if flags & iis::HSE_IO_DISCONNECT_AFTER_SEND != 0 {
         ctx.conn.request_close();
     }
-    let n = data.len() as u64;
-    run_io(ctx, completion, move |_| Ok(n)).map_err(|_| win32::ERROR_INVALID_PARAMETER)
+    if let Some(c) = completion {
+        let n = data.len() as u64;
+        complete_on_io_thread(ctx, c, move |_| Ok(n));
+    }
+    Ok(())
 }
 
 /// `SEND_URL_REDIRECT_RESP` and `SEND_URL`: a `302 Found` to the URL.
