@@ -305,10 +305,11 @@ impl Completion {
 
 /// Live requests by `HCONN`, sharded so that requests on different threads
 /// rarely meet on a lock.
-static REGISTRY: LazyLock<[RwLock<HashMap<usize, Arc<RequestCtx>>>; 16]> =
-    LazyLock::new(Default::default);
+type Shard = RwLock<HashMap<usize, Arc<RequestCtx>>>;
 
-fn shard(id: usize) -> &'static RwLock<HashMap<usize, Arc<RequestCtx>>> {
+static REGISTRY: LazyLock<[Shard; 16]> = LazyLock::new(Default::default);
+
+fn shard(id: usize) -> &'static Shard {
     &REGISTRY[id % REGISTRY.len()]
 }
 static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
