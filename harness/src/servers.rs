@@ -110,22 +110,28 @@ impl Env {
     /// Describe a server's launch for reports: version and settings.
     pub fn describe(&self, spec: &ServerSpec) -> String {
         let t = self.threads;
+        let bench = |flags: &str| if self.bench_mode { format!(" {flags}") } else { String::new() };
+        let host_flags = bench("--access-log off --max-body 1073741824");
+        let ver = |p: &str| self.pkg_version(p).unwrap_or_else(|| "?".into());
         match spec.name.as_str() {
-            "host-py" => format!("isapi-host + pyisapie ({}), --threads {t}", self.wsgi_app),
-            "host-c" => format!("isapi-host + C fixtures (hello, echo, misbehave), --threads {t}"),
+            "host-py" => format!("isapi-host + pyisapie ({}), --threads {t}{host_flags}", self.wsgi_app),
+            "host-c" => format!("isapi-host + C fixtures (hello, echo, misbehave), --threads {t}{host_flags}"),
             "gunicorn" => format!(
-                "gunicorn {} -k gthread -w 1 --threads {t}",
-                self.pkg_version("gunicorn").unwrap_or_else(|| "?".into())
+                "gunicorn {} -k gthread -w 1 --threads {t}{}",
+                ver("gunicorn"),
+                bench("--backlog 2048 --worker-connections 2048")
             ),
             "waitress" => format!(
-                "waitress {} --threads={t}",
-                self.pkg_version("waitress").unwrap_or_else(|| "?".into())
+                "waitress {} --threads={t}{}",
+                ver("waitress"),
+                bench("--backlog=2048 --connection-limit=2048")
             ),
             "granian" => format!(
-                "granian {} --interface wsgi --workers 1 --blocking-threads {t}",
-                self.pkg_version("granian").unwrap_or_else(|| "?".into())
+                "granian {} --interface wsgi --workers 1 --blocking-threads {t}{}",
+                ver("granian"),
+                bench("--backlog 2048")
             ),
-            "bare-hyper" => format!("hyper {} in isapi-harness, tokio worker threads {t}", "1.x"),
+            "bare-hyper" => format!("hyper 1.x in isapi-harness, tokio worker threads {t}"),
             other => other.to_owned(),
         }
     }
@@ -256,6 +262,8 @@ pub fn start(env: &Env, spec: &ServerSpec) -> Result<Running> {
                 // IIS's default request limit (30 MB) would refuse the 100 MiB upload benchmark;
                 // waitress's default is 1 GiB, granian and gunicorn have none
                 cmd.args(["--max-body", "1073741824"]);
+                // like the peers (none writes an access log by default)
+                cmd.args(["--access-log", "off"]);
             }
             if spec.name == "host-py" {
                 cmd.args(["--app", &env.wsgi_app, "--python-path"]).arg(env.wsgi_dir());
