@@ -8,7 +8,23 @@ export PYISAPIE_TEST_VENV="${PYISAPIE_TEST_VENV:-$PWD/.venv}"
 
 # The e2e tests find libpyisapie.so next to the isapi-host binary.
 cargo build --workspace --all-targets
-cargo test --workspace --no-fail-fast -- --test-threads="${TEST_THREADS:-2}"
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace --all-targets --no-fail-fast -- --test-threads="${TEST_THREADS:-2}" 2>&1 | tee "$log" || status=$?
+
+conform_status=0
 if [ -x ci/conform.sh ]; then
-  ci/conform.sh --ours
+  ci/conform.sh --ours || conform_status=$?
+fi
+
+# One closing line over every test binary.
+sum() { grep -Eo "[0-9]+ $1" | awk '{ n += $1 } END { print n + 0 }'; }
+passed=$(grep '^test result:' "$log" | sum passed || true)
+failed=$(grep '^test result:' "$log" | sum failed || true)
+echo "conformance: $([ "$conform_status" -eq 0 ] && echo ok || echo FAILED)"
+echo "tests: ${passed} passed, ${failed} failed"
+if [ "$status" -ne 0 ] || [ "$conform_status" -ne 0 ]; then
+  exit 1
 fi
