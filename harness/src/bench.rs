@@ -277,29 +277,205 @@ async fn connect(addr: SocketAddr) -> Result<Sender> {
     Ok(sender)
 }
 
-/// One connection's request loop. Returns its latency histogram (µs).
-async fn worker(
-    addr: SocketAddr,
-    app: App,
-    body: Bytes,
-    measure_from: Instant,
-    end: Instant,
-    shared: Arc<Shared>,
-) -> Histogram<u64> {
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds");
+/// A minimal keep-alive HTTP/1.1 client connection for the hot loop: the
+/// request is pre-serialised, the response parsed in place (httparse for the
+/// head; Content-Length, chunked or close-delimited bodies). One task, no
+/// channel between a request handle and a connection driver.
+struct RawConn {
+    stream: tokio::net::TcpStream,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+/// What one exchange produced.
+struct Answer {
+    status: u16,
+    body_len: usize,
+    head: Vec<u8>,
+    /// The server will close (Connection: close or a close-delimited body).
+    closing: bool,
+}
+
+impl RawConn {
+    async fn connect(addr: SocketAddr) -> std::io::Result<RawConn> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(RawConn {
+            stream,
+            buf: vec![0; 64 * 1024],
+            start: 0,
+            end: 0,
+        })
+    }
+
+    /// Read more bytes into the buffer; false at EOF.
+    async fn fill(&mut self) -> std::io::Result<bool> {
+        use tokio::io::AsyncReadExt;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        } else if self.end == self.buf.len() {
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            } else {
+                self.buf.resize(self.buf.len() * 2, 0);
+            }
+        }
+        let n = self.stream.read(&mut self.buf[self.end..]).await?;
+        self.end += n;
+        Ok(n > 0)
+    }
+
+    /// Consume up to `n` body bytes, returning how many; `want_head` collects the first bytes.
+    async fn skip(&mut self, mut n: usize, head: &mut Vec<u8>) -> std::io::Result<()> {
+        while n > 0 {
+            if self.start == self.end && !self.fill().await? {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            let take = n.min(self.end - self.start);
+            if head.len() < 32 {
+                let k = take.min(32 - head.len());
+                head.extend_from_slice(&self.buf[self.start..self.start + k]);
+            }
+            self.start += take;
+            n -= take;
+        }
+        Ok(())
+    }
+
+    /// A CRLF-terminated line (without CRLF), consumed.
+    async fn line(&mut self) -> std::io::Result<Vec<u8>> {
+        loop {
+            if let Some(i) = self.buf[self.start..self.end].windows(2).position(|w| w == b"\r\n") {
+                let l = self.buf[self.start..self.start + i].to_vec();
+                self.start += i + 2;
+                return Ok(l);
+            }
+            if !self.fill().await? {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+    }
+
+    async fn exchange(&mut self, request: &[u8], is_head: bool) -> std::io::Result<Answer> {
+        use tokio::io::AsyncWriteExt;
+        let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_owned());
+        self.stream.write_all(request).await?;
+        loop {
+            // parse the head in place
+            let (status, head_len, length, chunked, closing) = {
+                let mut headers = [httparse::EMPTY_HEADER; 32];
+                let mut resp = httparse::Response::new(&mut headers);
+                match resp.parse(&self.buf[self.start..self.end]) {
+                    Ok(httparse::Status::Complete(n)) => {
+                        let status = resp.code.unwrap_or(0);
+                        let mut length = None;
+                        let mut chunked = false;
+                        let mut closing = false;
+                        for h in resp.headers.iter() {
+                            if h.name.eq_ignore_ascii_case("content-length") {
+                                length = std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse::<usize>().ok());
+                            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                                chunked = h.value.windows(7).any(|w| w.eq_ignore_ascii_case(b"chunked"));
+                            } else if h.name.eq_ignore_ascii_case("connection") {
+                                closing = h.value.windows(5).any(|w| w.eq_ignore_ascii_case(b"close"));
+                            }
+                        }
+                        (status, n, length, chunked, closing)
+                    }
+                    Ok(httparse::Status::Partial) => {
+                        if !self.fill().await? {
+                            return Err(std::io::ErrorKind::UnexpectedEof.into());
+                        }
+                        continue;
+                    }
+                    Err(_) => return Err(bad("malformed response head")),
+                }
+            };
+            self.start += head_len;
+            if (100..200).contains(&status) {
+                continue; // interim response
+            }
+            let mut head = Vec::new();
+            let no_body = is_head || status == 204 || status == 304;
+            let (body_len, closing) = if no_body {
+                (0, closing)
+            } else if chunked {
+                let mut total = 0;
+                loop {
+                    let l = self.line().await?;
+                    let hex = l.split(|&b| b == b';').next().unwrap_or(&[]);
+                    let size = std::str::from_utf8(hex)
+                        .ok()
+                        .and_then(|h| usize::from_str_radix(h.trim(), 16).ok())
+                        .ok_or_else(|| bad("bad chunk size"))?;
+                    if size == 0 {
+                        while !self.line().await?.is_empty() {}
+                        break;
+                    }
+                    self.skip(size, &mut head).await?;
+                    if !self.line().await?.is_empty() {
+                        return Err(bad("chunk not followed by CRLF"));
+                    }
+                    total += size;
+                }
+                (total, closing)
+            } else if let Some(n) = length {
+                self.skip(n, &mut head).await?;
+                (n, closing)
+            } else {
+                // close-delimited
+                let mut total = 0;
+                loop {
+                    let avail = self.end - self.start;
+                    self.skip(avail, &mut head).await?;
+                    total += avail;
+                    if !self.fill().await? {
+                        break;
+                    }
+                }
+                (total, true)
+            };
+            return Ok(Answer {
+                status,
+                body_len,
+                head,
+                closing,
+            });
+        }
+    }
+}
+
+fn serialize_request(app: App) -> Vec<u8> {
     let (method, path) = app.method_path();
-    let mut sender: Option<Sender> = None;
+    let body = app.request_body();
+    let mut r = format!("{method} {path} HTTP/1.1\r\nHost: bench\r\n").into_bytes();
+    if method == "POST" {
+        r.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+    }
+    r.extend_from_slice(b"\r\n");
+    r.extend_from_slice(&body);
+    r
+}
+
+/// One connection's request loop. Returns its latency histogram (µs).
+async fn worker(app: App, addr: SocketAddr, request: Arc<Vec<u8>>, measure_from: Instant, end: Instant, shared: Arc<Shared>) -> Histogram<u64> {
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds");
+    let mut conn: Option<RawConn> = None;
     let mut first = true;
     while Instant::now() < end {
-        let s = match &mut sender {
-            Some(s) => s,
-            None => match connect(addr).await {
-                Ok(s) => {
+        let c = match &mut conn {
+            Some(c) => c,
+            None => match RawConn::connect(addr).await {
+                Ok(c) => {
                     if !first {
                         shared.reconnects.fetch_add(1, Ordering::Relaxed);
                     }
                     first = false;
-                    sender.insert(s)
+                    conn.insert(c)
                 }
                 Err(_) => {
                     shared.errors_connect.fetch_add(1, Ordering::Relaxed);
@@ -308,67 +484,26 @@ async fn worker(
                 }
             },
         };
-        if s.ready().await.is_err() {
-            sender = None;
-            continue;
-        }
-        let req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(hyper::header::HOST, "bench")
-            .body(Full::new(body.clone()))
-            .expect("request");
         let t0 = Instant::now();
-        let resp = match s.send_request(req).await {
-            Ok(r) => r,
+        let answer = match c.exchange(&request, false).await {
+            Ok(a) => a,
             Err(_) => {
                 shared.errors_io.fetch_add(1, Ordering::Relaxed);
-                sender = None;
+                conn = None;
                 continue;
             }
         };
-        let status_ok = resp.status() == hyper::StatusCode::OK;
-        let closing = resp
-            .headers()
-            .get(hyper::header::CONNECTION)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.to_ascii_lowercase().contains("close"));
-        let mut body_in = resp.into_body();
-        let mut len = 0usize;
-        let mut head = Vec::new();
-        let mut broken = false;
-        while let Some(frame) = body_in.frame().await {
-            match frame {
-                Ok(f) => {
-                    if let Some(d) = f.data_ref() {
-                        if head.len() < 32 {
-                            head.extend_from_slice(&d[..d.len().min(32 - head.len())]);
-                        }
-                        len += d.len();
-                    }
-                }
-                Err(_) => {
-                    broken = true;
-                    break;
-                }
-            }
-        }
         let dt = t0.elapsed();
-        if broken {
-            shared.errors_io.fetch_add(1, Ordering::Relaxed);
-            sender = None;
-            continue;
-        }
-        if !status_ok {
+        if answer.status != 200 {
             shared.errors_status.fetch_add(1, Ordering::Relaxed);
-        } else if !app.valid_body(len, &head) {
+        } else if !app.valid_body(answer.body_len, &answer.head) {
             shared.errors_body.fetch_add(1, Ordering::Relaxed);
         } else if t0 >= measure_from && Instant::now() <= end + Duration::from_secs(5) {
             let _ = hist.record((dt.as_micros() as u64).max(1));
             shared.done.fetch_add(1, Ordering::Relaxed);
         }
-        if closing {
-            sender = None;
+        if answer.closing {
+            conn = None;
         }
     }
     hist
@@ -431,7 +566,7 @@ pub fn load(
     });
     let label = format!("{} {} c{}", srv.spec.label(), app.name(), conns);
     let pb = progress_bar(&label, warmup + duration);
-    let body = app.request_body();
+    let request = Arc::new(serialize_request(app));
     let start = Instant::now();
     let measure_from = start + warmup;
     let end = measure_from + duration;
@@ -440,7 +575,7 @@ pub fn load(
     let hist = rt.block_on(async {
         let mut tasks = Vec::with_capacity(conns);
         for _ in 0..conns {
-            tasks.push(tokio::spawn(worker(addr, app, body.clone(), measure_from, end, shared.clone())));
+            tasks.push(tokio::spawn(worker(app, addr, request.clone(), measure_from, end, shared.clone())));
         }
         let mut last = 0;
         let mut last_t = Instant::now();
@@ -725,7 +860,7 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
     };
     for spec in &specs {
         eprintln!("bench: {} ({})", spec.label(), env.describe(spec));
-        let srv = match servers::start(&env, spec) {
+        let mut srv = match servers::start(&env, spec) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("  did not start: {e:#}");
@@ -739,7 +874,27 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
                     continue;
                 }
                 for &c in &a.concurrency {
+                    if !srv.alive() {
+                        let why = srv.exit_status().unwrap_or_default();
+                        eprintln!("  {} died ({why}); restarting it", spec.label());
+                        report.errors.push(format!("{} died ({why}) before {} c={c}; restarted", spec.label(), app.name()));
+                        match servers::start(&env, spec) {
+                            Ok(fresh) => std::mem::replace(&mut srv, fresh).stop(),
+                            Err(e) => {
+                                report.errors.push(format!("{}: restart failed: {e:#}", spec.label()));
+                                break;
+                            }
+                        }
+                    }
                     let mut r = load(&rt, &srv, app, c, a.warmup, a.duration);
+                    if !srv.alive() {
+                        let why = srv.exit_status().unwrap_or_default();
+                        report.errors.push(format!(
+                            "{} died ({why}) during {} c={c}; that run's numbers are void",
+                            spec.label(),
+                            app.name()
+                        ));
+                    }
                     if a.wrk && app.method_path().0 == "GET" {
                         compare_wrk(&rt, &srv, &mut r, &a, &mut report.errors);
                     }
@@ -1119,6 +1274,41 @@ mod tests {
         assert!(App::Body10k.supported_by(&ServerSpec::parse("granian").unwrap()));
     }
 
+    /// The hot-loop client reads every framing exactly and keeps pipelined bytes.
+    #[test]
+    fn raw_client_framings() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap();
+            tokio::spawn(async move {
+                let (mut s, _) = l.accept().await.unwrap();
+                let mut buf = [0u8; 1024];
+                let answers: [&[u8]; 4] = [
+                    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nHello, world!",
+                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nHello\r\n8\r\n, world!\r\n0\r\nT: v\r\n\r\n",
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\n",
+                    b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nclose-delimited",
+                ];
+                for a in answers {
+                    let _ = s.read(&mut buf).await.unwrap();
+                    s.write_all(a).await.unwrap();
+                }
+            });
+            let mut c = RawConn::connect(addr).await.unwrap();
+            let req = b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n";
+            let a = c.exchange(req, false).await.unwrap();
+            assert_eq!((a.status, a.body_len, a.head.as_slice(), a.closing), (200, 13, &b"Hello, world!"[..], false));
+            let a = c.exchange(req, false).await.unwrap();
+            assert_eq!((a.body_len, a.head.as_slice()), (13, &b"Hello, world!"[..]));
+            let a = c.exchange(req, true).await.unwrap();
+            assert_eq!(a.body_len, 0);
+            let a = c.exchange(req, false).await.unwrap();
+            assert_eq!((a.body_len, a.closing), (15, true));
+        });
+    }
+
     /// End to end against the bare hyper server (run in-process on a thread):
     /// every workload gets valid responses.
     #[test]
@@ -1147,7 +1337,8 @@ mod tests {
             let mut hs = Vec::new();
             for app in [App::Hello, App::Echo10k, App::Stream, App::Upload1m, App::Body1m] {
                 let now = Instant::now();
-                let h = worker(addr, app, app.request_body(), now, now + Duration::from_millis(300), shared.clone()).await;
+                let req = Arc::new(serialize_request(app));
+                let h = worker(app, addr, req, now, now + Duration::from_millis(300), shared.clone()).await;
                 hs.push(h.len());
             }
             assert_eq!(shared.errors_body.load(Ordering::Relaxed), 0);

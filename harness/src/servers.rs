@@ -457,6 +457,11 @@ impl Running {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// How the process ended, if it did (e.g. "signal: 9 (SIGKILL)").
+    pub fn exit_status(&mut self) -> Option<String> {
+        self.child.try_wait().ok().flatten().map(|s| s.to_string())
+    }
+
     fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
         let client = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(2))
