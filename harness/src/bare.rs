@@ -35,7 +35,10 @@ impl Body for Out {
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let this = self.get_mut();
         Poll::Ready(match this {
             Out::Full(b) => b.take().map(|b| Ok(Frame::data(b))),
@@ -66,17 +69,27 @@ fn pattern(n: usize) -> Bytes {
 
 fn resp(ctype: &'static str, body: Bytes) -> Response<Out> {
     let mut r = Response::new(Out::Full(Some(body)));
-    r.headers_mut()
-        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(ctype));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(ctype),
+    );
     r
 }
 
-async fn handle(req: Request<Incoming>, cache: std::sync::Arc<[Bytes; 3]>) -> Result<Response<Out>, Infallible> {
+async fn handle(
+    req: Request<Incoming>,
+    cache: std::sync::Arc<[Bytes; 3]>,
+) -> Result<Response<Out>, Infallible> {
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
     Ok(match path.as_str() {
         "/echo" => {
-            let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
             resp("application/octet-stream", body)
         }
         "/count" => {
@@ -90,7 +103,10 @@ async fn handle(req: Request<Incoming>, cache: std::sync::Arc<[Bytes; 3]>) -> Re
             resp("text/plain", Bytes::from(format!("bytes={n}\n")))
         }
         "/bytes" => {
-            let n: usize = query.strip_prefix("n=").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let n: usize = query
+                .strip_prefix("n=")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
             let body = match n {
                 0 => cache[0].clone(),
                 10240 => cache[1].clone(),
@@ -101,8 +117,10 @@ async fn handle(req: Request<Incoming>, cache: std::sync::Arc<[Bytes; 3]>) -> Re
         }
         "/stream" => {
             let mut r = Response::new(Out::Blocks(10));
-            r.headers_mut()
-                .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/plain"));
+            r.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("text/plain"),
+            );
             r
         }
         // "/hello" and anything else: the hello bytes, like the C hello fixture
@@ -118,7 +136,10 @@ pub fn serve(a: BareArgs) -> Result<()> {
         .build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(a.bind).await?;
-        println!("isapi-harness bare-hyper listening on http://{}", listener.local_addr()?);
+        println!(
+            "isapi-harness bare-hyper listening on http://{}",
+            listener.local_addr()?
+        );
         let cache = std::sync::Arc::new([pattern(0), pattern(10240), pattern(1048576)]);
         loop {
             let (stream, _) = listener.accept().await?;

@@ -111,7 +111,12 @@ pub struct BenchArgs {
     #[arg(long, value_enum, value_delimiter = ',', default_value = "hello")]
     pub app: Vec<App>,
     /// Concurrent keep-alive connections (comma-separated list for scaling runs).
-    #[arg(short = 'c', long = "concurrency", value_delimiter = ',', default_value = "64")]
+    #[arg(
+        short = 'c',
+        long = "concurrency",
+        value_delimiter = ',',
+        default_value = "64"
+    )]
     pub concurrency: Vec<usize>,
     /// Measured duration of each run (e.g. 10s, 500ms).
     #[arg(short = 'd', long, default_value = "10s", value_parser = parse_duration)]
@@ -349,7 +354,10 @@ impl RawConn {
     /// A CRLF-terminated line (without CRLF), consumed.
     async fn line(&mut self) -> std::io::Result<Vec<u8>> {
         loop {
-            if let Some(i) = self.buf[self.start..self.end].windows(2).position(|w| w == b"\r\n") {
+            if let Some(i) = self.buf[self.start..self.end]
+                .windows(2)
+                .position(|w| w == b"\r\n")
+            {
                 let l = self.buf[self.start..self.start + i].to_vec();
                 self.start += i + 2;
                 return Ok(l);
@@ -377,11 +385,17 @@ impl RawConn {
                         let mut closing = false;
                         for h in resp.headers.iter() {
                             if h.name.eq_ignore_ascii_case("content-length") {
-                                length = std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse::<usize>().ok());
+                                length = std::str::from_utf8(h.value)
+                                    .ok()
+                                    .and_then(|v| v.trim().parse::<usize>().ok());
                             } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                                chunked = h.value.windows(7).any(|w| w.eq_ignore_ascii_case(b"chunked"));
+                                chunked = h
+                                    .value
+                                    .windows(7)
+                                    .any(|w| w.eq_ignore_ascii_case(b"chunked"));
                             } else if h.name.eq_ignore_ascii_case("connection") {
-                                closing = h.value.windows(5).any(|w| w.eq_ignore_ascii_case(b"close"));
+                                closing =
+                                    h.value.windows(5).any(|w| w.eq_ignore_ascii_case(b"close"));
                             }
                         }
                         (status, n, length, chunked, closing)
@@ -462,7 +476,14 @@ fn serialize_request(app: App) -> Vec<u8> {
 }
 
 /// One connection's request loop. Returns its latency histogram (µs).
-async fn worker(app: App, addr: SocketAddr, request: Arc<Vec<u8>>, measure_from: Instant, end: Instant, shared: Arc<Shared>) -> Histogram<u64> {
+async fn worker(
+    app: App,
+    addr: SocketAddr,
+    request: Arc<Vec<u8>>,
+    measure_from: Instant,
+    end: Instant,
+    shared: Arc<Shared>,
+) -> Histogram<u64> {
     let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds");
     let mut conn: Option<RawConn> = None;
     let mut first = true;
@@ -575,7 +596,14 @@ pub fn load(
     let hist = rt.block_on(async {
         let mut tasks = Vec::with_capacity(conns);
         for _ in 0..conns {
-            tasks.push(tokio::spawn(worker(app, addr, request.clone(), measure_from, end, shared.clone())));
+            tasks.push(tokio::spawn(worker(
+                app,
+                addr,
+                request.clone(),
+                measure_from,
+                end,
+                shared.clone(),
+            )));
         }
         let mut last = 0;
         let mut last_t = Instant::now();
@@ -588,14 +616,20 @@ pub fn load(
             }
             let done = shared.done.load(Ordering::Relaxed);
             let dt = last_t.elapsed().as_secs_f64();
-            pb.set_position(start.elapsed().as_millis().min((warmup + duration).as_millis()) as u64);
+            pb.set_position(
+                start
+                    .elapsed()
+                    .as_millis()
+                    .min((warmup + duration).as_millis()) as u64,
+            );
             if done > last {
                 pb.set_message(format!("{:>9.0} rps", (done - last) as f64 / dt));
             }
             last = done;
             last_t = Instant::now();
         }
-        let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds");
+        let mut hist =
+            Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds");
         for t in tasks {
             if let Ok(h) = t.await {
                 let _ = hist.add(h);
@@ -667,7 +701,13 @@ pub fn fmt_us(us: u64) -> String {
 }
 
 /// Run wrk against the same server and workload; returns (rps, p99 µs).
-pub fn run_wrk(addr: SocketAddr, app: App, conns: usize, threads: usize, duration: Duration) -> Result<(f64, Option<u64>)> {
+pub fn run_wrk(
+    addr: SocketAddr,
+    app: App,
+    conns: usize,
+    threads: usize,
+    duration: Duration,
+) -> Result<(f64, Option<u64>)> {
     let (method, path) = app.method_path();
     if method != "GET" {
         bail!("wrk comparison only for GET workloads");
@@ -808,9 +848,17 @@ pub fn upload(srv: &Running, mib: u64) -> UploadResult {
             }
         };
         if let Err(e) = sent.as_mut() {
-            return Ok(format!("{} {} (upload aborted: {e})", r.status, String::from_utf8_lossy(&r.body).trim()));
+            return Ok(format!(
+                "{} {} (upload aborted: {e})",
+                r.status,
+                String::from_utf8_lossy(&r.body).trim()
+            ));
         }
-        Ok(format!("{} {}", r.status, String::from_utf8_lossy(&r.body).trim()))
+        Ok(format!(
+            "{} {}",
+            r.status,
+            String::from_utf8_lossy(&r.body).trim()
+        ))
     })();
     let secs = t0.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
@@ -835,7 +883,11 @@ pub fn upload(srv: &Running, mib: u64) -> UploadResult {
 
 pub fn run(a: BenchArgs) -> Result<ExitCode> {
     let env = make_env(&a.launch, "bench_app:app", "bench", true)?;
-    let specs: Vec<ServerSpec> = a.servers.iter().map(|s| ServerSpec::parse(s)).collect::<Result<_>>()?;
+    let specs: Vec<ServerSpec> = a
+        .servers
+        .iter()
+        .map(|s| ServerSpec::parse(s))
+        .collect::<Result<_>>()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(a.client_threads.max(1))
         .enable_all()
@@ -864,7 +916,9 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("  did not start: {e:#}");
-                report.errors.push(format!("{}: did not start: {e:#}", spec.label()));
+                report
+                    .errors
+                    .push(format!("{}: did not start: {e:#}", spec.label()));
                 continue;
             }
         };
@@ -877,11 +931,17 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
                     if !srv.alive() {
                         let why = srv.exit_status().unwrap_or_default();
                         eprintln!("  {} died ({why}); restarting it", spec.label());
-                        report.errors.push(format!("{} died ({why}) before {} c={c}; restarted", spec.label(), app.name()));
+                        report.errors.push(format!(
+                            "{} died ({why}) before {} c={c}; restarted",
+                            spec.label(),
+                            app.name()
+                        ));
                         match servers::start(&env, spec) {
                             Ok(fresh) => std::mem::replace(&mut srv, fresh).stop(),
                             Err(e) => {
-                                report.errors.push(format!("{}: restart failed: {e:#}", spec.label()));
+                                report
+                                    .errors
+                                    .push(format!("{}: restart failed: {e:#}", spec.label()));
                                 break;
                             }
                         }
@@ -920,8 +980,14 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
         }
         srv.stop();
     }
-    let json_path = a.json.clone().unwrap_or_else(|| env.out_dir.join("bench.json"));
-    let md_path = a.markdown.clone().unwrap_or_else(|| env.out_dir.join("bench.md"));
+    let json_path = a
+        .json
+        .clone()
+        .unwrap_or_else(|| env.out_dir.join("bench.json"));
+    let md_path = a
+        .markdown
+        .clone()
+        .unwrap_or_else(|| env.out_dir.join("bench.md"));
     let svg_dir = a.svg_dir.clone().unwrap_or_else(|| env.out_dir.clone());
     for p in [&json_path, &md_path] {
         if let Some(d) = p.parent() {
@@ -933,7 +999,13 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
     let charts = svg::write_charts(&report, &svg_dir)?;
     let md = markdown(&report, &charts, md_path.parent());
     std::fs::File::create(&md_path)?.write_all(md.as_bytes())?;
-    eprintln!("wrote {}, {} and {} charts in {}", json_path.display(), md_path.display(), charts.len(), svg_dir.display());
+    eprintln!(
+        "wrote {}, {} and {} charts in {}",
+        json_path.display(),
+        md_path.display(),
+        charts.len(),
+        svg_dir.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -948,13 +1020,29 @@ fn median(v: &[f64]) -> f64 {
 }
 
 /// Alternate wrk and this generator on the same server; store both medians.
-fn compare_wrk(rt: &tokio::runtime::Runtime, srv: &Running, r: &mut RunResult, a: &BenchArgs, errors: &mut Vec<String>) {
+fn compare_wrk(
+    rt: &tokio::runtime::Runtime,
+    srv: &Running,
+    r: &mut RunResult,
+    a: &BenchArgs,
+    errors: &mut Vec<String>,
+) {
     let mut ours = vec![r.rps];
     let mut theirs = Vec::new();
     let mut p99s = Vec::new();
     for round in 0..a.wrk_rounds.max(1) {
         if round > 0 {
-            ours.push(load(rt, srv, r.app, r.concurrency, Duration::from_millis(500), a.duration).rps);
+            ours.push(
+                load(
+                    rt,
+                    srv,
+                    r.app,
+                    r.concurrency,
+                    Duration::from_millis(500),
+                    a.duration,
+                )
+                .rps,
+            );
         }
         match run_wrk(srv.addr, r.app, r.concurrency, a.client_threads, a.duration) {
             Ok((rps, p99)) => {
@@ -984,7 +1072,9 @@ fn compare_wrk(rt: &tokio::runtime::Runtime, srv: &Running, r: &mut RunResult, a
 }
 
 fn find<'a>(r: &'a Report, server: &str, app: App, c: usize) -> Option<&'a RunResult> {
-    r.runs.iter().find(|x| x.server == server && x.app == app && x.concurrency == c)
+    r.runs
+        .iter()
+        .find(|x| x.server == server && x.app == app && x.concurrency == c)
 }
 
 /// Markdown tables of a report; chart paths are made relative to `rel_to`.
@@ -1091,7 +1181,10 @@ pub fn markdown(r: &Report, charts: &[PathBuf], rel_to: Option<&std::path::Path>
                 }
             }
             if any {
-                rows.push(format!("| {a_} / {b_} (target ≥ {target}×) | {} |", cells.join(" | ")));
+                rows.push(format!(
+                    "| {a_} / {b_} (target ≥ {target}×) | {} |",
+                    cells.join(" | ")
+                ));
             }
         }
         if !rows.is_empty() {
@@ -1112,7 +1205,10 @@ pub fn markdown(r: &Report, charts: &[PathBuf], rel_to: Option<&std::path::Path>
         }
     }
     if r.runs.iter().any(|x| x.wrk_rps.is_some()) {
-        let _ = writeln!(s, "### Load generator vs wrk (same server, same workload)\n");
+        let _ = writeln!(
+            s,
+            "### Load generator vs wrk (same server, same workload)\n"
+        );
         let _ = writeln!(
             s,
             "Rounds alternate this generator and wrk (same connections, threads and duration); medians compared.\n"
@@ -1122,10 +1218,19 @@ pub fn markdown(r: &Report, charts: &[PathBuf], rel_to: Option<&std::path::Path>
             "| server | workload | c | isapi-harness rps (rounds) | wrk rps (rounds) | ratio of medians | harness p99 | wrk p99 |"
         );
         let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|");
-        let list = |v: &[f64]| v.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(", ");
+        let list = |v: &[f64]| {
+            v.iter()
+                .map(|x| format!("{x:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         for x in r.runs.iter().filter(|x| x.wrk_rps.is_some()) {
             let w = x.wrk_rps.unwrap_or(0.0);
-            let ours = if x.rounds_rps.is_empty() { x.rps } else { median(&x.rounds_rps) };
+            let ours = if x.rounds_rps.is_empty() {
+                x.rps
+            } else {
+                median(&x.rounds_rps)
+            };
             let _ = writeln!(
                 s,
                 "| {} | {} | {} | {:.0} ({}) | {:.0} ({}) | {:.3} | {} | {} |",
@@ -1149,7 +1254,10 @@ pub fn markdown(r: &Report, charts: &[PathBuf], rel_to: Option<&std::path::Path>
             s,
             "| server | workload | c | requests | rps | mean | p50 | p90 | p99 | p99.9 | max | errors | reconnects | server CPU ms / 1k req | server RSS |"
         );
-        let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(
+            s,
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
         for x in &r.runs {
             let _ = writeln!(
                 s,
@@ -1175,7 +1283,10 @@ pub fn markdown(r: &Report, charts: &[PathBuf], rel_to: Option<&std::path::Path>
     }
     if !r.idle.is_empty() {
         let _ = writeln!(s, "### Resident memory with idle keep-alive connections\n");
-        let _ = writeln!(s, "| server | connections asked | established | still open | RSS before | RSS with connections | per connection |");
+        let _ = writeln!(
+            s,
+            "| server | connections asked | established | still open | RSS before | RSS with connections | per connection |"
+        );
         let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|");
         for x in &r.idle {
             let per = if x.still_open > 0 {
@@ -1201,7 +1312,10 @@ pub fn markdown(r: &Report, charts: &[PathBuf], rel_to: Option<&std::path::Path>
     }
     if !r.uploads.is_empty() {
         let _ = writeln!(s, "### Chunked upload streamed to /count\n");
-        let _ = writeln!(s, "| server | size | result | time | throughput | RSS before | RSS peak | growth |");
+        let _ = writeln!(
+            s,
+            "| server | size | result | time | throughput | RSS before | RSS peak | growth |"
+        );
         let _ = writeln!(s, "|---|---:|---|---:|---:|---:|---:|---:|");
         for x in &r.uploads {
             let _ = writeln!(
@@ -1209,7 +1323,11 @@ pub fn markdown(r: &Report, charts: &[PathBuf], rel_to: Option<&std::path::Path>
                 "| {} | {} MiB | {} | {:.2} s | {:.0} MiB/s | {:.1} MiB | {:.1} MiB | {:.1} MiB |",
                 x.server,
                 x.bytes >> 20,
-                if x.ok { "ok".to_owned() } else { format!("**{}**", x.response) },
+                if x.ok {
+                    "ok".to_owned()
+                } else {
+                    format!("**{}**", x.response)
+                },
                 x.seconds,
                 x.mib_per_s,
                 x.rss_before_kib as f64 / 1024.0,
@@ -1277,7 +1395,10 @@ mod tests {
     /// The hot-loop client reads every framing exactly and keeps pipelined bytes.
     #[test]
     fn raw_client_framings() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -1313,12 +1434,19 @@ mod tests {
     /// every workload gets valid responses.
     #[test]
     fn load_against_bare_hyper() {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         drop(l);
         std::thread::spawn(move || {
-            let _ = crate::bare::serve(crate::bare::BareArgs { bind: addr, threads: 1 });
+            let _ = crate::bare::serve(crate::bare::BareArgs {
+                bind: addr,
+                threads: 1,
+            });
         });
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(addr).is_err() {
@@ -1335,10 +1463,24 @@ mod tests {
                 reconnects: AtomicU64::new(0),
             });
             let mut hs = Vec::new();
-            for app in [App::Hello, App::Echo10k, App::Stream, App::Upload1m, App::Body1m] {
+            for app in [
+                App::Hello,
+                App::Echo10k,
+                App::Stream,
+                App::Upload1m,
+                App::Body1m,
+            ] {
                 let now = Instant::now();
                 let req = Arc::new(serialize_request(app));
-                let h = worker(app, addr, req, now, now + Duration::from_millis(300), shared.clone()).await;
+                let h = worker(
+                    app,
+                    addr,
+                    req,
+                    now,
+                    now + Duration::from_millis(300),
+                    shared.clone(),
+                )
+                .await;
                 hs.push(h.len());
             }
             assert_eq!(shared.errors_body.load(Ordering::Relaxed), 0);

@@ -45,7 +45,9 @@ impl std::str::FromStr for Fragment {
             "lines" => Ok(Fragment::Lines),
             "bytes" => Ok(Fragment::Bytes),
             "random" => Ok(Fragment::Random),
-            _ => Err(format!("unknown fragment mode {s:?} (whole|lines|bytes|random)")),
+            _ => Err(format!(
+                "unknown fragment mode {s:?} (whole|lines|bytes|random)"
+            )),
         }
     }
 }
@@ -326,7 +328,8 @@ impl Case {
             }
             for e in &s.expect {
                 if let Some(b) = &e.body {
-                    unescape(b).with_context(|| format!("case {} step {}: body", self.name, i + 1))?;
+                    unescape(b)
+                        .with_context(|| format!("case {} step {}: body", self.name, i + 1))?;
                 }
             }
         }
@@ -362,7 +365,8 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Case>> {
         }
         let text = std::fs::read_to_string(&path)?;
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("case");
-        let mut case = Case::parse(&text, stem).with_context(|| format!("parsing {}", path.display()))?;
+        let mut case =
+            Case::parse(&text, stem).with_context(|| format!("parsing {}", path.display()))?;
         case.file = path.clone();
         cases.push(case);
     }
@@ -389,7 +393,9 @@ pub fn unescape(s: &str) -> Result<Vec<u8>> {
         if b[i] == b'\\' && b.get(i + 1) == Some(&b'x') {
             let hex = b.get(i + 2..i + 4).context("truncated \\x escape")?;
             let hex = std::str::from_utf8(hex)?;
-            out.push(u8::from_str_radix(hex, 16).with_context(|| format!("bad \\x escape {hex:?}"))?);
+            out.push(
+                u8::from_str_radix(hex, 16).with_context(|| format!("bad \\x escape {hex:?}"))?,
+            );
             i += 4;
         } else {
             out.push(b[i]);
@@ -414,7 +420,10 @@ fn send_bytes(send: &Send) -> Result<Vec<u8>> {
                         }
                     }
                     Part::Pattern { pattern: n } => out.extend(pattern(*n)),
-                    Part::Chunked { chunked, chunk_size } => {
+                    Part::Chunked {
+                        chunked,
+                        chunk_size,
+                    } => {
                         if *chunk_size == 0 {
                             bail!("chunk_size must be > 0");
                         }
@@ -505,9 +514,17 @@ headers = { "Content-Type" = "text/plain" }
         assert_eq!(c.steps.len(), 1);
         let e = &c.steps[0].expect[0];
         assert!(e.status.as_ref().unwrap().contains(&200));
-        assert!(e.framing.as_ref().unwrap().contains(&FramingName::ContentLength));
+        assert!(
+            e.framing
+                .as_ref()
+                .unwrap()
+                .contains(&FramingName::ContentLength)
+        );
         assert_eq!(e.headers["Content-Type"], "text/plain");
-        assert_eq!(c.step_bytes(0).unwrap(), b"GET /hello HTTP/1.1\r\nHost: conform\r\n\r\n");
+        assert_eq!(
+            c.step_bytes(0).unwrap(),
+            b"GET /hello HTTP/1.1\r\nHost: conform\r\n\r\n"
+        );
         assert_eq!(c.response_count(), 1);
     }
 
@@ -539,7 +556,10 @@ status = 400
         assert_eq!(c.fragment, Fragment::Random);
         let bytes = c.step_bytes(0).unwrap();
         let tail = &bytes[bytes.len() - 30..];
-        assert_eq!(tail, b"4\r\n\x00\x01\x02\x03\r\n4\r\n\x04\x05\x06\x07\r\n2\r\n\x08\x09\r\n0\r\n\r\n");
+        assert_eq!(
+            tail,
+            b"4\r\n\x00\x01\x02\x03\r\n4\r\n\x04\x05\x06\x07\r\n2\r\n\x08\x09\r\n0\r\n\r\n"
+        );
         let e = &c.steps[0].expect[0];
         assert_eq!(e.any_of.len(), 2);
         assert_eq!(e.any_of[0].body_pattern, Some(10));
@@ -556,9 +576,21 @@ status = 400
         // no steps
         assert!(Case::parse("cite = \"a\"\nwhy = \"x\"\n", "a").is_err());
         // bad escape
-        assert!(Case::parse("cite = \"a\"\nwhy = \"x\"\n[[step]]\nsend = \"\\\\xZZ\"\n", "a").is_err());
+        assert!(
+            Case::parse(
+                "cite = \"a\"\nwhy = \"x\"\n[[step]]\nsend = \"\\\\xZZ\"\n",
+                "a"
+            )
+            .is_err()
+        );
         // unknown framing name
-        assert!(Case::parse("cite = \"a\"\nwhy = \"x\"\n[[step]]\n[[step.expect]]\nframing = \"gzip\"\n", "a").is_err());
+        assert!(
+            Case::parse(
+                "cite = \"a\"\nwhy = \"x\"\n[[step]]\n[[step.expect]]\nframing = \"gzip\"\n",
+                "a"
+            )
+            .is_err()
+        );
     }
 
     #[test]
@@ -589,7 +621,12 @@ status = 400
     #[test]
     fn fragmenting_preserves_bytes() {
         let data = b"GET / HTTP/1.1\r\nHost: x\r\n\r\nbody-without-newline";
-        for mode in [Fragment::Whole, Fragment::Lines, Fragment::Bytes, Fragment::Random] {
+        for mode in [
+            Fragment::Whole,
+            Fragment::Lines,
+            Fragment::Bytes,
+            Fragment::Random,
+        ] {
             let parts = fragment(data, mode, 42);
             assert_eq!(parts.concat(), data.to_vec(), "{mode}");
             assert!(parts.iter().all(|p| !p.is_empty()), "{mode}");
@@ -606,9 +643,18 @@ status = 400
     #[test]
     fn random_fragmenting_is_seeded() {
         let data = pattern(10_000);
-        let a: Vec<usize> = fragment(&data, Fragment::Random, 5).iter().map(|p| p.len()).collect();
-        let b: Vec<usize> = fragment(&data, Fragment::Random, 5).iter().map(|p| p.len()).collect();
-        let c: Vec<usize> = fragment(&data, Fragment::Random, 6).iter().map(|p| p.len()).collect();
+        let a: Vec<usize> = fragment(&data, Fragment::Random, 5)
+            .iter()
+            .map(|p| p.len())
+            .collect();
+        let b: Vec<usize> = fragment(&data, Fragment::Random, 5)
+            .iter()
+            .map(|p| p.len())
+            .collect();
+        let c: Vec<usize> = fragment(&data, Fragment::Random, 6)
+            .iter()
+            .map(|p| p.len())
+            .collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert!(a[..64].iter().all(|&n| (1..=16).contains(&n)));

@@ -32,7 +32,10 @@ pub fn make_env(l: &LaunchArgs, wsgi_app: &str, sub: &str, bench_mode: bool) -> 
     let repo = servers::find_repo(l.repo.as_deref())?;
     let host_bin = l.host_bin.clone().unwrap_or_else(servers::default_host_bin);
     let venv = l.venv.clone().unwrap_or_else(|| repo.join(".venv"));
-    let out_dir = l.out.clone().unwrap_or_else(|| repo.join("target").join(sub));
+    let out_dir = l
+        .out
+        .clone()
+        .unwrap_or_else(|| repo.join("target").join(sub));
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     // servers run with the WSGI fixture directory as their cwd: make every path absolute
     let out_dir = out_dir.canonicalize()?;
@@ -41,7 +44,11 @@ pub fn make_env(l: &LaunchArgs, wsgi_app: &str, sub: &str, bench_mode: bool) -> 
     } else {
         host_bin
     };
-    let venv = if venv.is_relative() { std::env::current_dir()?.join(venv) } else { venv };
+    let venv = if venv.is_relative() {
+        std::env::current_dir()?.join(venv)
+    } else {
+        venv
+    };
     if l.threads == 0 {
         bail!("--threads must be at least 1");
     }

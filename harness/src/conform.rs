@@ -66,7 +66,11 @@ pub struct RunOptions {
 
 impl RunOptions {
     fn scale(&self, ms: u64) -> Duration {
-        let s = if self.timeout_scale > 0.0 { self.timeout_scale } else { 1.0 };
+        let s = if self.timeout_scale > 0.0 {
+            self.timeout_scale
+        } else {
+            1.0
+        };
         Duration::from_millis((ms as f64 * s) as u64)
     }
 }
@@ -74,7 +78,11 @@ impl RunOptions {
 fn snippet(b: &[u8]) -> String {
     let max = 60;
     let s: String = b[..b.len().min(max)].escape_ascii().to_string();
-    if b.len() > max { format!("\"{s}\"...") } else { format!("\"{s}\"") }
+    if b.len() > max {
+        format!("\"{s}\"...")
+    } else {
+        format!("\"{s}\"")
+    }
 }
 
 fn is_closed_error(e: &WireError) -> bool {
@@ -82,7 +90,9 @@ fn is_closed_error(e: &WireError) -> bool {
         WireError::EofBeforeHead => true,
         WireError::Io(io) => matches!(
             io.kind(),
-            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::BrokenPipe
+            std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::BrokenPipe
         ),
         _ => false,
     }
@@ -90,7 +100,10 @@ fn is_closed_error(e: &WireError) -> bool {
 
 fn describe_err(e: &WireError, timeout: Duration) -> String {
     if e.is_timeout() {
-        format!("timed out after {} ms waiting for the response", timeout.as_millis())
+        format!(
+            "timed out after {} ms waiting for the response",
+            timeout.as_millis()
+        )
     } else if is_closed_error(e) {
         "connection closed without a response".to_owned()
     } else {
@@ -117,15 +130,24 @@ pub fn check_fields(exp: &Expect, r: &Response) -> Result<(), String> {
         return Err(format!("reason phrase {:?}, want {reason:?}", r.reason));
     }
     if exp.interim_only && exp.status.is_none() && !(100..200).contains(&r.status) {
-        return Err(format!("got final status {} where an interim 1xx was expected", r.status));
+        return Err(format!(
+            "got final status {} where an interim 1xx was expected",
+            r.status
+        ));
     }
     if let Some(i) = exp.interim
         && !r.interim.iter().any(|x| x.status == i)
     {
-        return Err(format!("no {i} interim response before the final {}", r.status));
+        return Err(format!(
+            "no {i} interim response before the final {}",
+            r.status
+        ));
     }
     if exp.no_interim && !r.interim.is_empty() {
-        return Err(format!("unexpected interim {} response", r.interim[0].status));
+        return Err(format!(
+            "unexpected interim {} response",
+            r.interim[0].status
+        ));
     }
     if let Some(f) = &exp.framing
         && !f.as_slice().iter().any(|n| n.matches(r.framing))
@@ -157,17 +179,32 @@ pub fn check_fields(exp: &Expect, r: &Response) -> Result<(), String> {
     if let Some(n) = exp.body_len
         && r.body.len() != n
     {
-        return Err(format!("body length {}, want {n} (body {})", r.body.len(), snippet(&r.body)));
+        return Err(format!(
+            "body length {}, want {n} (body {})",
+            r.body.len(),
+            snippet(&r.body)
+        ));
     }
     for c in &exp.body_contains {
         let want = unescape(c).map_err(|e| e.to_string())?;
-        if !r.body.windows(want.len().max(1)).any(|w| w == want.as_slice()) {
-            return Err(format!("body lacks {} (body {})", snippet(&want), snippet(&r.body)));
+        if !r
+            .body
+            .windows(want.len().max(1))
+            .any(|w| w == want.as_slice())
+        {
+            return Err(format!(
+                "body lacks {} (body {})",
+                snippet(&want),
+                snippet(&r.body)
+            ));
         }
     }
     for c in &exp.body_lacks {
         let bad = unescape(c).map_err(|e| e.to_string())?;
-        if r.body.windows(bad.len().max(1)).any(|w| w == bad.as_slice()) {
+        if r.body
+            .windows(bad.len().max(1))
+            .any(|w| w == bad.as_slice())
+        {
             return Err(format!("body contains {}", snippet(&bad)));
         }
     }
@@ -218,7 +255,12 @@ enum Read {
     Abandoned,
 }
 
-fn read_expected(conn: &mut Conn, exp: &Expect, timeout: Duration, opts: &RunOptions) -> Result<Read, String> {
+fn read_expected(
+    conn: &mut Conn,
+    exp: &Expect,
+    timeout: Duration,
+    opts: &RunOptions,
+) -> Result<Read, String> {
     if let Some(m) = &exp.marker {
         let within = opts.scale(exp.marker_within_ms.unwrap_or(1000));
         let needle = unescape(m).map_err(|e| e.to_string())?;
@@ -257,7 +299,9 @@ fn read_expected(conn: &mut Conn, exp: &Expect, timeout: Duration, opts: &RunOpt
             check_fields(exp, &r)?;
             Ok(Read::Response(r))
         }
-        Err(WireError::TruncatedBody { .. } | WireError::TruncatedHead(_)) if exp.truncated || exp.or_truncated => {
+        Err(WireError::TruncatedBody { .. } | WireError::TruncatedHead(_))
+            if exp.truncated || exp.or_truncated =>
+        {
             Ok(Read::Closed)
         }
         Err(e) if exp.or_timeout && e.is_timeout() => Ok(Read::Abandoned),
@@ -266,7 +310,13 @@ fn read_expected(conn: &mut Conn, exp: &Expect, timeout: Duration, opts: &RunOpt
     }
 }
 
-fn send_fragments(stream: TcpStream, bytes: Vec<u8>, mode: Fragment, seed: u64, delay: Duration) -> std::io::Result<()> {
+fn send_fragments(
+    stream: TcpStream,
+    bytes: Vec<u8>,
+    mode: Fragment,
+    seed: u64,
+    delay: Duration,
+) -> std::io::Result<()> {
     let mut s = stream;
     let parts = fragment(&bytes, mode, seed);
     let n = parts.len();
@@ -283,13 +333,18 @@ fn send_fragments(stream: TcpStream, bytes: Vec<u8>, mode: Fragment, seed: u64, 
 /// With `eof_ok`, a closed connection is fine too.
 fn follow_up(conn: &mut Conn, eof_ok: bool, timeout: Duration) -> Result<(), String> {
     if !conn.buffered().is_empty() {
-        return Err(format!("unexpected bytes after the response: {}", snippet(conn.buffered())));
+        return Err(format!(
+            "unexpected bytes after the response: {}",
+            snippet(conn.buffered())
+        ));
     }
     if let Err(e) = conn.send(FOLLOW_UP) {
         return if eof_ok {
             Ok(())
         } else {
-            Err(format!("connection closed; want open (follow-up write failed: {e})"))
+            Err(format!(
+                "connection closed; want open (follow-up write failed: {e})"
+            ))
         };
     }
     match conn.read_response(false) {
@@ -313,16 +368,23 @@ fn follow_up(conn: &mut Conn, eof_ok: bool, timeout: Duration) -> Result<(), Str
 /// Run one case against a server at `addr`.
 pub fn run_case(case: &Case, addr: SocketAddr, opts: &RunOptions) -> Result<(), String> {
     let timeout = opts.scale(case.timeout_ms);
-    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| format!("connect: {e}"))?;
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .map_err(|e| format!("connect: {e}"))?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
     let mut conn = Conn::new(stream);
-    conn.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    conn.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
     let result = run_steps(case, &mut conn, timeout, opts);
     let _ = conn.stream().shutdown(std::net::Shutdown::Both);
     result
 }
 
-fn run_steps(case: &Case, conn: &mut Conn, timeout: Duration, opts: &RunOptions) -> Result<(), String> {
+fn run_steps(
+    case: &Case,
+    conn: &mut Conn,
+    timeout: Duration,
+    opts: &RunOptions,
+) -> Result<(), String> {
     let total = case.response_count();
     let mut index = 0usize;
     let mut last: Option<Response> = None;
@@ -333,18 +395,29 @@ fn run_steps(case: &Case, conn: &mut Conn, timeout: Duration, opts: &RunOptions)
             std::thread::sleep(Duration::from_millis(step.delay_ms));
         }
         let bytes = case.step_bytes(si).map_err(|e| e.to_string())?;
-        let mode = opts.fragment.unwrap_or(step.fragment.unwrap_or(case.fragment));
-        let delay = Duration::from_millis(case.fragment_delay_ms.unwrap_or(if mode == Fragment::Whole { 0 } else { 1 }));
+        let mode = opts
+            .fragment
+            .unwrap_or(step.fragment.unwrap_or(case.fragment));
+        let delay = Duration::from_millis(
+            case.fragment_delay_ms
+                .unwrap_or(if mode == Fragment::Whole { 0 } else { 1 }),
+        );
         let writer = if bytes.is_empty() {
             None
         } else {
             let ws = conn.stream().try_clone().map_err(|e| e.to_string())?;
             let seed = case.seed.wrapping_add(si as u64);
-            Some(std::thread::spawn(move || send_fragments(ws, bytes, mode, seed, delay)))
+            Some(std::thread::spawn(move || {
+                send_fragments(ws, bytes, mode, seed, delay)
+            }))
         };
         for exp in &step.expect {
             index += 1;
-            let label = if total > 1 { format!("response {index}/{total}: ") } else { String::new() };
+            let label = if total > 1 {
+                format!("response {index}/{total}: ")
+            } else {
+                String::new()
+            };
             if closed || abandoned {
                 return Err(format!("{label}connection already closed or abandoned"));
             }
@@ -395,7 +468,10 @@ fn run_steps(case: &Case, conn: &mut Conn, timeout: Duration, opts: &RunOptions)
                     "connection still open {} ms after the response; want closed",
                     close_wait.as_millis()
                 ))),
-                Ok(PeerState::Data(d)) => Err(after(format!("unexpected bytes after the response: {}", snippet(&d)))),
+                Ok(PeerState::Data(d)) => Err(after(format!(
+                    "unexpected bytes after the response: {}",
+                    snippet(&d)
+                ))),
                 Err(e) => Err(after(e.to_string())),
             }
         }
@@ -521,7 +597,8 @@ mod tests {
     use std::path::Path;
 
     fn repo_case(name: &str) -> Case {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../fixtures/cases/{name}.toml"));
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../fixtures/cases/{name}.toml"));
         let text = std::fs::read_to_string(&path).unwrap();
         Case::parse(&text, name).unwrap()
     }
@@ -531,7 +608,10 @@ mod tests {
         let addr = l.local_addr().unwrap();
         drop(l);
         std::thread::spawn(move || {
-            let _ = crate::bare::serve(crate::bare::BareArgs { bind: addr, threads: 1 });
+            let _ = crate::bare::serve(crate::bare::BareArgs {
+                bind: addr,
+                threads: 1,
+            });
         });
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(addr).is_err() {
@@ -601,22 +681,37 @@ mod tests {
             timeout_scale: 1.0,
         };
         for name in ["pipe-10-get", "chunk-valid", "expect-100-wait"] {
-            assert_eq!(run_case(&repo_case(name), addr, &opts), Ok(()), "{name} fragmented");
+            assert_eq!(
+                run_case(&repo_case(name), addr, &opts),
+                Ok(()),
+                "{name} fragmented"
+            );
         }
     }
 
     #[test]
     fn runner_catches_a_body_sent_for_head() {
-        let addr = start_raw(b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nHello, world!", false);
+        let addr = start_raw(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nHello, world!",
+            false,
+        );
         let err = run_case(&repo_case("head-no-body"), addr, &RunOptions::default()).unwrap_err();
         assert!(err.contains("after:"), "{err}");
-        let err = run_case(&repo_case("pipe-head-then-get"), addr, &RunOptions::default()).unwrap_err();
+        let err = run_case(
+            &repo_case("pipe-head-then-get"),
+            addr,
+            &RunOptions::default(),
+        )
+        .unwrap_err();
         assert!(err.contains("response 2/2: bad response"), "{err}");
     }
 
     #[test]
     fn runner_catches_a_connection_left_open() {
-        let addr = start_raw(b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nHello, world!", false);
+        let addr = start_raw(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nHello, world!",
+            false,
+        );
         let mut case = repo_case("ka-http11-close");
         case.close_timeout_ms = 300;
         let err = run_case(&case, addr, &RunOptions::default()).unwrap_err();
@@ -632,8 +727,16 @@ mod tests {
         let err = run_case(&case, addr, &RunOptions::default()).unwrap_err();
         assert!(err.contains("timed out"), "{err}");
         // a 200 where 400 is required
-        let addr = start_raw(b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nHello, world!", true);
-        let err = run_case(&repo_case("req-no-host-http11"), addr, &RunOptions::default()).unwrap_err();
+        let addr = start_raw(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nHello, world!",
+            true,
+        );
+        let err = run_case(
+            &repo_case("req-no-host-http11"),
+            addr,
+            &RunOptions::default(),
+        )
+        .unwrap_err();
         assert!(err.starts_with("status 200, want 400"), "{err}");
     }
 
@@ -643,14 +746,23 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nTransfer-Encoding: chunked\r\n\r\nd\r\nHello, world!\r\n0\r\n\r\n",
             false,
         );
-        let err = run_case(&repo_case("ka-http11-implicit"), addr, &RunOptions::default()).unwrap_err();
-        assert!(err.contains("both Content-Length and Transfer-Encoding"), "{err}");
+        let err = run_case(
+            &repo_case("ka-http11-implicit"),
+            addr,
+            &RunOptions::default(),
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("both Content-Length and Transfer-Encoding"),
+            "{err}"
+        );
     }
 
     #[test]
     fn alternatives_and_fields() {
         let r = crate::wire::read_response(
-            &mut &b"HTTP/1.1 400 Bad Request\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbad"[..],
+            &mut &b"HTTP/1.1 400 Bad Request\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbad"
+                [..],
             false,
         )
         .unwrap();
@@ -659,10 +771,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(check_fields(&exp, &r), Ok(()));
-        let exp: Expect = toml::from_str("[[any_of]]\nstatus = 200\n[[any_of]]\nstatus = 411\n").unwrap();
+        let exp: Expect =
+            toml::from_str("[[any_of]]\nstatus = 200\n[[any_of]]\nstatus = 411\n").unwrap();
         let err = check_fields(&exp, &r).unwrap_err();
         assert!(err.starts_with("no alternative matched"), "{err}");
         let exp: Expect = toml::from_str("headers_absent = [\"connection\"]").unwrap();
-        assert!(check_fields(&exp, &r).unwrap_err().contains("present, want absent"));
+        assert!(
+            check_fields(&exp, &r)
+                .unwrap_err()
+                .contains("present, want absent")
+        );
     }
 }

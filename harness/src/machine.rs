@@ -28,7 +28,9 @@ pub fn cpu_model() -> String {
 
 /// Logical CPUs available to this process.
 pub fn cpus() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 /// Total memory in MiB.
@@ -38,7 +40,11 @@ pub fn mem_mib() -> u64 {
         .and_then(|s| {
             s.lines()
                 .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+                .and_then(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .and_then(|v| v.parse::<u64>().ok())
+                })
         })
         .map(|kib| kib / 1024)
         .unwrap_or(0)
@@ -57,5 +63,15 @@ pub fn summary() -> String {
 
 /// `git describe` of the repository, if available.
 pub fn git_rev(repo: &std::path::Path) -> String {
-    cmd("git", &["-C", &repo.to_string_lossy(), "rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".into())
+    cmd(
+        "git",
+        &[
+            "-C",
+            &repo.to_string_lossy(),
+            "rev-parse",
+            "--short",
+            "HEAD",
+        ],
+    )
+    .unwrap_or_else(|| "unknown".into())
 }

@@ -9,14 +9,18 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 use isapi_harness::cases::{self, Fragment};
+use isapi_harness::cli::{LaunchArgs, make_env};
 use isapi_harness::conform::{self, Outcome, RunOptions};
 use isapi_harness::report::{self, ReportMeta};
 use isapi_harness::servers::ServerSpec;
-use isapi_harness::cli::{LaunchArgs, make_env};
 use isapi_harness::{bare, bench, machine};
 
 #[derive(Parser, Debug)]
-#[command(name = "isapi-harness", version, about = "Conformance and benchmark harness for isapi-host")]
+#[command(
+    name = "isapi-harness",
+    version,
+    about = "Conformance and benchmark harness for isapi-host"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -68,7 +72,10 @@ struct ConformArgs {
 
 fn run_conform(a: ConformArgs) -> Result<ExitCode> {
     let env = make_env(&a.launch, "conform_app:app", "conform", false)?;
-    let dir = a.cases.clone().unwrap_or_else(|| env.repo.join("fixtures/cases"));
+    let dir = a
+        .cases
+        .clone()
+        .unwrap_or_else(|| env.repo.join("fixtures/cases"));
     let mut all = cases::load_dir(&dir)?;
     if !a.only.is_empty() {
         all.retain(|c| a.only.iter().any(|o| c.name.contains(o.as_str())));
@@ -80,7 +87,11 @@ fn run_conform(a: ConformArgs) -> Result<ExitCode> {
         println!("{} cases", all.len());
         return Ok(ExitCode::SUCCESS);
     }
-    let specs: Vec<ServerSpec> = a.servers.iter().map(|s| ServerSpec::parse(s)).collect::<Result<_>>()?;
+    let specs: Vec<ServerSpec> = a
+        .servers
+        .iter()
+        .map(|s| ServerSpec::parse(s))
+        .collect::<Result<_>>()?;
     let opts = RunOptions {
         fragment: a.fragment,
         timeout_scale: a.timeout_scale,
@@ -110,8 +121,14 @@ fn run_conform(a: ConformArgs) -> Result<ExitCode> {
         threads: env.threads,
         fragment: a.fragment.map(|f| f.to_string()),
     };
-    let md_path = a.markdown.clone().unwrap_or_else(|| env.out_dir.join("conformance.md"));
-    let junit_path = a.junit.clone().unwrap_or_else(|| env.out_dir.join("junit.xml"));
+    let md_path = a
+        .markdown
+        .clone()
+        .unwrap_or_else(|| env.out_dir.join("conformance.md"));
+    let junit_path = a
+        .junit
+        .clone()
+        .unwrap_or_else(|| env.out_dir.join("junit.xml"));
     for p in [&md_path, &junit_path] {
         if let Some(d) = p.parent() {
             std::fs::create_dir_all(d)?;
@@ -124,7 +141,11 @@ fn run_conform(a: ConformArgs) -> Result<ExitCode> {
         .iter()
         .filter(|r| r.spec.is_ours())
         .any(|r| r.results.iter().any(|x| x.outcome.is_fail()));
-    Ok(if ours_failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if ours_failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn main() -> ExitCode {

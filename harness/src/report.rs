@@ -16,7 +16,10 @@ pub struct ReportMeta {
 }
 
 fn md_escape(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', " ").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('|', "\\|")
+        .replace('\n', " ")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 fn one_line(s: &str, max: usize) -> String {
@@ -80,7 +83,12 @@ pub fn markdown(cases: &[Case], servers: &[ServerResult], meta: &ReportMeta) -> 
     }
     for r in servers {
         if let Some(e) = &r.start_error {
-            let _ = writeln!(s, "\n**{}** did not start: `{}`", r.spec.label(), md_escape(&one_line(e, 300)));
+            let _ = writeln!(
+                s,
+                "\n**{}** did not start: `{}`",
+                r.spec.label(),
+                md_escape(&one_line(e, 300))
+            );
         }
     }
     let _ = writeln!(s, "\n## Matrix\n");
@@ -95,7 +103,13 @@ pub fn markdown(cases: &[Case], servers: &[ServerResult], meta: &ReportMeta) -> 
     }
     let _ = writeln!(s);
     for case in cases {
-        let _ = write!(s, "| [{}](#{}) | {} |", case.name, anchor(&case.name), md_escape(&case.cite));
+        let _ = write!(
+            s,
+            "| [{}](#{}) | {} |",
+            case.name,
+            anchor(&case.name),
+            md_escape(&case.cite)
+        );
         for r in servers {
             let o = r
                 .results
@@ -158,7 +172,9 @@ fn xml_escape(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
-            c if (c as u32) < 0x20 && c != '\n' && c != '\t' => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c if (c as u32) < 0x20 && c != '\n' && c != '\t' => {
+                out.push_str(&format!("\\u{:04x}", c as u32))
+            }
             c => out.push(c),
         }
     }
@@ -216,7 +232,11 @@ pub fn junit(cases: &[Case], servers: &[ServerResult]) -> String {
                     );
                 }
                 Outcome::NotApplicable(why) => {
-                    let _ = writeln!(s, ">\n      <skipped message=\"{}\"/>\n    </testcase>", xml_escape(why));
+                    let _ = writeln!(
+                        s,
+                        ">\n      <skipped message=\"{}\"/>\n    </testcase>",
+                        xml_escape(why)
+                    );
                 }
             }
         }
@@ -234,7 +254,11 @@ mod tests {
     use std::time::Duration;
 
     fn fixture() -> (Vec<Case>, Vec<ServerResult>) {
-        let a = Case::parse("cite = \"RFC 9112 §9.3\"\nwhy = \"w\"\n[[step]]\nsend = \"x\"\n", "a-case").unwrap();
+        let a = Case::parse(
+            "cite = \"RFC 9112 §9.3\"\nwhy = \"w\"\n[[step]]\nsend = \"x\"\n",
+            "a-case",
+        )
+        .unwrap();
         let b = Case::parse(
             "cite = \"PEP 3333\"\nwhy = \"w\"\ntargets = [\"wsgi\"]\n[[step]]\nsend = \"x\"\n",
             "b-case",
@@ -264,7 +288,9 @@ mod tests {
     fn markdown_has_every_case_and_escapes() {
         let (cases, servers) = fixture();
         let md = markdown(&cases, &servers, &ReportMeta::default());
-        assert!(md.contains("| [a-case](#a-case) | RFC 9112 §9.3 | **FAIL**: status 200, want 400 \\| &lt;x&gt;"));
+        assert!(md.contains(
+            "| [a-case](#a-case) | RFC 9112 §9.3 | **FAIL**: status 200, want 400 \\| &lt;x&gt;"
+        ));
         assert!(md.contains("| [b-case](#b-case) | PEP 3333 | n/a |"));
         assert!(md.contains("| host-c | d | 0 | 1 | 1 |"));
     }
@@ -273,8 +299,12 @@ mod tests {
     fn junit_is_well_formed_enough() {
         let (cases, servers) = fixture();
         let x = junit(&cases, &servers);
-        assert!(x.contains(r#"<testsuites name="isapi-harness conform" tests="2" failures="1" skipped="1">"#));
-        assert!(x.contains(r#"<failure message="status 200, want 400 | &lt;x&gt; &amp; &quot;y&quot;">"#));
+        assert!(x.contains(
+            r#"<testsuites name="isapi-harness conform" tests="2" failures="1" skipped="1">"#
+        ));
+        assert!(x.contains(
+            r#"<failure message="status 200, want 400 | &lt;x&gt; &amp; &quot;y&quot;">"#
+        ));
         assert!(x.contains("<skipped message=\"wsgi only\"/>"));
         assert_eq!(x.matches("<testcase ").count(), 2);
         assert_eq!(x.matches("</testcase>").count(), 2);

@@ -22,7 +22,14 @@ use anyhow::{Context, Result, anyhow, bail};
 use crate::cases::Target;
 
 /// The names `--server` accepts besides `cmd:...`.
-pub const KNOWN: &[&str] = &["host-py", "host-c", "gunicorn", "waitress", "granian", "bare-hyper"];
+pub const KNOWN: &[&str] = &[
+    "host-py",
+    "host-c",
+    "gunicorn",
+    "waitress",
+    "granian",
+    "bare-hyper",
+];
 
 /// URL prefix → C fixture (without `.c`) for `host-c`; everything else goes to `hello`.
 pub const HOST_C_MAPS: &[(&str, &str)] = &[
@@ -46,9 +53,14 @@ pub struct ServerSpec {
 impl ServerSpec {
     pub fn parse(name: &str) -> Result<ServerSpec> {
         if KNOWN.contains(&name) || (name.starts_with("cmd:") && name.len() > 4) {
-            Ok(ServerSpec { name: name.to_owned() })
+            Ok(ServerSpec {
+                name: name.to_owned(),
+            })
         } else {
-            bail!("unknown server {name:?}; known: {}, or cmd:<template with {{port}}>", KNOWN.join(", "))
+            bail!(
+                "unknown server {name:?}; known: {}, or cmd:<template with {{port}}>",
+                KNOWN.join(", ")
+            )
         }
     }
 
@@ -71,7 +83,10 @@ impl ServerSpec {
         match self.name.strip_prefix("cmd:") {
             Some(t) => {
                 let first = t.split_whitespace().next().unwrap_or("cmd");
-                let base = Path::new(first).file_name().and_then(|s| s.to_str()).unwrap_or(first);
+                let base = Path::new(first)
+                    .file_name()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or(first);
                 format!("cmd:{base}")
             }
             None => self.name.clone(),
@@ -110,12 +125,23 @@ impl Env {
     /// Describe a server's launch for reports: version and settings.
     pub fn describe(&self, spec: &ServerSpec) -> String {
         let t = self.threads;
-        let bench = |flags: &str| if self.bench_mode { format!(" {flags}") } else { String::new() };
+        let bench = |flags: &str| {
+            if self.bench_mode {
+                format!(" {flags}")
+            } else {
+                String::new()
+            }
+        };
         let host_flags = bench("--access-log off --max-body 1073741824");
         let ver = |p: &str| self.pkg_version(p).unwrap_or_else(|| "?".into());
         match spec.name.as_str() {
-            "host-py" => format!("isapi-host + pyisapie ({}), --threads {t}{host_flags}", self.wsgi_app),
-            "host-c" => format!("isapi-host + C fixtures (hello, echo, misbehave), --threads {t}{host_flags}"),
+            "host-py" => format!(
+                "isapi-host + pyisapie ({}), --threads {t}{host_flags}",
+                self.wsgi_app
+            ),
+            "host-c" => format!(
+                "isapi-host + C fixtures (hello, echo, misbehave), --threads {t}{host_flags}"
+            ),
             "gunicorn" => format!(
                 "gunicorn {} -k gthread -w 1 --threads {t}{}",
                 ver("gunicorn"),
@@ -139,7 +165,10 @@ impl Env {
     /// Version of a Python package in the venv.
     pub fn pkg_version(&self, pkg: &str) -> Option<String> {
         let out = Command::new(self.venv.join("bin/python"))
-            .args(["-c", &format!("import importlib.metadata as m; print(m.version({pkg:?}))")])
+            .args([
+                "-c",
+                &format!("import importlib.metadata as m; print(m.version({pkg:?}))"),
+            ])
             .output()
             .ok()?;
         out.status
@@ -183,7 +212,9 @@ pub fn kill_all_groups() {
 
 /// Compile `fixtures/isapi-c/<name>.c` into a shared library (once per process).
 pub fn compile_c_fixture(env: &Env, name: &str) -> Result<PathBuf> {
-    let mut guard = COMPILED.lock().map_err(|_| anyhow!("fixture cache poisoned"))?;
+    let mut guard = COMPILED
+        .lock()
+        .map_err(|_| anyhow!("fixture cache poisoned"))?;
     let map = guard.get_or_insert_with(HashMap::new);
     if let Some(p) = map.get(name) {
         return Ok(p.clone());
@@ -235,7 +266,13 @@ fn log_file(env: &Env, spec: &ServerSpec) -> Result<(PathBuf, File)> {
     let safe: String = spec
         .label()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let path = env.logs_dir().join(format!("{safe}.log"));
     let f = File::create(&path)?;
@@ -266,7 +303,8 @@ pub fn start(env: &Env, spec: &ServerSpec) -> Result<Running> {
                 cmd.args(["--access-log", "off"]);
             }
             if spec.name == "host-py" {
-                cmd.args(["--app", &env.wsgi_app, "--python-path"]).arg(env.wsgi_dir());
+                cmd.args(["--app", &env.wsgi_app, "--python-path"])
+                    .arg(env.wsgi_dir());
             } else {
                 let hello = compile_c_fixture(env, "hello")?;
                 cmd.arg("--extension").arg(&hello);
@@ -276,7 +314,10 @@ pub fn start(env: &Env, spec: &ServerSpec) -> Result<Running> {
                     }
                 }
             }
-            cmd.env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()));
+            cmd.env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            );
         }
         "gunicorn" | "waitress" | "granian" => {
             let p = free_port()?;
@@ -357,7 +398,9 @@ pub fn start(env: &Env, spec: &ServerSpec) -> Result<Running> {
     } else {
         cmd.stdout(Stdio::from(file.try_clone()?));
     }
-    let mut child = cmd.spawn().with_context(|| format!("starting {}", spec.name))?;
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("starting {}", spec.name))?;
     if let Ok(mut g) = GROUPS.lock() {
         g.push(child.id());
     }
@@ -366,7 +409,11 @@ pub fn start(env: &Env, spec: &ServerSpec) -> Result<Running> {
             Ok(a) => a,
             Err(e) => {
                 let _ = kill_group(&mut child, Duration::from_secs(2));
-                return Err(e.context(format!("{} did not start; log: {}", spec.name, log.display())));
+                return Err(e.context(format!(
+                    "{} did not start; log: {}",
+                    spec.name,
+                    log.display()
+                )));
             }
         }
     } else {
@@ -381,7 +428,11 @@ pub fn start(env: &Env, spec: &ServerSpec) -> Result<Running> {
     if let Err(e) = running.wait_ready(Duration::from_secs(60)) {
         let log = running.log.clone();
         running.stop();
-        return Err(e.context(format!("{} did not become ready; log: {}", spec.name, log.display())));
+        return Err(e.context(format!(
+            "{} did not become ready; log: {}",
+            spec.name,
+            log.display()
+        )));
     }
     Ok(running)
 }
@@ -429,7 +480,9 @@ fn kill_group(child: &mut Child, grace: Duration) -> Result<()> {
     }
     let pgid = child.id().to_string();
     if child.try_wait()?.is_none() {
-        let _ = Command::new("kill").args(["-TERM", "--", &format!("-{pgid}")]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{pgid}")])
+            .status();
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             if child.try_wait()?.is_some() {
@@ -559,7 +612,9 @@ fn vm_rss_kib(pid: u32) -> u64 {
 /// else the first ancestor of the current directory holding `fixtures/cases`.
 pub fn find_repo(explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(p) = explicit {
-        return p.canonicalize().with_context(|| format!("--repo {}", p.display()));
+        return p
+            .canonicalize()
+            .with_context(|| format!("--repo {}", p.display()));
     }
     let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     if built.join("fixtures/cases").is_dir() {

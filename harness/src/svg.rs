@@ -7,10 +7,14 @@ use anyhow::Result;
 
 use crate::bench::{App, Report, RunResult};
 
-const COLORS: &[&str] = &["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#9c755f"];
+const COLORS: &[&str] = &[
+    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#9c755f",
+];
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// A "nice" axis maximum and tick step for `max`.
@@ -43,7 +47,12 @@ fn fmt_num(v: f64) -> String {
 }
 
 /// A grouped bar chart: one group per label, one bar per series.
-pub fn grouped_bars(title: &str, y_label: &str, groups: &[String], series: &[(String, Vec<Option<f64>>)]) -> String {
+pub fn grouped_bars(
+    title: &str,
+    y_label: &str,
+    groups: &[String],
+    series: &[(String, Vec<Option<f64>>)],
+) -> String {
     let (w, h) = (900.0, 420.0);
     let (left, right, top, bottom) = (80.0, 170.0, 40.0, 50.0);
     let pw = w - left - right;
@@ -166,7 +175,11 @@ pub fn write_charts(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
                 .map(|s| {
                     let vals = concs
                         .iter()
-                        .map(|c| runs.iter().find(|r| &r.server == s && r.concurrency == *c).map(|r| f(r)))
+                        .map(|c| {
+                            runs.iter()
+                                .find(|r| &r.server == s && r.concurrency == *c)
+                                .map(|r| f(r))
+                        })
                         .collect();
                     (s.clone(), vals)
                 })
@@ -211,7 +224,10 @@ mod tests {
             "t <x>",
             "rps",
             &["c=1".into(), "c=64".into()],
-            &[("a".into(), vec![Some(10.0), Some(20.0)]), ("b".into(), vec![None, Some(5.0)])],
+            &[
+                ("a".into(), vec![Some(10.0), Some(20.0)]),
+                ("b".into(), vec![None, Some(5.0)]),
+            ],
         );
         assert!(svg.starts_with("<svg"));
         assert!(svg.trim_end().ends_with("</svg>"));

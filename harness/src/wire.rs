@@ -177,7 +177,10 @@ pub struct ReadOptions {
 }
 
 /// Read one final response, skipping (and collecting) any 1xx interim responses.
-pub fn read_response<R: Read + ?Sized>(reader: &mut R, req_method_is_head: bool) -> Result<Response, WireError> {
+pub fn read_response<R: Read + ?Sized>(
+    reader: &mut R,
+    req_method_is_head: bool,
+) -> Result<Response, WireError> {
     read_response_with(
         reader,
         ReadOptions {
@@ -188,12 +191,19 @@ pub fn read_response<R: Read + ?Sized>(reader: &mut R, req_method_is_head: bool)
 }
 
 /// Read one response with explicit options.
-pub fn read_response_with<R: Read + ?Sized>(reader: &mut R, opts: ReadOptions) -> Result<Response, WireError> {
+pub fn read_response_with<R: Read + ?Sized>(
+    reader: &mut R,
+    opts: ReadOptions,
+) -> Result<Response, WireError> {
     let mut interim = Vec::new();
     loop {
         let (version, status, reason, headers) = read_head(reader)?;
         if (100..200).contains(&status) && !opts.return_interim && status != 101 {
-            interim.push(Interim { status, reason, headers });
+            interim.push(Interim {
+                status,
+                reason,
+                headers,
+            });
             continue;
         }
         let mut resp = Response {
@@ -222,7 +232,8 @@ pub fn read_response_with<R: Read + ?Sized>(reader: &mut R, opts: ReadOptions) -
 
 /// Decide the framing per RFC 9112 §6.3.
 fn framing_of(resp: &Response, head_request: bool) -> Result<Framing, WireError> {
-    if head_request || (100..200).contains(&resp.status) || resp.status == 204 || resp.status == 304 {
+    if head_request || (100..200).contains(&resp.status) || resp.status == 204 || resp.status == 304
+    {
         return Ok(Framing::None);
     }
     let te: Vec<&str> = resp.headers_all("transfer-encoding").collect();
@@ -246,9 +257,13 @@ fn framing_of(resp: &Response, head_request: bool) -> Result<Framing, WireError>
             if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(WireError::InvalidContentLength(v.to_owned()));
             }
-            let n: u64 = part.parse().map_err(|_| WireError::InvalidContentLength(v.to_owned()))?;
+            let n: u64 = part
+                .parse()
+                .map_err(|_| WireError::InvalidContentLength(v.to_owned()))?;
             match len {
-                Some(prev) if prev != n => return Err(WireError::InvalidContentLength(v.to_owned())),
+                Some(prev) if prev != n => {
+                    return Err(WireError::InvalidContentLength(v.to_owned()));
+                }
                 _ => len = Some(n),
             }
         }
@@ -261,7 +276,10 @@ fn framing_of(resp: &Response, head_request: bool) -> Result<Framing, WireError>
 
 /// Read one CRLF-terminated line (without the CRLF). `Ok(None)` on EOF before
 /// any byte. `budget` is decremented by the bytes consumed.
-fn read_line<R: Read + ?Sized>(reader: &mut R, budget: &mut usize) -> Result<Option<Vec<u8>>, LineError> {
+fn read_line<R: Read + ?Sized>(
+    reader: &mut R,
+    budget: &mut usize,
+) -> Result<Option<Vec<u8>>, LineError> {
     let mut line = Vec::new();
     let mut byte = [0u8; 1];
     loop {
@@ -352,7 +370,10 @@ fn parse_status_line(line: &[u8]) -> Result<(String, u16, String), WireError> {
     if !code.iter().all(u8::is_ascii_digit) {
         return Err(bad());
     }
-    let status: u16 = std::str::from_utf8(code).map_err(|_| bad())?.parse().map_err(|_| bad())?;
+    let status: u16 = std::str::from_utf8(code)
+        .map_err(|_| bad())?
+        .parse()
+        .map_err(|_| bad())?;
     if status < 100 {
         return Err(bad());
     }
@@ -380,11 +401,17 @@ fn parse_header_line(line: &[u8]) -> Result<(String, String), WireError> {
     if value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
         return Err(bad());
     }
-    let value = lossy(value).trim_matches(|c| c == ' ' || c == '\t').to_owned();
+    let value = lossy(value)
+        .trim_matches(|c| c == ' ' || c == '\t')
+        .to_owned();
     Ok((lossy(name), value))
 }
 
-fn read_exact_body<R: Read + ?Sized>(reader: &mut R, n: u64, out: &mut Vec<u8>) -> Result<(), WireError> {
+fn read_exact_body<R: Read + ?Sized>(
+    reader: &mut R,
+    n: u64,
+    out: &mut Vec<u8>,
+) -> Result<(), WireError> {
     let start = out.len() as u64;
     let got = reader.take(n).read_to_end(out)? as u64;
     if got < n {
@@ -459,7 +486,10 @@ fn parse_chunk_size(line: &[u8]) -> Result<u64, WireError> {
     }
     let rest = &line[hex_len..];
     let rest_trimmed: &[u8] = {
-        let ws = rest.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+        let ws = rest
+            .iter()
+            .take_while(|&&b| b == b' ' || b == b'\t')
+            .count();
         &rest[ws..]
     };
     if !rest_trimmed.is_empty() && rest_trimmed[0] != b';' {
@@ -500,13 +530,20 @@ pub fn wait_closed(stream: &TcpStream, timeout: Duration) -> io::Result<PeerStat
                 Ok(0) => return Ok(PeerState::Closed),
                 Ok(n) => return Ok(PeerState::Data(buf[..n].to_vec())),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
                     return Ok(PeerState::Open);
                 }
                 Err(e)
                     if matches!(
                         e.kind(),
-                        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe
+                        io::ErrorKind::ConnectionReset
+                            | io::ErrorKind::ConnectionAborted
+                            | io::ErrorKind::BrokenPipe
                     ) =>
                 {
                     return Ok(PeerState::Closed);
@@ -625,7 +662,11 @@ impl Conn {
     }
 
     /// Send a request and read its response.
-    pub fn roundtrip(&mut self, request: &[u8], req_method_is_head: bool) -> Result<Response, WireError> {
+    pub fn roundtrip(
+        &mut self,
+        request: &[u8],
+        req_method_is_head: bool,
+    ) -> Result<Response, WireError> {
         self.send(request)?;
         self.read_response(req_method_is_head)
     }
@@ -643,7 +684,12 @@ impl Conn {
         let prev = self.stream().read_timeout()?;
         let deadline = Instant::now() + timeout;
         let result = loop {
-            if self.reader.pending().windows(needle.len().max(1)).any(|w| w == needle) {
+            if self
+                .reader
+                .pending()
+                .windows(needle.len().max(1))
+                .any(|w| w == needle)
+            {
                 break Ok(true);
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -654,7 +700,14 @@ impl Conn {
             match self.reader.fill_more() {
                 Ok(0) => break Ok(false),
                 Ok(_) => {}
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => break Ok(false),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break Ok(false);
+                }
                 Err(e) => break Err(e),
             }
         };
@@ -713,7 +766,10 @@ mod tests {
         assert_eq!(three.framing, Framing::CloseDelimited);
         assert_eq!(three.body, b"rest");
         assert!(!three.keep_alive_signalled());
-        assert!(matches!(read_response(&mut r, false), Err(WireError::EofBeforeHead)));
+        assert!(matches!(
+            read_response(&mut r, false),
+            Err(WireError::EofBeforeHead)
+        ));
     }
 
     #[test]
@@ -732,7 +788,10 @@ mod tests {
 
     #[test]
     fn te_not_chunked_last_is_close_delimited() {
-        let r = read(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\nContent-Length: 2\r\n\r\nxyz").unwrap();
+        let r = read(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\nContent-Length: 2\r\n\r\nxyz",
+        )
+        .unwrap();
         assert_eq!(r.framing, Framing::CloseDelimited);
         assert_eq!(r.body, b"xyz");
     }
@@ -758,7 +817,10 @@ mod tests {
         let r = read_response(&mut raw, true).unwrap();
         assert_eq!(r.framing, Framing::None);
         assert_eq!(r.header("content-length"), Some("5"));
-        assert_eq!(read_response(&mut raw, false).unwrap().framing, Framing::ContentLength(0));
+        assert_eq!(
+            read_response(&mut raw, false).unwrap().framing,
+            Framing::ContentLength(0)
+        );
     }
 
     #[test]
@@ -768,7 +830,10 @@ mod tests {
         assert_eq!(r.status, 200);
         assert_eq!(r.interim.len(), 2);
         assert_eq!(r.interim[0].status, 100);
-        assert_eq!(r.interim[1].headers, vec![("Link".to_owned(), "</a>".to_owned())]);
+        assert_eq!(
+            r.interim[1].headers,
+            vec![("Link".to_owned(), "</a>".to_owned())]
+        );
 
         let mut rd = &raw[..];
         let opts = ReadOptions {
@@ -784,7 +849,8 @@ mod tests {
 
     #[test]
     fn duplicate_content_length() {
-        let r = read(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2, 2\r\n\r\nok").unwrap();
+        let r = read(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2, 2\r\n\r\nok")
+            .unwrap();
         assert_eq!(r.framing, Framing::ContentLength(2));
         assert!(matches!(
             read(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok"),
@@ -793,7 +859,10 @@ mod tests {
         for bad in ["-1", "+2", "0x10", "", "1 2", "99999999999999999999999"] {
             let raw = format!("HTTP/1.1 200 OK\r\nContent-Length: {bad}\r\n\r\n");
             assert!(
-                matches!(read(raw.as_bytes()), Err(WireError::InvalidContentLength(_))),
+                matches!(
+                    read(raw.as_bytes()),
+                    Err(WireError::InvalidContentLength(_))
+                ),
                 "{bad:?}"
             );
         }
@@ -812,11 +881,25 @@ mod tests {
             b"HTTP/1.1 099 Low\r\n\r\n",
             b"\r\n",
         ] {
-            assert!(matches!(read(bad), Err(WireError::BadStatusLine(_))), "{:?}", lossy(bad));
+            assert!(
+                matches!(read(bad), Err(WireError::BadStatusLine(_))),
+                "{:?}",
+                lossy(bad)
+            );
         }
         // empty reason is fine, with or without the SP
-        assert_eq!(read(b"HTTP/1.1 200 \r\nContent-Length: 0\r\n\r\n").unwrap().reason, "");
-        assert_eq!(read(b"HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n").unwrap().status, 200);
+        assert_eq!(
+            read(b"HTTP/1.1 200 \r\nContent-Length: 0\r\n\r\n")
+                .unwrap()
+                .reason,
+            ""
+        );
+        assert_eq!(
+            read(b"HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n")
+                .unwrap()
+                .status,
+            200
+        );
     }
 
     #[test]
@@ -828,17 +911,33 @@ mod tests {
             b"HTTP/1.1 200 OK\r\n: v\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nA\x00: v\r\n\r\n",
         ] {
-            assert!(matches!(read(bad), Err(WireError::BadHeader(_))), "{:?}", lossy(bad));
+            assert!(
+                matches!(read(bad), Err(WireError::BadHeader(_))),
+                "{:?}",
+                lossy(bad)
+            );
         }
-        assert!(matches!(read(b"HTTP/1.1 200 OK\nA: b\r\n\r\n"), Err(WireError::BareLf(_))));
-        assert!(matches!(read(b"HTTP/1.1 200 OK\r\nA: b\n\r\n"), Err(WireError::BareLf(_))));
+        assert!(matches!(
+            read(b"HTTP/1.1 200 OK\nA: b\r\n\r\n"),
+            Err(WireError::BareLf(_))
+        ));
+        assert!(matches!(
+            read(b"HTTP/1.1 200 OK\r\nA: b\n\r\n"),
+            Err(WireError::BareLf(_))
+        ));
     }
 
     #[test]
     fn truncation() {
         assert!(matches!(read(b""), Err(WireError::EofBeforeHead)));
-        assert!(matches!(read(b"HTTP/1.1 200"), Err(WireError::TruncatedHead(_))));
-        assert!(matches!(read(b"HTTP/1.1 200 OK\r\nA: b\r\n"), Err(WireError::TruncatedHead(_))));
+        assert!(matches!(
+            read(b"HTTP/1.1 200"),
+            Err(WireError::TruncatedHead(_))
+        ));
+        assert!(matches!(
+            read(b"HTTP/1.1 200 OK\r\nA: b\r\n"),
+            Err(WireError::TruncatedHead(_))
+        ));
         match read(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc") {
             Err(WireError::TruncatedBody { expected, got }) => {
                 assert_eq!(expected, Some(10));
@@ -854,7 +953,10 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\nX: y\r\n",
         ] {
             assert!(
-                matches!(read(raw), Err(WireError::TruncatedBody { expected: None, .. })),
+                matches!(
+                    read(raw),
+                    Err(WireError::TruncatedBody { expected: None, .. })
+                ),
                 "{:?}",
                 lossy(raw)
             );
@@ -864,12 +966,27 @@ mod tests {
     #[test]
     fn bad_chunks() {
         let pre = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
-        for bad in ["zz\r\n", "\r\n", "-1\r\n", "0x5\r\n", "5 x\r\n", "5 \r\n", "11111111111111111\r\n", "5\n"] {
+        for bad in [
+            "zz\r\n",
+            "\r\n",
+            "-1\r\n",
+            "0x5\r\n",
+            "5 x\r\n",
+            "5 \r\n",
+            "11111111111111111\r\n",
+            "5\n",
+        ] {
             let raw = format!("{pre}{bad}hello\r\n0\r\n\r\n");
-            assert!(matches!(read(raw.as_bytes()), Err(WireError::BadChunkSize(_))), "{bad:?}");
+            assert!(
+                matches!(read(raw.as_bytes()), Err(WireError::BadChunkSize(_))),
+                "{bad:?}"
+            );
         }
         let raw = format!("{pre}5\r\nhelloXX0\r\n\r\n");
-        assert!(matches!(read(raw.as_bytes()), Err(WireError::BadChunkTerminator(_))));
+        assert!(matches!(
+            read(raw.as_bytes()),
+            Err(WireError::BadChunkTerminator(_))
+        ));
         // uppercase hex and leading zeros are fine
         let raw = format!("{pre}00A\r\n0123456789\r\n000\r\n\r\n");
         assert_eq!(read(raw.as_bytes()).unwrap().body, b"0123456789");
@@ -887,9 +1004,11 @@ mod tests {
 
     #[test]
     fn connection_tokens() {
-        let r = read(b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n").unwrap();
+        let r = read(b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n")
+            .unwrap();
         assert!(r.keep_alive_signalled());
-        let r = read(b"HTTP/1.1 200 OK\r\nConnection: foo, close\r\nContent-Length: 0\r\n\r\n").unwrap();
+        let r = read(b"HTTP/1.1 200 OK\r\nConnection: foo, close\r\nContent-Length: 0\r\n\r\n")
+            .unwrap();
         assert!(r.connection_has("CLOSE"));
         assert!(!r.keep_alive_signalled());
     }
@@ -901,7 +1020,8 @@ mod tests {
         let addr = l.local_addr().unwrap();
         let t = std::thread::spawn(move || {
             let (mut s, _) = l.accept().unwrap();
-            s.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nfirst\n\r\n").unwrap();
+            s.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nfirst\n\r\n")
+                .unwrap();
             std::thread::sleep(Duration::from_millis(400));
             s.write_all(b"7\r\nsecond\n\r\n0\r\n\r\n").unwrap();
         });
@@ -930,12 +1050,19 @@ mod tests {
             drop(s);
         });
         let mut c = Conn::connect(addr).unwrap();
-        c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
         assert_eq!(c.read_response(false).unwrap().body, b"a");
         assert_eq!(c.read_response(false).unwrap().body, b"b");
         assert!(c.buffered().is_empty());
-        assert_eq!(c.wait_closed(Duration::from_millis(50)).unwrap(), PeerState::Open);
-        assert_eq!(c.wait_closed(Duration::from_secs(5)).unwrap(), PeerState::Closed);
+        assert_eq!(
+            c.wait_closed(Duration::from_millis(50)).unwrap(),
+            PeerState::Open
+        );
+        assert_eq!(
+            c.wait_closed(Duration::from_secs(5)).unwrap(),
+            PeerState::Closed
+        );
         t.join().unwrap();
     }
 }
