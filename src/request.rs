@@ -6,6 +6,7 @@
 //! callbacks do to a request is a method here; the `ffi` module only turns raw
 //! pointers into these calls.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -300,20 +301,42 @@ impl BodyReader {
         kind
     }
 
-    /// Blocking read for `ReadClient`: fewer bytes than asked is fine, 0 is the end.
+    /// Blocking read for `ReadClient`: fewer bytes than asked is fine, 0 is
+    /// the end. It blocks only for the first bytes, then also takes whatever
+    /// hyper already holds, so that a large buffer fills in one call rather
+    /// than one frame per crossing between threads.
     fn read(&mut self, rt: &tokio::runtime::Handle, buf: &mut [u8]) -> Result<usize, BodyError> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        if self.pending.is_empty() {
-            match rt.block_on(self.next_frame())? {
-                Some(data) => self.pending = data,
-                None => return Ok(0),
+        let mut n = 0;
+        while n < buf.len() {
+            if self.pending.is_empty() {
+                let frame = if n == 0 {
+                    rt.block_on(self.next_frame())?
+                } else {
+                    // An error or the end found here is kept for the next call.
+                    match self.ready_frame() {
+                        Some(Ok(frame)) => frame,
+                        Some(Err(_)) | None => break,
+                    }
+                };
+                match frame {
+                    Some(data) => self.pending = data,
+                    None => break,
+                }
             }
+            let k = (buf.len() - n).min(self.pending.len());
+            buf[n..n + k].copy_from_slice(&self.pending.split_to(k));
+            n += k;
         }
-        let n = buf.len().min(self.pending.len());
-        buf[..n].copy_from_slice(&self.pending.split_to(n));
         Ok(n)
+    }
+
+    /// The next frame if hyper has it now, without waiting.
+    fn ready_frame(&mut self) -> Option<Result<Option<Bytes>, BodyError>> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match std::pin::pin!(self.next_frame()).poll(&mut cx) {
+            Poll::Ready(r) => Some(r),
+            Poll::Pending => None,
+        }
     }
 }
 
