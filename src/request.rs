@@ -149,12 +149,17 @@ pub(crate) fn simple_response(
 /// An HTML error page with a `Connection: close` when asked.
 pub(crate) fn error_page(status: StatusCode, close: bool) -> Response<HostBody> {
     let reason = status.canonical_reason().unwrap_or("Error");
-    let body = format!(
-        "<!DOCTYPE html><html><head><title>{code} {reason}</title></head><body><h1>{code} {reason}</h1></body></html>\n",
-        code = status.as_u16()
-    );
+    let title = format!("{} {reason}", status.as_u16());
+    let body = error_html(&title, &title);
     let close_hdr = [(header::CONNECTION, "close")];
     simple_response(status, if close { &close_hdr } else { &[] }, &body)
+}
+
+/// The HTML of the host's error pages.
+pub(crate) fn error_html(title: &str, heading: &str) -> String {
+    format!(
+        "<!DOCTYPE html><html><head><title>{title}</title></head><body><h1>{heading}</h1></body></html>\n"
+    )
 }
 
 /// Why reading the request body failed.
@@ -487,14 +492,13 @@ impl RequestCtx {
         let mut r = lock(&self.resp);
         let mut data = data;
         if matches!(r.framing, Framing::Unsent) {
-            let (lines, end) = response::split_header_block(data);
-            let head = match end {
-                Some(end) if response::looks_like_header_block(data) => {
+            let head = match response::leading_header_block(data) {
+                Some((lines, end)) => {
                     let head = response::build_head(None, &lines);
                     data = &data[end..];
                     head
                 }
-                _ => {
+                None => {
                     tracing::warn!(
                         request = self.id,
                         "WriteClient before any headers: sending 200 with a close-delimited body"
@@ -885,12 +889,4 @@ impl RequestCtx {
             },
         );
     }
-}
-
-/// Waits for the response head the extension produces; used by the
-/// connection task.
-pub(crate) async fn await_head(
-    head_rx: oneshot::Receiver<Response<HostBody>>,
-) -> Result<Response<HostBody>, Aborted> {
-    head_rx.await.map_err(|_| Aborted)
 }

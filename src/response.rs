@@ -115,17 +115,18 @@ fn split_header_line(line: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((name, value))
 }
 
-/// Does this look like a header block (a `WriteClient` with no headers sent
-/// first may carry `headers\r\n\r\nbody`, as `mod_isapi` accepts)?
-pub(crate) fn looks_like_header_block(data: &[u8]) -> bool {
+/// The header block a `WriteClient` with no headers sent first may start
+/// with (`headers\r\n\r\nbody`, as `mod_isapi` accepts): its lines and the
+/// bytes it takes, or `None` when the data does not start with one.
+pub(crate) fn leading_header_block(data: &[u8]) -> Option<(Vec<HeaderLine<'_>>, usize)> {
     let (lines, end) = split_header_block(data);
-    let Some(end) = end else { return false };
+    let end = end?;
     // Every line before the blank one must be a header.
     let count = data[..end]
         .split(|&b| b == b'\n')
         .filter(|l| !trim_cr(l).is_empty())
         .count();
-    !lines.is_empty() && count == lines.len()
+    (!lines.is_empty() && count == lines.len()).then_some((lines, end))
 }
 
 /// Builds a [`Head`] from a status and a header block.
@@ -342,11 +343,12 @@ mod tests {
         let (lines, end) = split_header_block(b"A: 1\r\nB: 2");
         assert_eq!(lines.len(), 2);
         assert_eq!(end, None);
-        assert!(looks_like_header_block(
-            b"Content-Type: text/plain\r\n\r\nhi"
-        ));
-        assert!(!looks_like_header_block(b"hello world\r\n\r\n"));
-        assert!(!looks_like_header_block(b"no block"));
+        assert_eq!(
+            leading_header_block(b"Content-Type: text/plain\r\n\r\nhi"),
+            Some((vec![(&b"Content-Type"[..], &b"text/plain"[..])], 28))
+        );
+        assert!(leading_header_block(b"hello world\r\n\r\n").is_none());
+        assert!(leading_header_block(b"no block").is_none());
     }
 
     #[test]

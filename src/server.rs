@@ -590,7 +590,7 @@ async fn handle(
         }
         Ok(head_rx) => {
             let mut guard = GoneOnDrop(Some(conn.clone()));
-            let head = crate::request::await_head(head_rx).await;
+            let head = head_rx.await.map_err(|_| Aborted);
             guard.0 = None;
             if head.is_err() {
                 // Aborted before any head: hyper drops the connection.

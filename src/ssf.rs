@@ -407,9 +407,10 @@ pub(crate) fn send_custom_error(
         .map_err(|_| SsfError::Win32(win32::ERROR_INVALID_PARAMETER))?;
     let completion = completion_for(ctx, if async_ { iis::HSE_IO_ASYNC } else { 0 })?;
     let reason = code.canonical_reason().unwrap_or("Error");
-    let body = format!(
-        "<!DOCTYPE html><html><head><title>{c} - {reason}</title></head><body><h1>{c}.{sub_error} - {reason}</h1></body></html>\n",
-        c = code.as_u16()
+    let c = code.as_u16();
+    let body = crate::request::error_html(
+        &format!("{c} - {reason}"),
+        &format!("{c}.{sub_error} - {reason}"),
     );
     run_io(ctx, completion, move |ctx| {
         ctx.send_simple(code, &[], &body).map(|_| 0)
