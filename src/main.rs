@@ -25,6 +25,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc: requests allocate on a runtime thread and free on an extension
+/// thread; glibc's per-thread arenas pay for that with a lock and
+/// consolidation on every cross-thread free.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = config::Cli::parse();
     // Log lines are written by a dedicated thread, so that request threads
