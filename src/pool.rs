@@ -4,24 +4,32 @@
 //! the host, so they never run on tokio's workers.
 //!
 //! Handing a job to a sleeping thread costs a futex wake and two context
-//! switches, which dominate a small request on a busy machine. The pool keeps
-//! that to the minimum:
+//! switches, which dominate a small request on a busy machine; and threads
+//! that run Python at the same time only queue on the GIL, each hand-over of
+//! which is another wake. So the pool keeps as few threads running as keep
+//! the queue moving, as IIS's thread pool and granian's blocking pool do:
 //!
 //! - A thread that finishes a job takes the next one without sleeping.
-//! - A job wakes a sleeping thread only if no thread is already on its way to
-//!   the queue (woken but not yet running). A woken thread that finds more
-//!   jobs queued wakes the next one, so a burst fans out over the pool
-//!   without a wake per job.
-//! - Idle threads sleep in a stack: the thread woken is the one that ran most
-//!   recently, whose caches are still warm.
+//! - A job wakes a sleeping thread when no thread is running or on its way.
+//!   Otherwise the running threads take it, unless the queue stalls: when no
+//!   job has started for [`STALL`] (every running thread is blocked, on a
+//!   database or on a slow client), one more thread is woken, and another
+//!   after each further [`STALL`]. A watcher thread checks while jobs wait.
+//! - At most one thread is on its way at a time, and idle threads sleep in a
+//!   stack, so the thread woken is the one whose caches are still warm.
 //!
 //! No thread spins: on a two-core machine a spinning thread takes the CPU
 //! from the runtime that feeds it.
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
+
+/// How long the queue may go without a job starting before another thread
+/// is woken.
+pub(crate) const STALL: Duration = Duration::from_millis(1);
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
@@ -33,27 +41,41 @@ struct State {
     woken: Vec<bool>,
     /// Threads woken and not yet at the queue.
     waking: usize,
+    /// Threads running a job.
+    running: usize,
+    /// When a thread last took a job.
+    last_start: Instant,
+    /// The watcher is checking the queue for stalls.
+    watching: bool,
+}
+
+impl State {
+    /// Picks a sleeping thread to wake if the queue needs one: jobs wait,
+    /// no thread is on its way, and either none runs or the queue stalled.
+    /// The caller unparks the thread after dropping the lock.
+    fn pick_sleeper(&mut self) -> Option<Thread> {
+        if self.jobs.is_empty() || self.waking > 0 {
+            return None;
+        }
+        if self.running > 0 && self.last_start.elapsed() < STALL {
+            return None;
+        }
+        let (i, thread) = self.idle.pop()?;
+        self.woken[i] = true;
+        self.waking += 1;
+        Some(thread)
+    }
 }
 
 struct Shared {
     state: Mutex<State>,
+    /// Arms the watcher.
+    watch: Condvar,
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Picks a sleeping thread to wake, unless one is already waking.
-    /// The caller unparks the returned thread after dropping the lock.
-    fn pick_sleeper(st: &mut State) -> Option<Thread> {
-        if st.waking > 0 {
-            return None;
-        }
-        let (i, thread) = st.idle.pop()?;
-        st.woken[i] = true;
-        st.waking += 1;
-        Some(thread)
     }
 
     fn worker(&self, me: usize) {
@@ -70,11 +92,9 @@ impl Shared {
                 st.waking -= 1;
                 continue;
             };
-            let wake = if st.jobs.is_empty() {
-                None
-            } else {
-                Self::pick_sleeper(&mut st)
-            };
+            st.running += 1;
+            st.last_start = Instant::now();
+            let wake = st.pick_sleeper();
             drop(st);
             if let Some(t) = wake {
                 t.unpark();
@@ -83,6 +103,33 @@ impl Shared {
                 tracing::error!("a job panicked on an extension thread; the thread goes on");
             }
             st = self.lock();
+            st.running -= 1;
+        }
+    }
+
+    /// While jobs wait behind running threads, wakes one more thread each
+    /// time the queue goes [`STALL`] without a job starting.
+    fn watcher(&self) {
+        let mut st = self.lock();
+        loop {
+            while !st.watching {
+                st = self.watch.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+            st = self
+                .watch
+                .wait_timeout(st, STALL)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+            if st.jobs.is_empty() || st.idle.is_empty() {
+                // Nothing waits, or nobody is left to wake: a later job re-arms.
+                st.watching = false;
+                continue;
+            }
+            if let Some(t) = st.pick_sleeper() {
+                drop(st);
+                t.unpark();
+                st = self.lock();
+            }
         }
     }
 }
@@ -93,7 +140,7 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    /// Starts `threads` threads named `name-N`.
+    /// Starts `threads` threads named `name-N`, and the queue's watcher.
     pub(crate) fn new(name: &str, threads: usize) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -101,7 +148,11 @@ impl Pool {
                 idle: Vec::with_capacity(threads),
                 woken: vec![false; threads],
                 waking: 0,
+                running: 0,
+                last_start: Instant::now(),
+                watching: false,
             }),
+            watch: Condvar::new(),
         });
         for i in 0..threads {
             let shared = shared.clone();
@@ -109,18 +160,32 @@ impl Pool {
                 .name(format!("{name}-{i}"))
                 .spawn(move || shared.worker(i))?;
         }
+        let watcher = shared.clone();
+        thread::Builder::new()
+            .name(format!("{name}-watch"))
+            .spawn(move || watcher.watcher())?;
         Ok(Pool { shared })
     }
 
     /// Queues a job; it runs when a thread is free.
     pub(crate) fn spawn(&self, job: impl FnOnce() + Send + 'static) {
-        let wake = {
+        let (wake, arm) = {
             let mut st = self.shared.lock();
             st.jobs.push_back(Box::new(job));
-            Shared::pick_sleeper(&mut st)
+            let wake = st.pick_sleeper();
+            // The job waits behind running threads: have the watcher make
+            // sure they do not all stay blocked.
+            let arm = wake.is_none() && !st.watching && !st.idle.is_empty();
+            if arm {
+                st.watching = true;
+            }
+            (wake, arm)
         };
         if let Some(t) = wake {
             t.unpark();
+        }
+        if arm {
+            self.shared.watch.notify_one();
         }
     }
 }
@@ -129,7 +194,6 @@ impl Pool {
 mod tests {
     use super::*;
     use std::sync::mpsc;
-    use std::time::Duration;
 
     #[test]
     fn runs_every_job_and_survives_a_panic() {
@@ -146,9 +210,10 @@ mod tests {
     }
 
     #[test]
-    fn a_blocked_job_does_not_hold_up_the_queue() {
-        // Every thread but one blocks; the jobs queued behind them still run
-        // on the last one, and a burst wakes the whole pool.
+    fn blocked_threads_do_not_hold_up_the_queue() {
+        // Three jobs block one after another: each stalls the queue, so
+        // the pool wakes another thread for the next, and the last thread
+        // runs the jobs queued behind them.
         let pool = Pool::new("test-block", 4).unwrap();
         let (release_tx, release_rx) = mpsc::channel::<()>();
         let release_rx = Arc::new(Mutex::new(release_rx));
@@ -163,7 +228,7 @@ mod tests {
         for _ in 0..3 {
             started_rx
                 .recv_timeout(Duration::from_secs(5))
-                .expect("three jobs run at once on a four-thread pool");
+                .expect("three blocking jobs run at once on a four-thread pool");
         }
         let (tx, rx) = mpsc::channel();
         for i in 0..50 {
@@ -175,5 +240,24 @@ mod tests {
                 .expect("the free thread runs the queued jobs");
         }
         drop(release_tx);
+    }
+
+    #[test]
+    fn short_jobs_stay_on_few_threads() {
+        // A burst of short jobs is served without waking the whole pool.
+        let pool = Pool::new("test-few", 32).unwrap();
+        let (tx, rx) = mpsc::channel();
+        for _ in 0..2000 {
+            let tx = tx.clone();
+            pool.spawn(move || tx.send(thread::current().id()).unwrap());
+        }
+        let mut threads: Vec<_> = (0..2000).map(|_| rx.recv().unwrap()).collect();
+        threads.sort_unstable_by_key(|id| format!("{id:?}"));
+        threads.dedup();
+        assert!(
+            threads.len() < 32,
+            "2000 short jobs woke all {} threads",
+            threads.len()
+        );
     }
 }

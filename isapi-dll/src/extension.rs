@@ -171,7 +171,8 @@ pub(crate) fn handle(ecb: Ecb) -> u32 {
         return request::plain_response(ecb, "404 Not Found", "Not Found\n");
     };
     let link = Link::new(ecb);
-    let status = Python::attach(|py| request::run(py, ecb, &link, &info, &route));
+    let finished = Python::attach(|py| request::run(py, ecb, &link, &info, &route));
+    let status = finished.complete(&link);
     link.close();
     status
 }

@@ -12,7 +12,7 @@ use windows_sys::Win32::System::Iis::{HSE_STATUS_ERROR, HSE_STATUS_SUCCESS};
 
 use crate::ffi::{self, Ecb, RawFile};
 use crate::mount::{self, Route};
-use crate::wsgi::{Context, Disconnected, FileWrapper, Input, Link, Response};
+use crate::wsgi::{Context, Deferred, Disconnected, FileWrapper, Input, Link, Response};
 
 /// Where the extension's own URL prefix comes from (decided once per process).
 #[derive(Debug, Clone)]
@@ -120,19 +120,56 @@ impl From<Disconnected> for Failure {
     }
 }
 
-/// Runs the application for one routed request; returns the `HSE_STATUS_*`.
+/// What [`run`] leaves to do once the GIL is released.
+pub(crate) struct Finished {
+    /// The `HSE_STATUS_*` for `HttpExtensionProc`.
+    status: u32,
+    /// A response still to send.
+    deferred: Option<Deferred>,
+}
+
+impl Finished {
+    fn status(status: u32) -> Self {
+        Self {
+            status,
+            deferred: None,
+        }
+    }
+
+    /// Sends what is left (call without the GIL); returns the `HSE_STATUS_*`.
+    pub(crate) fn complete(self, link: &Link) -> u32 {
+        let Some(d) = self.deferred else {
+            return self.status;
+        };
+        match d.send(link) {
+            Ok(()) => self.status,
+            Err(e) => {
+                tracing::info!(target: "pyisapie", "client went away during the response: {e}");
+                let _ = link.with(|ecb| ecb.close_connection());
+                HSE_STATUS_ERROR
+            }
+        }
+    }
+}
+
+/// Runs the application for one routed request. A small complete response is returned
+/// unsent, for [`Finished::complete`] to send once the GIL is released.
 pub(crate) fn run(
     py: Python<'_>,
     ecb: Ecb,
     link: &Arc<Link>,
     info: &RequestInfo,
     route: &Route<'_>,
-) -> u32 {
+) -> Finished {
     let ctx = match Context::get(py) {
         Ok(ctx) => ctx,
         Err(e) => {
             tracing::error!(target: "pyisapie", "no interpreter context: {e}");
-            return plain_response(ecb, "500 Internal Server Error", "Internal Server Error\n");
+            return Finished::status(plain_response(
+                ecb,
+                "500 Internal Server Error",
+                "Internal Server Error\n",
+            ));
         }
     };
     let ctx = ctx.get();
@@ -147,7 +184,11 @@ pub(crate) fn run(
         Ok(pair) => pair,
         Err(e) => {
             tracing::error!(target: "pyisapie", "cannot create the request objects: {e}");
-            return plain_response(ecb, "500 Internal Server Error", "Internal Server Error\n");
+            return Finished::status(plain_response(
+                ecb,
+                "500 Internal Server Error",
+                "Internal Server Error\n",
+            ));
         }
     };
     let outcome = call_app(py, ctx, ecb, info, route, &response, &input);
@@ -161,10 +202,18 @@ pub(crate) fn run(
     };
     if input.borrow().broken() && status != HSE_STATUS_ERROR {
         // The body's framing is broken: the connection cannot carry another request.
+        let sent = response.borrow_mut().flush_deferred(py);
         let _ = link.with(|ecb| ecb.close_connection());
-        return HSE_STATUS_SUCCESS;
+        return Finished::status(if sent.is_ok() {
+            HSE_STATUS_SUCCESS
+        } else {
+            HSE_STATUS_ERROR
+        });
     }
-    status
+    Finished {
+        status,
+        deferred: response.borrow_mut().take_deferred(),
+    }
 }
 
 fn call_app(
@@ -223,6 +272,10 @@ fn as_bytes<'a, 'py>(item: &'a Bound<'py, PyAny>) -> Result<&'a Bound<'py, PyByt
     })
 }
 
+/// A one-item list or tuple body up to this size is copied and sent after the GIL is
+/// released, rather than written with the GIL released and taken again.
+const DEFER_MAX: u64 = 64 * 1024;
+
 fn send_result(
     py: Python<'_>,
     ctx: &Context,
@@ -247,6 +300,12 @@ fn send_result(
             return Err(not_started());
         }
         let mut r = response.borrow_mut();
+        if let [item] = items.as_slice() {
+            if total <= DEFER_MAX && !r.headers_sent() {
+                r.defer_body(as_bytes(item)?.as_bytes(), total)?;
+                return Ok(());
+            }
+        }
         for item in &items {
             r.send_body(py, as_bytes(item)?.as_bytes(), Some(total))?;
         }

@@ -451,6 +451,8 @@ pub(crate) struct Response {
     /// A write failed (the client is gone); nothing more is sent.
     failed: bool,
     scratch: Vec<u8>,
+    /// A whole response waiting to go out once the GIL is released.
+    deferred: Option<Deferred>,
 }
 
 /// A status line and header block ready for `SEND_RESPONSE_HEADER_EX`.
@@ -470,6 +472,42 @@ impl Head {
             let _ = ecb.set_flush_flag(true);
         }
         ecb.send_response_header_ex(&self.status, &self.block, self.keep)
+    }
+}
+
+/// A body chunk ready to write ([`Response::frame`]).
+struct Framed<'a> {
+    /// The head, if it has not gone out yet.
+    head: Option<Head>,
+    /// The bytes to write: cut to the Content-Length, or chunk-framed.
+    bytes: &'a [u8],
+    /// The body bytes they carry.
+    body_len: usize,
+}
+
+/// Writes the head (if any) and the bytes (if any).
+fn write_out(ecb: Ecb, head: Option<&Head>, bytes: &[u8]) -> io::Result<()> {
+    if let Some(head) = head {
+        head.send(ecb)?;
+    }
+    if bytes.is_empty() {
+        Ok(())
+    } else {
+        ecb.write_client(bytes)
+    }
+}
+
+/// A complete response held back until the GIL is released
+/// ([`Response::defer_body`]).
+pub(crate) struct Deferred {
+    head: Option<Head>,
+    body: Vec<u8>,
+}
+
+impl Deferred {
+    /// Sends it; call without the GIL.
+    pub(crate) fn send(&self, link: &Link) -> io::Result<()> {
+        link.with(|ecb| write_out(ecb, self.head.as_ref(), &self.body))
     }
 }
 
@@ -496,6 +534,7 @@ impl Response {
             surplus_logged: false,
             failed: false,
             scratch: Vec::new(),
+            deferred: None,
         }
     }
 
@@ -572,6 +611,75 @@ impl Response {
         data: &[u8],
         known: Option<u64>,
     ) -> Result<(), Disconnected> {
+        let link = Arc::clone(&self.link);
+        let Some(Framed {
+            head,
+            bytes,
+            body_len,
+        }) = self.frame(data, known)?
+        else {
+            return Ok(());
+        };
+        // The headers and the chunk go out under one release of the GIL.
+        let result = py.detach(|| link.with(|ecb| write_out(ecb, head.as_ref(), bytes)));
+        self.settle(result, body_len)
+    }
+
+    /// Like [`send_body`](Self::send_body) for a whole body, but the bytes go out only
+    /// after the GIL is released for good ([`take_deferred`](Self::take_deferred)), so
+    /// that a small response costs one GIL acquisition instead of two.
+    pub(crate) fn defer_body(&mut self, data: &[u8], known: u64) -> Result<(), Disconnected> {
+        let Some(Framed {
+            head,
+            bytes,
+            body_len,
+        }) = self.frame(data, Some(known))?
+        else {
+            return Ok(());
+        };
+        let body = bytes.to_vec();
+        self.sent += body_len as u64;
+        self.deferred = Some(Deferred { head, body });
+        Ok(())
+    }
+
+    /// A response held back by [`defer_body`](Self::defer_body), to send without the GIL.
+    pub(crate) fn take_deferred(&mut self) -> Option<Deferred> {
+        self.deferred.take()
+    }
+
+    /// Sends a deferred response now (under this GIL token), for paths that must write
+    /// before they go on.
+    pub(crate) fn flush_deferred(&mut self, py: Python<'_>) -> Result<(), Disconnected> {
+        let Some(d) = self.deferred.take() else {
+            return Ok(());
+        };
+        let link = &self.link;
+        let result = py.detach(|| d.send(link));
+        self.settle(result, 0)
+    }
+
+    fn settle(&mut self, result: io::Result<()>, body_len: usize) -> Result<(), Disconnected> {
+        match result {
+            Ok(()) => {
+                self.sent += body_len as u64;
+                Ok(())
+            }
+            Err(e) => {
+                self.failed = true;
+                Err(Disconnected(e))
+            }
+        }
+    }
+
+    /// Frames a body chunk: the head if it has not gone out yet, the bytes to write (cut
+    /// to the Content-Length, or chunk-framed) and the body bytes they carry. `None` when
+    /// there is nothing to write.
+    fn frame<'a>(
+        &'a mut self,
+        data: &'a [u8],
+        known: Option<u64>,
+    ) -> Result<Option<Framed<'a>>, Disconnected> {
         if self.failed {
             return Err(Disconnected(io::Error::new(
                 io::ErrorKind::BrokenPipe,
@@ -579,9 +687,8 @@ impl Response {
             )));
         }
         if data.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
-        // The headers and the first chunk go out under one release of the GIL.
         let head = if self.framing.is_none() {
             Some(self.prepare_headers(known)?)
         } else {
@@ -608,36 +715,18 @@ impl Response {
             Some(Framing::None) | None => &[],
         };
         if bytes.is_empty() && head.is_none() {
-            return Ok(());
+            return Ok(None);
         }
         let body_len = if self.framing == Some(Framing::Chunked) {
             data.len()
         } else {
             bytes.len()
         };
-        let link = &self.link;
-        let result = py.detach(|| {
-            link.with(|ecb| {
-                if let Some(head) = &head {
-                    head.send(ecb)?;
-                }
-                if bytes.is_empty() {
-                    Ok(())
-                } else {
-                    ecb.write_client(bytes)
-                }
-            })
-        });
-        match result {
-            Ok(()) => {
-                self.sent += body_len as u64;
-                Ok(())
-            }
-            Err(e) => {
-                self.failed = true;
-                Err(Disconnected(e))
-            }
-        }
+        Ok(Some(Framed {
+            head,
+            bytes,
+            body_len,
+        }))
     }
 
     /// Sends `length` bytes of `file` from `offset` with TRANSMIT_FILE (the headers first,
