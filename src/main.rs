@@ -3,7 +3,8 @@
 //! The crate is laid out by concern:
 //! - [`config`]: the command line and the TOML file;
 //! - [`server`]: the hyper server, connections, routing and shutdown;
-//! - [`request`]: one request's body, response and framing;
+//! - [`request`]: one request's response, framing and end;
+//! - [`body`]: the request body, read ahead of the extension in a bounded window;
 //! - [`vars`]: IIS server variables;
 //! - [`response`]: parsing of the heads extensions send;
 //! - [`ssf`]: the `HSE_REQ_*` support functions;
@@ -11,6 +12,7 @@
 #![deny(unsafe_code)]
 
 mod accesslog;
+mod body;
 mod config;
 mod extension;
 mod ffi;

@@ -6,7 +6,6 @@
 //! callbacks do to a request is a method here; the `ffi` module only turns raw
 //! pointers into these calls.
 
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,10 +15,9 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Response, StatusCode, Version, header};
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::body::{BodyError, BodyReader};
 use crate::extension::Extension;
 use crate::ffi::{self, Completion, EcbBox};
 use crate::response::{self, ChunkDecoder, Head};
@@ -160,189 +158,6 @@ pub(crate) fn error_html(title: &str, heading: &str) -> String {
     format!(
         "<!DOCTYPE html><html><head><title>{title}</title></head><body><h1>{heading}</h1></body></html>\n"
     )
-}
-
-/// Why reading the request body failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum BodyError {
-    /// Malformed framing (a bad chunk): 400.
-    Malformed,
-    /// Over `--max-body`: 413.
-    TooLarge,
-    /// The client disconnected before the end of the body.
-    Disconnected,
-}
-
-impl BodyError {
-    fn win32(self) -> u32 {
-        match self {
-            BodyError::Malformed | BodyError::TooLarge => win32::ERROR_INVALID_DATA,
-            BodyError::Disconnected => win32::ERROR_NETNAME_DELETED,
-        }
-    }
-
-    /// The status the host answers with when the extension sent nothing.
-    pub(crate) fn status(self) -> StatusCode {
-        match self {
-            BodyError::Malformed | BodyError::Disconnected => StatusCode::BAD_REQUEST,
-            BodyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        }
-    }
-
-    /// A body that stops because the socket did is a disconnect; anything
-    /// else hyper reports is malformed framing.
-    fn classify(err: &hyper::Error) -> Self {
-        use std::io::ErrorKind;
-        if err.is_incomplete_message() || err.is_canceled() || err.is_closed() || err.is_timeout() {
-            return BodyError::Disconnected;
-        }
-        let mut source = std::error::Error::source(err);
-        while let Some(e) = source {
-            if let Some(io) = e.downcast_ref::<std::io::Error>() {
-                return match io.kind() {
-                    ErrorKind::UnexpectedEof
-                    | ErrorKind::ConnectionReset
-                    | ErrorKind::ConnectionAborted
-                    | ErrorKind::BrokenPipe
-                    | ErrorKind::TimedOut => BodyError::Disconnected,
-                    _ => BodyError::Malformed,
-                };
-            }
-            source = e.source();
-        }
-        BodyError::Malformed
-    }
-}
-
-/// The request body still to be read after the preload.
-pub(crate) struct BodyReader {
-    incoming: Option<Incoming>,
-    pending: Bytes,
-    received: u64,
-    max: u64,
-    error: Option<BodyError>,
-}
-
-impl BodyReader {
-    /// Reads up to `read_ahead` bytes for the ECB. A body that ends or
-    /// breaks inside the preload is settled here, before the extension runs.
-    pub(crate) async fn preload(
-        incoming: Option<Incoming>,
-        read_ahead: usize,
-        max: u64,
-        stall: std::time::Duration,
-    ) -> (Self, Vec<u8>) {
-        let mut reader = BodyReader {
-            incoming,
-            pending: Bytes::new(),
-            received: 0,
-            max,
-            error: None,
-        };
-        let mut pre = Vec::new();
-        while pre.len() < read_ahead {
-            // No extension thread waits yet, so a stalled upload is cut here.
-            let frame = match tokio::time::timeout(stall, reader.next_frame()).await {
-                Ok(frame) => frame,
-                Err(_) => {
-                    tracing::warn!(timeout = ?stall, "client stalled during the request-body read-ahead");
-                    Err(reader.fail(BodyError::Disconnected))
-                }
-            };
-            match frame {
-                Ok(Some(mut data)) => {
-                    let take = (read_ahead - pre.len()).min(data.len());
-                    pre.extend_from_slice(&data.split_to(take));
-                    reader.pending = data;
-                }
-                Ok(None) | Err(_) => break,
-            }
-        }
-        (reader, pre)
-    }
-
-    /// The next data frame, skipping trailers; `None` at the end.
-    async fn next_frame(&mut self) -> Result<Option<Bytes>, BodyError> {
-        if let Some(e) = self.error {
-            return Err(e);
-        }
-        loop {
-            let Some(body) = self.incoming.as_mut() else {
-                return Ok(None);
-            };
-            match body.frame().await {
-                None => {
-                    self.incoming = None;
-                    return Ok(None);
-                }
-                Some(Err(e)) => {
-                    let kind = BodyError::classify(&e);
-                    tracing::warn!(error = %e, "request body failed");
-                    return Err(self.fail(kind));
-                }
-                Some(Ok(frame)) => {
-                    let Ok(data) = frame.into_data() else {
-                        continue;
-                    };
-                    self.received += data.len() as u64;
-                    if self.received > self.max {
-                        tracing::warn!(limit = self.max, "request body over the limit");
-                        return Err(self.fail(BodyError::TooLarge));
-                    }
-                    return Ok(Some(data));
-                }
-            }
-        }
-    }
-
-    /// The error that ended the body, if it broke.
-    pub(crate) fn failed(&self) -> Option<BodyError> {
-        self.error
-    }
-
-    fn fail(&mut self, kind: BodyError) -> BodyError {
-        self.error = Some(kind);
-        self.incoming = None;
-        kind
-    }
-
-    /// Blocking read for `ReadClient`: fewer bytes than asked is fine, 0 is
-    /// the end. It blocks only for the first bytes, then also takes whatever
-    /// hyper already holds, so that a large buffer fills in one call rather
-    /// than one frame per crossing between threads.
-    fn read(&mut self, rt: &tokio::runtime::Handle, buf: &mut [u8]) -> Result<usize, BodyError> {
-        let mut n = 0;
-        while n < buf.len() {
-            if self.pending.is_empty() {
-                let frame = if n == 0 {
-                    rt.block_on(self.next_frame())?
-                } else {
-                    // An error or the end found here is kept for the next call.
-                    match self.ready_frame() {
-                        Some(Ok(frame)) => frame,
-                        Some(Err(_)) | None => break,
-                    }
-                };
-                match frame {
-                    Some(data) => self.pending = data,
-                    None => break,
-                }
-            }
-            let k = (buf.len() - n).min(self.pending.len());
-            buf[n..n + k].copy_from_slice(&self.pending.split_to(k));
-            n += k;
-        }
-        Ok(n)
-    }
-
-    /// The next frame if hyper has it now, without waiting.
-    fn ready_frame(&mut self) -> Option<Result<Option<Bytes>, BodyError>> {
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        match std::pin::pin!(self.next_frame()).poll(&mut cx) {
-            Poll::Ready(r) => Some(r),
-            Poll::Pending => None,
-        }
-    }
 }
 
 /// How the response body is framed on its way out.

@@ -181,6 +181,30 @@ fn io_timeout_drops_a_client_that_stops_sending_while_the_extension_reads() {
 }
 
 #[test]
+fn a_stalled_chunked_upload_fails_the_read_instead_of_ending_it() {
+    // A chunked body has no length to check: when the host drops a stalled
+    // client, ReadClient must fail rather than report a clean (short) end.
+    let mut args = IO_TIMEOUT.to_vec();
+    args.extend_from_slice(&["--read-ahead", "0"]);
+    let host = Host::with_c_fixture("stress", &args);
+    let mut c = host.connect();
+    c.send(b"POST /read HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+    c.send(b"3e8\r\n");
+    c.send(&pattern_bytes(1000, 9));
+    c.send(b"\r\n");
+    wait_log(&host, "stress: read start", Duration::from_secs(5));
+    wait_log(&host, "client stalled", Duration::from_secs(10));
+    wait_log(&host, "stress: read failed", Duration::from_secs(5));
+    let log = host.stderr();
+    assert!(
+        log.contains("after 1000 bytes") && !log.contains("stress: read done"),
+        "ReadClient returns the 1000 bytes sent, then fails:\n{log}"
+    );
+    expect_closed(&mut c, "stalled chunked uploader");
+    assert_serves(&host);
+}
+
+#[test]
 fn io_timeout_cuts_a_stall_during_the_read_ahead() {
     let host = Host::with_c_fixture("stress", IO_TIMEOUT);
     let mut c = host.connect();
