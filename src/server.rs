@@ -561,28 +561,34 @@ fn valid_host(value: &[u8]) -> bool {
     if value.is_empty() {
         return true;
     }
-    if value.contains(&b'@') {
-        return false;
-    }
-    let Some(auth) = std::str::from_utf8(value)
-        .ok()
-        .and_then(|v| v.parse::<http::uri::Authority>().ok())
-    else {
-        return false;
+    let (host, port) = if let Some(rest) = value.strip_prefix(b"[") {
+        // IP-literal (RFC 3986 §3.2.2): an IPv6 address in brackets.
+        let Some(end) = rest.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let ip = &rest[..end];
+        let ok = !ip.is_empty()
+            && ip
+                .iter()
+                .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+        (ok.then_some(ip), &rest[end + 1..])
+    } else {
+        // reg-name or IPv4address: unreserved, pct-encoded and sub-delims.
+        let end = value.iter().position(|&b| b == b':').unwrap_or(value.len());
+        let name = &value[..end];
+        let ok = !name.is_empty()
+            && name
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b));
+        (ok.then_some(name), &value[end..])
     };
-    // Without userinfo the host starts the authority; what follows it is
-    // nothing or a port.
-    let host = auth.host();
-    match auth.as_str().strip_prefix(host) {
-        Some("") => !host.is_empty(),
-        Some(rest) => {
-            !host.is_empty()
-                && rest
-                    .strip_prefix(':')
-                    .is_some_and(|p| p.parse::<u16>().is_ok())
-        }
-        None => false,
-    }
+    host.is_some()
+        && (port.is_empty()
+            || port.strip_prefix(b":").is_some_and(|p| {
+                !p.is_empty()
+                    && p.iter().all(u8::is_ascii_digit)
+                    && std::str::from_utf8(p).is_ok_and(|p| p.parse::<u16>().is_ok())
+            }))
 }
 
 fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {

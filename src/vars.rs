@@ -232,6 +232,27 @@ impl RequestInfo {
 
 /// Maps a URL path below `root`, refusing to climb out of it.
 pub(crate) fn translate(root: &Path, url: &[u8]) -> String {
+    // A normalized URL (every request's, see `server::normalize_path`) under
+    // a UTF-8 root is a plain concatenation on Unix.
+    #[cfg(unix)]
+    if let (Some(root), Ok(url)) = (root.to_str(), std::str::from_utf8(url)) {
+        let plain = url.starts_with('/')
+            && !url.contains('\\')
+            && !url.contains("//")
+            && !url.split('/').any(|s| s == "." || s == "..");
+        if plain {
+            let root = root.trim_end_matches('/');
+            let mut s = String::with_capacity(root.len() + url.len());
+            s.push_str(root);
+            s.push_str(url);
+            return s;
+        }
+    }
+    translate_path(root, url)
+}
+
+/// [`translate`] segment by segment.
+fn translate_path(root: &Path, url: &[u8]) -> String {
     let url = String::from_utf8_lossy(url);
     let mut path = root.to_path_buf();
     for seg in url.split(['/', '\\']) {
@@ -341,6 +362,33 @@ mod tests {
     fn unicode_variables_are_utf16() {
         assert_eq!(get("UNICODE_SCRIPT_NAME").unwrap(), b"/\0a\0p\0p\0");
         assert_eq!(get("UNICODE_HTTP_HOST"), Err(VarError::Unknown));
+    }
+
+    #[test]
+    fn translate_shortcut_agrees_with_the_segment_walk() {
+        for root in ["/srv/www", "/srv/www/", "/"] {
+            for url in [
+                "/",
+                "/a",
+                "/a/",
+                "/a/b.py",
+                "/a b/c",
+                "/a//b",
+                "/a/./b",
+                "/a/../b",
+                "/..",
+                "/a\\b",
+                "",
+                "a",
+                "/caf\u{e9}",
+            ] {
+                assert_eq!(
+                    translate(Path::new(root), url.as_bytes()),
+                    translate_path(Path::new(root), url.as_bytes()),
+                    "root {root:?}, url {url:?}"
+                );
+            }
+        }
     }
 
     #[test]
