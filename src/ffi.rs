@@ -13,7 +13,7 @@
 
 use std::cell::UnsafeCell;
 use std::collections::HashMap;
-use std::ffi::{CStr, CString, c_char, c_void};
+use std::ffi::{CStr, c_char, c_void};
 use std::mem::ManuallyDrop;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
@@ -185,7 +185,8 @@ fn last_error() -> i32 {
 /// The ECB and the strings it points to, alive as long as the request.
 pub(crate) struct EcbBox {
     ecb: Box<UnsafeCell<EXTENSION_CONTROL_BLOCK>>,
-    _strings: [CString; 5],
+    /// The ECB's five strings, each NUL-terminated, in one allocation.
+    _strings: Box<[u8]>,
     _preload: Vec<u8>,
 }
 
@@ -197,9 +198,13 @@ unsafe impl Send for EcbBox {}
 // SAFETY: as above; shared access never creates Rust references into the ECB.
 unsafe impl Sync for EcbBox {}
 
-fn cstring(bytes: &[u8]) -> CString {
+/// Appends `bytes` up to its first NUL, then a NUL; returns where it starts.
+fn push_cstr(out: &mut Vec<u8>, bytes: &[u8]) -> usize {
+    let start = out.len();
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    CString::new(&bytes[..end]).unwrap_or_default()
+    out.extend_from_slice(&bytes[..end]);
+    out.push(0);
+    start
 }
 
 impl EcbBox {
@@ -212,32 +217,45 @@ impl EcbBox {
     ) -> Self {
         let available = preload.len() as u32;
         preload.push(0); // IIS NUL-terminates lpbData
-        let strings = [
-            cstring(info.method.as_str().as_bytes()),
-            cstring(info.query.as_bytes()),
-            cstring(&info.url),
-            cstring(info.translate(&info.url).as_bytes()),
-            cstring(
-                info.headers
-                    .get(http::header::CONTENT_TYPE)
-                    .map(|v| v.as_bytes())
-                    .unwrap_or_default(),
-            ),
+        let translated = info.translate(&info.url);
+        let content_type = info
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        let mut buf = Vec::with_capacity(
+            info.method.as_str().len()
+                + info.query.len()
+                + info.url.len()
+                + translated.len()
+                + content_type.len()
+                + 5,
+        );
+        let at = [
+            push_cstr(&mut buf, info.method.as_str().as_bytes()),
+            push_cstr(&mut buf, info.query.as_bytes()),
+            push_cstr(&mut buf, &info.url),
+            push_cstr(&mut buf, translated.as_bytes()),
+            push_cstr(&mut buf, content_type),
         ];
+        let mut strings = buf.into_boxed_slice();
+        // The box's heap data never moves: these pointers stay valid.
+        let base = strings.as_mut_ptr();
+        let ptr = |i: usize| base.wrapping_add(at[i]);
         let ecb = EXTENSION_CONTROL_BLOCK {
             cbSize: size_of::<EXTENSION_CONTROL_BLOCK>() as u32,
             dwVersion: HSE_VERSION,
             ConnID: id as HCONN,
             dwHttpStatusCode: 200,
             lpszLogData: [0; 80],
-            lpszMethod: strings[0].as_ptr() as *mut u8,
-            lpszQueryString: strings[1].as_ptr() as *mut u8,
-            lpszPathInfo: strings[2].as_ptr() as *mut u8,
-            lpszPathTranslated: strings[3].as_ptr() as *mut u8,
+            lpszMethod: ptr(0),
+            lpszQueryString: ptr(1),
+            lpszPathInfo: ptr(2),
+            lpszPathTranslated: ptr(3),
             cbTotalBytes: total_bytes,
             cbAvailable: available,
             lpbData: preload.as_mut_ptr(),
-            lpszContentType: strings[4].as_ptr() as *mut u8,
+            lpszContentType: ptr(4),
             GetServerVariable: Some(get_server_variable),
             WriteClient: Some(write_client),
             ReadClient: Some(read_client),
@@ -454,8 +472,7 @@ pub(crate) unsafe extern "system" fn get_server_variable(
         }
         // SAFETY: the extension passes a NUL-terminated name.
         let name =
-            String::from_utf8_lossy(unsafe { CStr::from_ptr(name as *const c_char) }.to_bytes())
-                .into_owned();
+            String::from_utf8_lossy(unsafe { CStr::from_ptr(name as *const c_char) }.to_bytes());
         let value = ctx.info.get(&name).map_err(|_| {
             trace(ctx, format_args!("GetServerVariable({name}) -> unknown"));
             win32::ERROR_INVALID_INDEX

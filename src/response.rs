@@ -46,7 +46,7 @@ pub(crate) fn trim_nul(bytes: &[u8]) -> &[u8] {
 /// Parses a status string such as `200 OK`, `HTTP/1.1 404 Not Found` or `302`.
 pub(crate) fn parse_status(raw: &[u8]) -> Result<(StatusCode, Option<String>), HeadError> {
     let text = String::from_utf8_lossy(trim_nul(raw));
-    let mut s = text.trim();
+    let mut s: &str = text.trim();
     if s.len() >= 5 && s[..5].eq_ignore_ascii_case("HTTP/") {
         s = s
             .split_once(' ')
@@ -76,7 +76,7 @@ pub(crate) type HeaderLine<'a> = (&'a [u8], &'a [u8]);
 /// line. Returns the lines and the number of bytes consumed, including the
 /// blank line, or `None` when there is no complete block.
 pub(crate) fn split_header_block(raw: &[u8]) -> (Vec<HeaderLine<'_>>, Option<usize>) {
-    let mut lines = Vec::new();
+    let mut lines = Vec::with_capacity(8);
     let mut pos = 0;
     while pos < raw.len() {
         let Some(nl) = raw[pos..].iter().position(|&b| b == b'\n') else {
@@ -138,7 +138,7 @@ pub(crate) fn build_head(
         Some(s) if !trim_nul(s).trim_ascii().is_empty() => parse_status(s)?,
         _ => (StatusCode::OK, None),
     };
-    let mut headers = HeaderMap::new();
+    let mut headers = HeaderMap::with_capacity(header_lines.len() + 2);
     let mut content_length = None;
     let mut chunked = false;
     let mut close = false;
@@ -148,21 +148,22 @@ pub(crate) fn build_head(
             continue;
         }
         if name.eq_ignore_ascii_case(b"content-length") {
-            let text = String::from_utf8_lossy(value).into_owned();
-            let n: u64 = text
-                .trim()
-                .parse()
-                .map_err(|_| HeadError::ContentLength(text.clone()))?;
+            let bad = || HeadError::ContentLength(String::from_utf8_lossy(value).into_owned());
+            let n: u64 = std::str::from_utf8(value)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+                .ok_or_else(bad)?;
             if content_length.is_some_and(|c| c != n) {
-                return Err(HeadError::ContentLength(text));
+                return Err(bad());
             }
             content_length = Some(n);
             continue;
         }
         if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            let text = String::from_utf8_lossy(value).into_owned();
-            if !text.trim().eq_ignore_ascii_case("chunked") {
-                return Err(HeadError::TransferEncoding(text));
+            if !value.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                return Err(HeadError::TransferEncoding(
+                    String::from_utf8_lossy(value).into_owned(),
+                ));
             }
             chunked = true;
             continue;

@@ -43,7 +43,18 @@ pub(crate) const SERVER_SOFTWARE: &str = concat!("isapi-host/", env!("CARGO_PKG_
 impl RequestInfo {
     /// Looks a variable up by name (case-insensitive, as IIS).
     pub(crate) fn get(&self, name: &str) -> Result<Cow<'_, [u8]>, VarError> {
-        let upper = name.to_ascii_uppercase();
+        // Uppercase on the stack: names are short and this runs per call.
+        let mut stack = [0u8; 64];
+        let owned;
+        let upper: &str = if name.len() <= stack.len() {
+            let buf = &mut stack[..name.len()];
+            buf.copy_from_slice(name.as_bytes());
+            buf.make_ascii_uppercase();
+            std::str::from_utf8(buf).unwrap_or_default()
+        } else {
+            owned = name.to_ascii_uppercase();
+            &owned
+        };
         if let Some(inner) = upper.strip_prefix("UNICODE_") {
             if inner.starts_with("HTTP_") || inner.starts_with("HEADER_") {
                 return Err(VarError::Unknown);
@@ -60,43 +71,46 @@ impl RequestInfo {
                 .header_value(&name[7..], false)
                 .ok_or(VarError::Unknown);
         }
-        let s = |v: &str| Ok(Cow::Owned(v.as_bytes().to_vec()));
-        let b = |v: &[u8]| Ok(Cow::Owned(v.to_vec()));
-        match upper.as_str() {
+        // Borrowed from the request (or static), or made for this call.
+        fn s(v: &str) -> Result<Cow<'_, [u8]>, VarError> {
+            Ok(Cow::Borrowed(v.as_bytes()))
+        }
+        fn o<'a>(v: String) -> Result<Cow<'a, [u8]>, VarError> {
+            Ok(Cow::Owned(v.into_bytes()))
+        }
+        match upper {
             "REQUEST_METHOD" | "HTTP_METHOD" => s(self.method.as_str()),
             "QUERY_STRING" => s(&self.query),
             "SERVER_PROTOCOL" | "HTTP_VERSION" => s(self.protocol()),
-            "URL" | "PATH_INFO" | "CACHE_URL" | "HTTP_CFG_ENC_URL" => b(&self.url),
+            "URL" | "PATH_INFO" | "CACHE_URL" | "HTTP_CFG_ENC_URL" => Ok(Cow::Borrowed(&self.url)),
             "SCRIPT_NAME" => s(&self.script_name),
-            "PATH_TRANSLATED" | "SCRIPT_TRANSLATED" => {
-                Ok(Cow::Owned(self.translate(&self.url).into_bytes()))
-            }
+            "PATH_TRANSLATED" | "SCRIPT_TRANSLATED" => o(self.translate(&self.url)),
             "HTTP_URL" | "UNENCODED_URL" | "REQUEST_URI" => s(&self.raw_target),
             // IIS reports 0 for a request without a body, nothing for a chunked one.
             "CONTENT_LENGTH" => match self.content_length {
-                Some(n) => s(&n.to_string()),
+                Some(n) => o(n.to_string()),
                 None if self.headers.contains_key(http::header::TRANSFER_ENCODING) => s(""),
                 None => s("0"),
             },
             "CONTENT_TYPE" => Ok(self.header_value("content-type", false).unwrap_or_default()),
-            "REMOTE_ADDR" | "REMOTE_HOST" => s(&self.remote.ip().to_string()),
-            "REMOTE_PORT" => s(&self.remote.port().to_string()),
-            "LOCAL_ADDR" => s(&self.local.ip().to_string()),
-            "SERVER_PORT" => s(&self.local.port().to_string()),
-            "SERVER_NAME" => s(&self.server_name()),
+            "REMOTE_ADDR" | "REMOTE_HOST" => o(self.remote.ip().to_string()),
+            "REMOTE_PORT" => o(self.remote.port().to_string()),
+            "LOCAL_ADDR" => o(self.local.ip().to_string()),
+            "SERVER_PORT" => o(self.local.port().to_string()),
+            "SERVER_NAME" => o(self.server_name()),
             "SERVER_SOFTWARE" => s(SERVER_SOFTWARE),
             "GATEWAY_INTERFACE" => s("CGI/1.1"),
             "HTTPS" => s("off"),
             "SERVER_PORT_SECURE" => s("0"),
             "INSTANCE_ID" => s("1"),
             "INSTANCE_META_PATH" => s("/LM/W3SVC/1"),
-            "APPL_MD_PATH" => s(&format!("/LM/W3SVC/1/ROOT{}", self.script_name)),
+            "APPL_MD_PATH" => o(format!("/LM/W3SVC/1/ROOT{}", self.script_name)),
             "APPL_PHYSICAL_PATH" => {
                 let mut p = self.physical_path.display().to_string();
                 if !p.ends_with(std::path::MAIN_SEPARATOR) {
                     p.push(std::path::MAIN_SEPARATOR);
                 }
-                s(&p)
+                o(p)
             }
             "APP_POOL_ID" => s("isapi-host"),
             "ALL_HTTP" => Ok(Cow::Owned(self.all_http())),
