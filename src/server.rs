@@ -5,12 +5,13 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use atomic_waker::AtomicWaker;
 use http::{HeaderMap, Request, Response, StatusCode, Version, header};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -18,7 +19,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 
 use crate::body::BodyReader;
 use crate::config::{ServeArgs, ServeConfig};
@@ -63,13 +64,19 @@ impl Shared {
     }
 }
 
-/// What one connection's requests tell its task.
+/// What one connection's requests, and the server's sweeper, tell its task.
+///
+/// The task polls hyper's connection and, on each wake, two flags; the
+/// timeouts are checked by one server-wide sweeper ([`sweep`]) rather than
+/// by a timer in every connection.
 pub(crate) struct ConnSignals {
+    remote: SocketAddr,
     close: AtomicBool,
     gone: AtomicBool,
-    notify: Notify,
     /// Drop the connection now: wakes every thread blocked on this client.
-    abort: Notify,
+    abort: AtomicBool,
+    /// The connection's task, woken when a flag is set.
+    task: AtomicWaker,
     /// Threads blocked until this client sends or takes bytes.
     client_waits: AtomicUsize,
     in_flight: AtomicUsize,
@@ -79,12 +86,13 @@ pub(crate) struct ConnSignals {
 }
 
 impl ConnSignals {
-    fn new() -> Self {
+    fn new(remote: SocketAddr) -> Self {
         ConnSignals {
+            remote,
             close: AtomicBool::new(false),
             gone: AtomicBool::new(false),
-            notify: Notify::new(),
-            abort: Notify::new(),
+            abort: AtomicBool::new(false),
+            task: AtomicWaker::new(),
             client_waits: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
             last_io: AtomicU64::new(0),
@@ -95,7 +103,7 @@ impl ConnSignals {
     /// Close the connection once the current response is done.
     pub(crate) fn request_close(&self) {
         if !self.close.swap(true, Ordering::AcqRel) {
-            self.notify.notify_one();
+            self.task.wake();
         }
     }
 
@@ -103,8 +111,8 @@ impl ConnSignals {
     /// client): a `ReadClient` or `WriteClient` blocked on it fails.
     pub(crate) fn hard_abort(&self) {
         self.close.store(true, Ordering::Release);
-        // A stored permit: the connection task sees it even if it is busy now.
-        self.abort.notify_one();
+        self.abort.store(true, Ordering::Release);
+        self.task.wake();
     }
 
     /// Runs `f`, which blocks until the client moves, counted for `--io-timeout`.
@@ -351,9 +359,8 @@ async fn serve(app: Arc<App>) -> anyhow::Result<()> {
     }
     tracing::info!(%addr, threads = cfg.threads, "listening");
 
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let connections = Arc::new(AtomicUsize::new(0));
-    let conns_done = Arc::new(Notify::new());
+    let conns = Arc::new(Connections::default());
+    let sweeper = tokio::spawn(sweep(conns.clone(), cfg.keepalive_timeout, cfg.io_timeout));
     let signal = shutdown_signal();
     tokio::pin!(signal);
     loop {
@@ -370,13 +377,11 @@ async fn serve(app: Arc<App>) -> anyhow::Result<()> {
                 };
                 let _ = stream.set_nodelay(true);
                 let local = stream.local_addr().unwrap_or(addr);
-                connections.fetch_add(1, Ordering::AcqRel);
-                let (app, rx, connections, conns_done) = (app.clone(), shutdown_rx.clone(), connections.clone(), conns_done.clone());
+                let (app, conns) = (app.clone(), conns.clone());
                 tokio::spawn(async move {
-                    serve_connection(stream, remote, local, app, rx).await;
-                    if connections.fetch_sub(1, Ordering::AcqRel) == 1 {
-                        conns_done.notify_waiters();
-                    }
+                    let (id, signals) = conns.open(remote);
+                    serve_connection(stream, remote, local, app, signals).await;
+                    conns.close(id);
                 });
             }
             () = &mut signal => break,
@@ -384,16 +389,10 @@ async fn serve(app: Arc<App>) -> anyhow::Result<()> {
     }
     drop(listener);
     tracing::info!("shutting down: waiting for in-flight requests");
-    let _ = shutdown_tx.send(true);
+    conns.shut_down();
     let drain = async {
         app.shared.drained().await;
-        loop {
-            let notified = conns_done.notified();
-            if connections.load(Ordering::Acquire) == 0 {
-                break;
-            }
-            notified.await;
-        }
+        conns.drained().await;
     };
     if tokio::time::timeout(app.shared.cfg.shutdown_timeout, drain)
         .await
@@ -401,11 +400,91 @@ async fn serve(app: Arc<App>) -> anyhow::Result<()> {
     {
         tracing::warn!(
             requests = app.shared.active.load(Ordering::Acquire),
-            connections = connections.load(Ordering::Acquire),
+            connections = conns.count(),
             "shutdown timeout: requests still in flight"
         );
     }
+    sweeper.abort();
     Ok(())
+}
+
+/// The open connections, for the sweeper and for shutdown.
+#[derive(Default)]
+struct Connections {
+    open: Mutex<HashMap<u64, Arc<ConnSignals>>>,
+    next: AtomicU64,
+    /// Shutting down: new connections close after their first response.
+    closing: AtomicBool,
+    /// The last connection closed.
+    empty: Notify,
+}
+
+impl Connections {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<ConnSignals>>> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn open(&self, remote: SocketAddr) -> (u64, Arc<ConnSignals>) {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let signals = Arc::new(ConnSignals::new(remote));
+        self.lock().insert(id, signals.clone());
+        if self.closing.load(Ordering::Acquire) {
+            signals.request_close();
+        }
+        (id, signals)
+    }
+
+    fn close(&self, id: u64) {
+        let mut open = self.lock();
+        open.remove(&id);
+        if open.is_empty() {
+            self.empty.notify_waiters();
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Every connection closes once its current response is done.
+    fn shut_down(&self) {
+        self.closing.store(true, Ordering::Release);
+        for s in self.lock().values() {
+            s.request_close();
+        }
+    }
+
+    async fn drained(&self) {
+        loop {
+            let notified = self.empty.notified();
+            if self.count() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Checks every connection once a second (or more often, for shorter
+/// limits): one whose client stalled while an extension waited on it for
+/// `io_limit` is dropped; one idle for `idle_limit` is closed.
+async fn sweep(conns: Arc<Connections>, idle_limit: Duration, io_limit: Duration) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1).min(idle_limit).min(io_limit));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        for s in conns.lock().values() {
+            if s.stalled_for().is_some_and(|stall| stall >= io_limit) {
+                if !s.abort.load(Ordering::Acquire) {
+                    tracing::warn!(remote = %s.remote, timeout = ?io_limit, "client stalled while the extension waited on it; dropping the connection");
+                    s.hard_abort();
+                }
+            } else if !s.close_requested() && s.idle_for().is_some_and(|idle| idle >= idle_limit) {
+                tracing::debug!(remote = %s.remote, "closing idle keep-alive connection");
+                s.request_close();
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {
@@ -433,16 +512,13 @@ async fn serve_connection(
     remote: SocketAddr,
     local: SocketAddr,
     app: Arc<App>,
-    mut shutdown: watch::Receiver<bool>,
+    signals: Arc<ConnSignals>,
 ) {
-    let signals = Arc::new(ConnSignals::new());
     let io = TokioIo::new(ActivityIo {
         inner: stream,
         signals: signals.clone(),
     });
     let cfg = &app.shared.cfg;
-    let idle_limit = cfg.keepalive_timeout;
-    let io_limit = cfg.io_timeout;
     let svc = {
         let (app, signals) = (app.clone(), signals.clone());
         service_fn(move |req| handle(req, app.clone(), signals.clone(), remote, local))
@@ -458,43 +534,23 @@ async fn serve_connection(
         .keep_alive(true)
         .serve_connection(io, svc);
     tokio::pin!(conn);
-    let mut tick = tokio::time::interval(Duration::from_secs(1).min(idle_limit).min(io_limit));
-    let mut closing = *shutdown.borrow();
-    if closing {
-        conn.as_mut().graceful_shutdown();
-    }
-    loop {
-        tokio::select! {
-            r = conn.as_mut() => {
-                if let Err(e) = r {
-                    tracing::debug!(%remote, error = %e, "connection ended with an error");
-                }
-                break;
-            }
-            () = signals.abort.notified() => {
-                tracing::debug!(%remote, "connection aborted");
-                break;
-            }
-            () = signals.notify.notified(), if !closing => {
-                closing = true;
-                conn.as_mut().graceful_shutdown();
-            }
-            _ = shutdown.changed(), if !closing => {
-                closing = true;
-                conn.as_mut().graceful_shutdown();
-            }
-            _ = tick.tick() => {
-                if signals.stalled_for().is_some_and(|stall| stall >= io_limit) {
-                    tracing::warn!(%remote, timeout = ?io_limit, "client stalled while the extension waited on it; dropping the connection");
-                    break;
-                }
-                if !closing && signals.idle_for().is_some_and(|idle| idle >= idle_limit) {
-                    tracing::debug!(%remote, "closing idle keep-alive connection");
-                    closing = true;
-                    conn.as_mut().graceful_shutdown();
-                }
-            }
+    let mut closing = false;
+    let ended = std::future::poll_fn(|cx| {
+        signals.task.register(cx.waker());
+        if signals.abort.load(Ordering::Acquire) {
+            return Poll::Ready(None);
         }
+        if !closing && signals.close_requested() {
+            closing = true;
+            conn.as_mut().graceful_shutdown();
+        }
+        conn.as_mut().poll(cx).map(Some)
+    })
+    .await;
+    match ended {
+        None => tracing::debug!(%remote, "connection aborted"),
+        Some(Err(e)) => tracing::debug!(%remote, error = %e, "connection ended with an error"),
+        Some(Ok(())) => {}
     }
     signals.mark_gone();
 }
