@@ -167,7 +167,7 @@ pub(crate) fn handle(ecb: Ecb) -> u32 {
             return HSE_STATUS_ERROR;
         }
     };
-    let Some(route) = crate::mount::route(&ext.config.apps, &info.base, &info.url) else {
+    let Some(route) = crate::mount::route(&ext.config.apps, info.base(), info.url()) else {
         return request::plain_response(ecb, "404 Not Found", "Not Found\n");
     };
     let link = Link::new(ecb);

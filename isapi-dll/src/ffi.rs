@@ -236,40 +236,50 @@ impl Ecb {
     /// Reads server variable `name` into `buf` (without the NUL), probing for the size.
     /// Returns `Ok(false)` when the variable is unknown or has no value.
     pub(crate) fn server_variable(&self, name: &CStr, buf: &mut Vec<u8>) -> io::Result<bool> {
+        buf.clear();
+        self.append_server_variable(name, buf)
+    }
+
+    /// Like [`server_variable`](Self::server_variable), but appends the value to `out`,
+    /// so that several variables share one allocation.
+    pub(crate) fn append_server_variable(
+        &self,
+        name: &CStr,
+        out: &mut Vec<u8>,
+    ) -> io::Result<bool> {
         let Some(get) = self.raw().GetServerVariable else {
             return Err(io::Error::other("the server provides no GetServerVariable"));
         };
-        buf.clear();
-        if buf.capacity() < 256 {
-            buf.reserve(256);
-        }
+        let start = out.len();
+        out.reserve(256);
         for _ in 0..4 {
-            let mut size = u32::try_from(buf.capacity()).unwrap_or(u32::MAX);
+            let spare = out.capacity() - start;
+            let mut size = u32::try_from(spare).unwrap_or(u32::MAX);
             clear_last_error();
-            // SAFETY: the buffer has `size` writable bytes; name is NUL-terminated; ConnID
-            // comes from the server for this request.
+            // SAFETY: `out` has `spare` writable bytes from `start` (its capacity); name is
+            // NUL-terminated; ConnID comes from the server for this request.
             let ok = unsafe {
                 get(
                     self.raw().ConnID,
                     name.as_ptr().cast_mut().cast(),
-                    buf.as_mut_ptr().cast(),
+                    out.as_mut_ptr().add(start).cast(),
                     &mut size,
                 )
             };
             if ok != 0 {
-                let written = (size as usize).min(buf.capacity());
-                // SAFETY: the server initialised `written` bytes of the buffer.
-                unsafe { buf.set_len(written) };
+                let written = (size as usize).min(spare);
+                // SAFETY: the server initialised `written` bytes from `start`.
+                unsafe { out.set_len(start + written) };
                 // `size` includes the terminating NUL; tolerate servers that omit it.
-                while buf.last() == Some(&0) {
-                    buf.pop();
+                while out.len() > start && out.last() == Some(&0) {
+                    out.pop();
                 }
                 return Ok(true);
             }
             match last_error() {
                 ERROR_INSUFFICIENT_BUFFER => {
-                    let want = (size as usize).max(buf.capacity() * 2);
-                    buf.reserve(want);
+                    let want = (size as usize).max(spare * 2);
+                    out.reserve(want);
                 }
                 ERROR_INVALID_INDEX | ERROR_NO_DATA => return Ok(false),
                 code => return Err(isapi_error("GetServerVariable", code)),

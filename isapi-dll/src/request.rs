@@ -3,6 +3,7 @@
 
 use std::ffi::CStr;
 use std::io;
+use std::ops::Range;
 use std::sync::Arc;
 
 use pyo3::exceptions::{PyAssertionError, PyTypeError};
@@ -45,43 +46,104 @@ impl BaseSource {
     }
 }
 
-/// Server variables of one request, fetched before taking the GIL.
+/// Server variables of one request, fetched before taking the GIL, in one buffer.
 #[derive(Debug, Default)]
 pub(crate) struct RequestInfo {
-    pub(crate) url: Vec<u8>,
-    pub(crate) base: Vec<u8>,
-    pub(crate) protocol: Vec<u8>,
-    pub(crate) server_name: Vec<u8>,
-    pub(crate) server_port: Vec<u8>,
-    pub(crate) remote_addr: Vec<u8>,
-    pub(crate) remote_port: Vec<u8>,
+    buf: Vec<u8>,
+    url: Range<usize>,
+    base: Range<usize>,
+    protocol: Range<usize>,
+    server_name: Range<usize>,
+    server_port: Range<usize>,
+    remote_addr: Range<usize>,
+    remote_port: Range<usize>,
+    all_raw: Range<usize>,
     pub(crate) https: bool,
-    pub(crate) all_raw: Vec<u8>,
 }
 
 impl RequestInfo {
     pub(crate) fn gather(ecb: Ecb, base: &BaseSource) -> io::Result<Self> {
-        let var = |name: &CStr| -> io::Result<Vec<u8>> {
-            let mut buf = Vec::new();
-            ecb.server_variable(name, &mut buf)?;
-            Ok(buf)
+        let mut buf = Vec::with_capacity(1024);
+        let var = |name: &CStr, buf: &mut Vec<u8>| -> io::Result<Range<usize>> {
+            let start = buf.len();
+            ecb.append_server_variable(name, buf)?;
+            Ok(start..buf.len())
         };
         let base = match base {
-            BaseSource::Fixed(b) => b.clone(),
-            BaseSource::ScriptName => var(c"SCRIPT_NAME")?,
-            BaseSource::IisApplication => mount::iis_application_path(&var(c"APPL_MD_PATH")?),
+            BaseSource::Fixed(b) => {
+                let start = buf.len();
+                buf.extend_from_slice(b);
+                start..buf.len()
+            }
+            BaseSource::ScriptName => var(c"SCRIPT_NAME", &mut buf)?,
+            BaseSource::IisApplication => {
+                let md = var(c"APPL_MD_PATH", &mut buf)?;
+                let path = mount::iis_application_path(&buf[md.clone()]);
+                buf.truncate(md.start);
+                buf.extend_from_slice(&path);
+                md.start..buf.len()
+            }
         };
+        let url = var(c"URL", &mut buf)?;
+        let protocol = var(c"SERVER_PROTOCOL", &mut buf)?;
+        let server_name = var(c"SERVER_NAME", &mut buf)?;
+        let server_port = var(c"SERVER_PORT", &mut buf)?;
+        let remote_addr = var(c"REMOTE_ADDR", &mut buf)?;
+        let remote_port = var(c"REMOTE_PORT", &mut buf)?;
+        let https = var(c"HTTPS", &mut buf)?;
+        let all_raw = var(c"ALL_RAW", &mut buf)?;
         Ok(Self {
-            url: var(c"URL")?,
+            https: buf[https].eq_ignore_ascii_case(b"on"),
+            buf,
+            url,
             base,
-            protocol: var(c"SERVER_PROTOCOL")?,
-            server_name: var(c"SERVER_NAME")?,
-            server_port: var(c"SERVER_PORT")?,
-            remote_addr: var(c"REMOTE_ADDR")?,
-            remote_port: var(c"REMOTE_PORT")?,
-            https: var(c"HTTPS")?.eq_ignore_ascii_case(b"on"),
-            all_raw: var(c"ALL_RAW")?,
+            protocol,
+            server_name,
+            server_port,
+            remote_addr,
+            remote_port,
+            all_raw,
         })
+    }
+
+    /// `URL`: the request path, percent-decoded.
+    pub(crate) fn url(&self) -> &[u8] {
+        &self.buf[self.url.clone()]
+    }
+
+    /// The extension's own URL prefix ([`BaseSource`]).
+    pub(crate) fn base(&self) -> &[u8] {
+        &self.buf[self.base.clone()]
+    }
+
+    /// `SERVER_PROTOCOL`.
+    pub(crate) fn protocol(&self) -> &[u8] {
+        &self.buf[self.protocol.clone()]
+    }
+
+    /// `SERVER_NAME`.
+    pub(crate) fn server_name(&self) -> &[u8] {
+        &self.buf[self.server_name.clone()]
+    }
+
+    /// `SERVER_PORT`.
+    pub(crate) fn server_port(&self) -> &[u8] {
+        &self.buf[self.server_port.clone()]
+    }
+
+    /// `REMOTE_ADDR`.
+    pub(crate) fn remote_addr(&self) -> &[u8] {
+        &self.buf[self.remote_addr.clone()]
+    }
+
+    /// `REMOTE_PORT` (empty if the server has none).
+    pub(crate) fn remote_port(&self) -> &[u8] {
+        &self.buf[self.remote_port.clone()]
+    }
+
+    /// `ALL_RAW`: the request headers as `Name: value` lines.
+    pub(crate) fn all_raw(&self) -> &[u8] {
+        &self.buf[self.all_raw.clone()]
     }
 }
 
@@ -173,7 +235,7 @@ pub(crate) fn run(
         }
     };
     let ctx = ctx.get();
-    let http11 = info.protocol.eq_ignore_ascii_case(b"HTTP/1.1");
+    let http11 = info.protocol().eq_ignore_ascii_case(b"HTTP/1.1");
     let setup = Bound::new(py, Response::new(Arc::clone(link), http11)).and_then(|r| {
         Ok((
             r,
@@ -360,7 +422,7 @@ fn app_failed(
 ) -> u32 {
     let mut r = response.borrow_mut();
     let method = String::from_utf8_lossy(ecb.method()).into_owned();
-    let url = String::from_utf8_lossy(&info.url).into_owned();
+    let url = String::from_utf8_lossy(info.url()).into_owned();
     if r.failed() {
         tracing::info!(target: "pyisapie", "{method} {url}: client went away; the application stopped with: {err}");
         return r.abort();
@@ -437,21 +499,21 @@ fn build_environ<'py>(
     if !content_type.is_empty() {
         env.set_item(k.content_type.bind(py), ffi::latin1(py, content_type)?)?;
     }
-    let protocol = match info.protocol.as_slice() {
+    let protocol = match info.protocol() {
         b"HTTP/1.1" => k.http11.bind(py).clone(),
         b"HTTP/1.0" => k.http10.bind(py).clone(),
         other => ffi::latin1(py, other)?,
     };
     env.set_item(k.server_protocol.bind(py), protocol)?;
-    env.set_item(k.server_name.bind(py), ffi::latin1(py, &info.server_name)?)?;
-    env.set_item(k.server_port.bind(py), ffi::latin1(py, &info.server_port)?)?;
-    env.set_item(k.remote_addr.bind(py), ffi::latin1(py, &info.remote_addr)?)?;
-    if !info.remote_port.is_empty() {
-        env.set_item(k.remote_port.bind(py), ffi::latin1(py, &info.remote_port)?)?;
+    env.set_item(k.server_name.bind(py), ffi::latin1(py, info.server_name())?)?;
+    env.set_item(k.server_port.bind(py), ffi::latin1(py, info.server_port())?)?;
+    env.set_item(k.remote_addr.bind(py), ffi::latin1(py, info.remote_addr())?)?;
+    if !info.remote_port().is_empty() {
+        env.set_item(k.remote_port.bind(py), ffi::latin1(py, info.remote_port())?)?;
     }
     let mut content_length = None;
     let mut key = String::with_capacity(64);
-    for line in info.all_raw.split(|&b| b == b'\n') {
+    for line in info.all_raw().split(|&b| b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let Some(colon) = line.iter().position(|&b| b == b':') else {
             continue;
