@@ -11,8 +11,10 @@
 //!
 //! - A thread that finishes a job takes the next one without sleeping.
 //! - A job wakes a sleeping thread when no thread is running or on its way.
-//!   Otherwise the running threads take it, unless the queue stalls: when no
-//!   job has started for [`STALL`] (every running thread is blocked, on a
+//!   Otherwise the running threads take it, unless the queue falls behind:
+//!   when the oldest job has waited [`STALL`] and fewer threads run than
+//!   there are CPUs (the work is CPU-bound and can spread), or when no job
+//!   has started for [`STALL`] (every running thread is blocked, on a
 //!   database or on a slow client), one more thread is woken, and another
 //!   after each further [`STALL`]. A watcher thread checks while jobs wait.
 //! - At most one thread is on its way at a time, and idle threads sleep in a
@@ -34,7 +36,8 @@ pub(crate) const STALL: Duration = Duration::from_millis(1);
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
 struct State {
-    jobs: VecDeque<Job>,
+    /// Queued jobs, with the time each was queued.
+    jobs: VecDeque<(Instant, Job)>,
     /// Sleeping threads, most recently idle last.
     idle: Vec<(usize, Thread)>,
     /// Per thread: has it been handed the queue since it went to sleep?
@@ -47,17 +50,23 @@ struct State {
     last_start: Instant,
     /// The watcher is checking the queue for stalls.
     watching: bool,
+    /// CPUs this process may use.
+    cpus: usize,
 }
 
 impl State {
     /// Picks a sleeping thread to wake if the queue needs one: jobs wait,
-    /// no thread is on its way, and either none runs or the queue stalled.
-    /// The caller unparks the thread after dropping the lock.
+    /// no thread is on its way, and either none runs or the queue fell
+    /// behind. The caller unparks the thread after dropping the lock.
     fn pick_sleeper(&mut self) -> Option<Thread> {
-        if self.jobs.is_empty() || self.waking > 0 {
+        let (queued, _) = self.jobs.front()?;
+        if self.waking > 0 {
             return None;
         }
-        if self.running > 0 && self.last_start.elapsed() < STALL {
+        let needed = self.running == 0
+            || (self.running < self.cpus && queued.elapsed() >= STALL)
+            || self.last_start.elapsed() >= STALL;
+        if !needed {
             return None;
         }
         let (i, thread) = self.idle.pop()?;
@@ -81,7 +90,7 @@ impl Shared {
     fn worker(&self, me: usize) {
         let mut st = self.lock();
         loop {
-            let Some(job) = st.jobs.pop_front() else {
+            let Some((_, job)) = st.jobs.pop_front() else {
                 st.idle.push((me, thread::current()));
                 st.woken[me] = false;
                 while !st.woken[me] {
@@ -151,6 +160,7 @@ impl Pool {
                 running: 0,
                 last_start: Instant::now(),
                 watching: false,
+                cpus: thread::available_parallelism().map_or(1, |n| n.get()),
             }),
             watch: Condvar::new(),
         });
@@ -171,7 +181,7 @@ impl Pool {
     pub(crate) fn spawn(&self, job: impl FnOnce() + Send + 'static) {
         let (wake, arm) = {
             let mut st = self.shared.lock();
-            st.jobs.push_back(Box::new(job));
+            st.jobs.push_back((Instant::now(), Box::new(job)));
             let wake = st.pick_sleeper();
             // The job waits behind running threads: have the watcher make
             // sure they do not all stay blocked.
@@ -240,6 +250,42 @@ mod tests {
                 .expect("the free thread runs the queued jobs");
         }
         drop(release_tx);
+    }
+
+    #[test]
+    fn a_backlog_of_cpu_bound_jobs_spreads_over_the_cpus() {
+        // Jobs that compute for 0.5 ms each, never blocking: one starts
+        // every 0.5 ms, so nothing stalls, but the queue falls behind, and
+        // the pool runs more than one at a time when it may use more CPUs.
+        let cpus = thread::available_parallelism().map_or(1, |n| n.get());
+        if cpus < 2 {
+            return;
+        }
+        let pool = Pool::new("test-cpu", 4).unwrap();
+        let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let peak = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (tx, rx) = mpsc::channel();
+        for _ in 0..40 {
+            let (busy, peak, tx) = (busy.clone(), peak.clone(), tx.clone());
+            pool.spawn(move || {
+                use std::sync::atomic::Ordering::SeqCst;
+                let now = busy.fetch_add(1, SeqCst) + 1;
+                peak.fetch_max(now, SeqCst);
+                let start = Instant::now();
+                while start.elapsed() < Duration::from_micros(500) {
+                    std::hint::spin_loop();
+                }
+                busy.fetch_sub(1, SeqCst);
+                tx.send(()).unwrap();
+            });
+        }
+        for _ in 0..40 {
+            rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        }
+        assert!(
+            peak.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+            "CPU-bound jobs ran one at a time"
+        );
     }
 
     #[test]

@@ -377,9 +377,10 @@ async fn serve(app: Arc<App>) -> anyhow::Result<()> {
                 };
                 let _ = stream.set_nodelay(true);
                 let local = stream.local_addr().unwrap_or(addr);
+                // Registered before the task starts, so that shutdown waits for it.
+                let (id, signals) = conns.open(remote);
                 let (app, conns) = (app.clone(), conns.clone());
                 tokio::spawn(async move {
-                    let (id, signals) = conns.open(remote);
                     serve_connection(stream, remote, local, app, signals).await;
                     conns.close(id);
                 });
