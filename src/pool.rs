@@ -7,7 +7,8 @@
 //! switches, which dominate a small request on a busy machine; and threads
 //! that run Python at the same time only queue on the GIL, each hand-over of
 //! which is another wake. So the pool keeps as few threads running as keep
-//! the queue moving, as IIS's thread pool and granian's blocking pool do:
+//! the queue moving (in the spirit of IIS's completion-port concurrency limit
+//! and granian's on-demand blocking threads):
 //!
 //! - A thread that finishes a job takes the next one without sleeping.
 //! - A job wakes a sleeping thread when no thread is running or on its way.
@@ -29,8 +30,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
-/// How long the queue may go without a job starting before another thread
-/// is woken.
+/// How far the queue may fall behind (the oldest job waiting, or no job
+/// starting) before another thread is woken.
 pub(crate) const STALL: Duration = Duration::from_millis(1);
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
@@ -117,7 +118,7 @@ impl Shared {
     }
 
     /// While jobs wait behind running threads, wakes one more thread each
-    /// time the queue goes [`STALL`] without a job starting.
+    /// [`STALL`] that the queue stays behind.
     fn watcher(&self) {
         let mut st = self.lock();
         loop {
