@@ -30,6 +30,7 @@ use clap::Parser;
 /// mimalloc: requests allocate on a runtime thread and free on an extension
 /// thread; glibc's per-thread arenas pay for that with a lock and
 /// consolidation on every cross-thread free.
+#[cfg(not(windows))]
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
