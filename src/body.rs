@@ -79,6 +79,7 @@ impl BodyError {
 }
 
 /// hyper's body with the host's `--max-body` limit.
+#[derive(Default)]
 struct Source {
     incoming: Option<Incoming>,
     received: u64,
@@ -201,14 +202,8 @@ impl BodyReader {
                 if self.source.incoming.is_none() {
                     return Ok(0);
                 }
-                let source = std::mem::replace(
-                    &mut self.source,
-                    Source {
-                        incoming: None,
-                        received: 0,
-                        max: 0,
-                    },
-                );
+                // The pump owns the body from here; what is left is empty.
+                let source = std::mem::take(&mut self.source);
                 let pipe = Arc::new(Pipe::default());
                 rt.spawn(pump(source, pipe.clone()));
                 self.pipe.insert(pipe)

@@ -54,13 +54,19 @@ impl Shared {
     }
 
     async fn drained(&self) {
-        loop {
-            let notified = self.idle.notified();
-            if self.active.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            notified.await;
+        wait_until(&self.idle, || self.active.load(Ordering::Acquire) == 0).await;
+    }
+}
+
+/// Waits until `done()` holds, re-checking each time `notify` fires (the
+/// future is made before the check, so no notification is missed).
+async fn wait_until(notify: &Notify, done: impl Fn() -> bool) {
+    loop {
+        let notified = notify.notified();
+        if done() {
+            return;
         }
+        notified.await;
     }
 }
 
@@ -456,13 +462,7 @@ impl Connections {
     }
 
     async fn drained(&self) {
-        loop {
-            let notified = self.empty.notified();
-            if self.count() == 0 {
-                return;
-            }
-            notified.await;
-        }
+        wait_until(&self.empty, || self.count() == 0).await;
     }
 }
 
