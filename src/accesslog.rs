@@ -30,7 +30,7 @@ pub(crate) fn emit(format: AccessLogFormat, e: &Entry<'_>) {
             // cs-uri-query s-port cs-username c-ip cs(User-Agent) cs(Referer)
             // sc-status sc-substatus sc-win32-status time-taken. IIS logs
             // HSE_APPEND_LOG_PARAMETER and lpszLogData in cs-uri-query.
-            let mut query = i.query.clone();
+            let mut query = i.query().to_owned();
             for extra in [e.params.as_str(), e.log_data.as_str()] {
                 if !extra.is_empty() {
                     if !query.is_empty() {
@@ -66,7 +66,7 @@ pub(crate) fn emit(format: AccessLogFormat, e: &Entry<'_>) {
                 "{} - - \"{} {} {proto}\" {} {} \"{}\" \"{}\" {}ms",
                 i.remote.ip(),
                 i.method,
-                i.raw_target,
+                i.raw_target(),
                 e.status,
                 e.sent,
                 e.log_data,

@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -153,7 +154,8 @@ pub(crate) struct ServeConfig {
     pub(crate) max_body: u64,
     pub(crate) max_header: usize,
     pub(crate) threads: usize,
-    pub(crate) doc_root: PathBuf,
+    /// Shared with every request's `PATH_TRANSLATED`.
+    pub(crate) doc_root: Arc<Path>,
     pub(crate) trace_callbacks: bool,
     pub(crate) access_log: AccessLogFormat,
     pub(crate) header_timeout: Duration,
@@ -302,7 +304,7 @@ impl ServeConfig {
             max_body: args.max_body.or(file.max_body).unwrap_or(DEFAULT_MAX_BODY),
             max_header,
             threads,
-            doc_root,
+            doc_root: doc_root.into(),
             trace_callbacks: args.trace_callbacks || file.trace_callbacks.unwrap_or(false),
             access_log: args.access_log.or(file.access_log).unwrap_or_default(),
             header_timeout: secs(args.header_timeout, file.header_timeout, 30),

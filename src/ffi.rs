@@ -217,7 +217,9 @@ impl EcbBox {
         total_bytes: u32,
     ) -> Self {
         let available = preload.len() as u32;
-        preload.push(0); // IIS NUL-terminates lpbData
+        if available > 0 {
+            preload.push(0); // IIS NUL-terminates lpbData
+        }
         let translated = info.translate(&info.url);
         let content_type = info
             .headers
@@ -226,18 +228,20 @@ impl EcbBox {
             .unwrap_or_default();
         let mut buf = Vec::with_capacity(
             info.method.as_str().len()
-                + info.query.len()
+                + info.query().len()
                 + info.url.len()
                 + translated.len()
                 + content_type.len()
-                + 5,
+                + 6,
         );
         let at = [
             push_cstr(&mut buf, info.method.as_str().as_bytes()),
-            push_cstr(&mut buf, info.query.as_bytes()),
+            push_cstr(&mut buf, info.query().as_bytes()),
             push_cstr(&mut buf, &info.url),
             push_cstr(&mut buf, translated.as_bytes()),
             push_cstr(&mut buf, content_type),
+            // lpbData when nothing is preloaded: no allocation for a GET.
+            push_cstr(&mut buf, b""),
         ];
         let mut strings = buf.into_boxed_slice();
         // The box's heap data never moves: these pointers stay valid.
@@ -255,7 +259,11 @@ impl EcbBox {
             lpszPathTranslated: ptr(3),
             cbTotalBytes: total_bytes,
             cbAvailable: available,
-            lpbData: preload.as_mut_ptr(),
+            lpbData: if available > 0 {
+                preload.as_mut_ptr()
+            } else {
+                ptr(5)
+            },
             lpszContentType: ptr(4),
             GetServerVariable: Some(get_server_variable),
             WriteClient: Some(write_client),

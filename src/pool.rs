@@ -58,15 +58,16 @@ struct State {
 impl State {
     /// Picks a sleeping thread to wake if the queue needs one: jobs wait,
     /// no thread is on its way, and either none runs or the queue fell
-    /// behind. The caller unparks the thread after dropping the lock.
-    fn pick_sleeper(&mut self) -> Option<Thread> {
+    /// behind, as of `now`. The caller unparks the thread after dropping the
+    /// lock.
+    fn pick_sleeper(&mut self, now: Instant) -> Option<Thread> {
         let (queued, _) = self.jobs.front()?;
         if self.waking > 0 {
             return None;
         }
         let needed = self.running == 0
-            || (self.running < self.cpus && queued.elapsed() >= STALL)
-            || self.last_start.elapsed() >= STALL;
+            || (self.running < self.cpus && now.saturating_duration_since(*queued) >= STALL)
+            || now.saturating_duration_since(self.last_start) >= STALL;
         if !needed {
             return None;
         }
@@ -103,8 +104,9 @@ impl Shared {
                 continue;
             };
             st.running += 1;
-            st.last_start = Instant::now();
-            let wake = st.pick_sleeper();
+            let now = Instant::now();
+            st.last_start = now;
+            let wake = st.pick_sleeper(now);
             drop(st);
             if let Some(t) = wake {
                 t.unpark();
@@ -135,7 +137,7 @@ impl Shared {
                 st.watching = false;
                 continue;
             }
-            if let Some(t) = st.pick_sleeper() {
+            if let Some(t) = st.pick_sleeper(Instant::now()) {
                 drop(st);
                 t.unpark();
                 st = self.lock();
@@ -182,8 +184,9 @@ impl Pool {
     pub(crate) fn spawn(&self, job: impl FnOnce() + Send + 'static) {
         let (wake, arm) = {
             let mut st = self.shared.lock();
-            st.jobs.push_back((Instant::now(), Box::new(job)));
-            let wake = st.pick_sleeper();
+            let now = Instant::now();
+            st.jobs.push_back((now, Box::new(job)));
+            let wake = st.pick_sleeper(now);
             // The job waits behind running threads: have the watcher make
             // sure they do not all stay blocked.
             let arm = wake.is_none() && !st.watching && !st.idle.is_empty();

@@ -45,28 +45,31 @@ pub(crate) fn trim_nul(bytes: &[u8]) -> &[u8] {
 
 /// Parses a status string such as `200 OK`, `HTTP/1.1 404 Not Found` or `302`.
 pub(crate) fn parse_status(raw: &[u8]) -> Result<(StatusCode, Option<String>), HeadError> {
-    let text = String::from_utf8_lossy(trim_nul(raw));
-    let mut s: &str = text.trim();
-    if s.len() >= 5 && s[..5].eq_ignore_ascii_case("HTTP/") {
-        s = s
-            .split_once(' ')
-            .map(|(_, rest)| rest.trim_start())
-            .unwrap_or("");
+    let raw = trim_nul(raw);
+    let mut s = raw.trim_ascii();
+    if s.len() >= 5 && s[..5].eq_ignore_ascii_case(b"HTTP/") {
+        s = split_space(s).map_or(&[][..], |(_, rest)| rest.trim_ascii_start());
     }
-    let (code, reason) = match s.split_once(' ') {
-        Some((c, r)) => (c, Some(r.trim())),
+    let (code, reason) = match split_space(s) {
+        Some((c, r)) => (c, Some(r.trim_ascii())),
         None => (s, None),
     };
-    let status = code
-        .parse::<u16>()
+    let status = std::str::from_utf8(code)
         .ok()
+        .and_then(|c| c.parse::<u16>().ok())
         .and_then(|c| StatusCode::from_u16(c).ok())
         .filter(|c| c.as_u16() >= 200) // no 1xx: the host supports no upgrades
-        .ok_or_else(|| HeadError::Status(text.to_string()))?;
+        .ok_or_else(|| HeadError::Status(String::from_utf8_lossy(raw).into_owned()))?;
     let reason = reason
-        .filter(|r| !r.is_empty() && Some(*r) != status.canonical_reason())
-        .map(str::to_owned);
+        .filter(|r| !r.is_empty() && status.canonical_reason().map(str::as_bytes) != Some(*r))
+        .map(|r| String::from_utf8_lossy(r).into_owned());
     Ok((status, reason))
+}
+
+/// Splits at the first space.
+fn split_space(s: &[u8]) -> Option<(&[u8], &[u8])> {
+    let i = s.iter().position(|&b| b == b' ')?;
+    Some((&s[..i], &s[i + 1..]))
 }
 
 /// One `(name, value)` header line, borrowed from the extension's bytes.

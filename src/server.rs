@@ -1,6 +1,7 @@
 //! The HTTP side: listening, connections, request checks, routing to an
 //! extension, and graceful shutdown.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use atomic_waker::AtomicWaker;
+use http::uri::PathAndQuery;
 use http::{HeaderMap, Request, Response, StatusCode, Version, header};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -86,9 +88,11 @@ pub(crate) struct ConnSignals {
     /// Threads blocked until this client sends or takes bytes.
     client_waits: AtomicUsize,
     in_flight: AtomicUsize,
-    /// Milliseconds since `epoch` of the last read or write.
-    last_io: AtomicU64,
-    epoch: Instant,
+    /// A byte moved (or a request started or ended) since the sweeper last
+    /// looked: I/O sets a flag rather than reading the clock.
+    active: AtomicBool,
+    /// The sweeper's time (ms) when it last saw `active`.
+    quiet_since: AtomicU64,
 }
 
 impl ConnSignals {
@@ -101,8 +105,9 @@ impl ConnSignals {
             task: AtomicWaker::new(),
             client_waits: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
-            last_io: AtomicU64::new(0),
-            epoch: Instant::now(),
+            // The sweeper's first look stamps the connection.
+            active: AtomicBool::new(true),
+            quiet_since: AtomicU64::new(0),
         }
     }
 
@@ -150,8 +155,11 @@ impl ConnSignals {
     }
 
     fn touch(&self) {
-        self.last_io
-            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        // Read first: a store on every I/O would keep the line bouncing
+        // between the runtime and the extension threads.
+        if !self.active.load(Ordering::Relaxed) {
+            self.active.store(true, Ordering::Relaxed);
+        }
     }
 
     fn request_started(&self) {
@@ -165,19 +173,24 @@ impl ConnSignals {
         self.touch();
     }
 
-    fn since_io(&self) -> Duration {
-        let last = Duration::from_millis(self.last_io.load(Ordering::Relaxed));
-        self.epoch.elapsed().saturating_sub(last)
+    /// How long the connection has been quiet, as the sweeper sees it at
+    /// `now_ms` (its clock): never more than the truth, and at most one
+    /// sweep less.
+    fn quiet_for(&self, now_ms: u64) -> Duration {
+        if self.active.swap(false, Ordering::Relaxed) {
+            self.quiet_since.store(now_ms, Ordering::Relaxed);
+        }
+        Duration::from_millis(now_ms.saturating_sub(self.quiet_since.load(Ordering::Relaxed)))
     }
 
-    /// How long a connection with no request in flight has been quiet.
-    fn idle_for(&self) -> Option<Duration> {
-        (self.in_flight.load(Ordering::Acquire) == 0).then(|| self.since_io())
+    /// Is a thread blocked until this client sends or takes bytes?
+    fn client_waited_on(&self) -> bool {
+        self.client_waits.load(Ordering::Acquire) > 0
     }
 
-    /// How long a thread has waited on a client that sends and takes nothing.
-    fn stalled_for(&self) -> Option<Duration> {
-        (self.client_waits.load(Ordering::Acquire) > 0).then(|| self.since_io())
+    /// Is no request in flight?
+    fn between_requests(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) == 0
     }
 }
 
@@ -243,6 +256,8 @@ impl AsyncWrite for ActivityIo {
 /// An extension mounted at a URL prefix.
 struct Mount {
     prefix: String,
+    /// `SCRIPT_NAME`: the prefix, or `""` for the root.
+    script_name: Arc<str>,
     ext: Arc<Extension>,
 }
 
@@ -312,6 +327,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(prefix = %m.prefix, extension = %m.path.display(), "mounted");
         mounts.push(Mount {
             prefix: m.prefix.clone(),
+            script_name: if m.prefix == "/" { "" } else { &m.prefix }.into(),
             ext,
         });
     }
@@ -470,17 +486,26 @@ impl Connections {
 /// limits): one whose client stalled while an extension waited on it for
 /// `io_limit` is dropped; one idle for `idle_limit` is closed.
 async fn sweep(conns: Arc<Connections>, idle_limit: Duration, io_limit: Duration) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1).min(idle_limit).min(io_limit));
+    // A connection's quiet time is seen a sweep late at most, so sweep at
+    // least twice per limit.
+    let every = Duration::from_secs(1)
+        .min(idle_limit / 2)
+        .min(io_limit / 2)
+        .max(Duration::from_millis(10));
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let epoch = Instant::now();
     loop {
         tick.tick().await;
+        let now_ms = epoch.elapsed().as_millis() as u64;
         for s in conns.lock().values() {
-            if s.stalled_for().is_some_and(|stall| stall >= io_limit) {
+            let quiet = s.quiet_for(now_ms);
+            if s.client_waited_on() && quiet >= io_limit {
                 if !s.abort.load(Ordering::Acquire) {
                     tracing::warn!(remote = %s.remote, timeout = ?io_limit, "client stalled while the extension waited on it; dropping the connection");
                     s.hard_abort();
                 }
-            } else if !s.close_requested() && s.idle_for().is_some_and(|idle| idle >= idle_limit) {
+            } else if s.between_requests() && !s.close_requested() && quiet >= idle_limit {
                 tracing::debug!(remote = %s.remote, "closing idle keep-alive connection");
                 s.request_close();
             }
@@ -590,6 +615,10 @@ fn normalize_path(path: &[u8]) -> Option<Vec<u8>> {
     if path.iter().any(|&b| b < 0x20 || b == 0x7f) {
         return None;
     }
+    let dot_segment = |s: &[u8]| s == b"." || s == b"..";
+    if path.first() == Some(&b'/') && !path.split(|&b| b == b'/').any(dot_segment) {
+        return Some(path.to_vec()); // already normal
+    }
     let mut segments: Vec<&[u8]> = Vec::new();
     let trailing = path.ends_with(b"/") || path.ends_with(b"/.") || path.ends_with(b"/..");
     for seg in path.split(|&b| b == b'/').skip(1) {
@@ -612,6 +641,24 @@ fn normalize_path(path: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The bytes of a reg-name or IPv4address (RFC 3986 §3.2.2): unreserved,
+/// pct-encoded and sub-delims.
+const REG_NAME: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = (b as u8).is_ascii_alphanumeric();
+        b += 1;
+    }
+    let extra = b"-._~%!$&'()*+,;=";
+    let mut i = 0;
+    while i < extra.len() {
+        table[extra[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
+
 /// `uri-host [":" port]` (RFC 9110 §7.2), without userinfo; empty is allowed
 /// for HTTP/1.0.
 fn valid_host(value: &[u8]) -> bool {
@@ -630,13 +677,9 @@ fn valid_host(value: &[u8]) -> bool {
                 .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
         (ok.then_some(ip), &rest[end + 1..])
     } else {
-        // reg-name or IPv4address: unreserved, pct-encoded and sub-delims.
         let end = value.iter().position(|&b| b == b':').unwrap_or(value.len());
         let name = &value[..end];
-        let ok = !name.is_empty()
-            && name
-                .iter()
-                .all(|&b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b));
+        let ok = !name.is_empty() && name.iter().all(|&b| REG_NAME[b as usize]);
         (ok.then_some(name), &value[end..])
     };
     host.is_some()
@@ -742,7 +785,8 @@ async fn prepare(
             "request body over --max-body",
         ));
     }
-    let decoded: Vec<u8> = percent_encoding::percent_decode(req.uri().path().as_bytes()).collect();
+    let decoded: Cow<'_, [u8]> =
+        percent_encoding::percent_decode(req.uri().path().as_bytes()).into();
     // Route and report the normalized path, as IIS does: no control bytes,
     // no dot-segments, never above the root.
     let Some(url) = normalize_path(&decoded) else {
@@ -786,25 +830,19 @@ async fn prepare(
         let status = e.status();
         return Err(reject(status, "request body failed during read-ahead"));
     }
-    let raw_target = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "/".to_owned());
     let info = RequestInfo {
-        query: parts.uri.query().unwrap_or("").to_owned(),
+        target: parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
         method: parts.method,
         version: parts.version,
-        raw_target,
         url,
         headers: parts.headers,
         remote,
         local,
-        script_name: if mount.prefix == "/" {
-            String::new()
-        } else {
-            mount.prefix.clone()
-        },
+        script_name: mount.script_name.clone(),
         physical_path: cfg.doc_root.clone(),
         content_length,
     };
@@ -847,6 +885,12 @@ mod tests {
         assert_eq!(n("/a/../.."), None);
         assert_eq!(n("/x.py\0.txt"), None);
         assert_eq!(n("/a\nb"), None);
+        // Paths that are already normal come back as they are (fast path),
+        // including empty segments and dots inside names.
+        for p in ["/a//b", "/a/.b/c..", "/...", "//", "/a/b/"] {
+            assert_eq!(n(p).as_deref(), Some(p));
+        }
+        assert_eq!(n("").as_deref(), Some("/"));
     }
 
     #[test]

@@ -6,8 +6,10 @@
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
+use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Version};
 
 /// Everything the server variables are derived from, fixed for the request.
@@ -16,16 +18,15 @@ pub(crate) struct RequestInfo {
     pub(crate) method: Method,
     pub(crate) version: Version,
     /// The request target as sent (`/path?query`).
-    pub(crate) raw_target: String,
+    pub(crate) target: PathAndQuery,
     /// Percent-decoded path, without the query.
     pub(crate) url: Vec<u8>,
-    pub(crate) query: String,
     pub(crate) headers: HeaderMap,
     pub(crate) remote: SocketAddr,
     pub(crate) local: SocketAddr,
     /// Mount prefix: `""` for the root mount, `/app` otherwise.
-    pub(crate) script_name: String,
-    pub(crate) physical_path: PathBuf,
+    pub(crate) script_name: Arc<str>,
+    pub(crate) physical_path: Arc<Path>,
     /// `CONTENT_LENGTH` as sent, if any.
     pub(crate) content_length: Option<u64>,
 }
@@ -41,6 +42,16 @@ pub(crate) enum VarError {
 pub(crate) const SERVER_SOFTWARE: &str = concat!("isapi-host/", env!("CARGO_PKG_VERSION"));
 
 impl RequestInfo {
+    /// The request target as sent (`/path?query`).
+    pub(crate) fn raw_target(&self) -> &str {
+        self.target.as_str()
+    }
+
+    /// The query string, without the `?`.
+    pub(crate) fn query(&self) -> &str {
+        self.target.query().unwrap_or("")
+    }
+
     /// Looks a variable up by name (case-insensitive, as IIS).
     pub(crate) fn get(&self, name: &str) -> Result<Cow<'_, [u8]>, VarError> {
         // Uppercase on the stack: names are short and this runs per call.
@@ -80,12 +91,12 @@ impl RequestInfo {
         }
         match upper {
             "REQUEST_METHOD" | "HTTP_METHOD" => s(self.method.as_str()),
-            "QUERY_STRING" => s(&self.query),
+            "QUERY_STRING" => s(self.query()),
             "SERVER_PROTOCOL" | "HTTP_VERSION" => s(self.protocol()),
             "URL" | "PATH_INFO" | "CACHE_URL" | "HTTP_CFG_ENC_URL" => Ok(Cow::Borrowed(&self.url)),
             "SCRIPT_NAME" => s(&self.script_name),
             "PATH_TRANSLATED" | "SCRIPT_TRANSLATED" => o(self.translate(&self.url)),
-            "HTTP_URL" | "UNENCODED_URL" | "REQUEST_URI" => s(&self.raw_target),
+            "HTTP_URL" | "UNENCODED_URL" | "REQUEST_URI" => s(self.raw_target()),
             // IIS reports 0 for a request without a body, nothing for a chunked one.
             "CONTENT_LENGTH" => match self.content_length {
                 Some(n) => o(n.to_string()),
@@ -302,14 +313,13 @@ mod tests {
         RequestInfo {
             method: Method::POST,
             version: Version::HTTP_11,
-            raw_target: "/app/a%20b?x=1".into(),
+            target: PathAndQuery::from_static("/app/a%20b?x=1"),
             url: b"/app/a b".to_vec(),
-            query: "x=1".into(),
             headers,
             remote: "10.0.0.1:5555".parse().unwrap(),
             local: "127.0.0.1:8080".parse().unwrap(),
             script_name: "/app".into(),
-            physical_path: PathBuf::from("/srv/www"),
+            physical_path: Path::new("/srv/www").into(),
             content_length: Some(3),
         }
     }
