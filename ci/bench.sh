@@ -1,20 +1,30 @@
 #!/usr/bin/env bash
 # Benchmarks: our host (C hello fixture and pyisapie) against a bare hyper server
 # and the WSGI peers, all launched by `isapi-harness bench` with the same thread
-# budget. NOT run in CI. Takes about 20 minutes.
+# budget. NOT run in CI. Each section starts all its servers, then measures them in
+# ROUNDS interleaved rounds (every server once per workload and concurrency per round,
+# in rotated order) and reports the median round and same-round ratios.
 #
-#   ci/bench.sh            everything below; regenerates harness/bench-results/ (JSON,
-#                          Markdown, SVG) and the generated sections of BENCHMARKS.md;
-#                          server logs go to target/bench/<section>/logs
-#   DURATION=5s ci/bench.sh    shorter runs
+# Takes about 25 minutes: a load run is WARMUP + DURATION (6 s), and there are
+# servers x workloads x concurrencies x ROUNDS of them: workloads 23 x 3, scaling
+# 30 x 3, bodies 15 x 3, wrk 3 x 3 = 213 runs, about 21 minutes; plus the wrk
+# comparison (3 servers x (3 wrk runs + 2 generator runs), about 1.5 minutes),
+# the idle and upload measurements, server start-up and the release build.
+#
+#   ci/bench.sh                    everything below; regenerates harness/bench-results/
+#                                  (JSON, Markdown, SVG) and the generated sections of
+#                                  BENCHMARKS.md; server logs go to target/bench/<section>/logs
+#   ROUNDS=1 ci/bench.sh           a quicker pass (about 10 minutes), no spread or ranges
+#   DURATION=10s WARMUP=2s ci/bench.sh    longer runs (about twice as long)
 #
 # Needs: ci/install.sh (the venv with the peers) and wrk (apt-get install -y wrk).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYO3_PYTHON="${PYO3_PYTHON:-/usr/bin/python3}"
 target="${CARGO_TARGET_DIR:-target}"
-DURATION="${DURATION:-10s}"
-WARMUP="${WARMUP:-2s}"
+DURATION="${DURATION:-5s}"
+WARMUP="${WARMUP:-1s}"
+ROUNDS="${ROUNDS:-3}"
 THREADS="${THREADS:-4}"
 CLIENT_THREADS="${CLIENT_THREADS:-1}"
 OUT=harness/bench-results
@@ -23,7 +33,7 @@ command -v wrk >/dev/null || { echo "wrk missing: apt-get install -y wrk" >&2; e
 cargo build -q --release -p isapi-host -p pyisapie -p isapi-harness
 h="$target/release/isapi-harness"
 ALL=(--server bare-hyper --server host-c --server host-py --server granian --server gunicorn --server waitress)
-common=(--threads "$THREADS" --client-threads "$CLIENT_THREADS" -d "$DURATION" --warmup "$WARMUP")
+common=(--threads "$THREADS" --client-threads "$CLIENT_THREADS" -d "$DURATION" --warmup "$WARMUP" --rounds "$ROUNDS")
 
 run() { # name, args...
   local name=$1; shift

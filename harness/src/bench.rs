@@ -2,6 +2,12 @@
 //! keep-alive, every response validated), run against several servers in one
 //! go, with HdrHistogram latencies, JSON, Markdown and SVG output; plus idle
 //! keep-alive memory and a large chunked upload.
+//!
+//! All servers run at once and are measured in interleaved rounds (every
+//! workload and concurrency on every server once per round, the servers in an
+//! order rotated by the round), so that the machine's drift over minutes
+//! lands on all of them alike; the median round is reported and server ratios
+//! are medians of same-round ratios.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -24,7 +30,7 @@ use serde::Serialize;
 
 use crate::cli::{LaunchArgs, make_env};
 use crate::machine;
-use crate::servers::{self, Running, ServerSpec};
+use crate::servers::{self, Env, Running, ServerSpec};
 use crate::svg;
 
 /// The benchmark workloads.
@@ -124,13 +130,18 @@ pub struct BenchArgs {
     /// Warm-up before each measured run (not recorded).
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub warmup: Duration,
+    /// Interleaved rounds: each round runs every workload and concurrency on every server
+    /// (servers in an order rotated by the round); the median round is reported.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
     /// Tokio worker threads of the load generator.
     #[arg(long, default_value_t = 2)]
     pub client_threads: usize,
     /// Also run wrk on the same server and workload (GET workloads) and record its rps.
     #[arg(long)]
     pub wrk: bool,
-    /// Rounds of the wrk comparison: this generator and wrk alternate, medians are compared.
+    /// Rounds of the `--wrk` comparison (after the interleaved rounds, per server): this
+    /// generator and wrk alternate, medians are compared.
     #[arg(long, default_value_t = 3)]
     pub wrk_rounds: usize,
     /// Also measure the servers' resident memory holding this many idle keep-alive connections.
@@ -207,12 +218,19 @@ pub struct RunResult {
     /// Server CPU seconds (user+system, whole process tree) per 1000 requests.
     pub server_cpu_ms_per_1k: f64,
     pub server_rss_kib: u64,
-    /// Median wrk rps over the comparison rounds (wrk and this generator alternate).
+    /// rps of each interleaved round (index = round); this run is the median-rps one.
+    pub round_rps: Vec<f64>,
+    /// p99 latency of each interleaved round (index = round).
+    pub round_p99_us: Vec<u64>,
+    /// `--wrk` comparison: median wrk rps over the wrk comparison rounds (wrk and this
+    /// generator alternate, after the interleaved rounds).
     pub wrk_rps: Option<f64>,
+    /// `--wrk` comparison: median wrk p99 over the wrk comparison rounds.
     pub wrk_p99_us: Option<u64>,
-    /// This generator's rps in each comparison round (the first is `rps`).
+    /// `--wrk` comparison: this generator's rps in each wrk comparison round (the first is
+    /// `rps`, the median interleaved round; the others are extra runs); empty without `--wrk`.
     pub rounds_rps: Vec<f64>,
-    /// wrk's rps in each comparison round.
+    /// `--wrk` comparison: wrk's rps in each wrk comparison round; empty without `--wrk`.
     pub wrk_rounds_rps: Vec<f64>,
 }
 
@@ -248,6 +266,8 @@ pub struct Meta {
     pub client_threads: usize,
     pub duration_s: f64,
     pub warmup_s: f64,
+    /// Interleaved rounds (`--rounds`); every reported run is the median round.
+    pub rounds: usize,
     pub servers: BTreeMap<String, String>,
     pub command: String,
 }
@@ -668,6 +688,8 @@ pub fn load(
             0.0
         },
         server_rss_kib: srv.rss_kib(),
+        round_rps: Vec::new(),
+        round_p99_us: Vec::new(),
         wrk_rps: None,
         wrk_p99_us: None,
         rounds_rps: Vec::new(),
@@ -882,6 +904,9 @@ pub fn upload(srv: &Running, mib: u64) -> UploadResult {
 }
 
 pub fn run(a: BenchArgs) -> Result<ExitCode> {
+    if a.rounds == 0 {
+        bail!("--rounds must be at least 1");
+    }
     let env = make_env(&a.launch, "bench_app:app", "bench", true)?;
     let specs: Vec<ServerSpec> = a
         .servers
@@ -902,6 +927,7 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
             client_threads: a.client_threads,
             duration_s: a.duration.as_secs_f64(),
             warmup_s: a.warmup.as_secs_f64(),
+            rounds: a.rounds,
             servers: specs.iter().map(|s| (s.label(), env.describe(s))).collect(),
             command: format!("isapi-harness {}", args.join(" ")),
         },
@@ -910,76 +936,62 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
         uploads: Vec::new(),
         errors: Vec::new(),
     };
-    for spec in &specs {
-        eprintln!("bench: {} ({})", spec.label(), env.describe(spec));
-        let mut srv = match servers::start(&env, spec) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("  did not start: {e:#}");
-                report
-                    .errors
-                    .push(format!("{}: did not start: {e:#}", spec.label()));
-                continue;
-            }
-        };
-        if !a.no_load {
-            for &app in &a.app {
-                if !app.supported_by(spec) {
-                    continue;
-                }
-                for &c in &a.concurrency {
-                    if !srv.alive() {
-                        let why = srv.exit_status().unwrap_or_default();
-                        eprintln!("  {} died ({why}); restarting it", spec.label());
-                        report.errors.push(format!(
-                            "{} died ({why}) before {} c={c}; restarted",
-                            spec.label(),
-                            app.name()
-                        ));
-                        match servers::start(&env, spec) {
-                            Ok(fresh) => std::mem::replace(&mut srv, fresh).stop(),
-                            Err(e) => {
-                                report
-                                    .errors
-                                    .push(format!("{}: restart failed: {e:#}", spec.label()));
-                                break;
-                            }
-                        }
-                    }
-                    let mut r = load(&rt, &srv, app, c, a.warmup, a.duration);
-                    if !srv.alive() {
-                        let why = srv.exit_status().unwrap_or_default();
-                        report.errors.push(format!(
-                            "{} died ({why}) during {} c={c}; that run's numbers are void",
-                            spec.label(),
-                            app.name()
-                        ));
-                    }
+    // every server runs until the end; `Running` stops its server when dropped, on any exit path
+    let mut running: Vec<Option<Running>> = specs
+        .iter()
+        .map(|spec| {
+            eprintln!("bench: starting {} ({})", spec.label(), env.describe(spec));
+            servers::start(&env, spec)
+                .inspect_err(|e| {
+                    eprintln!("  did not start: {e:#}");
+                    report
+                        .errors
+                        .push(format!("{}: did not start: {e:#}", spec.label()));
+                })
+                .ok()
+        })
+        .collect();
+    if !a.no_load {
+        let (apps, concs) = (unique(&a.app), unique(&a.concurrency));
+        let mut rounds = interleaved_rounds(&rt, &env, &a, &mut running, &mut report.errors);
+        for (i, slot) in running.iter_mut().enumerate() {
+            for &app in &apps {
+                for &c in &concs {
+                    let Some(mut r) = rounds.remove(&(i, app, c)).and_then(median_round) else {
+                        continue;
+                    };
                     if a.wrk && app.method_path().0 == "GET" {
-                        compare_wrk(&rt, &srv, &mut r, &a, &mut report.errors);
+                        let what = format!("the wrk comparison of {} c={c}", app.name());
+                        if let Some(srv) = revive(&env, slot, &what, &mut report.errors) {
+                            eprintln!("bench: {} {what}", srv.spec.label());
+                            compare_wrk(&rt, srv, &mut r, &a, &mut report.errors);
+                        }
                     }
                     report.runs.push(r);
                 }
             }
         }
+    }
+    for srv in running.iter().flatten() {
+        let label = srv.spec.label();
         if let Some(n) = a.idle_conns {
-            let r = idle_rss(&rt, &srv, n);
+            let r = idle_rss(&rt, srv, n);
             eprintln!(
-                "  idle: {} of {} connections held open, RSS {} → {} KiB",
+                "  {label} idle: {} of {} connections held open, RSS {} → {} KiB",
                 r.still_open, r.connections, r.rss_before_kib, r.rss_after_kib
             );
             report.idle.push(r);
         }
         if let Some(mib) = a.upload_mib {
-            let r = upload(&srv, mib);
+            let r = upload(srv, mib);
             eprintln!(
-                "  upload {mib} MiB chunked: {} in {:.1}s ({:.0} MiB/s), RSS +{} KiB (peak {} KiB)",
+                "  {label} upload {mib} MiB chunked: {} in {:.1}s ({:.0} MiB/s), RSS +{} KiB (peak {} KiB)",
                 r.response, r.seconds, r.mib_per_s, r.rss_growth_kib, r.rss_peak_kib
             );
             report.uploads.push(r);
         }
-        srv.stop();
     }
+    running.into_iter().flatten().for_each(Running::stop);
     let json_path = a
         .json
         .clone()
@@ -1017,6 +1029,154 @@ fn median(v: &[f64]) -> f64 {
         n if n % 2 == 1 => v[n / 2],
         n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
     }
+}
+
+/// The runs of one (server index, workload, concurrency), one per round (index = round).
+type RoundRuns = BTreeMap<(usize, App, usize), Vec<RunResult>>;
+
+/// `a.rounds` interleaved rounds: each round runs every workload and concurrency on every
+/// running server that supports it, the servers in an order rotated by the round number.
+/// A server that cannot be restarted leaves `running` (its earlier rounds stay).
+fn interleaved_rounds(
+    rt: &tokio::runtime::Runtime,
+    env: &Env,
+    a: &BenchArgs,
+    running: &mut [Option<Running>],
+    errors: &mut Vec<String>,
+) -> RoundRuns {
+    let mut runs = RoundRuns::new();
+    for round in 0..a.rounds {
+        for app in unique(&a.app) {
+            for c in unique(&a.concurrency) {
+                let what = format!("{} c={c} (round {}/{})", app.name(), round + 1, a.rounds);
+                eprintln!("bench: {what}");
+                let able: Vec<usize> = (0..running.len())
+                    .filter(|&i| {
+                        running[i]
+                            .as_ref()
+                            .is_some_and(|s| app.supported_by(&s.spec))
+                    })
+                    .collect();
+                for i in rotated(&able, round) {
+                    let Some(srv) = revive(env, &mut running[i], &what, errors) else {
+                        continue;
+                    };
+                    let r = load(rt, srv, app, c, a.warmup, a.duration);
+                    if !srv.alive() {
+                        let why = srv.exit_status().unwrap_or_default();
+                        errors.push(format!(
+                            "{} died ({why}) during {what}; that run's numbers are void",
+                            srv.spec.label()
+                        ));
+                    }
+                    runs.entry((i, app, c)).or_default().push(r);
+                }
+            }
+        }
+    }
+    runs
+}
+
+/// The server in `slot`, restarted first if it died (noted in `errors`); a failed restart
+/// empties the slot.
+fn revive<'a>(
+    env: &Env,
+    slot: &'a mut Option<Running>,
+    what: &str,
+    errors: &mut Vec<String>,
+) -> Option<&'a mut Running> {
+    let srv = slot.as_mut()?;
+    if !srv.alive() {
+        let label = srv.spec.label();
+        let why = srv.exit_status().unwrap_or_default();
+        eprintln!("  {label} died ({why}); restarting it");
+        errors.push(format!("{label} died ({why}) before {what}; restarted"));
+        match servers::start(env, &srv.spec) {
+            Ok(fresh) => std::mem::replace(srv, fresh).stop(),
+            Err(e) => {
+                errors.push(format!("{label}: restart failed: {e:#}"));
+                *slot = None;
+                return None;
+            }
+        }
+    }
+    slot.as_mut()
+}
+
+/// `v` without repeats, in first-seen order.
+fn unique<T: PartialEq + Copy>(v: &[T]) -> Vec<T> {
+    let mut out = Vec::with_capacity(v.len());
+    for x in v {
+        if !out.contains(x) {
+            out.push(*x);
+        }
+    }
+    out
+}
+
+/// `v` rotated left by `round` (round 0: A B C, round 1: B C A, round 2: C A B, ...).
+fn rotated<T: Copy>(v: &[T], round: usize) -> Vec<T> {
+    let mut v = v.to_vec();
+    let n = v.len();
+    if n > 0 {
+        v.rotate_left(round % n);
+    }
+    v
+}
+
+/// The run of the median-rps round (the lower middle for an even count), carrying every
+/// round's rps and p99 (index = round). None without rounds.
+fn median_round(rounds: Vec<RunResult>) -> Option<RunResult> {
+    let mut by_rps: Vec<usize> = (0..rounds.len()).collect();
+    by_rps.sort_by(|&i, &j| rounds[i].rps.total_cmp(&rounds[j].rps));
+    let pick = *by_rps.get(rounds.len().checked_sub(1)? / 2)?;
+    let round_rps = rounds.iter().map(|r| r.rps).collect();
+    let round_p99_us = rounds.iter().map(|r| r.p99_us).collect();
+    let mut r = rounds.into_iter().nth(pick)?;
+    r.round_rps = round_rps;
+    r.round_p99_us = round_p99_us;
+    Some(r)
+}
+
+/// Median, min and max of the per-round ratios of two servers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct PairedRatio {
+    median: f64,
+    min: f64,
+    max: f64,
+    /// How many rounds were paired.
+    pairs: usize,
+}
+
+/// The ratios `a[i] / b[i]` of the same round `i` (rounds missing on either side, or with
+/// `b[i] == 0`, skipped): their median, min and max. None without a pair.
+fn paired_ratio(a: &[f64], b: &[f64]) -> Option<PairedRatio> {
+    let ratios: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .filter(|(_, y)| **y != 0.0)
+        .map(|(x, y)| x / y)
+        .collect();
+    if ratios.is_empty() {
+        return None;
+    }
+    Some(PairedRatio {
+        median: median(&ratios),
+        min: ratios.iter().copied().fold(f64::INFINITY, f64::min),
+        max: ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        pairs: ratios.len(),
+    })
+}
+
+/// The spread of the rounds around `mid` in percent: (max − min) / 2 / mid × 100; None for
+/// fewer than two rounds or `mid` ≤ 0.
+fn spread_pct(rounds: &[f64], mid: f64) -> Option<f64> {
+    if rounds.len() < 2 || mid <= 0.0 {
+        return None;
+    }
+    let max = rounds.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let min = rounds.iter().copied().fold(f64::INFINITY, f64::min);
+    Some((max - min) / 2.0 / mid * 100.0)
 }
 
 /// Alternate wrk and this generator on the same server; store both medians.
@@ -1077,6 +1237,39 @@ fn find<'a>(r: &'a Report, server: &str, app: App, c: usize) -> Option<&'a RunRe
         .find(|x| x.server == server && x.app == app && x.concurrency == c)
 }
 
+/// The header's words on the rounds.
+fn rounds_sentence(rounds: usize) -> String {
+    if rounds == 1 {
+        "one round (the servers interleaved per workload and concurrency); cells: requests/s (p99)"
+            .into()
+    } else {
+        format!(
+            "{rounds} interleaved rounds (each runs every server once per workload and concurrency, \
+             the servers in an order rotated by the round); cells: requests/s of the median-rps round \
+             ± half the range of the rounds in % of it (p99 of that round); ratios: median of the \
+             same-round ratios (min–max)"
+        )
+    }
+}
+
+/// A ratio-table cell for servers `x` / `y`: the median of the same-round rps ratios, their
+/// range when there are several rounds, and the median same-round p99 ratio.
+fn ratio_cell(x: &RunResult, y: &RunResult) -> Option<String> {
+    let rps = paired_ratio(&x.round_rps, &y.round_rps)?;
+    let p99s = |r: &RunResult| r.round_p99_us.iter().map(|&u| u as f64).collect::<Vec<_>>();
+    let p99 = paired_ratio(&p99s(x), &p99s(y))
+        .map(|q| format!("{:.2}×", q.median))
+        .unwrap_or_else(|| "—".into());
+    Some(if rps.pairs > 1 {
+        format!(
+            "{:.2}× ({:.2}–{:.2}; p99 {p99})",
+            rps.median, rps.min, rps.max
+        )
+    } else {
+        format!("{:.2}× (p99 {p99})", rps.median)
+    })
+}
+
 /// Markdown tables of a report; chart paths are made relative to `rel_to`.
 pub fn markdown(r: &Report, charts: &[PathBuf], rel_to: Option<&std::path::Path>) -> String {
     use std::fmt::Write;
@@ -1100,7 +1293,7 @@ pub fn markdown(r: &Report, charts: &[PathBuf], rel_to: Option<&std::path::Path>
     let _ = writeln!(
         s,
         "Run {} on {} (git {}); every server 1 process with {} request threads; load generator: {} tokio thread(s), \
-         {} s measured after {} s warm-up per run; command: `{}`.\n",
+         {} s measured after {} s warm-up per run; {}; command: `{}`.\n",
         r.meta.date,
         r.meta.machine,
         r.meta.git_rev,
@@ -1108,6 +1301,7 @@ pub fn markdown(r: &Report, charts: &[PathBuf], rel_to: Option<&std::path::Path>
         r.meta.client_threads,
         r.meta.duration_s,
         r.meta.warmup_s,
+        rounds_sentence(r.meta.rounds),
         r.meta.command
     );
     let _ = writeln!(s, "| server | launched as |\n|---|---|");
@@ -1115,6 +1309,12 @@ pub fn markdown(r: &Report, charts: &[PathBuf], rel_to: Option<&std::path::Path>
         let _ = writeln!(s, "| {k} | {v} |");
     }
     let _ = writeln!(s);
+    let list = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let mut apps: Vec<App> = r.runs.iter().map(|x| x.app).collect();
     apps.sort();
     apps.dedup();
@@ -1146,7 +1346,10 @@ pub fn markdown(r: &Report, charts: &[PathBuf], rel_to: Option<&std::path::Path>
                         } else {
                             String::new()
                         };
-                        let _ = write!(s, " {:.0} ({}{err}) |", x.rps, fmt_us(x.p99_us));
+                        let spread = spread_pct(&x.round_rps, x.rps)
+                            .map(|p| format!(" ±{p:.0}%"))
+                            .unwrap_or_default();
+                        let _ = write!(s, " {:.0}{spread} ({}{err}) |", x.rps, fmt_us(x.p99_us));
                     }
                     None => {
                         let _ = write!(s, " — |");
@@ -1168,17 +1371,11 @@ pub fn markdown(r: &Report, charts: &[PathBuf], rel_to: Option<&std::path::Path>
             let mut cells = Vec::new();
             let mut any = false;
             for c in &concs {
-                match (find(r, a_, *app, *c), find(r, b_, *app, *c)) {
-                    (Some(x), Some(y)) if y.rps > 0.0 => {
-                        any = true;
-                        cells.push(format!(
-                            "{:.2}× (p99 {:.2}×)",
-                            x.rps / y.rps,
-                            x.p99_us as f64 / y.p99_us.max(1) as f64
-                        ));
-                    }
-                    _ => cells.push("—".into()),
-                }
+                let cell = find(r, a_, *app, *c)
+                    .zip(find(r, b_, *app, *c))
+                    .and_then(|(x, y)| ratio_cell(x, y));
+                any |= cell.is_some();
+                cells.push(cell.unwrap_or_else(|| "—".into()));
             }
             if any {
                 rows.push(format!(
@@ -1188,7 +1385,10 @@ pub fn markdown(r: &Report, charts: &[PathBuf], rel_to: Option<&std::path::Path>
             }
         }
         if !rows.is_empty() {
-            let _ = write!(s, "| ratio (rps; p99 ratio, lower is better) |");
+            let _ = write!(
+                s,
+                "| ratio: median of same-round ratios (min–max; p99 ratio, lower is better) |"
+            );
             for c in &concs {
                 let _ = write!(s, " c={c} |");
             }
@@ -1211,19 +1411,14 @@ pub fn markdown(r: &Report, charts: &[PathBuf], rel_to: Option<&std::path::Path>
         );
         let _ = writeln!(
             s,
-            "Rounds alternate this generator and wrk (same connections, threads and duration); medians compared.\n"
+            "After the interleaved rounds, comparison rounds alternate this generator and wrk (same connections, \
+             threads and duration; the first generator round is the median interleaved round); medians compared.\n"
         );
         let _ = writeln!(
             s,
             "| server | workload | c | isapi-harness rps (rounds) | wrk rps (rounds) | ratio of medians | harness p99 | wrk p99 |"
         );
         let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|");
-        let list = |v: &[f64]| {
-            v.iter()
-                .map(|x| format!("{x:.0}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         for x in r.runs.iter().filter(|x| x.wrk_rps.is_some()) {
             let w = x.wrk_rps.unwrap_or(0.0);
             let ours = if x.rounds_rps.is_empty() {
@@ -1249,24 +1444,25 @@ pub fn markdown(r: &Report, charts: &[PathBuf], rel_to: Option<&std::path::Path>
         let _ = writeln!(s);
     }
     if !r.runs.is_empty() {
-        let _ = writeln!(s, "### Details (every run)\n");
+        let _ = writeln!(s, "### Details (the median round of each)\n");
         let _ = writeln!(
             s,
-            "| server | workload | c | requests | rps | mean | p50 | p90 | p99 | p99.9 | max | errors | reconnects | server CPU ms / 1k req | server RSS |"
+            "| server | workload | c | requests | rps | rps by round | mean | p50 | p90 | p99 | p99.9 | max | errors | reconnects | server CPU ms / 1k req | server RSS |"
         );
         let _ = writeln!(
             s,
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         for x in &r.runs {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {} MiB |",
+                "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {} MiB |",
                 x.server,
                 x.app.name(),
                 x.concurrency,
                 x.requests,
                 x.rps,
+                list(&x.round_rps),
                 fmt_us(x.mean_us as u64),
                 fmt_us(x.p50_us),
                 fmt_us(x.p90_us),
@@ -1390,6 +1586,158 @@ mod tests {
         assert!(App::Hello.supported_by(&c));
         assert!(!App::Body10k.supported_by(&c));
         assert!(App::Body10k.supported_by(&ServerSpec::parse("granian").unwrap()));
+    }
+
+    /// A run of `server` with only the fields the round logic reads set.
+    fn run_of(server: &str, rps: f64, p99_us: u64) -> RunResult {
+        RunResult {
+            server: server.into(),
+            app: App::Hello,
+            concurrency: 64,
+            seconds: 1.0,
+            requests: rps as u64,
+            rps,
+            errors: Errors::default(),
+            reconnects: 0,
+            mean_us: 0.0,
+            p50_us: 0,
+            p90_us: 0,
+            p99_us,
+            p999_us: 0,
+            max_us: 0,
+            server_cpu_ms_per_1k: 0.0,
+            server_rss_kib: 0,
+            round_rps: Vec::new(),
+            round_p99_us: Vec::new(),
+            wrk_rps: None,
+            wrk_p99_us: None,
+            rounds_rps: Vec::new(),
+            wrk_rounds_rps: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn rounds_rotate_the_server_order() {
+        let v = ['A', 'B', 'C'];
+        assert_eq!(rotated(&v, 0), ['A', 'B', 'C']);
+        assert_eq!(rotated(&v, 1), ['B', 'C', 'A']);
+        assert_eq!(rotated(&v, 2), ['C', 'A', 'B']);
+        assert_eq!(rotated(&v, 4), ['B', 'C', 'A']);
+        assert!(rotated::<char>(&[], 3).is_empty());
+        assert_eq!(unique(&[64, 1, 64, 16, 1]), [64, 1, 16]);
+    }
+
+    #[test]
+    fn median_round_is_reported_with_every_round() {
+        // odd: the middle rps, whichever round it was
+        let r = median_round(vec![
+            run_of("s", 100.0, 10),
+            run_of("s", 300.0, 30),
+            run_of("s", 200.0, 20),
+        ])
+        .unwrap();
+        assert_eq!((r.rps, r.p99_us), (200.0, 20));
+        assert_eq!(r.round_rps, [100.0, 300.0, 200.0]);
+        assert_eq!(r.round_p99_us, [10, 30, 20]);
+        // even: the lower middle
+        let r = median_round(vec![
+            run_of("s", 400.0, 40),
+            run_of("s", 100.0, 10),
+            run_of("s", 300.0, 30),
+            run_of("s", 200.0, 20),
+        ])
+        .unwrap();
+        assert_eq!((r.rps, r.p99_us), (200.0, 20));
+        assert_eq!(r.round_rps, [400.0, 100.0, 300.0, 200.0]);
+        // one round, and none
+        let r = median_round(vec![run_of("s", 5.0, 1)]).unwrap();
+        assert_eq!((r.rps, r.round_rps.as_slice()), (5.0, &[5.0][..]));
+        assert!(median_round(Vec::new()).is_none());
+    }
+
+    #[test]
+    fn paired_ratios_are_per_round() {
+        // odd: ratios 0.8, 1.0, 0.9 (same round paired, not sorted values)
+        let p = paired_ratio(&[80.0, 100.0, 90.0], &[100.0, 100.0, 100.0]).unwrap();
+        assert_eq!((p.median, p.min, p.max, p.pairs), (0.9, 0.8, 1.0, 3));
+        // even: the mean of the two middle ratios 0.5, 1.0, 2.0, 4.0
+        let p = paired_ratio(&[1.0, 2.0, 4.0, 8.0], &[2.0, 2.0, 2.0, 2.0]).unwrap();
+        assert_eq!((p.median, p.min, p.max, p.pairs), (1.5, 0.5, 4.0, 4));
+        // a zero denominator is skipped; a round missing on one side too
+        let p = paired_ratio(&[50.0, 70.0, 60.0], &[0.0, 100.0]).unwrap();
+        assert_eq!((p.median, p.pairs), (0.7, 1));
+        assert!(paired_ratio(&[1.0], &[0.0]).is_none());
+        assert!(paired_ratio(&[], &[]).is_none());
+    }
+
+    #[test]
+    fn spread_of_rounds() {
+        assert_eq!(spread_pct(&[90.0, 100.0, 110.0], 100.0), Some(10.0));
+        assert_eq!(spread_pct(&[100.0], 100.0), None);
+        assert_eq!(spread_pct(&[0.0, 0.0], 0.0), None);
+    }
+
+    /// The tables show the median round ± spread and median same-round ratios.
+    #[test]
+    fn markdown_rounds_and_paired_ratios() {
+        let with_rounds = |server: &str, rps: &[f64], p99: &[u64]| {
+            let rounds = rps
+                .iter()
+                .zip(p99)
+                .map(|(&r, &p)| run_of(server, r, p))
+                .collect();
+            median_round(rounds).unwrap()
+        };
+        let report = |rounds, runs| Report {
+            meta: Meta {
+                date: "d".into(),
+                machine: "m".into(),
+                git_rev: "g".into(),
+                threads: 4,
+                client_threads: 1,
+                duration_s: 1.0,
+                warmup_s: 0.5,
+                rounds,
+                servers: BTreeMap::new(),
+                command: "c".into(),
+            },
+            runs,
+            idle: Vec::new(),
+            uploads: Vec::new(),
+            errors: Vec::new(),
+        };
+        let md = markdown(
+            &report(
+                3,
+                vec![
+                    with_rounds("bare-hyper", &[100.0, 90.0, 110.0], &[1000, 1000, 2000]),
+                    with_rounds("host-c", &[90.0, 90.0, 88.0], &[1100, 900, 2000]),
+                ],
+            ),
+            &[],
+            None,
+        );
+        assert!(md.contains("3 interleaved rounds"), "{md}");
+        assert!(md.contains("| bare-hyper | 100 ±10% (1.00ms) |"), "{md}");
+        assert!(md.contains("| host-c | 90 ±1% (1.10ms) |"), "{md}");
+        // ratios 0.90, 1.00, 0.80; p99 ratios 1.10, 0.90, 1.00
+        assert!(
+            md.contains("| host-c / bare-hyper (target ≥ 0.9×) | 0.90× (0.80–1.00; p99 1.00×) |"),
+            "{md}"
+        );
+        let md = markdown(
+            &report(
+                1,
+                vec![
+                    with_rounds("bare-hyper", &[100.0], &[1000]),
+                    with_rounds("host-c", &[93.0], &[910]),
+                ],
+            ),
+            &[],
+            None,
+        );
+        assert!(md.contains("| host-c | 93 (910µs) |"), "{md}");
+        assert!(md.contains("| 0.93× (p99 0.91×) |"), "{md}");
     }
 
     /// The hot-loop client reads every framing exactly and keeps pipelined bytes.
