@@ -32,7 +32,7 @@ use clap::Parser;
 /// consolidation on every cross-thread free.
 #[cfg(not(windows))]
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: ffi::MiMalloc = ffi::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = config::Cli::parse();
