@@ -18,7 +18,7 @@ use http::{HeaderMap, Request, Response, StatusCode, Version, header};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
@@ -93,6 +93,15 @@ pub(crate) struct ConnSignals {
     active: AtomicBool,
     /// The sweeper's time (ms) when it last saw `active`.
     quiet_since: AtomicU64,
+    /// Bytes of a request head arrived between requests, and the head is
+    /// not complete yet (for `--header-timeout`).
+    head_started: AtomicBool,
+    /// Requests started: tells one head from the next.
+    heads: AtomicU64,
+    /// The head the sweeper is timing (a `heads` value), and since when
+    /// (its clock, ms; `u64::MAX` when it times none).
+    head_seen: AtomicU64,
+    head_since: AtomicU64,
 }
 
 impl ConnSignals {
@@ -108,6 +117,10 @@ impl ConnSignals {
             // The sweeper's first look stamps the connection.
             active: AtomicBool::new(true),
             quiet_since: AtomicU64::new(0),
+            head_started: AtomicBool::new(false),
+            heads: AtomicU64::new(0),
+            head_seen: AtomicU64::new(0),
+            head_since: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -162,8 +175,20 @@ impl ConnSignals {
         }
     }
 
+    /// Bytes arrived: between requests, they start a head.
+    fn received(&self) {
+        self.touch();
+        if self.between_requests() && !self.head_started.load(Ordering::Relaxed) {
+            self.head_started.store(true, Ordering::Relaxed);
+        }
+    }
+
     fn request_started(&self) {
+        self.heads.fetch_add(1, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::AcqRel);
+        if self.head_started.load(Ordering::Relaxed) {
+            self.head_started.store(false, Ordering::Relaxed);
+        }
         self.touch();
     }
 
@@ -181,6 +206,27 @@ impl ConnSignals {
             self.quiet_since.store(now_ms, Ordering::Relaxed);
         }
         Duration::from_millis(now_ms.saturating_sub(self.quiet_since.load(Ordering::Relaxed)))
+    }
+
+    /// How long the head in progress has taken, as the sweeper sees it at
+    /// `now_ms`: never more than the truth, and at most one sweep less;
+    /// `None` when no head is in progress.
+    fn head_for(&self, now_ms: u64) -> Option<Duration> {
+        if !self.head_started.load(Ordering::Relaxed) {
+            self.head_since.store(u64::MAX, Ordering::Relaxed);
+            return None;
+        }
+        let head = self.heads.load(Ordering::Relaxed);
+        if self.head_since.load(Ordering::Relaxed) == u64::MAX
+            || self.head_seen.swap(head, Ordering::Relaxed) != head
+        {
+            // A head the sweeper has not timed yet.
+            self.head_seen.store(head, Ordering::Relaxed);
+            self.head_since.store(now_ms, Ordering::Relaxed);
+        }
+        Some(Duration::from_millis(
+            now_ms.saturating_sub(self.head_since.load(Ordering::Relaxed)),
+        ))
     }
 
     /// Is a thread blocked until this client sends or takes bytes?
@@ -209,7 +255,7 @@ impl AsyncRead for ActivityIo {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
-            self.signals.touch();
+            self.signals.received();
         }
         r
     }
@@ -382,7 +428,7 @@ async fn serve(app: Arc<App>) -> anyhow::Result<()> {
     tracing::info!(%addr, threads = cfg.threads, "listening");
 
     let conns = Arc::new(Connections::default());
-    let sweeper = tokio::spawn(sweep(conns.clone(), cfg.keepalive_timeout, cfg.io_timeout));
+    let sweeper = tokio::spawn(sweep(conns.clone(), Limits::of(cfg)));
     let signal = shutdown_signal();
     tokio::pin!(signal);
     loop {
@@ -482,15 +528,35 @@ impl Connections {
     }
 }
 
+/// The connection timeouts the sweeper enforces.
+struct Limits {
+    /// `--keepalive-timeout`: quiet between requests.
+    idle: Duration,
+    /// `--io-timeout`: quiet while an extension waits on the client.
+    io: Duration,
+    /// `--header-timeout`: from a head's first byte to its end.
+    head: Duration,
+}
+
+impl Limits {
+    fn of(cfg: &ServeConfig) -> Self {
+        Limits {
+            idle: cfg.keepalive_timeout,
+            io: cfg.io_timeout,
+            head: cfg.header_timeout,
+        }
+    }
+}
+
 /// Checks every connection once a second (or more often, for shorter
-/// limits): one whose client stalled while an extension waited on it for
-/// `io_limit` is dropped; one idle for `idle_limit` is closed.
-async fn sweep(conns: Arc<Connections>, idle_limit: Duration, io_limit: Duration) {
-    // A connection's quiet time is seen a sweep late at most, so sweep at
-    // least twice per limit.
+/// limits): one whose client stalled while an extension waited on it, or
+/// whose request head is late, is dropped; one idle too long is closed.
+async fn sweep(conns: Arc<Connections>, limits: Limits) {
+    // A time is seen a sweep late at most, so sweep at least twice per limit.
     let every = Duration::from_secs(1)
-        .min(idle_limit / 2)
-        .min(io_limit / 2)
+        .min(limits.idle / 2)
+        .min(limits.io / 2)
+        .min(limits.head / 2)
         .max(Duration::from_millis(10));
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -500,12 +566,19 @@ async fn sweep(conns: Arc<Connections>, idle_limit: Duration, io_limit: Duration
         let now_ms = epoch.elapsed().as_millis() as u64;
         for s in conns.lock().values() {
             let quiet = s.quiet_for(now_ms);
-            if s.client_waited_on() && quiet >= io_limit {
-                if !s.abort.load(Ordering::Acquire) {
-                    tracing::warn!(remote = %s.remote, timeout = ?io_limit, "client stalled while the extension waited on it; dropping the connection");
-                    s.hard_abort();
-                }
-            } else if s.between_requests() && !s.close_requested() && quiet >= idle_limit {
+            let head = s.head_for(now_ms);
+            if s.abort.load(Ordering::Acquire) {
+                continue;
+            }
+            if s.client_waited_on() && quiet >= limits.io {
+                tracing::warn!(remote = %s.remote, timeout = ?limits.io, "client stalled while the extension waited on it; dropping the connection");
+                s.hard_abort();
+            } else if !s.between_requests() {
+                continue;
+            } else if head.is_some_and(|h| h >= limits.head) {
+                tracing::warn!(remote = %s.remote, timeout = ?limits.head, "request head not complete within --header-timeout; dropping the connection");
+                s.hard_abort();
+            } else if !s.close_requested() && quiet >= limits.idle {
                 tracing::debug!(remote = %s.remote, "closing idle keep-alive connection");
                 s.request_close();
             }
@@ -550,8 +623,9 @@ async fn serve_connection(
         service_fn(move |req| handle(req, app.clone(), signals.clone(), remote, local))
     };
     let conn = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(cfg.header_timeout)
+        // The sweeper enforces `--header-timeout`: hyper's own timer costs
+        // a timer-wheel entry per request.
+        .header_read_timeout(None::<Duration>)
         // hyper's read buffer is also its limit on the head; body frames are
         // cut to it too, so it is kept at 64 KiB (16 KiB frames made a large
         // upload four times as many crossings to the extension thread), and

@@ -213,6 +213,56 @@ fn header_timeout_closes_a_slow_client() {
 }
 
 #[test]
+fn header_timeout_counts_from_the_first_byte_however_slowly_it_trickles() {
+    // A slowloris client: a byte every 200 ms keeps the connection from
+    // being quiet, but the head is still due a second after it began.
+    let host = Host::with_c_fixture(
+        "hello",
+        &["--header-timeout", "1", "--keepalive-timeout", "30"],
+    );
+    let mut c = host.connect();
+    let start = std::time::Instant::now();
+    let head = b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let mut closed_after = None;
+    for &b in head.iter() {
+        if c.try_send(&[b]).is_err() {
+            closed_after = Some(start.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        if start.elapsed() > Duration::from_secs(6) {
+            break;
+        }
+    }
+    let closed_after = closed_after.unwrap_or_else(|| {
+        assert!(c.is_closed(), "a head trickling in for 6 s must be cut off");
+        start.elapsed()
+    });
+    assert!(
+        closed_after >= Duration::from_millis(800) && closed_after < Duration::from_secs(6),
+        "closed after {closed_after:?}, expected about 1 s"
+    );
+    assert_eq!(host.get("/").status, 200, "the server goes on");
+}
+
+#[test]
+fn header_timeout_leaves_idle_keepalive_connections_to_the_keepalive_timeout() {
+    // Between requests with nothing sent, only --keepalive-timeout applies;
+    // a head that then arrives whole is served.
+    let host = Host::with_c_fixture(
+        "hello",
+        &["--header-timeout", "1", "--keepalive-timeout", "30"],
+    );
+    let mut c = host.connect();
+    assert_eq!(c.roundtrip(&get_req("/")).status, 200);
+    assert!(
+        c.stays_open(Duration::from_millis(2500)),
+        "an idle connection outlives --header-timeout"
+    );
+    assert_eq!(c.roundtrip(&get_req("/")).status, 200);
+}
+
+#[test]
 fn keepalive_timeout_closes_idle_connections() {
     let host = Host::with_c_fixture("hello", &["--keepalive-timeout", "1"]);
     let mut c = host.connect();
