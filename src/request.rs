@@ -184,6 +184,10 @@ struct Responder {
     /// so that a response complete in one write goes out as one piece
     /// without the streaming channel.
     pending: Option<Response<()>>,
+    /// The extension's Content-Length, for the pending head of a
+    /// `Framing::Length` body: it goes into the head only for a streamed
+    /// body; for a whole body hyper writes it from the exact size.
+    length_header: Option<u64>,
     framing: Framing,
     status: u16,
     /// Body bytes sent to the client.
@@ -264,6 +268,7 @@ impl RequestCtx {
                 head_tx: Some(head_tx),
                 body_tx: None,
                 pending: None,
+                length_header: None,
                 framing: Framing::Unsent,
                 status: 0,
                 sent: 0,
@@ -408,7 +413,11 @@ impl RequestCtx {
             h.insert(header::SERVER, HeaderValue::from_static(SERVER_SOFTWARE));
         }
         if let Some(n) = head.content_length {
-            h.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+            if matches!(framing, Framing::Length(_)) {
+                r.length_header = Some(n);
+            } else {
+                h.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+            }
         }
         if close {
             h.insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -428,10 +437,18 @@ impl RequestCtx {
     /// Hands the pending head to hyper with `body`, or with the stream when
     /// `body` is `None`.
     fn flush_head(&self, r: &mut Responder, body: Option<Bytes>) {
-        let Some(resp) = r.pending.take() else { return };
+        let Some(mut resp) = r.pending.take() else {
+            return;
+        };
+        let length = r.length_header.take();
         let body = match body {
+            // The whole declared body: hyper writes its length.
             Some(b) => HostBody::Full(Some(b)),
             None => {
+                if let Some(n) = length {
+                    resp.headers_mut()
+                        .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+                }
                 let (tx, rx) = mpsc::channel(8);
                 r.body_tx = Some(tx);
                 HostBody::Stream(StreamBody {

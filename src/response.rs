@@ -66,6 +66,20 @@ pub(crate) fn parse_status(raw: &[u8]) -> Result<(StatusCode, Option<String>), H
     Ok((status, reason))
 }
 
+/// A non-negative decimal number, as in `Content-Length` (the value is
+/// already trimmed).
+fn parse_decimal(value: &[u8]) -> Option<u64> {
+    if value.is_empty() {
+        return None;
+    }
+    value.iter().try_fold(0u64, |n, &b| {
+        let digit = b.wrapping_sub(b'0');
+        (digit < 10)
+            .then(|| n.checked_mul(10)?.checked_add(u64::from(digit)))
+            .flatten()
+    })
+}
+
 /// Splits at the first space.
 fn split_space(s: &[u8]) -> Option<(&[u8], &[u8])> {
     let i = s.iter().position(|&b| b == b' ')?;
@@ -82,7 +96,7 @@ pub(crate) fn split_header_block(raw: &[u8]) -> (Vec<HeaderLine<'_>>, Option<usi
     let mut lines = Vec::with_capacity(8);
     let mut pos = 0;
     while pos < raw.len() {
-        let Some(nl) = raw[pos..].iter().position(|&b| b == b'\n') else {
+        let Some(nl) = memchr::memchr(b'\n', &raw[pos..]) else {
             // A last line without its end: IIS accepts a header string
             // without the final CRLF.
             let line = trim_cr(&raw[pos..]);
@@ -109,7 +123,7 @@ fn trim_cr(line: &[u8]) -> &[u8] {
 }
 
 fn split_header_line(line: &[u8]) -> Option<(&[u8], &[u8])> {
-    let colon = line.iter().position(|&b| b == b':')?;
+    let colon = memchr::memchr(b':', line)?;
     let name = &line[..colon];
     if name.is_empty() || name.iter().any(|b| b.is_ascii_whitespace()) {
         return None;
@@ -152,10 +166,7 @@ pub(crate) fn build_head(
         }
         if name.eq_ignore_ascii_case(b"content-length") {
             let bad = || HeadError::ContentLength(String::from_utf8_lossy(value).into_owned());
-            let n: u64 = std::str::from_utf8(value)
-                .ok()
-                .and_then(|t| t.trim().parse().ok())
-                .ok_or_else(bad)?;
+            let n = parse_decimal(value).ok_or_else(bad)?;
             if content_length.is_some_and(|c| c != n) {
                 return Err(bad());
             }
@@ -319,6 +330,32 @@ impl ChunkDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_length_values() {
+        assert_eq!(parse_decimal(b"0"), Some(0));
+        assert_eq!(parse_decimal(b"13"), Some(13));
+        assert_eq!(parse_decimal(b"18446744073709551615"), Some(u64::MAX));
+        for bad in [
+            &b""[..],
+            b"18446744073709551616",
+            b"-1",
+            b"+1",
+            b"1 2",
+            b"0x10",
+            b"1\0",
+        ] {
+            assert_eq!(
+                parse_decimal(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        // Surrounding blanks are trimmed before the number is read.
+        let (lines, _) = split_header_block(b"Content-Length:  7 \r\n\r\n");
+        assert_eq!(build_head(None, &lines).unwrap().content_length, Some(7));
+    }
 
     #[test]
     fn status_strings_are_parsed_leniently() {
