@@ -814,8 +814,8 @@ async fn prepare(
 ) -> Result<tokio::sync::oneshot::Receiver<Response<HostBody>>, Response<HostBody>> {
     let cfg = &app.shared.cfg;
     let headers = req.headers();
-    let (method, uri) = (req.method().clone(), req.uri().clone());
     let reject = |status: StatusCode, why: &str| {
+        let (method, uri) = (req.method(), req.uri());
         tracing::warn!(%remote, %method, %uri, status = status.as_u16(), "{why}");
         error_page(status, true)
     };
@@ -826,18 +826,22 @@ async fn prepare(
             "request head over --max-header",
         ));
     }
-    // RFC 9112 §3.2: a 1.1 request without exactly one Host is a 400.
-    if req.version() == Version::HTTP_11 && headers.get_all(header::HOST).iter().count() != 1 {
+    // RFC 9112 §3.2: a 1.1 request without exactly one Host is a 400 ...
+    let mut hosts = headers.get_all(header::HOST).iter();
+    let (host, more_hosts) = (hosts.next(), hosts.next().is_some());
+    if req.version() == Version::HTTP_11 && (host.is_none() || more_hosts) {
         return Err(reject(
             StatusCode::BAD_REQUEST,
             "HTTP/1.1 request without exactly one Host header",
         ));
     }
     // ... and so is one whose Host is not a valid uri-host[:port].
-    if headers
-        .get_all(header::HOST)
-        .iter()
-        .any(|h| !valid_host(h.as_bytes()))
+    if more_hosts
+        && headers
+            .get_all(header::HOST)
+            .iter()
+            .any(|h| !valid_host(h.as_bytes()))
+        || host.is_some_and(|h| !valid_host(h.as_bytes()))
     {
         return Err(reject(StatusCode::BAD_REQUEST, "invalid Host header"));
     }
@@ -901,8 +905,9 @@ async fn prepare(
     )
     .await;
     if let Some(e) = reader.failed() {
-        let status = e.status();
-        return Err(reject(status, "request body failed during read-ahead"));
+        let (method, uri, status) = (&parts.method, &parts.uri, e.status());
+        tracing::warn!(%remote, %method, %uri, status = status.as_u16(), "request body failed during read-ahead");
+        return Err(error_page(status, true));
     }
     let info = RequestInfo {
         target: parts

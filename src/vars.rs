@@ -261,10 +261,19 @@ pub(crate) fn translate(root: &Path, url: &[u8]) -> String {
     // a UTF-8 root is a plain concatenation on Unix.
     #[cfg(unix)]
     if let (Some(root), Ok(url)) = (root.to_str(), std::str::from_utf8(url)) {
-        let plain = url.starts_with('/')
-            && !url.contains('\\')
-            && !url.contains("//")
-            && !url.split('/').any(|s| s == "." || s == "..");
+        // One pass: `/`, or `/` and plain names with one optional
+        // trailing `/`.
+        let plain = match url.as_bytes() {
+            [b'/'] => true,
+            [b'/', rest @ ..] => {
+                let names = rest.strip_suffix(b"/").unwrap_or(rest);
+                !names.is_empty()
+                    && names
+                        .split(|&b| b == b'/')
+                        .all(|s| !s.is_empty() && s != b"." && s != b".." && !s.contains(&b'\\'))
+            }
+            _ => false,
+        };
         if plain {
             let root = root.trim_end_matches('/');
             let mut s = String::with_capacity(root.len() + url.len());
@@ -398,6 +407,9 @@ mod tests {
                 "/a/b.py",
                 "/a b/c",
                 "/a//b",
+                "//",
+                "/a//",
+                "/a/.",
                 "/a/./b",
                 "/a/../b",
                 "/..",
