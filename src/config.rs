@@ -70,7 +70,7 @@ pub(crate) struct ServeArgs {
     /// Access log format [default: common].
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub(crate) access_log: Option<AccessLogFormat>,
-    /// Seconds a client has to send a complete request head [default: 30].
+    /// Seconds a client has to send a complete request head, from its first byte [default: 30].
     #[arg(long, value_name = "SECS")]
     pub(crate) header_timeout: Option<u64>,
     /// Seconds an idle keep-alive connection is kept open [default: 15].

@@ -218,7 +218,7 @@ impl ConnSignals {
         }
         let head = self.heads.load(Ordering::Relaxed);
         if self.head_since.load(Ordering::Relaxed) == u64::MAX
-            || self.head_seen.swap(head, Ordering::Relaxed) != head
+            || self.head_seen.load(Ordering::Relaxed) != head
         {
             // A head the sweeper has not timed yet.
             self.head_seen.store(head, Ordering::Relaxed);
@@ -835,13 +835,11 @@ async fn prepare(
             "HTTP/1.1 request without exactly one Host header",
         ));
     }
-    // ... and so is one whose Host is not a valid uri-host[:port].
-    if more_hosts
-        && headers
-            .get_all(header::HOST)
-            .iter()
-            .any(|h| !valid_host(h.as_bytes()))
-        || host.is_some_and(|h| !valid_host(h.as_bytes()))
+    // ... and so is one whose Host is not a valid uri-host[:port] (an
+    // HTTP/1.0 request may have several: each is checked).
+    let invalid = |h: &http::HeaderValue| !valid_host(h.as_bytes());
+    if host.is_some_and(invalid)
+        || (more_hosts && headers.get_all(header::HOST).iter().any(invalid))
     {
         return Err(reject(StatusCode::BAD_REQUEST, "invalid Host header"));
     }
