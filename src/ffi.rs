@@ -883,32 +883,52 @@ pub(crate) struct MiMalloc;
 #[cfg(not(windows))]
 const WORD: usize = size_of::<usize>();
 
+/// Allocates `layout` with `plain` when word alignment suffices, else with
+/// `aligned`.
+///
+/// # Safety
+/// The pair must be one of mimalloc's allocation calls and its `_aligned`
+/// twin, and `layout` non-zero in size (as `GlobalAlloc` guarantees).
+#[cfg(not(windows))]
+unsafe fn mi_alloc(
+    layout: std::alloc::Layout,
+    plain: unsafe extern "C" fn(usize) -> *mut c_void,
+    aligned: unsafe extern "C" fn(usize, usize) -> *mut c_void,
+) -> *mut u8 {
+    // SAFETY: plain C allocation calls; see `MiMalloc`'s impl.
+    unsafe {
+        if layout.align() <= WORD {
+            plain(layout.size()).cast()
+        } else {
+            aligned(layout.size(), layout.align()).cast()
+        }
+    }
+}
+
 #[cfg(not(windows))]
 // SAFETY: every block comes from mimalloc with at least the layout's
 // alignment (word alignment is what `mi_malloc` guarantees; anything
 // stricter goes through the `_aligned` calls), and is freed by `mi_free`.
 unsafe impl std::alloc::GlobalAlloc for MiMalloc {
     unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
-        use libmimalloc_sys::{mi_malloc, mi_malloc_aligned};
-        // SAFETY: plain C allocation calls; see the impl's comment.
+        // SAFETY: see the impl's comment.
         unsafe {
-            if layout.align() <= WORD {
-                mi_malloc(layout.size()).cast()
-            } else {
-                mi_malloc_aligned(layout.size(), layout.align()).cast()
-            }
+            mi_alloc(
+                layout,
+                libmimalloc_sys::mi_malloc,
+                libmimalloc_sys::mi_malloc_aligned,
+            )
         }
     }
 
     unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
-        use libmimalloc_sys::{mi_zalloc, mi_zalloc_aligned};
         // SAFETY: as in `alloc`.
         unsafe {
-            if layout.align() <= WORD {
-                mi_zalloc(layout.size()).cast()
-            } else {
-                mi_zalloc_aligned(layout.size(), layout.align()).cast()
-            }
+            mi_alloc(
+                layout,
+                libmimalloc_sys::mi_zalloc,
+                libmimalloc_sys::mi_zalloc_aligned,
+            )
         }
     }
 
