@@ -202,8 +202,7 @@ unsafe impl Sync for EcbBox {}
 /// Appends `bytes` up to its first NUL, then a NUL; returns where it starts.
 fn push_cstr(out: &mut Vec<u8>, bytes: &[u8]) -> usize {
     let start = out.len();
-    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    out.extend_from_slice(&bytes[..end]);
+    out.extend_from_slice(crate::response::trim_nul(bytes));
     out.push(0);
     start
 }

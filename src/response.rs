@@ -66,9 +66,9 @@ pub(crate) fn parse_status(raw: &[u8]) -> Result<(StatusCode, Option<String>), H
     Ok((status, reason))
 }
 
-/// A non-negative decimal number, as in `Content-Length` (the value is
-/// already trimmed).
-fn parse_decimal(value: &[u8]) -> Option<u64> {
+/// A non-negative decimal number (`1*DIGIT`), as in `Content-Length` or a
+/// port; the value is already trimmed.
+pub(crate) fn parse_decimal(value: &[u8]) -> Option<u64> {
     if value.is_empty() {
         return None;
     }

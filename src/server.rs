@@ -758,11 +758,10 @@ fn valid_host(value: &[u8]) -> bool {
     };
     host.is_some()
         && (port.is_empty()
-            || port.strip_prefix(b":").is_some_and(|p| {
-                !p.is_empty()
-                    && p.iter().all(u8::is_ascii_digit)
-                    && std::str::from_utf8(p).is_ok_and(|p| p.parse::<u16>().is_ok())
-            }))
+            || port
+                .strip_prefix(b":")
+                .and_then(crate::response::parse_decimal)
+                .is_some_and(|p| p <= u64::from(u16::MAX)))
 }
 
 fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
@@ -803,6 +802,18 @@ async fn handle(
     }
 }
 
+/// A response the host refuses a request with, and its log line.
+fn rejected(
+    remote: SocketAddr,
+    method: &http::Method,
+    uri: &http::Uri,
+    status: StatusCode,
+    why: &str,
+) -> Response<HostBody> {
+    tracing::warn!(%remote, %method, %uri, status = status.as_u16(), "{why}");
+    error_page(status, true)
+}
+
 /// Checks the request and hands it to an extension; an `Err` is a response
 /// the host sends itself.
 async fn prepare(
@@ -814,11 +825,7 @@ async fn prepare(
 ) -> Result<tokio::sync::oneshot::Receiver<Response<HostBody>>, Response<HostBody>> {
     let cfg = &app.shared.cfg;
     let headers = req.headers();
-    let reject = |status: StatusCode, why: &str| {
-        let (method, uri) = (req.method(), req.uri());
-        tracing::warn!(%remote, %method, %uri, status = status.as_u16(), "{why}");
-        error_page(status, true)
-    };
+    let reject = |status, why| rejected(remote, req.method(), req.uri(), status, why);
     // IIS's MaxRequestBytes: the whole head, closing the connection.
     if head_size(&req) > cfg.max_header {
         return Err(reject(
@@ -903,9 +910,13 @@ async fn prepare(
     )
     .await;
     if let Some(e) = reader.failed() {
-        let (method, uri, status) = (&parts.method, &parts.uri, e.status());
-        tracing::warn!(%remote, %method, %uri, status = status.as_u16(), "request body failed during read-ahead");
-        return Err(error_page(status, true));
+        return Err(rejected(
+            remote,
+            &parts.method,
+            &parts.uri,
+            e.status(),
+            "request body failed during read-ahead",
+        ));
     }
     let info = RequestInfo {
         target: parts
@@ -979,6 +990,7 @@ mod tests {
             "[::1]:80",
             "[::1]",
             "a-b.c",
+            "a:65535",
         ] {
             assert!(valid_host(ok.as_bytes()), "{ok}");
         }
@@ -989,6 +1001,9 @@ mod tests {
             "exa mple",
             "[::1",
             "h:1:2",
+            "a:65536",
+            "a:",
+            "a:+1",
         ] {
             assert!(!valid_host(bad.as_bytes()), "{bad}");
         }
