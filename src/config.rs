@@ -61,6 +61,9 @@ pub(crate) struct ServeArgs {
     /// Threads that run HttpExtensionProc (IIS caps its pool at 256) [default: 64; 8 for --app and the demo].
     #[arg(long, value_name = "N")]
     pub(crate) threads: Option<usize>,
+    /// Extension threads that may run at once while none of them is blocked [default: the CPU count; 1 for --app and the demo].
+    #[arg(long, value_name = "N")]
+    pub(crate) parallel: Option<usize>,
     /// Physical directory for PATH_TRANSLATED and MAP_URL_TO_PATH [default: the current directory].
     #[arg(long, value_name = "DIR")]
     pub(crate) doc_root: Option<PathBuf>,
@@ -124,6 +127,7 @@ struct FileConfig {
     max_body: Option<u64>,
     max_header: Option<usize>,
     threads: Option<usize>,
+    parallel: Option<usize>,
     doc_root: Option<PathBuf>,
     trace_callbacks: Option<bool>,
     access_log: Option<AccessLogFormat>,
@@ -154,6 +158,8 @@ pub(crate) struct ServeConfig {
     pub(crate) max_body: u64,
     pub(crate) max_header: usize,
     pub(crate) threads: usize,
+    /// How many extension threads the pool runs at once while none is blocked.
+    pub(crate) parallel: usize,
     /// Shared with every request's `PATH_TRANSLATED`.
     pub(crate) doc_root: Arc<Path>,
     pub(crate) trace_callbacks: bool,
@@ -268,15 +274,23 @@ impl ServeConfig {
         maps.sort_by_key(|m| std::cmp::Reverse(m.prefix.len()));
 
         // Python code runs under one GIL: a few threads serve a WSGI app
-        // faster than many that convoy on the lock.
-        let default_threads = if python.is_some() {
-            DEFAULT_PYTHON_THREADS
+        // faster than many that convoy on the lock, and a second thread
+        // running Python beside the first only trades the GIL with it.
+        let (default_threads, default_parallel) = if python.is_some() {
+            (DEFAULT_PYTHON_THREADS, 1)
         } else {
-            DEFAULT_THREADS
+            (
+                DEFAULT_THREADS,
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            )
         };
         let threads = args.threads.or(file.threads).unwrap_or(default_threads);
         if threads == 0 {
             bail!("--threads must be at least 1");
+        }
+        let parallel = args.parallel.or(file.parallel).unwrap_or(default_parallel);
+        if parallel == 0 {
+            bail!("--parallel must be at least 1");
         }
         let doc_root = match args.doc_root.or(file.doc_root) {
             Some(dir) => dir,
@@ -304,6 +318,7 @@ impl ServeConfig {
             max_body: args.max_body.or(file.max_body).unwrap_or(DEFAULT_MAX_BODY),
             max_header,
             threads,
+            parallel,
             doc_root: doc_root.into(),
             trace_callbacks: args.trace_callbacks || file.trace_callbacks.unwrap_or(false),
             access_log: args.access_log.or(file.access_log).unwrap_or_default(),
@@ -400,6 +415,33 @@ mod tests {
         assert_eq!(cfg.max_body, 30_000_000);
         assert_eq!(cfg.bind, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(cfg.threads, DEFAULT_PYTHON_THREADS);
+        assert_eq!(cfg.parallel, 1, "Python runs one thread at a time");
+    }
+
+    #[test]
+    fn thread_counts_must_be_positive() {
+        for (threads, parallel, flag) in
+            [(Some(0), None, "--threads"), (None, Some(0), "--parallel")]
+        {
+            let args = ServeArgs {
+                extension: Some("x.so".into()),
+                threads,
+                parallel,
+                ..Default::default()
+            };
+            let err = ServeConfig::resolve(args, Path::new("p.so"), Path::new("d")).unwrap_err();
+            assert!(err.to_string().contains(flag), "{err}");
+        }
+        let args = ServeArgs {
+            app: Some("m:app".into()),
+            parallel: Some(3),
+            ..Default::default()
+        };
+        let cfg = ServeConfig::resolve(args, Path::new("p.so"), Path::new("d")).unwrap();
+        assert_eq!(
+            cfg.parallel, 3,
+            "an explicit --parallel wins over the Python default"
+        );
     }
 
     #[test]
@@ -417,6 +459,10 @@ mod tests {
         assert_eq!(prefixes, ["/a/b", "/a", "/"]);
         assert!(cfg.python.is_none());
         assert_eq!(cfg.threads, DEFAULT_THREADS);
+        assert_eq!(
+            cfg.parallel,
+            std::thread::available_parallelism().unwrap().get()
+        );
 
         let dup = ServeArgs {
             maps: vec![
@@ -435,7 +481,7 @@ mod tests {
         let file = dir.join("host.toml");
         std::fs::write(
             &file,
-            "bind = \"127.0.0.1:9000\"\nread-ahead = 10\nthreads = 3\n[[map]]\nprefix = \"/x/\"\npath = \"x.so\"\n",
+            "bind = \"127.0.0.1:9000\"\nread-ahead = 10\nthreads = 3\nparallel = 2\n[[map]]\nprefix = \"/x/\"\npath = \"x.so\"\n",
         )
         .unwrap();
         let args = ServeArgs {
@@ -447,6 +493,7 @@ mod tests {
         assert_eq!(cfg.bind, "127.0.0.1:9000".parse().unwrap());
         assert_eq!(cfg.read_ahead, 10);
         assert_eq!(cfg.threads, 5);
+        assert_eq!(cfg.parallel, 2);
         assert_eq!(cfg.maps[0].prefix, "/x");
         assert_eq!(cfg.maps[0].path, dir.join("x.so"));
 

@@ -10,14 +10,24 @@
 //! the queue moving (in the spirit of IIS's completion-port concurrency limit
 //! and granian's on-demand blocking threads):
 //!
-//! - A thread that finishes a job takes the next one without sleeping.
+//! - A thread that finishes a job takes the next one without sleeping,
+//!   unless `parallel` other threads run and one of them has just started a
+//!   job: then it is one too many, and it sleeps.
 //! - A job wakes a sleeping thread when no thread is running or on its way.
-//!   Otherwise the running threads take it, unless the queue falls behind:
-//!   when the oldest job has waited [`STALL`] and fewer threads run than
-//!   there are CPUs (the work is CPU-bound and can spread), or when no job
-//!   has started for [`STALL`] (every running thread is blocked, on a
-//!   database or on a slow client), one more thread is woken, and another
-//!   after each further [`STALL`]. A watcher thread checks while jobs wait.
+//!   Otherwise the running threads take it, unless the queue falls behind.
+//!   One more thread is woken, and another after each further [`STALL`]:
+//!   - when the oldest job has waited [`STALL`] and fewer threads run than
+//!     the pool's `parallel` limit (the work is CPU-bound and can spread:
+//!     the CPU count, or 1 for Python, whose GIL runs one thread at a time);
+//!   - when no job has started for [`STALL`] and every running thread is
+//!     blocked (on a database, or on a slow client). On Linux the kernel
+//!     says whether a thread is blocked or only waiting for a CPU; a thread
+//!     preempted by the runtime is not a reason to wake another;
+//!   - when no job has started for [`BUSY_STALL`], whatever the running
+//!     threads do, so that one long computation does not hold up every
+//!     request behind it.
+//!
+//!   A watcher thread checks while jobs wait.
 //! - At most one thread is on its way at a time, and idle threads sleep in a
 //!   stack, so the thread woken is the one whose caches are still warm.
 //!
@@ -34,6 +44,11 @@ use std::time::{Duration, Instant};
 /// starting) before another thread is woken.
 pub(crate) const STALL: Duration = Duration::from_millis(1);
 
+/// How long running threads that are not blocked (computing, or waiting for
+/// a CPU) may keep the queue from moving before another thread is woken
+/// anyway: a long computation does not hold up every request behind it.
+pub(crate) const BUSY_STALL: Duration = Duration::from_millis(10);
+
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
 struct State {
@@ -41,41 +56,79 @@ struct State {
     jobs: VecDeque<(Instant, Job)>,
     /// Sleeping threads, most recently idle last.
     idle: Vec<(usize, Thread)>,
-    /// Per thread: has it been handed the queue since it went to sleep?
-    woken: Vec<bool>,
+    /// Per thread.
+    threads: Vec<Slot>,
     /// Threads woken and not yet at the queue.
     waking: usize,
     /// Threads running a job.
     running: usize,
-    /// When a thread last took a job.
+    /// When a thread last took a job, and which one.
     last_start: Instant,
+    last_starter: usize,
     /// The watcher is checking the queue for stalls.
     watching: bool,
-    /// CPUs this process may use.
-    cpus: usize,
+    /// How many threads may run at once while the queue moves: the CPUs the
+    /// work can spread over.
+    parallel: usize,
 }
 
 impl State {
     /// Picks a sleeping thread to wake if the queue needs one: jobs wait,
-    /// no thread is on its way, and either none runs or the queue fell
-    /// behind, as of `now`. The caller unparks the thread after dropping the
-    /// lock.
-    fn pick_sleeper(&mut self, now: Instant) -> Option<Thread> {
+    /// no thread is on its way, and either none runs, or the backlog may
+    /// spread (the oldest job has waited [`STALL`] and fewer than
+    /// `parallel` threads run), or the queue stalled: no job started for
+    /// [`STALL`] while `blocked` says the running threads are blocked (not
+    /// computing or waiting for a CPU), or for [`BUSY_STALL`] whatever they
+    /// do. The caller unparks the thread after dropping the lock.
+    fn pick_sleeper(&mut self, now: Instant, blocked: bool) -> Option<Thread> {
         let (queued, _) = self.jobs.front()?;
         if self.waking > 0 {
             return None;
         }
         let needed = self.running == 0
-            || (self.running < self.cpus && now.saturating_duration_since(*queued) >= STALL)
-            || now.saturating_duration_since(self.last_start) >= STALL;
+            || (self.running < self.parallel && now.saturating_duration_since(*queued) >= STALL)
+            || match now.saturating_duration_since(self.last_start) {
+                since if since >= BUSY_STALL => true,
+                since => blocked && since >= STALL,
+            };
         if !needed {
             return None;
         }
         let (i, thread) = self.idle.pop()?;
-        self.woken[i] = true;
+        self.threads[i].woken = true;
         self.waking += 1;
         Some(thread)
     }
+
+    /// Whether thread `me`, between jobs, is one too many: at least
+    /// `parallel` other threads run a job, and one of them started a job
+    /// within [`STALL`], so they keep the queue moving without it.
+    fn excess(&self, me: usize) -> bool {
+        self.running >= self.parallel
+            && !self.jobs.is_empty()
+            && self.last_starter != me
+            && self.last_start.elapsed() < STALL
+    }
+
+    /// The kernel's ids of the threads that run a job.
+    fn running_tids(&self) -> Vec<u32> {
+        self.threads
+            .iter()
+            .filter(|t| t.working)
+            .filter_map(|t| t.tid)
+            .collect()
+    }
+}
+
+/// What the pool knows of one of its threads.
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    /// Handed the queue since it went to sleep.
+    woken: bool,
+    /// Running a job.
+    working: bool,
+    /// The kernel's thread id, where [`runnable`] can use it.
+    tid: Option<u32>,
 }
 
 struct Shared {
@@ -91,11 +144,23 @@ impl Shared {
 
     fn worker(&self, me: usize) {
         let mut st = self.lock();
+        st.threads[me].tid = current_tid();
         loop {
-            let Some((_, job)) = st.jobs.pop_front() else {
+            let next = if st.excess(me) {
+                // Sleep with jobs queued: the watcher wakes a thread again
+                // if the ones that run stop taking them.
+                if !st.watching {
+                    st.watching = true;
+                    self.watch.notify_one();
+                }
+                None
+            } else {
+                st.jobs.pop_front()
+            };
+            let Some((_, job)) = next else {
                 st.idle.push((me, thread::current()));
-                st.woken[me] = false;
-                while !st.woken[me] {
+                st.threads[me].woken = false;
+                while !st.threads[me].woken {
                     drop(st);
                     thread::park();
                     st = self.lock();
@@ -104,9 +169,11 @@ impl Shared {
                 continue;
             };
             st.running += 1;
+            st.threads[me].working = true;
             let now = Instant::now();
             st.last_start = now;
-            let wake = st.pick_sleeper(now);
+            st.last_starter = me;
+            let wake = st.pick_sleeper(now, false);
             drop(st);
             if let Some(t) = wake {
                 t.unpark();
@@ -116,6 +183,7 @@ impl Shared {
             }
             st = self.lock();
             st.running -= 1;
+            st.threads[me].working = false;
         }
     }
 
@@ -137,7 +205,21 @@ impl Shared {
                 st.watching = false;
                 continue;
             }
-            if let Some(t) = st.pick_sleeper(Instant::now()) {
+            // Before it counts a stall, the watcher asks the kernel whether
+            // the running threads are blocked or only waiting for a CPU
+            // (preempted by the runtime, say); waking another thread for
+            // the latter only adds a thread to the queue for the CPU (or the
+            // GIL).
+            let now = Instant::now();
+            let stalled = now.saturating_duration_since(st.last_start) >= STALL;
+            let blocked = stalled && {
+                let tids = st.running_tids();
+                drop(st);
+                let blocked = !tids.into_iter().any(runnable);
+                st = self.lock();
+                blocked
+            };
+            if let Some(t) = st.pick_sleeper(now, blocked) {
                 drop(st);
                 t.unpark();
                 st = self.lock();
@@ -146,24 +228,47 @@ impl Shared {
     }
 }
 
+/// The kernel's id of the calling thread (Linux), from `/proc/thread-self`.
+fn current_tid() -> Option<u32> {
+    if !cfg!(target_os = "linux") {
+        return None;
+    }
+    let link = std::fs::read_link("/proc/thread-self").ok()?;
+    link.file_name()?.to_str()?.parse().ok()
+}
+
+/// Whether thread `tid` of this process is running or waiting for a CPU
+/// (state `R` in `/proc/self/task/TID/stat`), rather than blocked.
+fn runnable(tid: u32) -> bool {
+    let Ok(stat) = std::fs::read(format!("/proc/self/task/{tid}/stat")) else {
+        return false;
+    };
+    // "tid (comm) S ...": the name may hold spaces and parentheses.
+    let after_name = stat.iter().rposition(|&b| b == b')').map_or(0, |i| i + 1);
+    stat[after_name..].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'R')
+}
+
 /// A named pool of threads fed through an unbounded queue.
 pub(crate) struct Pool {
     shared: Arc<Shared>,
 }
 
 impl Pool {
-    /// Starts `threads` threads named `name-N`, and the queue's watcher.
-    pub(crate) fn new(name: &str, threads: usize) -> std::io::Result<Self> {
+    /// Starts `threads` threads named `name-N`, and the queue's watcher. A
+    /// backlog spreads over at most `parallel` running threads; threads
+    /// beyond that are woken only when every running one is blocked.
+    pub(crate) fn new(name: &str, threads: usize, parallel: usize) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 jobs: VecDeque::new(),
                 idle: Vec::with_capacity(threads),
-                woken: vec![false; threads],
+                threads: vec![Slot::default(); threads],
                 waking: 0,
                 running: 0,
                 last_start: Instant::now(),
+                last_starter: usize::MAX,
                 watching: false,
-                cpus: thread::available_parallelism().map_or(1, |n| n.get()),
+                parallel: parallel.max(1),
             }),
             watch: Condvar::new(),
         });
@@ -186,7 +291,7 @@ impl Pool {
             let mut st = self.shared.lock();
             let now = Instant::now();
             st.jobs.push_back((now, Box::new(job)));
-            let wake = st.pick_sleeper(now);
+            let wake = st.pick_sleeper(now, false);
             // The job waits behind running threads: have the watcher make
             // sure they do not all stay blocked.
             let arm = wake.is_none() && !st.watching && !st.idle.is_empty();
@@ -211,7 +316,7 @@ mod tests {
 
     #[test]
     fn runs_every_job_and_survives_a_panic() {
-        let pool = Pool::new("test-pool", 3).unwrap();
+        let pool = Pool::new("test-pool", 3, 2).unwrap();
         let (tx, rx) = mpsc::channel();
         pool.spawn(|| panic!("boom"));
         for i in 0..100 {
@@ -227,8 +332,9 @@ mod tests {
     fn blocked_threads_do_not_hold_up_the_queue() {
         // Three jobs block one after another: each stalls the queue, so
         // the pool wakes another thread for the next, and the last thread
-        // runs the jobs queued behind them.
-        let pool = Pool::new("test-block", 4).unwrap();
+        // runs the jobs queued behind them. This holds past the `parallel`
+        // limit, which counts threads that keep the queue moving.
+        let pool = Pool::new("test-block", 4, 1).unwrap();
         let (release_tx, release_rx) = mpsc::channel::<()>();
         let release_rx = Arc::new(Mutex::new(release_rx));
         let (started_tx, started_rx) = mpsc::channel();
@@ -256,46 +362,113 @@ mod tests {
         drop(release_tx);
     }
 
-    #[test]
-    fn a_backlog_of_cpu_bound_jobs_spreads_over_the_cpus() {
-        // Jobs that compute for 0.5 ms each, never blocking: one starts
-        // every 0.5 ms, so nothing stalls, but the queue falls behind, and
-        // the pool runs more than one at a time when it may use more CPUs.
-        let cpus = thread::available_parallelism().map_or(1, |n| n.get());
-        if cpus < 2 {
-            return;
-        }
-        let pool = Pool::new("test-cpu", 4).unwrap();
-        let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let peak = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    /// Queues `jobs` jobs that each compute for `each` without blocking, and
+    /// returns how many of them started while another was running.
+    fn overlapping_starts(pool: &Pool, jobs: usize, each: Duration) -> usize {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        let busy = Arc::new(AtomicUsize::new(0));
+        let overlapped = Arc::new(AtomicUsize::new(0));
         let (tx, rx) = mpsc::channel();
-        for _ in 0..40 {
-            let (busy, peak, tx) = (busy.clone(), peak.clone(), tx.clone());
+        for _ in 0..jobs {
+            let (busy, overlapped, tx) = (busy.clone(), overlapped.clone(), tx.clone());
             pool.spawn(move || {
-                use std::sync::atomic::Ordering::SeqCst;
-                let now = busy.fetch_add(1, SeqCst) + 1;
-                peak.fetch_max(now, SeqCst);
+                if busy.fetch_add(1, SeqCst) > 0 {
+                    overlapped.fetch_add(1, SeqCst);
+                }
                 let start = Instant::now();
-                while start.elapsed() < Duration::from_micros(500) {
+                while start.elapsed() < each {
                     std::hint::spin_loop();
                 }
                 busy.fetch_sub(1, SeqCst);
                 tx.send(()).unwrap();
             });
         }
-        for _ in 0..40 {
+        for _ in 0..jobs {
             rx.recv_timeout(Duration::from_secs(10)).unwrap();
         }
+        overlapped.load(SeqCst)
+    }
+
+    #[test]
+    fn a_backlog_of_cpu_bound_jobs_spreads_up_to_the_parallel_limit() {
+        // Jobs that compute for 0.5 ms each, never blocking: one starts
+        // every 0.5 ms, so nothing stalls, but the queue falls behind, and
+        // the pool runs more than one at a time when `parallel` allows.
+        let pool = Pool::new("test-cpu", 4, 2).unwrap();
         assert!(
-            peak.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+            overlapping_starts(&pool, 40, Duration::from_micros(500)) > 0,
             "CPU-bound jobs ran one at a time"
         );
     }
 
     #[test]
+    fn a_backlog_stays_on_one_thread_when_parallel_is_one() {
+        // The same backlog with `parallel` 1 (a Python app): the queue keeps
+        // moving, so no second thread joins. A thread preempted for over
+        // STALL looks blocked and lets one in for a job or two (on a loaded
+        // machine, often); with no limit nearly every job overlaps another.
+        let pool = Pool::new("test-one", 4, 1).unwrap();
+        let overlapped = overlapping_starts(&pool, 200, Duration::from_micros(200));
+        assert!(
+            overlapped < 100,
+            "{overlapped} of 200 jobs ran beside another with parallel = 1"
+        );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_kernel_tells_a_running_thread_from_a_blocked_one() {
+        let me = current_tid().expect("a thread id on Linux");
+        assert!(runnable(me), "the calling thread runs");
+        let (tx, rx) = mpsc::channel();
+        let (release, wait) = mpsc::channel::<()>();
+        let sleeper = thread::spawn(move || {
+            tx.send(current_tid().unwrap()).unwrap();
+            let _ = wait.recv();
+        });
+        let tid = rx.recv().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while runnable(tid) {
+            assert!(
+                Instant::now() < deadline,
+                "a thread blocked on a channel stays runnable"
+            );
+            thread::sleep(Duration::from_millis(1));
+        }
+        drop(release);
+        sleeper.join().unwrap();
+        assert!(!runnable(u32::MAX), "no such thread");
+    }
+
+    #[test]
+    fn a_long_computation_does_not_hold_up_the_queue() {
+        // With `parallel` 1, one job that computes for 300 ms: the jobs
+        // queued behind it get another thread after BUSY_STALL rather than
+        // waiting for it.
+        let pool = Pool::new("test-long", 4, 1).unwrap();
+        let (done_tx, done_rx) = mpsc::channel();
+        pool.spawn(move || {
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_millis(300) {
+                std::hint::spin_loop();
+            }
+            done_tx.send(()).unwrap();
+        });
+        thread::sleep(Duration::from_millis(5));
+        let (tx, rx) = mpsc::channel();
+        pool.spawn(move || tx.send(()).unwrap());
+        rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert!(
+            done_rx.try_recv().is_err(),
+            "the short job waited for the long one to finish"
+        );
+        done_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    }
+
+    #[test]
     fn short_jobs_stay_on_few_threads() {
         // A burst of short jobs is served without waking the whole pool.
-        let pool = Pool::new("test-few", 32).unwrap();
+        let pool = Pool::new("test-few", 32, 2).unwrap();
         let (tx, rx) = mpsc::channel();
         for _ in 0..2000 {
             let tx = tx.clone();

@@ -383,8 +383,12 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         .thread_name("isapi-http")
         .build()?;
     let shared = Arc::new(Shared {
-        workers: Pool::new("isapi-worker", cfg.threads)?,
-        io: Pool::new("isapi-io", cfg.threads.clamp(4, 64))?,
+        workers: Pool::new("isapi-worker", cfg.threads, cfg.parallel)?,
+        io: Pool::new(
+            "isapi-io",
+            cfg.threads.clamp(4, 64),
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+        )?,
         rt: rt.handle().clone(),
         cfg,
         active: AtomicUsize::new(0),
@@ -425,7 +429,7 @@ async fn serve(app: Arc<App>) -> anyhow::Result<()> {
         writeln!(out, "isapi-host listening on http://{addr}")?;
         out.flush()?;
     }
-    tracing::info!(%addr, threads = cfg.threads, "listening");
+    tracing::info!(%addr, threads = cfg.threads, parallel = cfg.parallel, "listening");
 
     let conns = Arc::new(Connections::default());
     let sweeper = tokio::spawn(sweep(conns.clone(), Limits::of(cfg)));

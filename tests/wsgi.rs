@@ -16,6 +16,7 @@ mod wsgi_files;
 mod wsgi_frameworks;
 mod wsgi_input;
 mod wsgi_response;
+mod wsgi_threads;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -56,7 +56,12 @@ pub enum App {
     /// GET /bytes?n=1048576.
     #[value(name = "body-1m")]
     Body1m,
+    /// GET /work: about 0.1 ms of Python computation per request (WSGI servers only).
+    Work,
 }
+
+/// The body `bench_app`'s `/work` route computes (the sum of i*i below 2000).
+const WORK_BODY: &[u8] = b"work=2664667000\n";
 
 impl App {
     pub fn name(self) -> &'static str {
@@ -68,6 +73,7 @@ impl App {
             App::Body0 => "body-0",
             App::Body10k => "body-10k",
             App::Body1m => "body-1m",
+            App::Work => "work",
         }
     }
 
@@ -80,6 +86,7 @@ impl App {
             App::Body0 => ("GET", "/bytes?n=0"),
             App::Body10k => ("GET", "/bytes?n=10240"),
             App::Body1m => ("GET", "/bytes?n=1048576"),
+            App::Work => ("GET", "/work"),
         }
     }
 
@@ -99,12 +106,18 @@ impl App {
             App::Upload1m => first.starts_with(b"bytes=1048576"),
             App::Body0 => len == 0,
             App::Body1m => len == 1 << 20,
+            App::Work => first.starts_with(WORK_BODY),
         }
     }
 
-    /// Whether a server can run this workload (host-c has only hello, echo and count).
+    /// Whether a server can run this workload (host-c has only hello, echo and count;
+    /// `work` is Python, so only the WSGI servers run it).
     pub fn supported_by(self, spec: &ServerSpec) -> bool {
-        spec.name != "host-c" || matches!(self, App::Hello | App::Echo10k | App::Upload1m)
+        match spec.name.as_str() {
+            "host-c" => matches!(self, App::Hello | App::Echo10k | App::Upload1m),
+            "bare-hyper" => self != App::Work,
+            _ => true,
+        }
     }
 }
 
@@ -1586,6 +1599,11 @@ mod tests {
         assert!(App::Hello.supported_by(&c));
         assert!(!App::Body10k.supported_by(&c));
         assert!(App::Body10k.supported_by(&ServerSpec::parse("granian").unwrap()));
+        assert!(App::Work.valid_body(16, b"work=2664667000\n"));
+        assert!(!App::Work.valid_body(13, b"Hello, world!"));
+        assert!(!App::Work.supported_by(&c));
+        assert!(!App::Work.supported_by(&ServerSpec::parse("bare-hyper").unwrap()));
+        assert!(App::Work.supported_by(&ServerSpec::parse("host-py").unwrap()));
     }
 
     /// A run of `server` with only the fields the round logic reads set.
