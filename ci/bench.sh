@@ -5,9 +5,9 @@
 # ROUNDS interleaved rounds (every server once per workload and concurrency per round,
 # in rotated order) and reports the median round and same-round ratios.
 #
-# Takes about 25 minutes: a load run is WARMUP + DURATION (6 s), and there are
-# servers x workloads x concurrencies x ROUNDS of them: workloads 23 x 3, scaling
-# 30 x 3, bodies 15 x 3, wrk 3 x 3 = 213 runs, about 21 minutes; plus the wrk
+# Takes about 27 minutes: a load run is WARMUP + DURATION (6 s), and there are
+# servers x workloads x concurrencies x ROUNDS of them: workloads 27 x 3, scaling
+# 30 x 3, bodies 15 x 3, wrk 3 x 3 = 225 runs, about 23 minutes; plus the wrk
 # comparison (3 servers x (3 wrk runs + 2 generator runs), about 1.5 minutes),
 # the idle and upload measurements, server start-up and the release build.
 #
@@ -42,8 +42,9 @@ run() { # name, args...
     --json "$OUT/$name/bench.json" --markdown "$OUT/$name/bench.md" --svg-dir "$OUT/$name"
 }
 
-# 1. the four workloads at c=64, plus 1000 idle keep-alive connections and a 100 MiB chunked upload
-run workloads "${ALL[@]}" --app hello,echo-10k,stream,upload-1m -c 64 --idle-conns 1000 --upload-mib 100
+# 1. the five workloads at c=64 (work: Python servers only), plus 1000 idle keep-alive
+#    connections and a 100 MiB chunked upload
+run workloads "${ALL[@]}" --app hello,echo-10k,stream,upload-1m,work -c 64 --idle-conns 1000 --upload-mib 100
 # 2. scaling with concurrency
 run scaling "${ALL[@]}" --app hello -c 1,16,64,256,1024
 # 3. response body sizes
