@@ -405,8 +405,9 @@ mod tests {
     fn a_backlog_stays_on_one_thread_when_parallel_is_one() {
         // The same backlog with `parallel` 1 (a Python app): the queue keeps
         // moving, so no second thread joins. A thread preempted for over
-        // STALL looks blocked and lets one in for a job or two (on a loaded
-        // machine, often); with no limit nearly every job overlaps another.
+        // BUSY_STALL (or, where the kernel cannot be asked, over STALL) lets
+        // one in for a job or two, which a loaded machine does now and then;
+        // with no limit nearly every job overlaps another.
         let pool = Pool::new("test-one", 4, 1).unwrap();
         let overlapped = overlapping_starts(&pool, 200, Duration::from_micros(200));
         assert!(
