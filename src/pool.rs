@@ -11,8 +11,9 @@
 //! and granian's on-demand blocking threads):
 //!
 //! - A thread that finishes a job takes the next one without sleeping,
-//!   unless `parallel` other threads run and one of them has just started a
-//!   job: then it is one too many, and it sleeps.
+//!   unless `parallel` other threads run, one of them has just started a
+//!   job, and (on Linux, asking the kernel) one of them is computing rather
+//!   than blocked: then it is one too many, and it sleeps.
 //! - A job wakes a sleeping thread when no thread is running or on its way.
 //!   Otherwise the running threads take it, unless the queue falls behind.
 //!   One more thread is woken, and another after each further [`STALL`]:
@@ -100,9 +101,10 @@ impl State {
         Some(thread)
     }
 
-    /// Whether thread `me`, between jobs, is one too many: at least
+    /// Whether thread `me`, between jobs, may be one too many: at least
     /// `parallel` other threads run a job, and one of them started a job
-    /// within [`STALL`], so they keep the queue moving without it.
+    /// within [`STALL`], so they keep the queue moving without it (the
+    /// caller also asks the kernel whether they compute or are blocked).
     fn excess(&self, me: usize) -> bool {
         self.running >= self.parallel
             && !self.jobs.is_empty()
@@ -146,7 +148,18 @@ impl Shared {
         let mut st = self.lock();
         st.threads[me].tid = current_tid();
         loop {
-            let next = if st.excess(me) {
+            // One too many only if, as the kernel says, another running
+            // thread is computing rather than blocked (on a slow upload,
+            // say); where the kernel cannot be asked, the thread stays.
+            let mut retire = st.excess(me);
+            if retire {
+                let tids = st.running_tids();
+                drop(st);
+                let busy = tids.into_iter().any(runnable);
+                st = self.lock();
+                retire = busy && st.excess(me);
+            }
+            let next = if retire {
                 // Sleep with jobs queued: the watcher wakes a thread again
                 // if the ones that run stop taking them.
                 if !st.watching {
