@@ -279,10 +279,7 @@ impl ServeConfig {
         let (default_threads, default_parallel) = if python.is_some() {
             (DEFAULT_PYTHON_THREADS, 1)
         } else {
-            (
-                DEFAULT_THREADS,
-                std::thread::available_parallelism().map_or(1, |n| n.get()),
-            )
+            (DEFAULT_THREADS, crate::pool::cpus())
         };
         let threads = args.threads.or(file.threads).unwrap_or(default_threads);
         if threads == 0 {
@@ -459,10 +456,7 @@ mod tests {
         assert_eq!(prefixes, ["/a/b", "/a", "/"]);
         assert!(cfg.python.is_none());
         assert_eq!(cfg.threads, DEFAULT_THREADS);
-        assert_eq!(
-            cfg.parallel,
-            std::thread::available_parallelism().unwrap().get()
-        );
+        assert_eq!(cfg.parallel, crate::pool::cpus());
 
         let dup = ServeArgs {
             maps: vec![

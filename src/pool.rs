@@ -153,10 +153,8 @@ impl Shared {
             // say); where the kernel cannot be asked, the thread stays.
             let mut retire = st.excess(me);
             if retire {
-                let tids = st.running_tids();
-                drop(st);
-                let busy = tids.into_iter().any(runnable);
-                st = self.lock();
+                let busy;
+                (st, busy) = self.any_computing(st);
                 retire = busy && st.excess(me);
             }
             let next = if retire {
@@ -200,6 +198,16 @@ impl Shared {
         }
     }
 
+    /// Asks the kernel whether a thread running a job is computing (or
+    /// waiting for a CPU) rather than blocked, with the lock let go while it
+    /// reads; false where the kernel cannot be asked.
+    fn any_computing<'a>(&'a self, st: MutexGuard<'a, State>) -> (MutexGuard<'a, State>, bool) {
+        let tids = st.running_tids();
+        drop(st);
+        let computing = tids.into_iter().any(runnable);
+        (self.lock(), computing)
+    }
+
     /// While jobs wait behind running threads, wakes one more thread each
     /// [`STALL`] that the queue stays behind.
     fn watcher(&self) {
@@ -226,11 +234,9 @@ impl Shared {
             let now = Instant::now();
             let stalled = now.saturating_duration_since(st.last_start) >= STALL;
             let blocked = stalled && {
-                let tids = st.running_tids();
-                drop(st);
-                let blocked = !tids.into_iter().any(runnable);
-                st = self.lock();
-                blocked
+                let computing;
+                (st, computing) = self.any_computing(st);
+                !computing
             };
             if let Some(t) = st.pick_sleeper(now, blocked) {
                 drop(st);
@@ -259,6 +265,12 @@ fn runnable(tid: u32) -> bool {
     // "tid (comm) S ...": the name may hold spaces and parentheses.
     let after_name = stat.iter().rposition(|&b| b == b')').map_or(0, |i| i + 1);
     stat[after_name..].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'R')
+}
+
+/// The CPUs this process may use: the default `parallel` for work that can
+/// spread.
+pub(crate) fn cpus() -> usize {
+    thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// A named pool of threads fed through an unbounded queue.

@@ -384,11 +384,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         .build()?;
     let shared = Arc::new(Shared {
         workers: Pool::new("isapi-worker", cfg.threads, cfg.parallel)?,
-        io: Pool::new(
-            "isapi-io",
-            cfg.threads.clamp(4, 64),
-            std::thread::available_parallelism().map_or(1, |n| n.get()),
-        )?,
+        io: Pool::new("isapi-io", cfg.threads.clamp(4, 64), crate::pool::cpus())?,
         rt: rt.handle().clone(),
         cfg,
         active: AtomicUsize::new(0),
