@@ -136,16 +136,21 @@ fn trace_callbacks_logs_reads_and_variable_probes() {
     );
     let r = c.roundtrip(&get_req("/v/vars?REQUEST_METHOD"));
     assert_eq!(r.status, 200);
+    // Trace lines reach stderr through the log thread: wait for the probe's
+    // line too, which may land after the response.
     let ok = host.wait_for_log_matching(
         |log| {
             log.lines()
                 .any(|l| l.contains("ReadClient") && l.contains("10"))
+                && log
+                    .lines()
+                    .any(|l| l.contains("GetServerVariable") && l.contains("REQUEST_METHOD"))
         },
         Duration::from_secs(5),
     );
     assert!(
         ok,
-        "ReadClient is traced with its byte count:\n{}",
+        "ReadClient and the REQUEST_METHOD probe are traced:\n{}",
         host.stderr()
     );
     let log = host.stderr();
