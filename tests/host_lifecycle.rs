@@ -61,16 +61,31 @@ fn sigterm_when_idle_exits_zero() {
 }
 
 #[test]
-fn new_connections_refused_after_shutdown() {
+fn listener_closed_as_soon_as_shutdown_begins() {
     let lib = c_fixture_str("hello");
     let mut host = Host::start(&["--extension", &lib]);
     let addr = host.addr();
-    let status = host.terminate();
-    assert!(status.success());
-    assert!(
-        std::net::TcpStream::connect(addr).is_err(),
-        "listener closed after exit"
+    assert_eq!(listening_sockets(host.pid()), 1, "the host listens once");
+    // An in-flight request keeps the host draining for 1.5 s.
+    let inflight = std::thread::spawn(move || {
+        let mut c = RawConn::connect(addr).unwrap();
+        c.roundtrip(&get_req("/?sleep=1500"))
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    host.signal_term();
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while listening_sockets(host.pid()) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(host.is_running(), "still draining the in-flight request");
+    assert_eq!(
+        listening_sockets(host.pid()),
+        0,
+        "no new connections are accepted while draining"
     );
+    let r = inflight.join().expect("in-flight client");
+    assert_eq!(r.body, b"Hello, world!", "the in-flight request completes");
+    assert!(host.wait_exit(Duration::from_secs(30)).success());
 }
 
 #[test]
