@@ -26,7 +26,9 @@
 //!     preempted by the runtime is not a reason to wake another;
 //!   - when no job has started for [`BUSY_STALL`], whatever the running
 //!     threads do, so that one long computation does not hold up every
-//!     request behind it.
+//!     request behind it;
+//!   - when a running thread enters a bulk [`Transfer`] (a large
+//!     `ReadClient`): until it returns, it does not count as running.
 //!
 //!   A watcher thread checks while jobs wait.
 //! - At most one thread is on its way at a time, and idle threads sleep in a
@@ -35,6 +37,7 @@
 //! No thread spins: on a two-core machine a spinning thread takes the CPU
 //! from the runtime that feeds it.
 
+use std::cell::OnceCell;
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -50,7 +53,16 @@ pub(crate) const STALL: Duration = Duration::from_millis(1);
 /// anyway: a long computation does not hold up every request behind it.
 pub(crate) const BUSY_STALL: Duration = Duration::from_millis(10);
 
+/// A transfer between an extension and the host of at least this many bytes
+/// (one `ReadClient` or `WriteClient`) is a [`Transfer`].
+pub(crate) const BULK: usize = 32 * 1024;
+
 type Job = Box<dyn FnOnce() + Send + 'static>;
+
+thread_local! {
+    /// On a pool thread: its pool and its index there.
+    static SLOT: OnceCell<(Arc<Shared>, usize)> = const { OnceCell::new() };
+}
 
 struct State {
     /// Queued jobs, with the time each was queued.
@@ -208,6 +220,26 @@ impl Shared {
         (self.lock(), computing)
     }
 
+    /// Thread `me` leaves its job for a bulk [`Transfer`]: it stops counting
+    /// as running, and a queued job may take its place.
+    fn step_aside(&self, me: usize) {
+        let mut st = self.lock();
+        st.running -= 1;
+        st.threads[me].working = false;
+        let wake = st.pick_sleeper(Instant::now(), false);
+        drop(st);
+        if let Some(t) = wake {
+            t.unpark();
+        }
+    }
+
+    /// Thread `me` is back at its job from a bulk [`Transfer`].
+    fn step_back(&self, me: usize) {
+        let mut st = self.lock();
+        st.running += 1;
+        st.threads[me].working = true;
+    }
+
     /// While jobs wait behind running threads, wakes one more thread each
     /// [`STALL`] that the queue stays behind.
     fn watcher(&self) {
@@ -273,6 +305,42 @@ pub(crate) fn cpus() -> usize {
     thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// A bulk transfer of request or response bytes, for as long as it lives.
+///
+/// Copying a large body in or out (and waiting for the client to move it)
+/// runs without the extension's own locks: pyisapie lets go of Python's GIL
+/// around `ReadClient` and `WriteClient`. A pool thread in a bulk transfer
+/// so does not count against `parallel`, and a queued job may start on
+/// another thread meanwhile: a Python app that takes uploads copies one
+/// body while it runs Python for another. Small transfers, over in a few
+/// microseconds, are not worth the hand-over and count as running.
+#[must_use = "the transfer ends when the value is dropped"]
+pub(crate) struct Transfer(Option<(Arc<Shared>, usize)>);
+
+impl Transfer {
+    /// Starts a transfer of `len` bytes on the calling thread: a bulk one
+    /// (at least [`BULK`] bytes, on a pool thread running a job) steps
+    /// aside from its pool's count of running threads until dropped.
+    pub(crate) fn begin(len: usize) -> Transfer {
+        if len < BULK {
+            return Transfer(None);
+        }
+        let slot = SLOT.with(|slot| slot.get().cloned());
+        if let Some((shared, me)) = &slot {
+            shared.step_aside(*me);
+        }
+        Transfer(slot)
+    }
+}
+
+impl Drop for Transfer {
+    fn drop(&mut self) {
+        if let Some((shared, me)) = &self.0 {
+            shared.step_back(*me);
+        }
+    }
+}
+
 /// A named pool of threads fed through an unbounded queue.
 pub(crate) struct Pool {
     shared: Arc<Shared>,
@@ -301,7 +369,13 @@ impl Pool {
             let shared = shared.clone();
             thread::Builder::new()
                 .name(format!("{name}-{i}"))
-                .spawn(move || shared.worker(i))?;
+                .spawn(move || {
+                    let mine = (shared.clone(), i);
+                    SLOT.with(move |slot| {
+                        let _ = slot.set(mine);
+                    });
+                    shared.worker(i)
+                })?;
         }
         let watcher = shared.clone();
         thread::Builder::new()
@@ -489,6 +563,49 @@ mod tests {
             "the short job waited for the long one to finish"
         );
         done_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    }
+
+    #[test]
+    fn a_bulk_transfer_steps_aside_for_queued_jobs() {
+        // With `parallel` 1, a job in a bulk transfer no longer counts as
+        // running, and a job queued behind it is handed a thread at once;
+        // a small transfer changes nothing.
+        let pool = Pool::new("test-bulk", 4, 1).unwrap();
+        let shared = pool.shared.clone();
+        while shared.lock().idle.len() < 4 {
+            thread::sleep(Duration::from_millis(1));
+        }
+        let (queued_tx, queued_rx) = mpsc::channel::<()>();
+        let (seen_tx, seen_rx) = mpsc::channel();
+        pool.spawn(move || {
+            queued_rx.recv().unwrap();
+            let running = || shared.lock().running;
+            let small = Transfer::begin(BULK - 1);
+            let during_small = running();
+            drop(small);
+            let bulk = Transfer::begin(BULK);
+            let during_bulk = running();
+            let handed = {
+                let st = shared.lock();
+                st.waking > 0 || st.jobs.is_empty()
+            };
+            drop(bulk);
+            let after = running();
+            let seen = (during_small, during_bulk, handed, after);
+            seen_tx.send(seen).unwrap();
+        });
+        let (tx, rx) = mpsc::channel();
+        pool.spawn(move || tx.send(()).unwrap());
+        queued_tx.send(()).unwrap();
+        let (small, bulk, handed, after) = seen_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(small, 1, "a small transfer still counts as running");
+        assert_eq!(bulk, 0, "a bulk transfer does not count as running");
+        assert!(
+            handed,
+            "the queued job is handed a thread during the transfer"
+        );
+        assert!(after >= 1, "the job counts as running again after it");
+        rx.recv_timeout(Duration::from_secs(5)).unwrap();
     }
 
     #[test]

@@ -293,6 +293,7 @@ impl RequestCtx {
     pub(crate) fn read_client(&self, buf: &mut [u8]) -> Result<usize, u32> {
         let mut body = lock(&self.body);
         let rt = &self.shared.rt;
+        let _transfer = crate::pool::Transfer::begin(buf.len());
         self.conn
             .waiting_on_client(|| body.read(rt, buf))
             .map_err(|e| {

@@ -69,6 +69,16 @@ fn large_bodies_beyond_the_preload() {
         assert_eq!(body(&r), "1048576 True", "read-ahead {read_ahead}, chunked");
         let r = post(host.addr(), "/read-all", &data[..200_000]);
         assert!(r.body == data[..200_000], "read() returned other bytes");
+        // read(n) of a known length: whole parts (the preload's bytes first, then
+        // straight from ReadClient), the bytes in order.
+        let r = post(host.addr(), "/read-n?70000", &data[..300_000]);
+        let split = r.body.iter().position(|&b| b == b'|').expect("sizes|body");
+        assert_eq!(
+            std::str::from_utf8(&r.body[..split]).unwrap(),
+            "70000,70000,70000,70000,20000",
+            "read-ahead {read_ahead}"
+        );
+        assert!(r.body[split + 1..] == data[..300_000], "read(n) returned other bytes");
     }
 }
 

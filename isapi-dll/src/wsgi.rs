@@ -176,6 +176,10 @@ impl Context {
 
 const READ_CHUNK: usize = 64 * 1024;
 
+/// A read that asks `ReadClient` for at least this many bytes of a body whose length is
+/// known goes straight into the `bytes` object it returns, not through the buffer.
+const DIRECT_READ: usize = 16 * 1024;
+
 /// `wsgi.input`: the request body, read through `ReadClient` with the GIL released.
 ///
 /// The server's preloaded bytes come first. A Content-Length body ends after exactly that
@@ -305,12 +309,75 @@ impl Input {
                 self.eof = eof;
                 Ok(())
             }
-            Err(e) => {
-                tracing::warn!(target: "pyisapie", "reading the request body failed: {e}");
-                self.error = Some((e.kind(), format!("reading the request body failed: {e}")));
-                Err(self.raise())
-            }
+            Err(e) => Err(self.fail(e)),
         }
+    }
+
+    /// Records a broken body (sticky: every later read raises it too) and returns the error.
+    fn fail(&mut self, e: io::Error) -> PyErr {
+        tracing::warn!(target: "pyisapie", "reading the request body failed: {e}");
+        self.error = Some((e.kind(), format!("reading the request body failed: {e}")));
+        self.raise()
+    }
+
+    /// How many bytes a read of up to `want` (`None`: all) returns straight from
+    /// `ReadClient` into its `bytes` object ([`Input::take_direct`]): when the body's length
+    /// is known and at least [`DIRECT_READ`] of them are still to fetch. Called after the
+    /// preload is buffered.
+    fn direct_len(&self, want: Option<usize>) -> Option<usize> {
+        let remaining = usize::try_from(self.remaining?).ok()?;
+        let held = self.available();
+        let len = want.map_or(held + remaining, |w| w.min(held + remaining));
+        (self.error.is_none() && len.saturating_sub(held) >= DIRECT_READ).then_some(len)
+    }
+
+    /// Returns the next `len` bytes, no more than are buffered plus what the Content-Length
+    /// leaves, as one `bytes` object: the buffered ones copied, the rest read into it by
+    /// `ReadClient` with the GIL released. An upload so crosses memory once on its way to
+    /// Python.
+    fn take_direct<'py>(&mut self, py: Python<'py>, len: usize) -> PyResult<Bound<'py, PyBytes>> {
+        let held = self.available().min(len);
+        let link = Arc::clone(&self.link);
+        let buffered = &self.buf[self.pos..self.pos + held];
+        let remaining = self.remaining.unwrap_or(0);
+        let mut broken = None;
+        let out = PyBytes::new_with(py, len, |dst| {
+            dst[..held].copy_from_slice(buffered);
+            let rest = &mut dst[held..];
+            let read = py.detach(|| -> io::Result<()> {
+                let mut got = 0;
+                while got < rest.len() {
+                    match link.with(|ecb| ecb.read_client(&mut rest[got..]))? {
+                        0 => {
+                            return Err(io::Error::new(
+                                io::ErrorKind::UnexpectedEof,
+                                format!(
+                                    "the request body ended {} bytes short of its Content-Length",
+                                    remaining - got as u64
+                                ),
+                            ));
+                        }
+                        n => got += n,
+                    }
+                }
+                Ok(())
+            });
+            broken = read.err();
+            Ok(())
+        })?;
+        if let Some(e) = broken {
+            return Err(self.fail(e));
+        }
+        self.pos += held;
+        if self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        }
+        if let Some(r) = self.remaining.as_mut() {
+            *r -= (len - held) as u64;
+            self.eof = *r == 0;
+        }
+        Ok(out)
     }
 
     fn take<'py>(&mut self, py: Python<'py>, n: usize) -> Bound<'py, PyBytes> {
@@ -325,6 +392,10 @@ impl Input {
     }
 
     fn read_all<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        self.fill(py, 0)?;
+        if let Some(len) = self.direct_len(None) {
+            return self.take_direct(py, len);
+        }
         while !self.eof {
             let want = self.available() + READ_CHUNK;
             self.fill(py, want)?;
@@ -367,6 +438,10 @@ impl Input {
         match size_arg(size) {
             None => self.read_all(py),
             Some(n) => {
+                self.fill(py, 0)?;
+                if let Some(len) = self.direct_len(Some(n)) {
+                    return self.take_direct(py, len);
+                }
                 self.fill(py, n)?;
                 Ok(self.take(py, n))
             }
