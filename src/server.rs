@@ -29,7 +29,7 @@ use crate::extension::Extension;
 use crate::ffi;
 use crate::pool::Pool;
 use crate::request::{Aborted, HostBody, RequestCtx, RequestParts, error_page};
-use crate::vars::RequestInfo;
+use crate::vars::{Endpoints, RequestInfo};
 
 /// Server-wide state the callbacks reach through a request.
 pub(crate) struct Shared {
@@ -620,7 +620,8 @@ async fn serve_connection(
     let cfg = &app.shared.cfg;
     let svc = {
         let (app, signals) = (app.clone(), signals.clone());
-        service_fn(move |req| handle(req, app.clone(), signals.clone(), remote, local))
+        let ends = Endpoints::new(remote, local);
+        service_fn(move |req| handle(req, app.clone(), signals.clone(), ends.clone()))
     };
     let conn = http1::Builder::new()
         // The sweeper enforces `--header-timeout`: hyper's own timer costs
@@ -777,11 +778,10 @@ async fn handle(
     req: Request<Incoming>,
     app: Arc<App>,
     conn: Arc<ConnSignals>,
-    remote: SocketAddr,
-    local: SocketAddr,
+    ends: Arc<Endpoints>,
 ) -> Result<Response<HostBody>, Aborted> {
     conn.request_started();
-    match prepare(req, &app, &conn, remote, local).await {
+    match prepare(req, &app, &conn, ends).await {
         Err(resp) => {
             if resp.headers().contains_key(header::CONNECTION) {
                 conn.request_close();
@@ -820,11 +820,11 @@ async fn prepare(
     req: Request<Incoming>,
     app: &App,
     conn: &Arc<ConnSignals>,
-    remote: SocketAddr,
-    local: SocketAddr,
+    ends: Arc<Endpoints>,
 ) -> Result<tokio::sync::oneshot::Receiver<Response<HostBody>>, Response<HostBody>> {
     let cfg = &app.shared.cfg;
     let headers = req.headers();
+    let remote = ends.remote;
     let reject = |status, why| rejected(remote, req.method(), req.uri(), status, why);
     // IIS's MaxRequestBytes: the whole head, closing the connection.
     if head_size(&req) > cfg.max_header {
@@ -928,8 +928,7 @@ async fn prepare(
         version: parts.version,
         url,
         headers: parts.headers,
-        remote,
-        local,
+        ends,
         script_name: mount.script_name.clone(),
         physical_path: cfg.doc_root.clone(),
         content_length,

@@ -22,13 +22,38 @@ pub(crate) struct RequestInfo {
     /// Percent-decoded path, without the query.
     pub(crate) url: Vec<u8>,
     pub(crate) headers: HeaderMap,
-    pub(crate) remote: SocketAddr,
-    pub(crate) local: SocketAddr,
+    /// The connection's two ends.
+    pub(crate) ends: Arc<Endpoints>,
     /// Mount prefix: `""` for the root mount, `/app` otherwise.
     pub(crate) script_name: Arc<str>,
     pub(crate) physical_path: Arc<Path>,
     /// `CONTENT_LENGTH` as sent, if any.
     pub(crate) content_length: Option<u64>,
+}
+
+/// A connection's two ends, with the text of their addresses and ports made
+/// once per connection rather than on every request's server variables.
+#[derive(Debug)]
+pub(crate) struct Endpoints {
+    pub(crate) remote: SocketAddr,
+    pub(crate) local: SocketAddr,
+    remote_ip: Box<str>,
+    remote_port: Box<str>,
+    local_ip: Box<str>,
+    local_port: Box<str>,
+}
+
+impl Endpoints {
+    pub(crate) fn new(remote: SocketAddr, local: SocketAddr) -> Arc<Self> {
+        Arc::new(Self {
+            remote,
+            local,
+            remote_ip: remote.ip().to_string().into(),
+            remote_port: remote.port().to_string().into(),
+            local_ip: local.ip().to_string().into(),
+            local_port: local.port().to_string().into(),
+        })
+    }
 }
 
 /// Failure of a lookup, mapped to a Win32 error by the caller.
@@ -57,17 +82,17 @@ impl RequestInfo {
         // Uppercase on the stack: names are short and this runs per call.
         let mut stack = [0u8; 64];
         let owned;
-        let upper: &str = if name.len() <= stack.len() {
+        let upper: &[u8] = if name.len() <= stack.len() {
             let buf = &mut stack[..name.len()];
             buf.copy_from_slice(name.as_bytes());
             buf.make_ascii_uppercase();
-            std::str::from_utf8(buf).unwrap_or_default()
+            buf
         } else {
             owned = name.to_ascii_uppercase();
-            &owned
+            owned.as_bytes()
         };
-        if let Some(inner) = upper.strip_prefix("UNICODE_") {
-            if inner.starts_with("HTTP_") || inner.starts_with("HEADER_") {
+        if let Some(inner) = upper.strip_prefix(b"UNICODE_") {
+            if inner.starts_with(b"HTTP_") || inner.starts_with(b"HEADER_") {
                 return Err(VarError::Unknown);
             }
             let value = self.get(&name[8..])?;
@@ -77,7 +102,7 @@ impl RequestInfo {
             }
             return Ok(Cow::Owned(out));
         }
-        if upper.starts_with("HEADER_") {
+        if upper.starts_with(b"HEADER_") {
             return self
                 .header_value(&name[7..], false)
                 .ok_or(VarError::Unknown);
@@ -90,65 +115,68 @@ impl RequestInfo {
             Ok(Cow::Owned(v.into_bytes()))
         }
         match upper {
-            "REQUEST_METHOD" | "HTTP_METHOD" => s(self.method.as_str()),
-            "QUERY_STRING" => s(self.query()),
-            "SERVER_PROTOCOL" | "HTTP_VERSION" => s(self.protocol()),
-            "URL" | "PATH_INFO" | "CACHE_URL" | "HTTP_CFG_ENC_URL" => Ok(Cow::Borrowed(&self.url)),
-            "SCRIPT_NAME" => s(&self.script_name),
-            "PATH_TRANSLATED" | "SCRIPT_TRANSLATED" => o(self.translate(&self.url)),
-            "HTTP_URL" | "UNENCODED_URL" | "REQUEST_URI" => s(self.raw_target()),
+            b"REQUEST_METHOD" | b"HTTP_METHOD" => s(self.method.as_str()),
+            b"QUERY_STRING" => s(self.query()),
+            b"SERVER_PROTOCOL" | b"HTTP_VERSION" => s(self.protocol()),
+            b"URL" | b"PATH_INFO" | b"CACHE_URL" | b"HTTP_CFG_ENC_URL" => {
+                Ok(Cow::Borrowed(&self.url))
+            }
+            b"SCRIPT_NAME" => s(&self.script_name),
+            b"PATH_TRANSLATED" | b"SCRIPT_TRANSLATED" => o(self.translate(&self.url)),
+            b"HTTP_URL" | b"UNENCODED_URL" | b"REQUEST_URI" => s(self.raw_target()),
             // IIS reports 0 for a request without a body, nothing for a chunked one.
-            "CONTENT_LENGTH" => match self.content_length {
+            b"CONTENT_LENGTH" => match self.content_length {
                 Some(n) => o(n.to_string()),
                 None if self.headers.contains_key(http::header::TRANSFER_ENCODING) => s(""),
                 None => s("0"),
             },
-            "CONTENT_TYPE" => Ok(self.header_value("content-type", false).unwrap_or_default()),
-            "REMOTE_ADDR" | "REMOTE_HOST" => o(self.remote.ip().to_string()),
-            "REMOTE_PORT" => o(self.remote.port().to_string()),
-            "LOCAL_ADDR" => o(self.local.ip().to_string()),
-            "SERVER_PORT" => o(self.local.port().to_string()),
-            "SERVER_NAME" => o(self.server_name()),
-            "SERVER_SOFTWARE" => s(SERVER_SOFTWARE),
-            "GATEWAY_INTERFACE" => s("CGI/1.1"),
-            "HTTPS" => s("off"),
-            "SERVER_PORT_SECURE" => s("0"),
-            "INSTANCE_ID" => s("1"),
-            "INSTANCE_META_PATH" => s("/LM/W3SVC/1"),
-            "APPL_MD_PATH" => o(format!("/LM/W3SVC/1/ROOT{}", self.script_name)),
-            "APPL_PHYSICAL_PATH" => {
+            b"CONTENT_TYPE" => Ok(self.header_value("content-type", false).unwrap_or_default()),
+            b"REMOTE_ADDR" | b"REMOTE_HOST" => s(&self.ends.remote_ip),
+            b"REMOTE_PORT" => s(&self.ends.remote_port),
+            b"LOCAL_ADDR" => s(&self.ends.local_ip),
+            b"SERVER_PORT" => s(&self.ends.local_port),
+            b"SERVER_NAME" => s(self.server_name()),
+            b"SERVER_SOFTWARE" => s(SERVER_SOFTWARE),
+            b"GATEWAY_INTERFACE" => s("CGI/1.1"),
+            b"HTTPS" => s("off"),
+            b"SERVER_PORT_SECURE" => s("0"),
+            b"INSTANCE_ID" => s("1"),
+            b"INSTANCE_META_PATH" => s("/LM/W3SVC/1"),
+            b"APPL_MD_PATH" => o(format!("/LM/W3SVC/1/ROOT{}", self.script_name)),
+            b"APPL_PHYSICAL_PATH" => {
                 let mut p = self.physical_path.display().to_string();
                 if !p.ends_with(std::path::MAIN_SEPARATOR) {
                     p.push(std::path::MAIN_SEPARATOR);
                 }
                 o(p)
             }
-            "APP_POOL_ID" => s("isapi-host"),
-            "ALL_HTTP" => Ok(Cow::Owned(self.all_http())),
-            "ALL_RAW" => Ok(Cow::Owned(self.all_raw())),
-            "AUTH_TYPE"
-            | "AUTH_USER"
-            | "AUTH_PASSWORD"
-            | "LOGON_USER"
-            | "REMOTE_USER"
-            | "UNMAPPED_REMOTE_USER"
-            | "CERT_COOKIE"
-            | "CERT_FLAGS"
-            | "CERT_ISSUER"
-            | "CERT_KEYSIZE"
-            | "CERT_SECRETKEYSIZE"
-            | "CERT_SERIALNUMBER"
-            | "CERT_SERVER_ISSUER"
-            | "CERT_SERVER_SUBJECT"
-            | "CERT_SUBJECT"
-            | "HTTPS_KEYSIZE"
-            | "HTTPS_SECRETKEYSIZE"
-            | "HTTPS_SERVER_ISSUER"
-            | "HTTPS_SERVER_SUBJECT" => s(""),
-            _ => match upper.strip_prefix("HTTP_") {
-                Some(h) => self.header_value(h, true).ok_or(VarError::Unknown),
-                None => Err(VarError::Unknown),
-            },
+            b"APP_POOL_ID" => s("isapi-host"),
+            b"ALL_HTTP" => Ok(Cow::Owned(self.all_http())),
+            b"ALL_RAW" => Ok(Cow::Owned(self.all_raw())),
+            b"AUTH_TYPE"
+            | b"AUTH_USER"
+            | b"AUTH_PASSWORD"
+            | b"LOGON_USER"
+            | b"REMOTE_USER"
+            | b"UNMAPPED_REMOTE_USER"
+            | b"CERT_COOKIE"
+            | b"CERT_FLAGS"
+            | b"CERT_ISSUER"
+            | b"CERT_KEYSIZE"
+            | b"CERT_SECRETKEYSIZE"
+            | b"CERT_SERIALNUMBER"
+            | b"CERT_SERVER_ISSUER"
+            | b"CERT_SERVER_SUBJECT"
+            | b"CERT_SUBJECT"
+            | b"HTTPS_KEYSIZE"
+            | b"HTTPS_SECRETKEYSIZE"
+            | b"HTTPS_SERVER_ISSUER"
+            | b"HTTPS_SERVER_SUBJECT" => s(""),
+            // The prefix is ASCII, so `name` splits after it.
+            _ if upper.starts_with(b"HTTP_") => {
+                self.header_value(&name[5..], true).ok_or(VarError::Unknown)
+            }
+            _ => Err(VarError::Unknown),
         }
     }
 
@@ -160,19 +188,19 @@ impl RequestInfo {
         }
     }
 
-    fn server_name(&self) -> String {
+    fn server_name(&self) -> &str {
         let host = self
             .headers
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok())
             .unwrap_or("");
         if host.is_empty() {
-            return self.local.ip().to_string();
+            return &self.ends.local_ip;
         }
         // Strip the port, minding IPv6 literals.
         match host.rfind(':') {
-            Some(i) if !host[i..].contains(']') => host[..i].to_owned(),
-            _ => host.to_owned(),
+            Some(i) if !host[i..].contains(']') => &host[..i],
+            _ => host,
         }
     }
 
@@ -325,8 +353,10 @@ mod tests {
             target: PathAndQuery::from_static("/app/a%20b?x=1"),
             url: b"/app/a b".to_vec(),
             headers,
-            remote: "10.0.0.1:5555".parse().unwrap(),
-            local: "127.0.0.1:8080".parse().unwrap(),
+            ends: Endpoints::new(
+                "10.0.0.1:5555".parse().unwrap(),
+                "127.0.0.1:8080".parse().unwrap(),
+            ),
             script_name: "/app".into(),
             physical_path: Path::new("/srv/www").into(),
             content_length: Some(3),
@@ -347,6 +377,9 @@ mod tests {
         assert_eq!(get("QUERY_STRING").unwrap(), b"x=1");
         assert_eq!(get("SERVER_NAME").unwrap(), b"example.com");
         assert_eq!(get("SERVER_PORT").unwrap(), b"8080");
+        assert_eq!(get("REMOTE_ADDR").unwrap(), b"10.0.0.1");
+        assert_eq!(get("REMOTE_PORT").unwrap(), b"5555");
+        assert_eq!(get("LOCAL_ADDR").unwrap(), b"127.0.0.1");
         assert_eq!(get("CONTENT_LENGTH").unwrap(), b"3");
         assert_eq!(get("CONTENT_TYPE").unwrap(), b"text/plain");
         assert_eq!(get("PATH_TRANSLATED").unwrap(), b"/srv/www/app/a b");
@@ -358,6 +391,7 @@ mod tests {
     #[test]
     fn header_variables() {
         assert_eq!(get("HTTP_X_CUSTOM_THING").unwrap(), b"a, b");
+        assert_eq!(get("http_x_custom_thing").unwrap(), b"a, b");
         assert_eq!(get("HEADER_X-Custom-Thing").unwrap(), b"a, b");
         assert_eq!(get("HTTP_ABSENT"), Err(VarError::Unknown));
         assert_eq!(get("HEADER_X_CUSTOM_THING"), Err(VarError::Unknown));
