@@ -53,8 +53,7 @@ pub(crate) const STALL: Duration = Duration::from_millis(1);
 /// anyway: a long computation does not hold up every request behind it.
 pub(crate) const BUSY_STALL: Duration = Duration::from_millis(10);
 
-/// A transfer between an extension and the host of at least this many bytes
-/// (one `ReadClient` or `WriteClient`) is a [`Transfer`].
+/// A `ReadClient` of at least this many bytes is a bulk [`Transfer`].
 pub(crate) const BULK: usize = 32 * 1024;
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
@@ -305,15 +304,18 @@ pub(crate) fn cpus() -> usize {
     thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// A bulk transfer of request or response bytes, for as long as it lives.
+/// A bulk transfer of request bytes to an extension, for as long as it lives.
 ///
-/// Copying a large body in or out (and waiting for the client to move it)
-/// runs without the extension's own locks: pyisapie lets go of Python's GIL
-/// around `ReadClient` and `WriteClient`. A pool thread in a bulk transfer
-/// so does not count against `parallel`, and a queued job may start on
-/// another thread meanwhile: a Python app that takes uploads copies one
-/// body while it runs Python for another. Small transfers, over in a few
-/// microseconds, are not worth the hand-over and count as running.
+/// Copying a large request body out of the host (and waiting for the client
+/// to send it) runs without the extension's own locks: pyisapie lets go of
+/// Python's GIL around `ReadClient`. A pool thread in a bulk transfer so
+/// does not count against `parallel`, and a queued job may start on another
+/// thread meanwhile: a Python app that takes uploads copies one body while
+/// it runs Python for another. Small reads, over in a few microseconds, are
+/// not worth the hand-over and count as running. `WriteClient` is not a
+/// transfer: stepping aside there let Python make the next large response
+/// before the client took the last, which cost memory and CPU (measured,
+/// BENCHMARKS.md session 6).
 #[must_use = "the transfer ends when the value is dropped"]
 pub(crate) struct Transfer(Option<(Arc<Shared>, usize)>);
 

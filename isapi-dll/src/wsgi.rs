@@ -946,7 +946,7 @@ impl Response {
             this.headers = headers;
             this.app_length = app_length;
         }
-        slf.getattr("write")
+        slf.getattr(pyo3::intern!(slf.py(), "write"))
     }
 
     /// `write(data)`: the imperative API PEP 3333 keeps for old frameworks. Sends the data
