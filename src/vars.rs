@@ -36,18 +36,16 @@ pub(crate) struct RequestInfo {
 #[derive(Debug)]
 pub(crate) struct Endpoints {
     pub(crate) remote: SocketAddr,
-    pub(crate) local: SocketAddr,
-    remote_ip: Box<str>,
-    remote_port: Box<str>,
-    local_ip: Box<str>,
-    local_port: Box<str>,
+    pub(crate) remote_ip: Box<str>,
+    pub(crate) remote_port: Box<str>,
+    pub(crate) local_ip: Box<str>,
+    pub(crate) local_port: Box<str>,
 }
 
 impl Endpoints {
     pub(crate) fn new(remote: SocketAddr, local: SocketAddr) -> Arc<Self> {
         Arc::new(Self {
             remote,
-            local,
             remote_ip: remote.ip().to_string().into(),
             remote_port: remote.port().to_string().into(),
             local_ip: local.ip().to_string().into(),
