@@ -123,6 +123,17 @@ impl State {
             && self.last_start.elapsed() < STALL
     }
 
+    /// Thread `me` starts or stops counting as running a job: the count and
+    /// its flag move together.
+    fn set_working(&mut self, me: usize, working: bool) {
+        if working {
+            self.running += 1;
+        } else {
+            self.running -= 1;
+        }
+        self.threads[me].working = working;
+    }
+
     /// The kernel's ids of the threads that run a job.
     fn running_tids(&self) -> Vec<u32> {
         self.threads
@@ -190,8 +201,7 @@ impl Shared {
                 st.waking -= 1;
                 continue;
             };
-            st.running += 1;
-            st.threads[me].working = true;
+            st.set_working(me, true);
             let now = Instant::now();
             st.last_start = now;
             st.last_starter = me;
@@ -204,8 +214,7 @@ impl Shared {
                 tracing::error!("a job panicked on an extension thread; the thread goes on");
             }
             st = self.lock();
-            st.running -= 1;
-            st.threads[me].working = false;
+            st.set_working(me, false);
         }
     }
 
@@ -223,8 +232,7 @@ impl Shared {
     /// as running, and a queued job may take its place.
     fn step_aside(&self, me: usize) {
         let mut st = self.lock();
-        st.running -= 1;
-        st.threads[me].working = false;
+        st.set_working(me, false);
         let wake = st.pick_sleeper(Instant::now(), false);
         drop(st);
         if let Some(t) = wake {
@@ -235,8 +243,7 @@ impl Shared {
     /// Thread `me` is back at its job from a bulk [`Transfer`].
     fn step_back(&self, me: usize) {
         let mut st = self.lock();
-        st.running += 1;
-        st.threads[me].working = true;
+        st.set_working(me, true);
     }
 
     /// While jobs wait behind running threads, wakes one more thread each
