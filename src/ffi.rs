@@ -500,13 +500,15 @@ pub(crate) unsafe extern "system" fn get_server_variable(
             return Err(win32::ERROR_INVALID_PARAMETER);
         }
         // SAFETY: the extension passes a NUL-terminated name.
-        let name =
-            String::from_utf8_lossy(unsafe { CStr::from_ptr(name as *const c_char) }.to_bytes());
-        let value = ctx.info.get(&name).map_err(|_| {
-            trace(ctx, format_args!("GetServerVariable({name}) -> unknown"));
+        let name = unsafe { CStr::from_ptr(name as *const c_char) }.to_bytes();
+        let value = ctx.info.get(name).map_err(|_| {
+            trace(
+                ctx,
+                format_args!("GetServerVariable({}) -> unknown", name.escape_ascii()),
+            );
             win32::ERROR_INVALID_INDEX
         })?;
-        let nul = if name.len() > 8 && name.as_bytes()[..8].eq_ignore_ascii_case(b"UNICODE_") {
+        let nul = if name.len() > 8 && name[..8].eq_ignore_ascii_case(b"UNICODE_") {
             2
         } else {
             1
@@ -519,11 +521,17 @@ pub(crate) unsafe extern "system" fn get_server_variable(
         match result {
             Ok(()) => trace(
                 ctx,
-                format_args!("GetServerVariable({name}, size={offered}) -> {needed} bytes"),
+                format_args!(
+                    "GetServerVariable({}, size={offered}) -> {needed} bytes",
+                    name.escape_ascii()
+                ),
             ),
             Err(_) => trace(
                 ctx,
-                format_args!("GetServerVariable({name}, size={offered}) -> needs {needed} bytes"),
+                format_args!(
+                    "GetServerVariable({}, size={offered}) -> needs {needed} bytes",
+                    name.escape_ascii()
+                ),
             ),
         }
         result

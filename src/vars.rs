@@ -76,18 +76,18 @@ impl RequestInfo {
     }
 
     /// Looks a variable up by name (case-insensitive, as IIS).
-    pub(crate) fn get(&self, name: &str) -> Result<Cow<'_, [u8]>, VarError> {
+    pub(crate) fn get(&self, name: &[u8]) -> Result<Cow<'_, [u8]>, VarError> {
         // Uppercase on the stack: names are short and this runs per call.
         let mut stack = [0u8; 64];
         let owned;
         let upper: &[u8] = if name.len() <= stack.len() {
             let buf = &mut stack[..name.len()];
-            buf.copy_from_slice(name.as_bytes());
+            buf.copy_from_slice(name);
             buf.make_ascii_uppercase();
             buf
         } else {
             owned = name.to_ascii_uppercase();
-            owned.as_bytes()
+            &owned
         };
         if let Some(inner) = upper.strip_prefix(b"UNICODE_") {
             if inner.starts_with(b"HTTP_") || inner.starts_with(b"HEADER_") {
@@ -128,7 +128,9 @@ impl RequestInfo {
                 None if self.headers.contains_key(http::header::TRANSFER_ENCODING) => s(""),
                 None => s("0"),
             },
-            b"CONTENT_TYPE" => Ok(self.header_value("content-type", false).unwrap_or_default()),
+            b"CONTENT_TYPE" => Ok(self
+                .header_value(b"content-type", false)
+                .unwrap_or_default()),
             b"REMOTE_ADDR" | b"REMOTE_HOST" => s(&self.ends.remote_ip),
             b"REMOTE_PORT" => s(&self.ends.remote_port),
             b"LOCAL_ADDR" => s(&self.ends.local_ip),
@@ -204,7 +206,7 @@ impl RequestInfo {
 
     /// The value of a header; `cgi` names use `_` for `-`. Repeated headers
     /// are joined with `, ` (`; ` for cookies).
-    fn header_value(&self, name: &str, cgi: bool) -> Option<Cow<'_, [u8]>> {
+    fn header_value(&self, name: &[u8], cgi: bool) -> Option<Cow<'_, [u8]>> {
         let mut found: Option<Cow<'_, [u8]>> = None;
         for (n, v) in &self.headers {
             let matches = if cgi {
@@ -213,12 +215,12 @@ impl RequestInfo {
                 // Apache and nginx drop them from CGI variables).
                 !n.as_str().contains('_')
                     && n.as_str().len() == name.len()
-                    && n.as_str().bytes().zip(name.bytes()).all(|(a, b)| {
+                    && n.as_str().bytes().zip(name).all(|(a, &b)| {
                         let a = if a == b'-' { b'_' } else { a };
                         a.eq_ignore_ascii_case(&b)
                     })
             } else {
-                n.as_str().eq_ignore_ascii_case(name)
+                n.as_str().as_bytes().eq_ignore_ascii_case(name)
             };
             if !matches {
                 continue;
@@ -251,7 +253,11 @@ impl RequestInfo {
                 }
             }));
             out.push(b':');
-            out.extend_from_slice(&self.header_value(name.as_str(), false).unwrap_or_default());
+            out.extend_from_slice(
+                &self
+                    .header_value(name.as_str().as_bytes(), false)
+                    .unwrap_or_default(),
+            );
             out.push(b'\n');
         }
         out
@@ -362,7 +368,7 @@ mod tests {
     }
 
     fn get(name: &str) -> Result<Vec<u8>, VarError> {
-        info().get(name).map(|c| c.into_owned())
+        info().get(name.as_bytes()).map(|c| c.into_owned())
     }
 
     #[test]
@@ -400,14 +406,17 @@ mod tests {
         spoof
             .headers
             .insert("x-forwarded-for", "10.0.0.1".parse().unwrap());
-        assert_eq!(&spoof.get("HTTP_X_FORWARDED_FOR").unwrap()[..], b"10.0.0.1");
+        assert_eq!(
+            &spoof.get(b"HTTP_X_FORWARDED_FOR").unwrap()[..],
+            b"10.0.0.1"
+        );
         assert!(
-            !String::from_utf8(spoof.get("ALL_HTTP").unwrap().into_owned())
+            !String::from_utf8(spoof.get(b"ALL_HTTP").unwrap().into_owned())
                 .unwrap()
                 .contains("6.6.6.6")
         );
         assert_eq!(
-            &spoof.get("HEADER_x_forwarded_for").unwrap()[..],
+            &spoof.get(b"HEADER_x_forwarded_for").unwrap()[..],
             b"6.6.6.6"
         );
         let all_http = String::from_utf8(get("ALL_HTTP").unwrap()).unwrap();

@@ -42,6 +42,35 @@ fn environ_is_a_dict_of_native_strings() {
         "headers with _ are dropped: {text}"
     );
     assert!(text.contains(r#""SERVER_PORT": ""#) && text.contains(r#""SERVER_NAME": ""#));
+    assert!(text.contains(r#""REMOTE_PORT": ""#), "{text}");
+    for object in ["wsgi.input", "wsgi.errors", "wsgi.file_wrapper"] {
+        assert!(
+            text.contains(&format!(r#""{object}": "'"#)),
+            "{object}: {text}"
+        );
+    }
+}
+
+#[test]
+fn each_request_gets_a_fresh_environ() {
+    let host = probe_host();
+    let get = b"GET /environ HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    let first = environ(&host, get);
+    // The app adds, replaces and deletes keys of its environ after reading it.
+    environ(
+        &host,
+        b"GET /environ?mutate HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    let after = environ(&host, get);
+    assert!(!after.contains("probe.mark"), "{after}");
+    assert!(after.contains(r#""REQUEST_METHOD": "GET""#), "{after}");
+    assert!(after.contains(r#""wsgi.url_scheme": "http""#), "{after}");
+    let keys = |text: &str| {
+        text.split("\": ")
+            .filter_map(|s| s.rsplit('"').next().map(str::to_owned))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(keys(&first), keys(&after));
 }
 
 #[test]

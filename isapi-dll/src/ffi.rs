@@ -362,21 +362,15 @@ impl Ecb {
     /// header block ending in `\r\n\r\n`.
     pub(crate) fn send_response_header_ex(
         &self,
-        status: &[u8],
-        headers: &[u8],
+        status: &CStr,
+        headers: &CStr,
         keep_conn: bool,
     ) -> io::Result<()> {
-        let mut status_z = Vec::with_capacity(status.len() + 1);
-        status_z.extend_from_slice(status);
-        status_z.push(0);
-        let mut headers_z = Vec::with_capacity(headers.len() + 1);
-        headers_z.extend_from_slice(headers);
-        headers_z.push(0);
         let mut info = HSE_SEND_HEADER_EX_INFO {
-            pszStatus: status_z.as_ptr(),
-            pszHeader: headers_z.as_ptr(),
-            cchStatus: u32::try_from(status.len()).unwrap_or(u32::MAX),
-            cchHeader: u32::try_from(headers.len()).unwrap_or(u32::MAX),
+            pszStatus: status.as_ptr().cast(),
+            pszHeader: headers.as_ptr().cast(),
+            cchStatus: u32::try_from(status.count_bytes()).unwrap_or(u32::MAX),
+            cchHeader: u32::try_from(headers.count_bytes()).unwrap_or(u32::MAX),
             fKeepConn: if keep_conn { TRUE } else { FALSE },
         };
         self.support(

@@ -46,19 +46,26 @@ fn is_latin1(c: char) -> bool {
     u32::from(c) <= 0xFF
 }
 
-fn is_token_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// Checks one response header from the application.
 pub fn check_header(name: &str, value: &str) -> Result<(), String> {
-    if name.is_empty() || !name.chars().all(is_token_char) {
+    if name.is_empty() || !name.bytes().all(is_token_byte) {
         return Err(format!("header name {name:?} is not a valid HTTP token"));
     }
     if is_hop_by_hop(name) {
         return Err(format!(
             "hop-by-hop header {name:?} is not allowed from a WSGI application (PEP 3333)"
         ));
+    }
+    // Printable ASCII and tabs pass on bytes; anything else is judged by character.
+    if value
+        .bytes()
+        .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+    {
+        return Ok(());
     }
     if let Some(c) = value
         .chars()
@@ -122,32 +129,26 @@ pub fn choose_framing(
     }
 }
 
-/// Builds the header block for `SEND_RESPONSE_HEADER_EX`: `Name: value\r\n`... plus the
-/// framing header we add, ending in the blank line. Values are latin-1 (checked earlier).
-pub fn header_block(headers: &[(String, String)], framing: Framing, add_length: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(
-        64 + headers
-            .iter()
-            .map(|(n, v)| n.len() + v.len() + 4)
-            .sum::<usize>(),
-    );
-    for (name, value) in headers {
-        push_latin1(&mut out, name);
-        out.extend_from_slice(b": ");
-        push_latin1(&mut out, value);
-        out.extend_from_slice(b"\r\n");
-    }
+/// Appends one checked ([`check_header`]) header line, `Name: value\r\n`, in latin-1.
+pub fn push_header(block: &mut Vec<u8>, name: &str, value: &str) {
+    push_latin1(block, name);
+    block.extend_from_slice(b": ");
+    push_latin1(block, value);
+    block.extend_from_slice(b"\r\n");
+}
+
+/// Ends a header block of [`push_header`] lines for `SEND_RESPONSE_HEADER_EX`: the framing
+/// header we add, then the blank line.
+pub fn end_header_block(block: &mut Vec<u8>, framing: Framing, add_length: bool) {
+    use std::io::Write as _;
     match framing {
         Framing::Length(n) if add_length => {
-            out.extend_from_slice(b"Content-Length: ");
-            out.extend_from_slice(n.to_string().as_bytes());
-            out.extend_from_slice(b"\r\n");
+            let _ = write!(block, "Content-Length: {n}\r\n");
         }
-        Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        Framing::Chunked => block.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
         _ => {}
     }
-    out.extend_from_slice(b"\r\n");
-    out
+    block.extend_from_slice(b"\r\n");
 }
 
 fn push_latin1(out: &mut Vec<u8>, s: &str) {
@@ -162,9 +163,9 @@ fn push_latin1(out: &mut Vec<u8>, s: &str) {
     }
 }
 
-/// A checked (latin-1) string as latin-1 bytes, for the ECB.
+/// A checked (latin-1) string as latin-1 bytes, for the ECB (with room for a NUL).
 pub fn latin1_bytes(s: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(s.len());
+    let mut out = Vec::with_capacity(s.len() + 1);
     push_latin1(&mut out, s);
     out
 }
@@ -221,6 +222,10 @@ mod tests {
         assert!(check_header("Bad Name", "v").is_err());
         assert!(check_header("", "v").is_err());
         assert!(check_header("X-Uni", "\u{263a}").is_err());
+        assert!(check_header("X-C1", "a\u{85}b").is_err());
+        assert!(check_header("X-Del", "a\u{7f}").is_err());
+        assert!(check_header("X-Tab", "a\tb").is_ok());
+        assert!(check_header("X-N\u{e9}", "v").is_err());
     }
 
     #[test]
@@ -249,19 +254,24 @@ mod tests {
 
     #[test]
     fn blocks_and_chunks() {
-        let h = vec![("Content-Type".to_owned(), "text/plain".to_owned())];
+        let block = |framing, add_length| {
+            let mut b = Vec::new();
+            push_header(&mut b, "Content-Type", "text/plain");
+            push_header(&mut b, "X-Latin", "caf\u{e9}");
+            end_header_block(&mut b, framing, add_length);
+            b
+        };
         assert_eq!(
-            header_block(&h, Framing::Length(3), true),
-            b"Content-Type: text/plain\r\nContent-Length: 3\r\n\r\n"
+            block(Framing::Length(3), true),
+            b"Content-Type: text/plain\r\nX-Latin: caf\xe9\r\nContent-Length: 3\r\n\r\n"
         );
         assert_eq!(
-            header_block(&h, Framing::Length(3), false),
-            b"Content-Type: text/plain\r\n\r\n"
+            block(Framing::Length(3), false),
+            b"Content-Type: text/plain\r\nX-Latin: caf\xe9\r\n\r\n"
         );
-        assert_eq!(
-            header_block(&[], Framing::Chunked, false),
-            b"Transfer-Encoding: chunked\r\n\r\n"
-        );
+        let mut b = Vec::new();
+        end_header_block(&mut b, Framing::Chunked, false);
+        assert_eq!(b, b"Transfer-Encoding: chunked\r\n\r\n");
         let mut out = Vec::new();
         push_chunk(&mut out, &[b'x'; 26]);
         assert_eq!(&out[..4], b"1a\r\n");

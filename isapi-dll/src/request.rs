@@ -1,7 +1,7 @@
 //! One request: the facts fetched from the server (without the GIL), the WSGI environ, the
 //! call of the application, and sending what it returns.
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::ops::Range;
 use std::sync::Arc;
@@ -153,9 +153,12 @@ pub(crate) fn plain_response(ecb: Ecb, status: &str, body: &str) -> u32 {
         "Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
+    let (Ok(status_z), Ok(headers)) = (CString::new(status), CString::new(headers)) else {
+        return HSE_STATUS_ERROR;
+    };
     ecb.set_status_code(status[..3].parse().unwrap_or(500));
     let sent = ecb
-        .send_response_header_ex(status.as_bytes(), headers.as_bytes(), true)
+        .send_response_header_ex(&status_z, &headers, true)
         .and_then(|()| ecb.write_client(body.as_bytes()));
     match sent {
         Ok(()) => windows_sys::Win32::System::Iis::HSE_STATUS_SUCCESS_AND_KEEP_CONN,
@@ -461,6 +464,21 @@ fn app_failed(
     }
 }
 
+/// `HTTP_` and the header's name, upper-cased with `-` as `_`. `name` is ASCII letters,
+/// digits and dashes (checked by the caller).
+fn header_key<'py>(py: Python<'py>, name: &[u8]) -> Bound<'py, PyString> {
+    let mut key = Vec::with_capacity(5 + name.len());
+    key.extend_from_slice(b"HTTP_");
+    key.extend(name.iter().map(|&b| {
+        if b == b'-' {
+            b'_'
+        } else {
+            b.to_ascii_uppercase()
+        }
+    }));
+    PyString::new(py, std::str::from_utf8(&key).unwrap_or_default())
+}
+
 fn trim(mut s: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = s {
         s = rest;
@@ -480,7 +498,8 @@ fn build_environ<'py>(
     input: &Bound<'py, Input>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let k = &ctx.keys;
-    let env = PyDict::new(py);
+    // Holds the constant WSGI entries, and placeholders for the keys set below.
+    let env = ctx.new_environ(py)?;
     let method = ecb.method();
     let method = match method {
         b"GET" => k.get.bind(py).clone(),
@@ -491,10 +510,12 @@ fn build_environ<'py>(
     env.set_item(k.request_method.bind(py), method)?;
     env.set_item(k.script_name.bind(py), ffi::latin1(py, &route.script_name)?)?;
     env.set_item(k.path_info.bind(py), ffi::latin1(py, route.path_info)?)?;
-    env.set_item(
-        k.query_string.bind(py),
-        ffi::latin1(py, ecb.query_string())?,
-    )?;
+    let query = ecb.query_string();
+    if query.is_empty() {
+        env.set_item(k.query_string.bind(py), k.empty.bind(py))?;
+    } else {
+        env.set_item(k.query_string.bind(py), ffi::latin1(py, query)?)?;
+    }
     let content_type = ecb.content_type();
     if !content_type.is_empty() {
         env.set_item(k.content_type.bind(py), ffi::latin1(py, content_type)?)?;
@@ -508,11 +529,12 @@ fn build_environ<'py>(
     env.set_item(k.server_name.bind(py), ffi::latin1(py, info.server_name())?)?;
     env.set_item(k.server_port.bind(py), ffi::latin1(py, info.server_port())?)?;
     env.set_item(k.remote_addr.bind(py), ffi::latin1(py, info.remote_addr())?)?;
-    if !info.remote_port().is_empty() {
+    if info.remote_port().is_empty() {
+        env.del_item(k.remote_port.bind(py))?;
+    } else {
         env.set_item(k.remote_port.bind(py), ffi::latin1(py, info.remote_port())?)?;
     }
     let mut content_length = None;
-    let mut key = String::with_capacity(64);
     for line in info.all_raw().split(|&b| b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let Some(colon) = line.iter().position(|&b| b == b':') else {
@@ -532,20 +554,18 @@ fn build_environ<'py>(
             tracing::debug!(target: "pyisapie", "dropped request header {:?}", String::from_utf8_lossy(name));
             continue;
         }
-        key.clear();
-        key.push_str("HTTP_");
-        key.extend(name.iter().map(|&b| {
-            if b == b'-' {
-                '_'
-            } else {
-                char::from(b.to_ascii_uppercase())
-            }
-        }));
-        let py_key = PyString::new(py, &key);
+        let py_key = match k.common_header(name) {
+            Some(key) => key.bind(py).clone(),
+            None => header_key(py, name),
+        };
         let value = ffi::latin1(py, value)?;
         let value = match env.get_item(&py_key)? {
             Some(prev) => {
-                let sep = if key == "HTTP_COOKIE" { "; " } else { ", " };
+                let sep = if name.eq_ignore_ascii_case(b"cookie") {
+                    "; "
+                } else {
+                    ", "
+                };
                 PyString::new(
                     py,
                     &format!(
@@ -568,22 +588,10 @@ fn build_environ<'py>(
         // a body of 4 GiB or more: the ECB cannot say, the header can
         env.set_item(k.content_length.bind(py), ffi::latin1(py, value)?)?;
     }
-    let scheme = if info.https {
-        k.https_scheme.bind(py)
-    } else {
-        k.http.bind(py)
-    };
     if info.https {
         env.set_item(k.https.bind(py), k.on.bind(py))?;
+        env.set_item(k.wsgi_url_scheme.bind(py), k.https_scheme.bind(py))?;
     }
-    env.set_item(k.wsgi_version.bind(py), ctx.version.bind(py))?;
-    env.set_item(k.wsgi_url_scheme.bind(py), scheme)?;
     env.set_item(k.wsgi_input.bind(py), input)?;
-    env.set_item(k.wsgi_errors.bind(py), ctx.errors.bind(py))?;
-    env.set_item(k.wsgi_multithread.bind(py), true)?;
-    env.set_item(k.wsgi_multiprocess.bind(py), false)?;
-    env.set_item(k.wsgi_run_once.bind(py), false)?;
-    env.set_item(k.wsgi_input_terminated.bind(py), true)?;
-    env.set_item(k.wsgi_file_wrapper.bind(py), ctx.file_wrapper.bind(py))?;
     Ok(env)
 }

@@ -9,12 +9,13 @@
 //! - [`FileWrapper`], `wsgi.file_wrapper`;
 //! - [`Errors`], `wsgi.errors`, which writes to the log.
 
+use std::ffi::CString;
 use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use pyo3::exceptions::{PyAssertionError, PyOSError, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyModule, PyString, PyTuple, PyType};
+use pyo3::types::{PyBytes, PyDict, PyList, PyModule, PyString, PyTuple};
 
 use crate::ffi::{Ecb, RawFile};
 use crate::http::{self, Framing};
@@ -105,6 +106,35 @@ keys! {
     http11 = "HTTP/1.1",
     http10 = "HTTP/1.0",
     close = "close",
+    empty = "",
+    http_host = "HTTP_HOST",
+    http_user_agent = "HTTP_USER_AGENT",
+    http_accept = "HTTP_ACCEPT",
+    http_accept_encoding = "HTTP_ACCEPT_ENCODING",
+    http_accept_language = "HTTP_ACCEPT_LANGUAGE",
+    http_connection = "HTTP_CONNECTION",
+    http_cookie = "HTTP_COOKIE",
+}
+
+impl Keys {
+    /// The interned environ key of a common request header (`name` in any case), so that
+    /// most requests make no key string.
+    pub(crate) fn common_header(&self, name: &[u8]) -> Option<&Py<PyString>> {
+        let mut lower = [0u8; 15];
+        let lower = lower.get_mut(..name.len())?;
+        lower.copy_from_slice(name);
+        lower.make_ascii_lowercase();
+        Some(match &*lower {
+            b"host" => &self.http_host,
+            b"user-agent" => &self.http_user_agent,
+            b"accept" => &self.http_accept,
+            b"accept-encoding" => &self.http_accept_encoding,
+            b"accept-language" => &self.http_accept_language,
+            b"connection" => &self.http_connection,
+            b"cookie" => &self.http_cookie,
+            _ => return None,
+        })
+    }
 }
 
 /// Per-interpreter state: everything the request path needs from Python, created once at
@@ -115,12 +145,8 @@ pub(crate) struct Context {
     pub(crate) apps: Vec<Py<PyAny>>,
     /// Interned strings.
     pub(crate) keys: Keys,
-    /// `(1, 0)`
-    pub(crate) version: Py<PyTuple>,
-    /// The shared `wsgi.errors` stream.
-    pub(crate) errors: Py<Errors>,
-    /// The `FileWrapper` type (for `wsgi.file_wrapper` and `isinstance` checks).
-    pub(crate) file_wrapper: Py<PyType>,
+    /// The start of every environ ([`Context::new_environ`]).
+    environ_base: Py<PyDict>,
     /// The bootstrap module (traceback formatting, file inspection).
     pub(crate) boot: Py<PyModule>,
     /// Tracebacks in 500 responses.
@@ -137,12 +163,40 @@ impl Context {
         boot: Py<PyModule>,
         debug: bool,
     ) -> PyResult<()> {
+        let keys = Keys::new(py);
+        let errors = Py::new(py, Errors)?;
+        let file_wrapper = py.get_type::<FileWrapper>();
+        let environ_base = PyDict::new(py);
+        let k = &keys;
+        // The constant entries, then placeholders for the keys every request sets: a copy
+        // of this dict has room for them and a few headers, so filling it in replaces
+        // values rather than growing the table.
+        environ_base.set_item(k.wsgi_version.bind(py), PyTuple::new(py, [1, 0])?)?;
+        environ_base.set_item(k.wsgi_url_scheme.bind(py), k.http.bind(py))?;
+        environ_base.set_item(k.wsgi_errors.bind(py), &errors)?;
+        environ_base.set_item(k.wsgi_multithread.bind(py), true)?;
+        environ_base.set_item(k.wsgi_multiprocess.bind(py), false)?;
+        environ_base.set_item(k.wsgi_run_once.bind(py), false)?;
+        environ_base.set_item(k.wsgi_input_terminated.bind(py), true)?;
+        environ_base.set_item(k.wsgi_file_wrapper.bind(py), &file_wrapper)?;
+        for key in [
+            &k.request_method,
+            &k.script_name,
+            &k.path_info,
+            &k.query_string,
+            &k.server_protocol,
+            &k.server_name,
+            &k.server_port,
+            &k.remote_addr,
+            &k.remote_port,
+            &k.wsgi_input,
+        ] {
+            environ_base.set_item(key.bind(py), py.None())?;
+        }
         let context = Self {
             apps,
-            keys: Keys::new(py),
-            version: PyTuple::new(py, [1, 0])?.unbind(),
-            errors: Py::new(py, Errors)?,
-            file_wrapper: py.get_type::<FileWrapper>().unbind(),
+            keys,
+            environ_base: environ_base.unbind(),
             boot,
             debug,
         };
@@ -152,12 +206,20 @@ impl Context {
     /// The current interpreter's context.
     pub(crate) fn get(py: Python<'_>) -> PyResult<Bound<'_, Self>> {
         let dict = crate::ffi::interpreter_dict(py)?;
-        let item = dict.get_item(CONTEXT_KEY)?.ok_or_else(|| {
-            pyo3::exceptions::PyRuntimeError::new_err(
-                "pyisapie is not initialised in this interpreter",
-            )
-        })?;
+        let item = dict
+            .get_item(pyo3::intern!(py, CONTEXT_KEY))?
+            .ok_or_else(|| {
+                pyo3::exceptions::PyRuntimeError::new_err(
+                    "pyisapie is not initialised in this interpreter",
+                )
+            })?;
         Ok(item.cast_into::<Self>()?)
+    }
+
+    /// A new environ holding the constant WSGI entries and a placeholder (`None`) under
+    /// each key that [`request`](crate::request) fills in for every request.
+    pub(crate) fn new_environ<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        self.environ_base.bind(py).copy()
     }
 
     /// Formats an exception with its traceback.
@@ -515,8 +577,12 @@ pub(crate) struct Response {
     link: Arc<Link>,
     /// The client speaks HTTP/1.1 (chunked framing possible).
     http11: bool,
-    status: Option<(String, u16)>,
-    headers: Vec<(String, String)>,
+    /// The status code, once `start_response` has been called.
+    code: Option<u16>,
+    /// The status line's text (`200 OK`) and the header lines ([`http::push_header`]),
+    /// in latin-1; taken when the headers go out.
+    status: Vec<u8>,
+    headers: Vec<u8>,
     app_length: Option<u64>,
     /// Set once the headers are sent.
     framing: Option<Framing>,
@@ -533,8 +599,8 @@ pub(crate) struct Response {
 /// A status line and header block ready for `SEND_RESPONSE_HEADER_EX`.
 struct Head {
     code: u16,
-    status: Vec<u8>,
-    block: Vec<u8>,
+    status: CString,
+    block: CString,
     keep: bool,
     streaming: bool,
 }
@@ -601,7 +667,8 @@ impl Response {
         Self {
             link,
             http11,
-            status: None,
+            code: None,
+            status: Vec::new(),
             headers: Vec::new(),
             app_length: None,
             framing: None,
@@ -615,7 +682,7 @@ impl Response {
 
     /// Whether `start_response` has been called.
     pub(crate) fn started(&self) -> bool {
-        self.status.is_some()
+        self.code.is_some()
     }
 
     /// Whether the headers have gone out.
@@ -630,12 +697,11 @@ impl Response {
 
     /// Replaces the status and headers (for the error page, before headers are sent).
     pub(crate) fn set_error_status(&mut self, status: &str, content_type: &str, length: usize) {
-        let code = status.get(..3).and_then(|c| c.parse().ok()).unwrap_or(500);
-        self.status = Some((status.to_owned(), code));
-        self.headers = vec![
-            ("Content-Type".to_owned(), content_type.to_owned()),
-            ("Content-Length".to_owned(), length.to_string()),
-        ];
+        self.code = Some(status.get(..3).and_then(|c| c.parse().ok()).unwrap_or(500));
+        self.status = http::latin1_bytes(status);
+        self.headers.clear();
+        http::push_header(&mut self.headers, "Content-Type", content_type);
+        http::push_header(&mut self.headers, "Content-Length", &length.to_string());
         self.app_length = Some(length as u64);
     }
 
@@ -656,7 +722,7 @@ impl Response {
 
     /// Decides the framing and builds the status and header block (sets `framing`).
     fn prepare_headers(&mut self, known: Option<u64>) -> Result<Head, Disconnected> {
-        let Some((status, code)) = self.status.clone() else {
+        let Some(code) = self.code else {
             return Err(Disconnected(io::Error::other(
                 "start_response() was not called",
             )));
@@ -666,12 +732,17 @@ impl Response {
         let framing = http::choose_framing(code, self.app_length, known, || {
             http11 && link.with(|ecb| Ok(ecb.is_keep_conn())).unwrap_or(false)
         });
-        let add_length = self.app_length.is_none();
+        let mut block = std::mem::take(&mut self.headers);
+        http::end_header_block(&mut block, framing, self.app_length.is_none());
+        // Checked when start_response took them: no control characters, so no NUL.
+        let no_nul = |_| Disconnected(io::Error::other("a NUL in the response head"));
+        let status = CString::new(std::mem::take(&mut self.status)).map_err(no_nul)?;
+        let block = CString::new(block).map_err(no_nul)?;
         self.framing = Some(framing);
         Ok(Head {
             code,
-            status: http::latin1_bytes(&status),
-            block: http::header_block(&self.headers, framing, add_length),
+            status,
+            block,
             keep: framing != Framing::Close,
             streaming: known.is_none() && framing != Framing::None,
         })
@@ -913,7 +984,7 @@ impl Response {
         let list = response_headers.cast::<PyList>().map_err(|_| {
             PyTypeError::new_err("response_headers must be a list of (name, value) tuples")
         })?;
-        let mut headers = Vec::with_capacity(list.len());
+        let mut headers = Vec::with_capacity(64 * list.len() + 32);
         let mut app_length = None;
         for item in list.iter() {
             let pair = item
@@ -938,11 +1009,12 @@ impl Response {
                 app_length =
                     Some(http::parse_content_length(value).map_err(PyAssertionError::new_err)?);
             }
-            headers.push((name.to_owned(), value.to_owned()));
+            http::push_header(&mut headers, name, value);
         }
         {
             let mut this = slf.borrow_mut();
-            this.status = Some((status.to_owned(), code));
+            this.code = Some(code);
+            this.status = http::latin1_bytes(status);
             this.headers = headers;
             this.app_length = app_length;
         }
