@@ -74,6 +74,20 @@ fn each_request_gets_a_fresh_environ() {
 }
 
 #[test]
+fn server_name_follows_each_request() {
+    // pyisapie reuses the last request's string while the bytes are the same.
+    let host = probe_host();
+    for name in ["a.test", "a.test", "b.test", "a.test"] {
+        let raw = format!("GET /environ HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n");
+        let text = environ(&host, raw.as_bytes());
+        assert!(
+            text.contains(&format!(r#""SERVER_NAME": "{name}""#)),
+            "{name}: {text}"
+        );
+    }
+}
+
+#[test]
 fn content_type_and_length_are_cgi_keys() {
     let host = probe_host();
     let text = environ(

@@ -13,7 +13,7 @@ use windows_sys::Win32::System::Iis::{HSE_STATUS_ERROR, HSE_STATUS_SUCCESS};
 
 use crate::ffi::{self, Ecb, RawFile};
 use crate::mount::{self, Route};
-use crate::wsgi::{Context, Deferred, Disconnected, FileWrapper, Input, Link, Response};
+use crate::wsgi::{Context, Deferred, Disconnected, FileWrapper, Input, Link, Repeated, Response};
 
 /// Where the extension's own URL prefix comes from (decided once per process).
 #[derive(Debug, Clone)]
@@ -508,7 +508,8 @@ fn build_environ<'py>(
         _ => ffi::latin1(py, method)?,
     };
     env.set_item(k.request_method.bind(py), method)?;
-    env.set_item(k.script_name.bind(py), ffi::latin1(py, &route.script_name)?)?;
+    let script_name = ctx.repeated(py, Repeated::ScriptName, &route.script_name)?;
+    env.set_item(k.script_name.bind(py), script_name)?;
     env.set_item(k.path_info.bind(py), ffi::latin1(py, route.path_info)?)?;
     let query = ecb.query_string();
     if query.is_empty() {
@@ -526,9 +527,12 @@ fn build_environ<'py>(
         other => ffi::latin1(py, other)?,
     };
     env.set_item(k.server_protocol.bind(py), protocol)?;
-    env.set_item(k.server_name.bind(py), ffi::latin1(py, info.server_name())?)?;
-    env.set_item(k.server_port.bind(py), ffi::latin1(py, info.server_port())?)?;
-    env.set_item(k.remote_addr.bind(py), ffi::latin1(py, info.remote_addr())?)?;
+    let server_name = ctx.repeated(py, Repeated::ServerName, info.server_name())?;
+    env.set_item(k.server_name.bind(py), server_name)?;
+    let server_port = ctx.repeated(py, Repeated::ServerPort, info.server_port())?;
+    env.set_item(k.server_port.bind(py), server_port)?;
+    let remote_addr = ctx.repeated(py, Repeated::RemoteAddr, info.remote_addr())?;
+    env.set_item(k.remote_addr.bind(py), remote_addr)?;
     if info.remote_port().is_empty() {
         env.del_item(k.remote_port.bind(py))?;
     } else {

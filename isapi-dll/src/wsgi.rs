@@ -147,6 +147,8 @@ pub(crate) struct Context {
     pub(crate) keys: Keys,
     /// The start of every environ ([`Context::new_environ`]).
     environ_base: Py<PyDict>,
+    /// The last string made for each [`Repeated`] environ value.
+    repeated: [Mutex<LastString>; Repeated::COUNT],
     /// The bootstrap module (traceback formatting, file inspection).
     pub(crate) boot: Py<PyModule>,
     /// Tracebacks in 500 responses.
@@ -154,6 +156,23 @@ pub(crate) struct Context {
 }
 
 const CONTEXT_KEY: &str = "pyisapie.context";
+
+/// Environ values that are mostly the same from one request to the next
+/// ([`Context::repeated`]).
+#[derive(Clone, Copy)]
+pub(crate) enum Repeated {
+    ScriptName,
+    ServerName,
+    ServerPort,
+    RemoteAddr,
+}
+
+impl Repeated {
+    const COUNT: usize = 4;
+}
+
+/// The bytes of a [`Repeated`] value and the string last made of them.
+type LastString = (Vec<u8>, Option<Py<PyString>>);
 
 impl Context {
     /// Builds the context and stores it in the current interpreter.
@@ -197,6 +216,7 @@ impl Context {
             apps,
             keys,
             environ_base: environ_base.unbind(),
+            repeated: Default::default(),
             boot,
             debug,
         };
@@ -220,6 +240,30 @@ impl Context {
     /// each key that [`request`](crate::request) fills in for every request.
     pub(crate) fn new_environ<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         self.environ_base.bind(py).copy()
+    }
+
+    /// `bytes` as a latin-1 string, reusing the string of the last request when `bytes`
+    /// are the same, as they mostly are for a [`Repeated`] value.
+    pub(crate) fn repeated<'py>(
+        &self,
+        py: Python<'py>,
+        which: Repeated,
+        bytes: &[u8],
+    ) -> PyResult<Bound<'py, PyString>> {
+        // Held with the GIL, so never contended.
+        let mut last = self.repeated[which as usize]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let (b, Some(s)) = &*last {
+            if b == bytes {
+                return Ok(s.bind(py).clone());
+            }
+        }
+        let s = crate::ffi::latin1(py, bytes)?;
+        last.0.clear();
+        last.0.extend_from_slice(bytes);
+        last.1 = Some(s.clone().unbind());
+        Ok(s)
     }
 
     /// Formats an exception with its traceback.
