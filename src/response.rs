@@ -54,9 +54,8 @@ pub(crate) fn parse_status(raw: &[u8]) -> Result<(StatusCode, Option<String>), H
         Some((c, r)) => (c, Some(r.trim_ascii())),
         None => (s, None),
     };
-    let status = std::str::from_utf8(code)
-        .ok()
-        .and_then(|c| c.parse::<u16>().ok())
+    let status = parse_decimal(code)
+        .and_then(|c| u16::try_from(c).ok())
         .and_then(|c| StatusCode::from_u16(c).ok())
         .filter(|c| c.as_u16() >= 200) // no 1xx: the host supports no upgrades
         .ok_or_else(|| HeadError::Status(String::from_utf8_lossy(raw).into_owned()))?;
@@ -373,6 +372,7 @@ mod tests {
             StatusCode::INTERNAL_SERVER_ERROR
         );
         assert!(parse_status(b"OK").is_err());
+        assert!(parse_status(b"+200 OK").is_err());
         assert!(parse_status(b"99 Low").is_err());
     }
 
