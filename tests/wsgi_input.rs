@@ -78,7 +78,10 @@ fn large_bodies_beyond_the_preload() {
             "70000,70000,70000,70000,20000",
             "read-ahead {read_ahead}"
         );
-        assert!(r.body[split + 1..] == data[..300_000], "read(n) returned other bytes");
+        assert!(
+            r.body[split + 1..] == data[..300_000],
+            "read(n) returned other bytes"
+        );
     }
 }
 

@@ -31,7 +31,10 @@ fn write_honours_the_apps_content_length() {
     let host = probe_host();
     let mut c = host.connect();
     let r = c.roundtrip(&get_req("/write-cl-long"));
-    assert_eq!((body(&r).as_str(), r.framing), ("12345", Framing::ContentLength(5)));
+    assert_eq!(
+        (body(&r).as_str(), r.framing),
+        ("12345", Framing::ContentLength(5))
+    );
     assert!(c.buffered().is_empty());
     let r = c.roundtrip(&get_req("/hello"));
     assert_eq!(body(&r), "Hello, world!");
