@@ -34,8 +34,21 @@
 //! - At most one thread is on its way at a time, and idle threads sleep in a
 //!   stack, so the thread woken is the one whose caches are still warm.
 //!
-//! No thread spins: on a two-core machine a spinning thread takes the CPU
-//! from the runtime that feeds it.
+//! - A thread that finds the queue empty while jobs come in fast yields its
+//!   CPU a few times (`sched_yield`) before it sleeps, and takes a job
+//!   queued meanwhile without a wake-up. Sleeping costs a futex wait, and
+//!   the job that ends it a futex wake on the runtime's thread and two
+//!   context switches. A yield lets every other runnable thread run first
+//!   (the runtime that feeds the pool, the client on the same machine), so
+//!   it takes no CPU anyone else wants. Yielding starts when a woken thread
+//!   finds more than one job queued; each time it finds a job the next
+//!   budget doubles (up to [`MAX_YIELDS`]), each time it does not the
+//!   budget halves, so at a low request rate threads sleep at once. While a
+//!   thread yields, it counts as on its way, and no job wakes another.
+//!
+//! No thread spins on the CPU: on a two-core machine a spinning thread
+//! takes the CPU from the runtime that feeds it (measured, BENCHMARKS.md
+//! sessions 2 and 3).
 
 use std::cell::OnceCell;
 use std::collections::VecDeque;
@@ -52,6 +65,10 @@ pub(crate) const STALL: Duration = Duration::from_millis(1);
 /// a CPU) may keep the queue from moving before another thread is woken
 /// anyway: a long computation does not hold up every request behind it.
 pub(crate) const BUSY_STALL: Duration = Duration::from_millis(10);
+
+/// The most times a pool thread that finds the queue empty yields the CPU
+/// for the next job before it sleeps (see the module docs).
+pub(crate) const MAX_YIELDS: u32 = 8;
 
 /// A `ReadClient` of at least this many bytes is a bulk [`Transfer`].
 pub(crate) const BULK: usize = 32 * 1024;
@@ -82,6 +99,9 @@ struct State {
     /// How many threads may run at once while the queue moves: the CPUs the
     /// work can spread over.
     parallel: usize,
+    /// Times threads yielded for a job.
+    #[cfg(test)]
+    yielded: u32,
 }
 
 impl State {
@@ -169,6 +189,8 @@ impl Shared {
     fn worker(&self, me: usize) {
         let mut st = self.lock();
         st.threads[me].tid = current_tid();
+        // How many times this thread yields for a job before it sleeps.
+        let mut yields = 0;
         loop {
             // One too many only if, as the kernel says, another running
             // thread is computing rather than blocked (on a slow upload,
@@ -190,6 +212,19 @@ impl Shared {
             } else {
                 st.jobs.pop_front()
             };
+            let next = match next {
+                None if !retire && yields > 0 && st.waking == 0 => {
+                    let got;
+                    (st, got) = self.yield_for_job(st, yields);
+                    yields = if got.is_some() {
+                        (yields * 2).min(MAX_YIELDS)
+                    } else {
+                        yields / 2
+                    };
+                    got
+                }
+                next => next,
+            };
             let Some((_, job)) = next else {
                 st.idle.push((me, thread::current()));
                 st.threads[me].woken = false;
@@ -199,6 +234,10 @@ impl Shared {
                     st = self.lock();
                 }
                 st.waking -= 1;
+                if st.jobs.len() > 1 {
+                    // Jobs came in faster than a wake-up: worth yielding for.
+                    yields = yields.max(2);
+                }
                 continue;
             };
             st.set_working(me, true);
@@ -216,6 +255,33 @@ impl Shared {
             st = self.lock();
             st.set_working(me, false);
         }
+    }
+
+    /// Yields the CPU up to `times` times, taking the first job queued
+    /// meanwhile. The yielding thread counts as on its way to the queue, so
+    /// no job wakes a sleeper while it yields.
+    fn yield_for_job<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        times: u32,
+    ) -> (MutexGuard<'a, State>, Option<(Instant, Job)>) {
+        st.waking += 1;
+        let mut got = None;
+        for _ in 0..times {
+            drop(st);
+            thread::yield_now();
+            st = self.lock();
+            #[cfg(test)]
+            {
+                st.yielded += 1;
+            }
+            got = st.jobs.pop_front();
+            if got.is_some() {
+                break;
+            }
+        }
+        st.waking -= 1;
+        (st, got)
     }
 
     /// Asks the kernel whether a thread running a job is computing (or
@@ -371,6 +437,8 @@ impl Pool {
                 last_starter: usize::MAX,
                 watching: false,
                 parallel: parallel.max(1),
+                #[cfg(test)]
+                yielded: 0,
             }),
             watch: Condvar::new(),
         });
@@ -434,6 +502,78 @@ mod tests {
         let mut got: Vec<i32> = (0..100).map(|_| rx.recv().unwrap()).collect();
         got.sort_unstable();
         assert_eq!(got, (0..100).collect::<Vec<_>>());
+    }
+
+    /// Waits until all of `pool`'s threads sleep.
+    fn wait_all_asleep(pool: &Pool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let st = pool.shared.lock();
+            if st.idle.len() == st.threads.len() {
+                return;
+            }
+            drop(st);
+            assert!(Instant::now() < deadline, "the pool's threads never slept");
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn jobs_at_a_low_rate_find_the_thread_asleep_and_it_never_yields() {
+        let pool = Pool::new("test-slow", 1, 1).unwrap();
+        let (tx, rx) = mpsc::channel();
+        for i in 0..20 {
+            wait_all_asleep(&pool);
+            let tx = tx.clone();
+            pool.spawn(move || tx.send(i).unwrap());
+            assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), i);
+        }
+        wait_all_asleep(&pool);
+        assert_eq!(
+            pool.shared.lock().yielded,
+            0,
+            "a lone job is not worth yielding for"
+        );
+    }
+
+    #[test]
+    fn a_thread_woken_for_a_burst_yields_for_more_then_sleeps() {
+        // Three jobs already queued when the thread wakes: jobs come faster
+        // than a wake-up, so it yields before it sleeps; none comes, so the
+        // budget halves to nothing and it sleeps.
+        let pool = Pool::new("test-burst", 1, 1).unwrap();
+        wait_all_asleep(&pool);
+        let (tx, rx) = mpsc::channel();
+        let wake = {
+            let mut st = pool.shared.lock();
+            for i in 0..3 {
+                let tx = tx.clone();
+                st.jobs
+                    .push_back((Instant::now(), Box::new(move || tx.send(i).unwrap())));
+            }
+            st.pick_sleeper(Instant::now(), false)
+        };
+        wake.expect("no thread runs: the first job wakes one")
+            .unpark();
+        for i in 0..3 {
+            assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), i);
+        }
+        wait_all_asleep(&pool);
+        let yielded = pool.shared.lock().yielded;
+        assert!(
+            (1..=2 * MAX_YIELDS).contains(&yielded),
+            "yielded {yielded} times after a burst"
+        );
+        // Back to a low rate: each yield in vain halves the budget, so the
+        // thread soon sleeps at once again.
+        for i in 0..10 {
+            let tx = tx.clone();
+            pool.spawn(move || tx.send(i).unwrap());
+            assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), i);
+            wait_all_asleep(&pool);
+        }
+        let more = pool.shared.lock().yielded - yielded;
+        assert!(more <= 2, "yielded {more} more times for ten lone jobs");
     }
 
     #[test]
