@@ -184,20 +184,24 @@ fn last_error() -> i32 {
 }
 
 /// The ECB and the strings it points to, alive as long as the request.
-pub(crate) struct EcbBox {
-    ecb: Box<UnsafeCell<EXTENSION_CONTROL_BLOCK>>,
+///
+/// The ECB is stored inline: the extension gets its address only once the
+/// request context that owns it is shared (in an `Arc`), where it no longer
+/// moves.
+pub(crate) struct EcbCell {
+    ecb: UnsafeCell<EXTENSION_CONTROL_BLOCK>,
     /// The ECB's five strings, each NUL-terminated, in one allocation.
     _strings: Box<[u8]>,
     _preload: Vec<u8>,
 }
 
-// SAFETY: the ECB holds pointers into the box's own heap data, which does not
-// move and is only read through them; the extension's writes to
-// `dwHttpStatusCode` and `lpszLogData` are read by the host after the
-// extension is done with the request.
-unsafe impl Send for EcbBox {}
+// SAFETY: the ECB holds pointers into the strings' and the preload's heap
+// data, which does not move and is only read through them; the extension's
+// writes to `dwHttpStatusCode` and `lpszLogData` are read by the host after
+// the extension is done with the request.
+unsafe impl Send for EcbCell {}
 // SAFETY: as above; shared access never creates Rust references into the ECB.
-unsafe impl Sync for EcbBox {}
+unsafe impl Sync for EcbCell {}
 
 /// Appends `bytes` up to its first NUL, then a NUL; returns where it starts.
 fn push_cstr(out: &mut Vec<u8>, bytes: &[u8]) -> usize {
@@ -207,7 +211,7 @@ fn push_cstr(out: &mut Vec<u8>, bytes: &[u8]) -> usize {
     start
 }
 
-impl EcbBox {
+impl EcbCell {
     /// Builds the ECB for request `id`; `preload` is the read-ahead body.
     pub(crate) fn new(
         id: usize,
@@ -219,7 +223,6 @@ impl EcbBox {
         if available > 0 {
             preload.push(0); // IIS NUL-terminates lpbData
         }
-        let translated = info.translate(&info.url);
         let content_type = info
             .headers
             .get(http::header::CONTENT_TYPE)
@@ -229,7 +232,8 @@ impl EcbBox {
             info.method.as_str().len()
                 + info.query().len()
                 + info.url.len()
-                + translated.len()
+                + info.physical_path.as_os_str().len()
+                + info.url.len()
                 + content_type.len()
                 + 6,
         );
@@ -237,13 +241,18 @@ impl EcbBox {
             push_cstr(&mut buf, info.method.as_str().as_bytes()),
             push_cstr(&mut buf, info.query().as_bytes()),
             push_cstr(&mut buf, &info.url),
-            push_cstr(&mut buf, translated.as_bytes()),
+            {
+                let start = buf.len();
+                info.push_path_translated(&mut buf);
+                buf.push(0);
+                start
+            },
             push_cstr(&mut buf, content_type),
             // lpbData when nothing is preloaded: no allocation for a GET.
             push_cstr(&mut buf, b""),
         ];
         let mut strings = buf.into_boxed_slice();
-        // The box's heap data never moves: these pointers stay valid.
+        // The strings' heap data never moves: these pointers stay valid.
         let base = strings.as_mut_ptr();
         let ptr = |i: usize| base.wrapping_add(at[i]);
         let ecb = EXTENSION_CONTROL_BLOCK {
@@ -269,8 +278,8 @@ impl EcbBox {
             ReadClient: Some(read_client),
             ServerSupportFunction: Some(server_support_function),
         };
-        EcbBox {
-            ecb: Box::new(UnsafeCell::new(ecb)),
+        EcbCell {
+            ecb: UnsafeCell::new(ecb),
             _strings: strings,
             _preload: preload,
         }
@@ -289,7 +298,7 @@ impl EcbBox {
 
     /// `lpszLogData` as the extension left it.
     pub(crate) fn log_data(&self) -> String {
-        // SAFETY: the array lives in the box; read by value.
+        // SAFETY: the pointer is valid and aligned; the array is read by value.
         let raw = unsafe { std::ptr::addr_of!((*self.ptr()).lpszLogData).read_volatile() };
         let bytes: Vec<u8> = raw
             .iter()
@@ -303,7 +312,8 @@ impl EcbBox {
 /// Runs `HttpExtensionProc` for a request on the calling (pool) thread.
 pub(crate) fn call_extension(lib: &ExtensionLib, ctx: &RequestCtx) -> u32 {
     // SAFETY: the ECB is fully initialised and outlives the request: the
-    // context owning it stays registered until the request finishes.
+    // context owning it is shared in an `Arc` (so the ECB no longer moves)
+    // and stays registered until the request finishes.
     unsafe { (lib.proc_)(ctx.ecb.ptr()) }
 }
 

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::body::{BodyError, BodyReader};
 use crate::extension::Extension;
-use crate::ffi::{self, Completion, EcbBox};
+use crate::ffi::{self, Completion, EcbCell};
 use crate::response::{self, ChunkDecoder, Head};
 use crate::server::{ConnSignals, Shared};
 use crate::vars::{RequestInfo, SERVER_SOFTWARE};
@@ -208,7 +208,7 @@ pub(crate) struct RequestCtx {
     pub(crate) ext: Arc<Extension>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) conn: Arc<ConnSignals>,
-    pub(crate) ecb: EcbBox,
+    pub(crate) ecb: EcbCell,
     body: Mutex<BodyReader>,
     resp: Mutex<Responder>,
     outcome: Arc<Outcome>,
@@ -255,7 +255,7 @@ impl RequestCtx {
         let (head_tx, head_rx) = oneshot::channel();
         let outcome = Arc::new(Outcome::default());
         let head_request = p.info.method == http::Method::HEAD;
-        let ecb = EcbBox::new(p.id, &p.info, p.preload, p.total_bytes);
+        let ecb = EcbCell::new(p.id, &p.info, p.preload, p.total_bytes);
         let ctx = Arc::new(RequestCtx {
             id: p.id,
             info: p.info,
@@ -315,7 +315,7 @@ impl RequestCtx {
         if matches!(r.framing, Framing::Unsent) {
             let head = match response::leading_header_block(data) {
                 Some((lines, end)) => {
-                    let head = response::build_head(None, &lines);
+                    let head = response::build_head(None, lines);
                     data = &data[end..];
                     head
                 }
@@ -324,7 +324,7 @@ impl RequestCtx {
                         request = self.id,
                         "WriteClient before any headers: sending 200 with a close-delimited body"
                     );
-                    response::build_head(None, &[])
+                    response::build_head(None, std::iter::empty())
                 }
             };
             let head = head.map_err(|e| self.bad_head(e))?;
@@ -341,8 +341,9 @@ impl RequestCtx {
         keep_conn: bool,
     ) -> Result<(), u32> {
         let headers = response::trim_nul(headers);
-        let (lines, end) = response::split_header_block(headers);
-        let head = response::build_head(status, &lines).map_err(|e| self.bad_head(e))?;
+        let mut lines = response::HeaderLines::new(headers);
+        let head = response::build_head(status, &mut lines).map_err(|e| self.bad_head(e))?;
+        let end = lines.end();
         let mut r = lock(&self.resp);
         if !matches!(r.framing, Framing::Unsent) {
             tracing::warn!(

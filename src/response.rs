@@ -92,29 +92,73 @@ pub(crate) type HeaderLine<'a> = (&'a [u8], &'a [u8]);
 /// line. Returns the lines and the number of bytes consumed, including the
 /// blank line, or `None` when there is no complete block.
 pub(crate) fn split_header_block(raw: &[u8]) -> (Vec<HeaderLine<'_>>, Option<usize>) {
-    let mut lines = Vec::with_capacity(8);
-    let mut pos = 0;
-    while pos < raw.len() {
-        let Some(nl) = memchr::memchr(b'\n', &raw[pos..]) else {
-            // A last line without its end: IIS accepts a header string
-            // without the final CRLF.
-            let line = trim_cr(&raw[pos..]);
-            if let Some(kv) = split_header_line(line) {
-                lines.push(kv);
-            }
-            return (lines, None);
-        };
-        let line = trim_cr(&raw[pos..pos + nl]);
-        pos += nl + 1;
-        if line.is_empty() {
-            return (lines, Some(pos));
-        }
-        // Lines that are not headers are ignored, as IIS does.
-        if let Some(kv) = split_header_line(line) {
-            lines.push(kv);
+    let mut lines = HeaderLines::new(raw);
+    let v = lines.by_ref().collect();
+    (v, lines.end())
+}
+
+/// The `(name, value)` lines of a header block, up to the blank line; lines
+/// that are not headers are skipped, as IIS does.
+pub(crate) struct HeaderLines<'a> {
+    raw: &'a [u8],
+    pos: usize,
+    end: Option<usize>,
+}
+
+impl<'a> HeaderLines<'a> {
+    pub(crate) fn new(raw: &'a [u8]) -> Self {
+        HeaderLines {
+            raw,
+            pos: 0,
+            end: None,
         }
     }
-    (lines, None)
+
+    /// Once the lines are all read: the bytes the block took, including the
+    /// blank line, or `None` when it has none.
+    pub(crate) fn end(&self) -> Option<usize> {
+        self.end
+    }
+}
+
+impl<'a> Iterator for HeaderLines<'a> {
+    type Item = HeaderLine<'a>;
+
+    fn next(&mut self) -> Option<HeaderLine<'a>> {
+        while self.end.is_none() && self.pos < self.raw.len() {
+            let rest = &self.raw[self.pos..];
+            let line = match memchr::memchr(b'\n', rest) {
+                Some(nl) => {
+                    self.pos += nl + 1;
+                    let line = trim_cr(&rest[..nl]);
+                    if line.is_empty() {
+                        self.end = Some(self.pos);
+                        return None;
+                    }
+                    line
+                }
+                None => {
+                    // A last line without its end: IIS accepts a header
+                    // string without the final CRLF.
+                    self.pos = self.raw.len();
+                    trim_cr(rest)
+                }
+            };
+            if let Some(kv) = split_header_line(line) {
+                return Some(kv);
+            }
+        }
+        None
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        if self.end.is_some() {
+            return (0, Some(0));
+        }
+        // At most a line per line end, and one without.
+        let rest = &self.raw[self.pos..];
+        (0, Some(memchr::memchr_iter(b'\n', rest).count() + 1))
+    }
 }
 
 fn trim_cr(line: &[u8]) -> &[u8] {
@@ -146,19 +190,22 @@ pub(crate) fn leading_header_block(data: &[u8]) -> Option<(Vec<HeaderLine<'_>>, 
 }
 
 /// Builds a [`Head`] from a status and a header block.
-pub(crate) fn build_head(
+pub(crate) fn build_head<'a>(
     status: Option<&[u8]>,
-    header_lines: &[HeaderLine<'_>],
+    header_lines: impl IntoIterator<Item = HeaderLine<'a>>,
 ) -> Result<Head, HeadError> {
     let (mut status, mut reason) = match status {
         Some(s) if !trim_nul(s).trim_ascii().is_empty() => parse_status(s)?,
         _ => (StatusCode::OK, None),
     };
-    let mut headers = HeaderMap::with_capacity(header_lines.len() + 2);
+    let header_lines = header_lines.into_iter();
+    // Room for the extension's headers and the host's `Server`.
+    let lines = header_lines.size_hint();
+    let mut headers = HeaderMap::with_capacity(lines.1.unwrap_or(lines.0).min(32) + 1);
     let mut content_length = None;
     let mut chunked = false;
     let mut close = false;
-    for &(name, value) in header_lines {
+    for (name, value) in header_lines {
         if name.eq_ignore_ascii_case(b"status") {
             (status, reason) = parse_status(value)?;
             continue;
@@ -353,7 +400,7 @@ mod tests {
         }
         // Surrounding blanks are trimmed before the number is read.
         let (lines, _) = split_header_block(b"Content-Length:  7 \r\n\r\n");
-        assert_eq!(build_head(None, &lines).unwrap().content_length, Some(7));
+        assert_eq!(build_head(None, lines).unwrap().content_length, Some(7));
     }
 
     #[test]
@@ -396,7 +443,7 @@ mod tests {
     fn head_extracts_framing() {
         let (lines, _) =
             split_header_block(b"Content-Length: 5\r\nConnection: close\r\nX: y\r\n\r\n");
-        let head = build_head(Some(b"201 Created"), &lines).unwrap();
+        let head = build_head(Some(b"201 Created"), lines).unwrap();
         assert_eq!(head.status, StatusCode::CREATED);
         assert_eq!(head.content_length, Some(5));
         assert!(head.close);
@@ -405,15 +452,15 @@ mod tests {
 
         let (lines, _) =
             split_header_block(b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n");
-        let head = build_head(None, &lines).unwrap();
+        let head = build_head(None, lines).unwrap();
         assert!(head.chunked);
         assert_eq!(head.content_length, None);
 
         let (lines, _) = split_header_block(b"Content-Length: x\r\n\r\n");
-        assert!(build_head(None, &lines).is_err());
+        assert!(build_head(None, lines).is_err());
         let (lines, _) = split_header_block(b"Status: 404 Nope\r\n\r\n");
         assert_eq!(
-            build_head(None, &lines).unwrap().status,
+            build_head(None, lines).unwrap().status,
             StatusCode::NOT_FOUND
         );
     }

@@ -285,10 +285,24 @@ impl RequestInfo {
     pub(crate) fn translate(&self, url: &[u8]) -> String {
         translate(&self.physical_path, url)
     }
+
+    /// Appends `PATH_TRANSLATED` for this request's URL to `out`.
+    pub(crate) fn push_path_translated(&self, out: &mut Vec<u8>) {
+        push_translated(&self.physical_path, &self.url, out);
+    }
 }
 
 /// Maps a URL path below `root`, refusing to climb out of it.
 pub(crate) fn translate(root: &Path, url: &[u8]) -> String {
+    let mut out = Vec::new();
+    push_translated(root, url, &mut out);
+    // Both ways of mapping make UTF-8: a UTF-8 root and URL, or a `String`.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// Appends [`translate`]'s result to `out`, which the ECB's strings use
+/// without a string of their own.
+pub(crate) fn push_translated(root: &Path, url: &[u8], out: &mut Vec<u8>) {
     // A normalized URL (every request's, see `server::normalize_path`) under
     // a UTF-8 root is a plain concatenation on Unix.
     #[cfg(unix)]
@@ -307,14 +321,12 @@ pub(crate) fn translate(root: &Path, url: &[u8]) -> String {
             _ => false,
         };
         if plain {
-            let root = root.trim_end_matches('/');
-            let mut s = String::with_capacity(root.len() + url.len());
-            s.push_str(root);
-            s.push_str(url);
-            return s;
+            out.extend_from_slice(root.trim_end_matches('/').as_bytes());
+            out.extend_from_slice(url.as_bytes());
+            return;
         }
     }
-    translate_path(root, url)
+    out.extend_from_slice(translate_path(root, url).as_bytes());
 }
 
 /// [`translate`] segment by segment.
