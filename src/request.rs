@@ -220,7 +220,9 @@ pub(crate) struct RequestCtx {
     /// Did the client allow keep-alive?
     pub(crate) client_keep_alive: bool,
     head_request: bool,
-    started: Instant,
+    /// When the request started, for the access log; `None` without one
+    /// (no clock read).
+    started: Option<Instant>,
     body_error: Mutex<Option<BodyError>>,
 }
 
@@ -256,6 +258,8 @@ impl RequestCtx {
         let outcome = Arc::new(Outcome::default());
         let head_request = p.info.method == http::Method::HEAD;
         let ecb = EcbCell::new(p.id, &p.info, p.preload, p.total_bytes);
+        let started =
+            (p.shared.cfg.access_log != crate::config::AccessLogFormat::Off).then(Instant::now);
         let ctx = Arc::new(RequestCtx {
             id: p.id,
             info: p.info,
@@ -281,7 +285,7 @@ impl RequestCtx {
             async_busy: AtomicBool::new(false),
             client_keep_alive: p.client_keep_alive,
             head_request,
-            started: Instant::now(),
+            started,
             body_error: Mutex::new(None),
         });
         NewRequest { ctx, head_rx }
@@ -707,19 +711,19 @@ impl RequestCtx {
     }
 
     fn access_log(&self, status: u16, sent: u64) {
-        let format = self.shared.cfg.access_log;
-        if format == crate::config::AccessLogFormat::Off {
+        // Set exactly when there is an access log.
+        let Some(started) = self.started else {
             return;
-        }
+        };
         crate::accesslog::emit(
-            format,
+            self.shared.cfg.access_log,
             &crate::accesslog::Entry {
                 info: &self.info,
                 status,
                 sent,
                 log_data: self.ecb.log_data(),
                 params: std::mem::take(&mut lock(&self.log).params),
-                elapsed: self.started.elapsed(),
+                elapsed: started.elapsed(),
             },
         );
     }
