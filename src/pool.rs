@@ -43,8 +43,11 @@
 //!   it takes no CPU anyone else wants. Yielding starts when a woken thread
 //!   finds more than one job queued; each time it finds a job the next
 //!   budget doubles (up to [`MAX_YIELDS`]), each time it does not the
-//!   budget halves, so at a low request rate threads sleep at once. While a
-//!   thread yields, it counts as on its way, and no job wakes another.
+//!   budget halves, so at a low request rate threads sleep at once. Nor does
+//!   a thread yield for longer than [`YIELD_TIME`]: past that, other threads
+//!   hold the CPU for whole time slices, and a wake-up gets it back sooner.
+//!   While a thread yields, it counts as on its way, and no job wakes
+//!   another.
 //!
 //! No thread spins on the CPU: on a two-core machine a spinning thread
 //! takes the CPU from the runtime that feeds it (measured, BENCHMARKS.md
@@ -69,6 +72,11 @@ pub(crate) const BUSY_STALL: Duration = Duration::from_millis(10);
 /// The most times a pool thread that finds the queue empty yields the CPU
 /// for the next job before it sleeps (see the module docs).
 pub(crate) const MAX_YIELDS: u32 = 8;
+
+/// How long a pool thread goes on yielding for the next job at most: when
+/// other threads keep the CPU for whole time slices, yielding is no longer
+/// cheaper than sleeping and being woken.
+pub(crate) const YIELD_TIME: Duration = Duration::from_micros(100);
 
 /// A `ReadClient` of at least this many bytes is a bulk [`Transfer`].
 pub(crate) const BULK: usize = 32 * 1024;
@@ -267,16 +275,20 @@ impl Shared {
     ) -> (MutexGuard<'a, State>, Option<(Instant, Job)>) {
         st.waking += 1;
         let mut got = None;
+        let start = Instant::now();
         for _ in 0..times {
             drop(st);
             thread::yield_now();
+            // Others keep the CPU for whole time slices: a wake-up, which
+            // may preempt them, is the quicker way back.
+            let late = start.elapsed() > YIELD_TIME;
             st = self.lock();
             #[cfg(test)]
             {
                 st.yielded += 1;
             }
             got = st.jobs.pop_front();
-            if got.is_some() {
+            if got.is_some() || late {
                 break;
             }
         }
