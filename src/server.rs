@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use atomic_waker::AtomicWaker;
 use http::uri::PathAndQuery;
-use http::{HeaderMap, Request, Response, StatusCode, Version, header};
+use http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -630,7 +630,7 @@ async fn serve_connection(
         // hyper's read buffer is also its limit on the head; body frames are
         // cut to it too, so it is kept at 64 KiB (16 KiB frames made a large
         // upload four times as many crossings to the extension thread), and
-        // `--max-header` is checked on the parsed head (`head_size`).
+        // `--max-header` is checked on the parsed head (`HeadFacts::size`).
         .max_buf_size(cfg.max_header.max(HYPER_BUF))
         .keep_alive(true)
         .serve_connection(io, svc);
@@ -660,17 +660,64 @@ async fn serve_connection(
 /// parses (a larger one gets hyper's own 431).
 const HYPER_BUF: usize = 64 * 1024;
 
-/// The size of the request head as it came on the wire (request line,
-/// headers and the blank line), for `--max-header`.
-fn head_size<B>(req: &Request<B>) -> usize {
-    let target = req.uri().path_and_query().map_or(1, |p| p.as_str().len());
-    let line = req.method().as_str().len() + 1 + target + " HTTP/1.1\r\n".len();
-    let headers: usize = req
-        .headers()
-        .iter()
-        .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
-        .sum();
-    line + headers + 2
+/// What the host checks in a request head, read in one pass over its
+/// headers (a lookup per header name costs more for a typical head).
+#[derive(Default)]
+struct HeadFacts<'a> {
+    /// The size of the head as it came on the wire (request line, headers
+    /// and the blank line), for `--max-header`.
+    size: usize,
+    /// How many Host headers there are, and whether one is not a valid
+    /// `uri-host[:port]`.
+    hosts: usize,
+    bad_host: bool,
+    /// A Transfer-Encoding header is present.
+    chunked: bool,
+    /// The first Content-Length value.
+    content_length: Option<&'a HeaderValue>,
+    /// `Connection` tokens.
+    close: bool,
+    keep_alive: bool,
+    /// `Expect: 100-continue`.
+    expect_continue: bool,
+}
+
+impl<'a> HeadFacts<'a> {
+    fn of<B>(req: &'a Request<B>) -> Self {
+        let target = req.uri().path_and_query().map_or(1, |p| p.as_str().len());
+        let line = req.method().as_str().len() + 1 + target + " HTTP/1.1\r\n".len();
+        let mut f = HeadFacts {
+            size: line + 2,
+            ..HeadFacts::default()
+        };
+        for (name, value) in req.headers() {
+            f.size += name.as_str().len() + 2 + value.len() + 2;
+            if name == header::HOST {
+                f.hosts += 1;
+                f.bad_host |= !valid_host(value.as_bytes());
+            } else if name == header::TRANSFER_ENCODING {
+                f.chunked = true;
+            } else if name == header::CONTENT_LENGTH {
+                f.content_length.get_or_insert(value);
+            } else if name == header::CONNECTION {
+                for t in tokens(value) {
+                    f.close |= t.eq_ignore_ascii_case(b"close");
+                    f.keep_alive |= t.eq_ignore_ascii_case(b"keep-alive");
+                }
+            } else if name == header::EXPECT {
+                f.expect_continue |= tokens(value).any(|t| t.eq_ignore_ascii_case(b"100-continue"));
+            }
+        }
+        f
+    }
+}
+
+/// The comma-separated tokens of a header value, trimmed.
+fn tokens(value: &HeaderValue) -> impl Iterator<Item = &[u8]> {
+    value
+        .as_bytes()
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
 }
 
 /// Marks the client gone if the service future is dropped before the head.
@@ -765,15 +812,6 @@ fn valid_host(value: &[u8]) -> bool {
                 .is_some_and(|p| p <= u64::from(u16::MAX)))
 }
 
-fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
-}
-
 async fn handle(
     req: Request<Incoming>,
     app: Arc<App>,
@@ -823,20 +861,18 @@ async fn prepare(
     ends: Arc<Endpoints>,
 ) -> Result<tokio::sync::oneshot::Receiver<Response<HostBody>>, Response<HostBody>> {
     let cfg = &app.shared.cfg;
-    let headers = req.headers();
     let remote = ends.remote;
     let reject = |status, why| rejected(remote, req.method(), req.uri(), status, why);
+    let facts = HeadFacts::of(&req);
     // IIS's MaxRequestBytes: the whole head, closing the connection.
-    if head_size(&req) > cfg.max_header {
+    if facts.size > cfg.max_header {
         return Err(reject(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "request head over --max-header",
         ));
     }
     // RFC 9112 §3.2: a 1.1 request without exactly one Host is a 400 ...
-    let mut hosts = headers.get_all(header::HOST).iter();
-    let (host, more_hosts) = (hosts.next(), hosts.next().is_some());
-    if req.version() == Version::HTTP_11 && (host.is_none() || more_hosts) {
+    if req.version() == Version::HTTP_11 && facts.hosts != 1 {
         return Err(reject(
             StatusCode::BAD_REQUEST,
             "HTTP/1.1 request without exactly one Host header",
@@ -844,19 +880,16 @@ async fn prepare(
     }
     // ... and so is one whose Host is not a valid uri-host[:port] (an
     // HTTP/1.0 request may have several: each is checked).
-    let invalid = |h: &http::HeaderValue| !valid_host(h.as_bytes());
-    if host.is_some_and(invalid)
-        || (more_hosts && headers.get_all(header::HOST).iter().any(invalid))
-    {
+    if facts.bad_host {
         return Err(reject(StatusCode::BAD_REQUEST, "invalid Host header"));
     }
-    let chunked = headers.contains_key(header::TRANSFER_ENCODING);
+    let chunked = facts.chunked;
     // RFC 9112 §6.1: Content-Length with Transfer-Encoding is a smuggling
     // shape. hyper drops the Content-Length, reads the body as chunked and
     // closes the connection after the response, as the RFC allows.
-    let content_length = match headers
-        .get(header::CONTENT_LENGTH)
-        .map(|v| v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()))
+    let content_length = match facts
+        .content_length
+        .map(|v| crate::response::parse_decimal(v.as_bytes().trim_ascii()))
     {
         None => None,
         Some(Some(n)) => Some(n),
@@ -887,10 +920,10 @@ async fn prepare(
         ));
     }
     let client_keep_alive = match req.version() {
-        Version::HTTP_10 => has_token(headers, header::CONNECTION, "keep-alive"),
-        _ => !has_token(headers, header::CONNECTION, "close"),
+        Version::HTTP_10 => facts.keep_alive,
+        _ => !facts.close,
     };
-    let expect_continue = has_token(headers, header::EXPECT, "100-continue");
+    let expect_continue = facts.expect_continue;
     let total_bytes = match content_length {
         Some(n) if n < u32::MAX as u64 => n as u32,
         Some(_) => u32::MAX,
