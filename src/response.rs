@@ -97,6 +97,9 @@ pub(crate) fn split_header_block(raw: &[u8]) -> (Vec<HeaderLine<'_>>, Option<usi
     (v, lines.end())
 }
 
+/// The most header lines room is made for up front; more grow the map.
+const MAX_LINES_HINT: usize = 32;
+
 /// The `(name, value)` lines of a header block, up to the blank line; lines
 /// that are not headers are skipped, as IIS does.
 pub(crate) struct HeaderLines<'a> {
@@ -155,9 +158,18 @@ impl<'a> Iterator for HeaderLines<'a> {
         if self.end.is_some() {
             return (0, Some(0));
         }
-        // At most a line per line end, and one without.
+        // At most a line per line end, and one without; counted no further
+        // than a head's worth, since a body may follow the blank line.
         let rest = &self.raw[self.pos..];
-        (0, Some(memchr::memchr_iter(b'\n', rest).count() + 1))
+        (
+            0,
+            Some(
+                memchr::memchr_iter(b'\n', rest)
+                    .take(MAX_LINES_HINT)
+                    .count()
+                    + 1,
+            ),
+        )
     }
 }
 
@@ -201,7 +213,7 @@ pub(crate) fn build_head<'a>(
     let header_lines = header_lines.into_iter();
     // Room for the extension's headers and the host's `Server`.
     let lines = header_lines.size_hint();
-    let mut headers = HeaderMap::with_capacity(lines.1.unwrap_or(lines.0).min(32) + 1);
+    let mut headers = HeaderMap::with_capacity(lines.1.unwrap_or(lines.0).min(MAX_LINES_HINT) + 1);
     let mut content_length = None;
     let mut chunked = false;
     let mut close = false;
