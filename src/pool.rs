@@ -33,7 +33,6 @@
 //!   A watcher thread checks while jobs wait.
 //! - At most one thread is on its way at a time, and idle threads sleep in a
 //!   stack, so the thread woken is the one whose caches are still warm.
-//!
 //! - A thread that finds the queue empty while jobs come in fast yields its
 //!   CPU a few times (`sched_yield`) before it sleeps, and takes a job
 //!   queued meanwhile without a wake-up. Sleeping costs a futex wait, and
