@@ -79,6 +79,12 @@ pub(crate) fn parse_decimal(value: &[u8]) -> Option<u64> {
     })
 }
 
+/// The comma-separated tokens of a header value (`Connection`, `Expect`),
+/// trimmed.
+pub(crate) fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(<[u8]>::trim_ascii)
+}
+
 /// Splits at the first space.
 fn split_space(s: &[u8]) -> Option<(&[u8], &[u8])> {
     let i = s.iter().position(|&b| b == b' ')?;
@@ -241,9 +247,7 @@ pub(crate) fn build_head<'a>(
             continue;
         }
         if name.eq_ignore_ascii_case(b"connection") {
-            close |= value
-                .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+            close |= tokens(value).any(|t| t.eq_ignore_ascii_case(b"close"));
             continue;
         }
         if name.eq_ignore_ascii_case(b"keep-alive") {

@@ -700,24 +700,17 @@ impl<'a> HeadFacts<'a> {
             } else if name == header::CONTENT_LENGTH {
                 f.content_length.get_or_insert(value);
             } else if name == header::CONNECTION {
-                for t in tokens(value) {
+                for t in crate::response::tokens(value.as_bytes()) {
                     f.close |= t.eq_ignore_ascii_case(b"close");
                     f.keep_alive |= t.eq_ignore_ascii_case(b"keep-alive");
                 }
             } else if name == header::EXPECT {
-                f.expect_continue |= tokens(value).any(|t| t.eq_ignore_ascii_case(b"100-continue"));
+                f.expect_continue |= crate::response::tokens(value.as_bytes())
+                    .any(|t| t.eq_ignore_ascii_case(b"100-continue"));
             }
         }
         f
     }
-}
-
-/// The comma-separated tokens of a header value, trimmed.
-fn tokens(value: &HeaderValue) -> impl Iterator<Item = &[u8]> {
-    value
-        .as_bytes()
-        .split(|&b| b == b',')
-        .map(<[u8]>::trim_ascii)
 }
 
 /// Marks the client gone if the service future is dropped before the head.
