@@ -131,15 +131,10 @@ pub(crate) struct BodyReader {
 }
 
 impl BodyReader {
-    /// Reads up to `read_ahead` bytes for the ECB. A body that ends or
-    /// breaks inside the preload is settled here, before the extension runs.
-    pub(crate) async fn preload(
-        incoming: Option<Incoming>,
-        read_ahead: usize,
-        max: u64,
-        stall: std::time::Duration,
-    ) -> (Self, Vec<u8>) {
-        let mut reader = BodyReader {
+    /// A reader of `incoming` (`None`: the request has no body), which may
+    /// deliver at most `max` bytes.
+    pub(crate) fn new(incoming: Option<Incoming>, max: u64) -> Self {
+        BodyReader {
             source: Source {
                 incoming,
                 received: 0,
@@ -148,15 +143,20 @@ impl BodyReader {
             pending: Bytes::new(),
             error: None,
             pipe: None,
-        };
+        }
+    }
+
+    /// Reads up to `read_ahead` bytes for the ECB. A body that ends or
+    /// breaks inside the preload is settled here, before the extension runs.
+    pub(crate) async fn preload(&mut self, read_ahead: usize, stall: std::time::Duration) -> Vec<u8> {
         let mut pre = Vec::new();
-        while pre.len() < read_ahead && reader.source.incoming.is_some() {
+        while pre.len() < read_ahead && self.source.incoming.is_some() {
             // No extension thread waits yet, so a stalled upload is cut here.
-            let frame = match tokio::time::timeout(stall, reader.source.next_frame()).await {
+            let frame = match tokio::time::timeout(stall, self.source.next_frame()).await {
                 Ok(frame) => frame,
                 Err(_) => {
                     tracing::warn!(timeout = ?stall, "client stalled during the request-body read-ahead");
-                    reader.source.incoming = None;
+                    self.source.incoming = None;
                     Err(BodyError::Disconnected)
                 }
             };
@@ -164,16 +164,16 @@ impl BodyReader {
                 Ok(Some(mut data)) => {
                     let take = (read_ahead - pre.len()).min(data.len());
                     pre.extend_from_slice(&data.split_to(take));
-                    reader.pending = data;
+                    self.pending = data;
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    reader.error = Some(e);
+                    self.error = Some(e);
                     break;
                 }
             }
         }
-        (reader, pre)
+        pre
     }
 
     /// The error that ended the body, if it broke.

@@ -621,7 +621,7 @@ async fn serve_connection(
     let svc = {
         let (app, signals) = (app.clone(), signals.clone());
         let ends = Endpoints::new(remote, local);
-        service_fn(move |req| handle(req, app.clone(), signals.clone(), ends.clone()))
+        service_fn(move |req| respond(begin(req, &app, &signals, &ends), signals.clone()))
     };
     let conn = http1::Builder::new()
         // The sweeper enforces `--header-timeout`: hyper's own timer costs
@@ -805,14 +805,47 @@ fn valid_host(value: &[u8]) -> bool {
                 .is_some_and(|p| p <= u64::from(u16::MAX)))
 }
 
-async fn handle(
+/// What [`begin`] made of a request.
+enum Begun {
+    /// The host answers it itself.
+    Answered(Response<HostBody>),
+    /// Queued for an extension thread: its response head arrives here.
+    Started(HeadReceiver),
+    /// Its body's read-ahead comes first (boxed: its state would otherwise
+    /// make the request future of every connection, which hyper keeps and
+    /// moves for each request, several times larger).
+    ReadAhead(Pin<Box<dyn Future<Output = Result<HeadReceiver, Response<HostBody>>> + Send>>),
+}
+
+/// Where an extension's response head arrives.
+type HeadReceiver = tokio::sync::oneshot::Receiver<Response<HostBody>>;
+
+/// Takes a request from hyper: checks, routes and (unless its body is to be
+/// read ahead) queues it, before the returned future is first polled.
+fn begin(
     req: Request<Incoming>,
-    app: Arc<App>,
-    conn: Arc<ConnSignals>,
-    ends: Arc<Endpoints>,
-) -> Result<Response<HostBody>, Aborted> {
+    app: &Arc<App>,
+    conn: &Arc<ConnSignals>,
+    ends: &Arc<Endpoints>,
+) -> Begun {
     conn.request_started();
-    match prepare(req, &app, &conn, ends).await {
+    match admit(req, app, ends.clone()) {
+        Err(resp) => Begun::Answered(resp),
+        Ok(a) if a.read_ahead > 0 => {
+            Begun::ReadAhead(Box::pin(a.read_ahead(app.clone(), conn.clone())))
+        }
+        Ok(a) => Begun::Started(a.start(app, conn, Vec::new())),
+    }
+}
+
+/// The response to a request [`begin`] took.
+async fn respond(begun: Begun, conn: Arc<ConnSignals>) -> Result<Response<HostBody>, Aborted> {
+    let started = match begun {
+        Begun::Answered(resp) => Err(resp),
+        Begun::Started(head_rx) => Ok(head_rx),
+        Begun::ReadAhead(read_ahead) => read_ahead.await,
+    };
+    match started {
         Err(resp) => {
             if resp.headers().contains_key(header::CONNECTION) {
                 conn.request_close();
@@ -845,14 +878,29 @@ fn rejected(
     error_page(status, true)
 }
 
-/// Checks the request and hands it to an extension; an `Err` is a response
-/// the host sends itself.
-async fn prepare(
+/// A request that passed the host's checks and is routed to an extension.
+struct Admitted {
+    parts: http::request::Parts,
+    url: Vec<u8>,
+    /// The mount's `SCRIPT_NAME` and extension.
+    script_name: Arc<str>,
+    ext: Arc<Extension>,
+    ends: Arc<Endpoints>,
+    reader: BodyReader,
+    /// How many body bytes to read before the extension runs.
+    read_ahead: usize,
+    content_length: Option<u64>,
+    total_bytes: u32,
+    client_keep_alive: bool,
+}
+
+/// Checks the request head and routes it; an `Err` is a response the host
+/// sends itself.
+fn admit(
     req: Request<Incoming>,
     app: &App,
-    conn: &Arc<ConnSignals>,
     ends: Arc<Endpoints>,
-) -> Result<tokio::sync::oneshot::Receiver<Response<HostBody>>, Response<HostBody>> {
+) -> Result<Admitted, Response<HostBody>> {
     let cfg = &app.shared.cfg;
     let remote = ends.remote;
     let reject = |status, why| rejected(remote, req.method(), req.uri(), status, why);
@@ -916,70 +964,104 @@ async fn prepare(
         Version::HTTP_10 => facts.keep_alive,
         _ => !facts.close,
     };
-    let expect_continue = facts.expect_continue;
     let total_bytes = match content_length {
         Some(n) if n < u32::MAX as u64 => n as u32,
         Some(_) => u32::MAX,
         None if chunked => u32::MAX,
         None => 0,
     };
-    let (parts, body) = req.into_parts();
     let has_body = chunked || content_length.is_some_and(|n| n > 0);
     // With Expect: 100-continue nothing is preloaded: the 100 goes out when
     // the extension first reads.
-    let read_ahead = if expect_continue { 0 } else { cfg.read_ahead };
-    let (reader, preload) = BodyReader::preload(
-        has_body.then_some(body),
-        read_ahead,
-        cfg.max_body,
-        cfg.io_timeout,
-    )
-    .await;
-    if let Some(e) = reader.failed() {
-        return Err(rejected(
-            remote,
-            &parts.method,
-            &parts.uri,
-            e.status(),
-            "request body failed during read-ahead",
-        ));
-    }
-    let info = RequestInfo {
-        target: parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/")),
-        method: parts.method,
-        version: parts.version,
-        url,
-        headers: parts.headers,
-        ends,
-        script_name: mount.script_name.clone(),
-        physical_path: cfg.doc_root.clone(),
-        content_length,
+    let read_ahead = if has_body && !facts.expect_continue {
+        cfg.read_ahead
+    } else {
+        0
     };
-    let new = RequestCtx::start(RequestParts {
-        id: ffi::next_id(),
-        info,
+    let (parts, body) = req.into_parts();
+    Ok(Admitted {
+        parts,
+        url,
+        script_name: mount.script_name.clone(),
         ext: mount.ext.clone(),
-        shared: app.shared.clone(),
-        conn: conn.clone(),
-        body: reader,
-        preload,
+        ends,
+        reader: BodyReader::new(has_body.then_some(body), cfg.max_body),
+        read_ahead,
+        content_length,
         total_bytes,
         client_keep_alive,
-    });
-    let ctx = new.ctx;
-    ffi::register(ctx.clone());
-    app.shared.request_started();
-    app.shared.workers.spawn(move || {
-        let status = ctx.ext.call(&ctx);
-        if status != ffi::HSE_STATUS_PENDING {
-            ctx.finish(status);
+    })
+}
+
+impl Admitted {
+    /// Reads ahead up to `read_ahead` body bytes, then starts the request.
+    async fn read_ahead(
+        mut self,
+        app: Arc<App>,
+        conn: Arc<ConnSignals>,
+    ) -> Result<HeadReceiver, Response<HostBody>> {
+        let preload = self
+            .reader
+            .preload(self.read_ahead, app.shared.cfg.io_timeout)
+            .await;
+        if let Some(e) = self.reader.failed() {
+            return Err(rejected(
+                self.ends.remote,
+                &self.parts.method,
+                &self.parts.uri,
+                e.status(),
+                "request body failed during read-ahead",
+            ));
         }
-    });
-    Ok(new.head_rx)
+        Ok(self.start(&app, &conn, preload))
+    }
+
+    /// Builds the request's context and ECB and queues it for an extension
+    /// thread; the response head arrives on the receiver.
+    fn start(
+        self,
+        app: &App,
+        conn: &Arc<ConnSignals>,
+        preload: Vec<u8>,
+    ) -> HeadReceiver {
+        let parts = self.parts;
+        let info = RequestInfo {
+            target: parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+            method: parts.method,
+            version: parts.version,
+            url: self.url,
+            headers: parts.headers,
+            ends: self.ends,
+            script_name: self.script_name,
+            physical_path: app.shared.cfg.doc_root.clone(),
+            content_length: self.content_length,
+        };
+        let new = RequestCtx::start(RequestParts {
+            id: ffi::next_id(),
+            info,
+            ext: self.ext,
+            shared: app.shared.clone(),
+            conn: conn.clone(),
+            body: self.reader,
+            preload,
+            total_bytes: self.total_bytes,
+            client_keep_alive: self.client_keep_alive,
+        });
+        let ctx = new.ctx;
+        ffi::register(ctx.clone());
+        app.shared.request_started();
+        app.shared.workers.spawn(move || {
+            let status = ctx.ext.call(&ctx);
+            if status != ffi::HSE_STATUS_PENDING {
+                ctx.finish(status);
+            }
+        });
+        new.head_rx
+    }
 }
 
 #[cfg(test)]
