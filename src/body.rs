@@ -148,7 +148,11 @@ impl BodyReader {
 
     /// Reads up to `read_ahead` bytes for the ECB. A body that ends or
     /// breaks inside the preload is settled here, before the extension runs.
-    pub(crate) async fn preload(&mut self, read_ahead: usize, stall: std::time::Duration) -> Vec<u8> {
+    pub(crate) async fn preload(
+        &mut self,
+        read_ahead: usize,
+        stall: std::time::Duration,
+    ) -> Vec<u8> {
         let mut pre = Vec::new();
         while pre.len() < read_ahead && self.source.incoming.is_some() {
             // No extension thread waits yet, so a stalled upload is cut here.

@@ -896,6 +896,8 @@ struct Admitted {
 
 /// Checks the request head and routes it; an `Err` is a response the host
 /// sends itself.
+// The `Ok` side is larger still; either is moved once.
+#[allow(clippy::result_large_err)]
 fn admit(
     req: Request<Incoming>,
     app: &App,
@@ -1018,12 +1020,7 @@ impl Admitted {
 
     /// Builds the request's context and ECB and queues it for an extension
     /// thread; the response head arrives on the receiver.
-    fn start(
-        self,
-        app: &App,
-        conn: &Arc<ConnSignals>,
-        preload: Vec<u8>,
-    ) -> HeadReceiver {
+    fn start(self, app: &App, conn: &Arc<ConnSignals>, preload: Vec<u8>) -> HeadReceiver {
         let parts = self.parts;
         let info = RequestInfo {
             target: parts
