@@ -8,11 +8,10 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use atomic_waker::AtomicWaker;
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use hyper::body::Incoming;
@@ -83,8 +82,10 @@ pub(crate) struct ConnSignals {
     gone: AtomicBool,
     /// Drop the connection now: wakes every thread blocked on this client.
     abort: AtomicBool,
-    /// The connection's task, woken when a flag is set.
-    task: AtomicWaker,
+    /// The connection's task, woken when a flag is set. Kept across wakes
+    /// (unlike an `AtomicWaker`'s), so the task stores it only when it
+    /// changes, not on every poll; the lock is taken only then and to wake.
+    task: Mutex<Option<Waker>>,
     /// Threads blocked until this client sends or takes bytes.
     client_waits: AtomicUsize,
     in_flight: AtomicUsize,
@@ -111,7 +112,7 @@ impl ConnSignals {
             close: AtomicBool::new(false),
             gone: AtomicBool::new(false),
             abort: AtomicBool::new(false),
-            task: AtomicWaker::new(),
+            task: Mutex::new(None),
             client_waits: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
             // The sweeper's first look stamps the connection.
@@ -127,7 +128,7 @@ impl ConnSignals {
     /// Close the connection once the current response is done.
     pub(crate) fn request_close(&self) {
         if !self.close.swap(true, Ordering::AcqRel) {
-            self.task.wake();
+            self.wake_task();
         }
     }
 
@@ -136,7 +137,22 @@ impl ConnSignals {
     pub(crate) fn hard_abort(&self) {
         self.close.store(true, Ordering::Release);
         self.abort.store(true, Ordering::Release);
-        self.task.wake();
+        self.wake_task();
+    }
+
+    fn wake_task(&self) {
+        if let Some(w) = &*self.task.lock().unwrap_or_else(|e| e.into_inner()) {
+            w.wake_by_ref();
+        }
+    }
+
+    /// Stores the task's waker if it is not the one stored already (`seen`
+    /// is the task's copy of that one).
+    fn register_task(&self, seen: &mut Option<Waker>, waker: &Waker) {
+        if !seen.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *seen = Some(waker.clone());
+            *self.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(waker.clone());
+        }
     }
 
     /// Runs `f`, which blocks until the client moves, counted for `--io-timeout`.
@@ -636,8 +652,9 @@ async fn serve_connection(
         .serve_connection(io, svc);
     tokio::pin!(conn);
     let mut closing = false;
+    let mut registered = None;
     let ended = std::future::poll_fn(|cx| {
-        signals.task.register(cx.waker());
+        signals.register_task(&mut registered, cx.waker());
         if signals.abort.load(Ordering::Acquire) {
             return Poll::Ready(None);
         }
