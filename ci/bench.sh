@@ -5,16 +5,18 @@
 # ROUNDS interleaved rounds (every server once per workload and concurrency per round,
 # in rotated order) and reports the median round and same-round ratios.
 #
-# Takes about 27 minutes: a load run is WARMUP + DURATION (6 s), and there are
-# servers x workloads x concurrencies x ROUNDS of them: workloads 27 x 3, scaling
-# 30 x 3, bodies 15 x 3, wrk 3 x 3 = 225 runs, about 23 minutes; plus the wrk
+# Takes about 43 minutes: a load run is WARMUP + DURATION (6 s), and there are
+# servers x workloads x concurrencies x ROUNDS of them: workloads 27 x 5, scaling
+# 30 x 5, bodies 15 x 5, wrk 3 x 5 = 375 runs, about 38 minutes; plus the wrk
 # comparison (3 servers x (3 wrk runs + 2 generator runs), about 1.5 minutes),
-# the idle and upload measurements, server start-up and the release build.
+# the idle and upload measurements, server start-up and the release build. Five
+# rounds, because a same-round ratio still moves by about ±0.1 on a shared machine.
 #
 #   ci/bench.sh                    everything below; regenerates harness/bench-results/
 #                                  (JSON, Markdown, SVG) and the generated sections of
 #                                  BENCHMARKS.md; server logs go to target/bench/<section>/logs
 #   ROUNDS=1 ci/bench.sh           a quicker pass (about 10 minutes), no spread or ranges
+#   ROUNDS=3 ci/bench.sh           the run of sessions 1-8 (about 27 minutes)
 #   DURATION=10s WARMUP=2s ci/bench.sh    longer runs (about twice as long)
 #
 # Needs: ci/install.sh (the venv with the peers) and wrk (apt-get install -y wrk).
@@ -24,7 +26,7 @@ export PYO3_PYTHON="${PYO3_PYTHON:-/usr/bin/python3}"
 target="${CARGO_TARGET_DIR:-target}"
 DURATION="${DURATION:-5s}"
 WARMUP="${WARMUP:-1s}"
-ROUNDS="${ROUNDS:-3}"
+ROUNDS="${ROUNDS:-5}"
 THREADS="${THREADS:-4}"
 CLIENT_THREADS="${CLIENT_THREADS:-1}"
 OUT=harness/bench-results
