@@ -5,10 +5,10 @@
 # ROUNDS interleaved rounds (every server once per workload and concurrency per round,
 # in rotated order) and reports the median round and same-round ratios.
 #
-# Takes about 43 minutes: a load run is WARMUP + DURATION (6 s), and there are
+# Takes about 45 minutes: a load run is WARMUP + DURATION (6 s), and there are
 # servers x workloads x concurrencies x ROUNDS of them: workloads 27 x 5, scaling
 # 30 x 5, bodies 15 x 5, wrk 3 x 5 = 375 runs, about 38 minutes; plus the wrk
-# comparison (3 servers x (3 wrk runs + 2 generator runs), about 1.5 minutes),
+# comparison (3 servers x (5 wrk runs + 4 generator runs), about 3 minutes),
 # the idle and upload measurements, server start-up and the release build. Five
 # rounds, because a same-round ratio still moves by about ±0.1 on a shared machine.
 #
@@ -18,6 +18,7 @@
 #   ROUNDS=1 ci/bench.sh           a quicker pass (about 10 minutes), no spread or ranges
 #   ROUNDS=3 ci/bench.sh           the run of sessions 1-8 (about 27 minutes)
 #   DURATION=10s WARMUP=2s ci/bench.sh    longer runs (about twice as long)
+#   SECTIONS="scaling wrk" ci/bench.sh   only those sections (the others keep their last results)
 #
 # Needs: ci/install.sh (the venv with the peers) and wrk (apt-get install -y wrk).
 set -euo pipefail
@@ -37,8 +38,10 @@ h="$target/release/isapi-harness"
 ALL=(--server bare-hyper --server host-c --server host-py --server granian --server gunicorn --server waitress)
 common=(--threads "$THREADS" --client-threads "$CLIENT_THREADS" -d "$DURATION" --warmup "$WARMUP" --rounds "$ROUNDS")
 
+SECTIONS="${SECTIONS:-workloads scaling bodies wrk}"
 run() { # name, args...
   local name=$1; shift
+  [[ " $SECTIONS " == *" $name "* ]] || return 0
   mkdir -p "$OUT/$name"
   "$h" bench "$@" "${common[@]}" --out "target/bench/$name" \
     --json "$OUT/$name/bench.json" --markdown "$OUT/$name/bench.md" --svg-dir "$OUT/$name"
@@ -52,7 +55,8 @@ run scaling "${ALL[@]}" --app hello -c 1,16,64,256,1024
 # 3. response body sizes
 run bodies "${ALL[@]}" --app body-0,body-10k,body-1m -c 64
 # 4. the load generator against wrk on the same servers
-run wrk --server bare-hyper --server host-c --server host-py --app hello -c 64 --wrk
+#    (five alternating rounds each: the medians of three moved by more than 10 % with one round)
+run wrk --server bare-hyper --server host-c --server host-py --app hello -c 64 --wrk --wrk-rounds 5
 
 # splice the generated tables into BENCHMARKS.md between <!-- BEGIN name --> and <!-- END name -->
 /usr/bin/python3 - "$OUT" <<'PY'
