@@ -231,14 +231,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// What a caller of [`RequestCtx::new`] gets back: the context and the
+/// What a caller of [`RequestCtx::start`] gets back: the context and the
 /// future response head.
 pub(crate) struct NewRequest {
     pub(crate) ctx: Arc<RequestCtx>,
     pub(crate) head_rx: oneshot::Receiver<Response<HostBody>>,
 }
 
-/// Parameters of [`RequestCtx::new`].
+/// Parameters of [`RequestCtx::start`].
 pub(crate) struct RequestParts {
     pub(crate) id: usize,
     pub(crate) info: RequestInfo,

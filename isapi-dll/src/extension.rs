@@ -1,6 +1,6 @@
 //! The extension's life cycle: start-up (configuration, logging, Python, the apps), the
 //! per-request entry and termination. Rust-only state lives in a process-wide `OnceLock`;
-//! Python objects live in the interpreter's [`Context`](crate::wsgi::Context).
+//! Python objects live in the interpreter's [`Context`].
 
 use std::sync::{Mutex, OnceLock, PoisonError};
 

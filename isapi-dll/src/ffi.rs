@@ -1,8 +1,8 @@
 //! Every `unsafe` line of the extension lives here.
 //!
 //! - The three ISAPI exports (`GetExtensionVersion`, `HttpExtensionProc`,
-//!   `TerminateExtension`), each behind [`ffi_guard!`] so that no panic crosses the ABI.
-//! - [`Ecb`], a safe handle on the `EXTENSION_CONTROL_BLOCK` with the callbacks the
+//!   `TerminateExtension`), each behind `ffi_guard!` so that no panic crosses the ABI.
+//! - `Ecb`, a safe handle on the `EXTENSION_CONTROL_BLOCK` with the callbacks the
 //!   extension uses (ReadClient, WriteClient, GetServerVariable with size probing, and the
 //!   ServerSupportFunction requests).
 //! - Process set-up: making libpython's symbols global, finding the library's own
@@ -11,7 +11,7 @@
 //!
 //! Errors: ISAPI reports failures through `GetLastError` on Windows. On other systems the
 //! host sets `errno` to the same Win32 code (122 `ERROR_INSUFFICIENT_BUFFER`, 1413
-//! `ERROR_INVALID_INDEX`, ...) before it returns FALSE; [`last_error`] reads whichever applies.
+//! `ERROR_INVALID_INDEX`, ...) before it returns FALSE; `last_error` reads whichever applies.
 #![allow(unsafe_code)]
 
 use std::ffi::{CStr, c_void};
