@@ -1080,7 +1080,44 @@ impl Admitted {
 
 #[cfg(test)]
 mod tests {
-    use super::{normalize_path, valid_host};
+    use super::{ConnSignals, normalize_path, valid_host};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Wake, Waker};
+
+    struct CountingWaker(AtomicUsize);
+
+    impl Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn the_connection_task_is_woken_by_every_signal_after_one_registration() {
+        let signals = ConnSignals::new(([127, 0, 0, 1], 1).into());
+        let count = Arc::new(CountingWaker(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut seen = None;
+        signals.register_task(&mut seen, &waker);
+        // Later polls with the same waker store nothing; the stored one
+        // must survive each wake (an `AtomicWaker` gives it up).
+        signals.register_task(&mut seen, &waker);
+        signals.request_close();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        signals.register_task(&mut seen, &waker);
+        signals.hard_abort();
+        assert_eq!(count.0.load(Ordering::SeqCst), 2);
+        // A second close request wakes no one: the flag was already set.
+        signals.request_close();
+        assert_eq!(count.0.load(Ordering::SeqCst), 2);
+        // A new waker (the task moved) replaces the stored one.
+        let other = Arc::new(CountingWaker(AtomicUsize::new(0)));
+        signals.register_task(&mut seen, &Waker::from(other.clone()));
+        signals.hard_abort();
+        assert_eq!(other.0.load(Ordering::SeqCst), 1);
+        assert_eq!(count.0.load(Ordering::SeqCst), 2);
+    }
 
     #[test]
     fn paths_are_normalized() {
