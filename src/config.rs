@@ -64,6 +64,9 @@ pub(crate) struct ServeArgs {
     /// Extension threads that may run at once while none of them is blocked [default: the CPU count; 1 for --app and the demo].
     #[arg(long, value_name = "N")]
     pub(crate) parallel: Option<usize>,
+    /// Threads of the async runtime that parse HTTP and move bytes for every connection [default: the CPU count].
+    #[arg(long, value_name = "N")]
+    pub(crate) io_threads: Option<usize>,
     /// Physical directory for PATH_TRANSLATED and MAP_URL_TO_PATH [default: the current directory].
     #[arg(long, value_name = "DIR")]
     pub(crate) doc_root: Option<PathBuf>,
@@ -128,6 +131,7 @@ struct FileConfig {
     max_header: Option<usize>,
     threads: Option<usize>,
     parallel: Option<usize>,
+    io_threads: Option<usize>,
     doc_root: Option<PathBuf>,
     trace_callbacks: Option<bool>,
     access_log: Option<AccessLogFormat>,
@@ -160,6 +164,8 @@ pub(crate) struct ServeConfig {
     pub(crate) threads: usize,
     /// How many extension threads the pool runs at once while none is blocked.
     pub(crate) parallel: usize,
+    /// The async runtime's worker threads.
+    pub(crate) io_threads: usize,
     /// Shared with every request's `PATH_TRANSLATED`.
     pub(crate) doc_root: Arc<Path>,
     pub(crate) trace_callbacks: bool,
@@ -289,6 +295,13 @@ impl ServeConfig {
         if parallel == 0 {
             bail!("--parallel must be at least 1");
         }
+        let io_threads = args
+            .io_threads
+            .or(file.io_threads)
+            .unwrap_or_else(crate::pool::cpus);
+        if io_threads == 0 {
+            bail!("--io-threads must be at least 1");
+        }
         let doc_root = match args.doc_root.or(file.doc_root) {
             Some(dir) => dir,
             None => std::env::current_dir().context("cannot read the current directory")?,
@@ -316,6 +329,7 @@ impl ServeConfig {
             max_header,
             threads,
             parallel,
+            io_threads,
             doc_root: doc_root.into(),
             trace_callbacks: args.trace_callbacks || file.trace_callbacks.unwrap_or(false),
             access_log: args.access_log.or(file.access_log).unwrap_or_default(),
@@ -417,13 +431,16 @@ mod tests {
 
     #[test]
     fn thread_counts_must_be_positive() {
-        for (threads, parallel, flag) in
-            [(Some(0), None, "--threads"), (None, Some(0), "--parallel")]
-        {
+        for (threads, parallel, io_threads, flag) in [
+            (Some(0), None, None, "--threads"),
+            (None, Some(0), None, "--parallel"),
+            (None, None, Some(0), "--io-threads"),
+        ] {
             let args = ServeArgs {
                 extension: Some("x.so".into()),
                 threads,
                 parallel,
+                io_threads,
                 ..Default::default()
             };
             let err = ServeConfig::resolve(args, Path::new("p.so"), Path::new("d")).unwrap_err();
@@ -457,6 +474,7 @@ mod tests {
         assert!(cfg.python.is_none());
         assert_eq!(cfg.threads, DEFAULT_THREADS);
         assert_eq!(cfg.parallel, crate::pool::cpus());
+        assert_eq!(cfg.io_threads, crate::pool::cpus());
 
         let dup = ServeArgs {
             maps: vec![
@@ -475,7 +493,7 @@ mod tests {
         let file = dir.join("host.toml");
         std::fs::write(
             &file,
-            "bind = \"127.0.0.1:9000\"\nread-ahead = 10\nthreads = 3\nparallel = 2\n[[map]]\nprefix = \"/x/\"\npath = \"x.so\"\n",
+            "bind = \"127.0.0.1:9000\"\nread-ahead = 10\nthreads = 3\nparallel = 2\nio-threads = 1\n[[map]]\nprefix = \"/x/\"\npath = \"x.so\"\n",
         )
         .unwrap();
         let args = ServeArgs {
@@ -488,6 +506,7 @@ mod tests {
         assert_eq!(cfg.read_ahead, 10);
         assert_eq!(cfg.threads, 5);
         assert_eq!(cfg.parallel, 2);
+        assert_eq!(cfg.io_threads, 1);
         assert_eq!(cfg.maps[0].prefix, "/x");
         assert_eq!(cfg.maps[0].path, dir.join("x.so"));
 

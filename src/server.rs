@@ -395,6 +395,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
 
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cfg.io_threads)
         .enable_all()
         .thread_name("isapi-http")
         .build()?;

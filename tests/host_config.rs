@@ -132,3 +132,34 @@ fn access_log_w3c_has_iis_default_fields() {
     assert_eq!(f[11], "200");
     assert!(f[14].parse::<u64>().is_ok(), "time-taken in ms: {entry:?}");
 }
+
+/// The host's threads whose kernel name (`comm`) is `name`.
+fn threads_named(pid: u32, name: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.trim_end() == name)
+        .count()
+}
+
+#[test]
+fn io_threads_sets_the_runtime_threads() {
+    let hello = c_fixture_str("hello");
+    for n in ["1", "3"] {
+        let host = Host::start(&["--extension", &hello, "--io-threads", n]);
+        let r = host.connect().roundtrip(&get_req("/"));
+        assert_eq!(r.body, b"Hello, world!");
+        assert_eq!(
+            threads_named(host.pid(), "isapi-http"),
+            n.parse::<usize>().unwrap(),
+            "--io-threads {n}"
+        );
+    }
+    let err = Host::try_start_env(
+        &["--extension", &hello, "--io-threads", "0"],
+        std::iter::empty::<(&str, &str)>(),
+    )
+    .err()
+    .expect("--io-threads 0 is refused");
+    assert!(err.contains("--io-threads must be at least 1"), "{err}");
+}
