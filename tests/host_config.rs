@@ -159,7 +159,6 @@ fn io_threads_sets_the_runtime_threads() {
         &["--extension", &hello, "--io-threads", "0"],
         std::iter::empty::<(&str, &str)>(),
     )
-    .err()
-    .expect("--io-threads 0 is refused");
+    .expect_err("--io-threads 0 is refused");
     assert!(err.contains("--io-threads must be at least 1"), "{err}");
 }
