@@ -287,21 +287,26 @@ impl ServeConfig {
         } else {
             (DEFAULT_THREADS, crate::pool::cpus())
         };
-        let threads = args.threads.or(file.threads).unwrap_or(default_threads);
-        if threads == 0 {
-            bail!("--threads must be at least 1");
-        }
-        let parallel = args.parallel.or(file.parallel).unwrap_or(default_parallel);
-        if parallel == 0 {
-            bail!("--parallel must be at least 1");
-        }
-        let io_threads = args
-            .io_threads
-            .or(file.io_threads)
-            .unwrap_or_else(crate::pool::cpus);
-        if io_threads == 0 {
-            bail!("--io-threads must be at least 1");
-        }
+        let at_least_one = |n: usize, flag: &str| {
+            if n == 0 {
+                bail!("{flag} must be at least 1");
+            }
+            Ok(n)
+        };
+        let threads = at_least_one(
+            args.threads.or(file.threads).unwrap_or(default_threads),
+            "--threads",
+        )?;
+        let parallel = at_least_one(
+            args.parallel.or(file.parallel).unwrap_or(default_parallel),
+            "--parallel",
+        )?;
+        let io_threads = at_least_one(
+            args.io_threads
+                .or(file.io_threads)
+                .unwrap_or_else(crate::pool::cpus),
+            "--io-threads",
+        )?;
         let doc_root = match args.doc_root.or(file.doc_root) {
             Some(dir) => dir,
             None => std::env::current_dir().context("cannot read the current directory")?,
