@@ -64,7 +64,7 @@ pub(crate) struct ServeArgs {
     /// Extension threads that may run at once while none of them is blocked [default: the CPU count; 1 for --app and the demo].
     #[arg(long, value_name = "N")]
     pub(crate) parallel: Option<usize>,
-    /// Threads of the async runtime that parse HTTP and move bytes for every connection [default: the CPU count].
+    /// Threads of the async runtime that parse HTTP and move bytes for every connection [default: half the CPU count, at least 1].
     #[arg(long, value_name = "N")]
     pub(crate) io_threads: Option<usize>,
     /// Physical directory for PATH_TRANSLATED and MAP_URL_TO_PATH [default: the current directory].
@@ -181,6 +181,14 @@ pub(crate) struct ServeConfig {
 pub(crate) const DEFAULT_THREADS: usize = 64;
 /// Extension threads by default when the WSGI sugar runs pyisapie.
 pub(crate) const DEFAULT_PYTHON_THREADS: usize = 8;
+/// Async runtime threads by default: half the CPUs. Every request's work is
+/// split between a runtime thread (HTTP and sockets) and an extension thread,
+/// so one runtime thread per CPU oversubscribes the machine (BENCHMARKS.md,
+/// "Session 10").
+fn default_io_threads() -> usize {
+    (crate::pool::cpus() / 2).max(1)
+}
+
 /// IIS's `UploadReadAheadSize` default.
 pub(crate) const DEFAULT_READ_AHEAD: usize = 49152;
 /// hyper's smallest read buffer, and so the smallest head limit.
@@ -304,7 +312,7 @@ impl ServeConfig {
         let io_threads = at_least_one(
             args.io_threads
                 .or(file.io_threads)
-                .unwrap_or_else(crate::pool::cpus),
+                .unwrap_or_else(default_io_threads),
             "--io-threads",
         )?;
         let doc_root = match args.doc_root.or(file.doc_root) {
@@ -479,7 +487,7 @@ mod tests {
         assert!(cfg.python.is_none());
         assert_eq!(cfg.threads, DEFAULT_THREADS);
         assert_eq!(cfg.parallel, crate::pool::cpus());
-        assert_eq!(cfg.io_threads, crate::pool::cpus());
+        assert_eq!(cfg.io_threads, (crate::pool::cpus() / 2).max(1));
 
         let dup = ServeArgs {
             maps: vec![
