@@ -34,19 +34,20 @@
 //! - At most one thread is on its way at a time, and idle threads sleep in a
 //!   stack, so the thread woken is the one whose caches are still warm.
 //! - A thread that finds the queue empty while jobs come in fast yields its
-//!   CPU a few times (`sched_yield`) before it sleeps, and takes a job
-//!   queued meanwhile without a wake-up. Sleeping costs a futex wait, and
-//!   the job that ends it a futex wake on the runtime's thread and two
-//!   context switches. A yield lets every other runnable thread run first
-//!   (the runtime that feeds the pool, the client on the same machine), so
-//!   it takes no CPU anyone else wants. Yielding starts when a woken thread
-//!   finds more than one job queued; each time it finds a job the next
-//!   budget doubles (up to [`MAX_YIELDS`]), each time it does not the
-//!   budget halves, so at a low request rate threads sleep at once. Nor does
-//!   a thread yield for longer than [`YIELD_TIME`]: past that, other threads
-//!   hold the CPU for whole time slices, and a wake-up gets it back sooner.
-//!   While a thread yields, it counts as on its way, and no job wakes
-//!   another.
+//!   CPU (`sched_yield`) for up to [`YIELD_TIME`] before it sleeps, and
+//!   takes a job queued meanwhile without a wake-up. Sleeping costs a futex
+//!   wait, and the job that ends it a futex wake on the runtime's thread and
+//!   two context switches, often on a CPU that has gone idle and must be
+//!   woken itself. A yield lets every other runnable thread run first (the
+//!   runtime that feeds the pool, the client on the same machine), so it
+//!   takes no CPU anyone else wants; on an idle CPU it shows as CPU time.
+//!   Jobs come in fast when the thread's last wait ended within
+//!   [`YIELD_TIME`], or it was woken to more than one queued job; a wait
+//!   in vain ends that, so at a low request rate threads sleep at once (see
+//!   [`Patience`]). While a thread yields, it counts as on its way, and no
+//!   job wakes another.
+//!
+//! The runtime's threads wait the same way for the pool ([`RuntimeWait`]).
 //!
 //! No thread spins on the CPU: on a two-core machine a spinning thread
 //! takes the CPU from the runtime that feeds it (measured, BENCHMARKS.md
@@ -55,6 +56,7 @@
 use std::cell::OnceCell;
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
@@ -68,13 +70,10 @@ pub(crate) const STALL: Duration = Duration::from_millis(1);
 /// anyway: a long computation does not hold up every request behind it.
 pub(crate) const BUSY_STALL: Duration = Duration::from_millis(10);
 
-/// The most times a pool thread that finds the queue empty yields the CPU
-/// for the next job before it sleeps (see the module docs).
-pub(crate) const MAX_YIELDS: u32 = 8;
-
-/// How long a pool thread goes on yielding for the next job at most: when
-/// other threads keep the CPU for whole time slices, yielding is no longer
-/// cheaper than sleeping and being woken.
+/// How long a thread out of work goes on yielding for more at most: longer
+/// than a request's round trip on a loopback connection, and short enough
+/// that when other threads keep the CPU for whole time slices, a wake-up
+/// (which may preempt them) is the quicker way back.
 pub(crate) const YIELD_TIME: Duration = Duration::from_micros(100);
 
 /// A `ReadClient` of at least this many bytes is a bulk [`Transfer`].
@@ -106,9 +105,11 @@ struct State {
     /// How many threads may run at once while the queue moves: the CPUs the
     /// work can spread over.
     parallel: usize,
-    /// Times threads yielded for a job.
+    /// Times threads yielded for a job, and went to sleep.
     #[cfg(test)]
     yielded: u32,
+    #[cfg(test)]
+    slept: u32,
 }
 
 impl State {
@@ -196,8 +197,7 @@ impl Shared {
     fn worker(&self, me: usize) {
         let mut st = self.lock();
         st.threads[me].tid = current_tid();
-        // How many times this thread yields for a job before it sleeps.
-        let mut yields = 0;
+        let mut patience = Patience::default();
         loop {
             // One too many only if, as the kernel says, another running
             // thread is computing rather than blocked (on a slow upload,
@@ -220,19 +220,19 @@ impl Shared {
                 st.jobs.pop_front()
             };
             let next = match next {
-                None if !retire && yields > 0 && st.waking == 0 => {
+                None if !retire && patience.hot && st.waking == 0 => {
                     let got;
-                    (st, got) = self.yield_for_job(st, yields);
-                    yields = if got.is_some() {
-                        (yields * 2).min(MAX_YIELDS)
-                    } else {
-                        yields / 2
-                    };
+                    (st, got) = self.yield_for_job(st, &mut patience);
                     got
                 }
                 next => next,
             };
             let Some((_, job)) = next else {
+                patience.sleeping();
+                #[cfg(test)]
+                {
+                    st.slept += 1;
+                }
                 st.idle.push((me, thread::current()));
                 st.threads[me].woken = false;
                 while !st.threads[me].woken {
@@ -241,9 +241,10 @@ impl Shared {
                     st = self.lock();
                 }
                 st.waking -= 1;
+                patience.woken(true);
                 if st.jobs.len() > 1 {
                     // Jobs came in faster than a wake-up: worth yielding for.
-                    yields = yields.max(2);
+                    patience.hot = true;
                 }
                 continue;
             };
@@ -264,33 +265,25 @@ impl Shared {
         }
     }
 
-    /// Yields the CPU up to `times` times, taking the first job queued
-    /// meanwhile. The yielding thread counts as on its way to the queue, so
-    /// no job wakes a sleeper while it yields.
+    /// Yields the CPU for the next job (see [`Patience::wait`]). The
+    /// yielding thread counts as on its way to the queue, so no job wakes a
+    /// sleeper while it yields.
     fn yield_for_job<'a>(
         &'a self,
         mut st: MutexGuard<'a, State>,
-        times: u32,
+        patience: &mut Patience,
     ) -> (MutexGuard<'a, State>, Option<(Instant, Job)>) {
         st.waking += 1;
-        let mut got = None;
-        let start = Instant::now();
-        for _ in 0..times {
-            drop(st);
-            thread::yield_now();
-            // Others keep the CPU for whole time slices: a wake-up, which
-            // may preempt them, is the quicker way back.
-            let late = start.elapsed() > YIELD_TIME;
-            st = self.lock();
+        drop(st);
+        let got = patience.wait(|| {
+            let mut st = self.lock();
             #[cfg(test)]
             {
                 st.yielded += 1;
             }
-            got = st.jobs.pop_front();
-            if got.is_some() || late {
-                break;
-            }
-        }
+            st.jobs.pop_front()
+        });
+        st = self.lock();
         st.waking -= 1;
         (st, got)
     }
@@ -388,6 +381,118 @@ pub(crate) fn cpus() -> usize {
     thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// Whether a thread that has run out of work yields its CPU for more before
+/// it sleeps: it does while the work it waits for has been coming within
+/// [`YIELD_TIME`] (see the module docs).
+#[derive(Default)]
+struct Patience {
+    /// The thread's last wait ended within [`YIELD_TIME`]: yielding is
+    /// likely to find the next piece of work.
+    hot: bool,
+    /// When the thread went to sleep, if it did.
+    slept: Option<Instant>,
+}
+
+impl Patience {
+    /// If the work has been coming fast, yields the CPU until `poll` has
+    /// something, for [`YIELD_TIME`] at most; a wait in vain ends the
+    /// yielding until a wait is short again.
+    fn wait<T>(&mut self, mut poll: impl FnMut() -> Option<T>) -> Option<T> {
+        if !self.hot {
+            return None;
+        }
+        let start = Instant::now();
+        loop {
+            thread::yield_now();
+            if let Some(found) = poll() {
+                return Some(found);
+            }
+            if start.elapsed() > YIELD_TIME {
+                self.hot = false;
+                return None;
+            }
+        }
+    }
+
+    /// The thread goes to sleep.
+    fn sleeping(&mut self) {
+        self.slept = Some(Instant::now());
+    }
+
+    /// The thread is awake again, for the work it waits for (`for_work`)
+    /// or not: if that came within [`YIELD_TIME`], yielding would have found
+    /// it.
+    fn woken(&mut self, for_work: bool) {
+        if let Some(slept) = self.slept.take() {
+            self.hot = for_work && slept.elapsed() < YIELD_TIME;
+        }
+    }
+}
+
+thread_local! {
+    /// On a runtime thread: its [`Patience`] for extension threads.
+    static RUNTIME_PATIENCE: std::cell::RefCell<Patience> = std::cell::RefCell::default();
+}
+
+/// How the async runtime's threads wait for extension threads, through
+/// tokio's `on_thread_park` and `on_thread_unpark` hooks.
+///
+/// A runtime thread with nothing left to do while requests are inside the
+/// extension yields its CPU for their responses, as a pool thread does for
+/// jobs ([`Patience`]), rather than parking at once. Parking costs an
+/// `epoll_wait`, and the response that ends it an `eventfd` write on the
+/// extension thread and two context switches; a small response from a fast
+/// extension comes back sooner. The park hook runs before tokio counts the
+/// thread as parked, so a response meanwhile costs no system call, and tokio
+/// checks its queues again after the hook.
+///
+/// While it yields, the thread does not poll sockets, so it yields only
+/// while responses have been coming back fast: after a park that a response
+/// (not socket I/O) ended within [`YIELD_TIME`]. A request that stays long
+/// in the extension ends the yielding after one wait in vain.
+pub(crate) struct RuntimeWait {
+    /// Extension requests in flight.
+    pub(crate) in_flight: Arc<AtomicUsize>,
+    /// The runtime's metrics, once it is built: tokio's global queue, where
+    /// a task woken from outside the runtime (by an extension thread) lands.
+    pub(crate) metrics: std::sync::OnceLock<tokio::runtime::RuntimeMetrics>,
+}
+
+impl RuntimeWait {
+    /// A task woken from outside the runtime is queued for it.
+    fn queued(&self) -> bool {
+        self.metrics
+            .get()
+            .is_some_and(|m| m.global_queue_depth() > 0)
+    }
+
+    /// For `on_thread_park`: yields for a response while responses have
+    /// been coming back fast, until one is queued or no request is left in
+    /// flight.
+    pub(crate) fn parking(&self) {
+        let in_flight = || self.in_flight.load(Ordering::Acquire);
+        if in_flight() == 0 {
+            // Waiting for clients, not for the extension.
+            return;
+        }
+        RUNTIME_PATIENCE.with_borrow_mut(|p| {
+            if p.wait(|| (self.queued() || in_flight() == 0).then_some(()))
+                .is_none()
+            {
+                p.sleeping();
+            }
+        });
+    }
+
+    /// For `on_thread_unpark`: a park for the extension that a response
+    /// ended soon makes the next one worth yielding for; one that socket
+    /// I/O ended does not.
+    pub(crate) fn unparked(&self) {
+        let queued = self.queued();
+        RUNTIME_PATIENCE.with_borrow_mut(|p| p.woken(queued));
+    }
+}
+
 /// A bulk transfer of request bytes to an extension, for as long as it lives.
 ///
 /// Copying a large request body out of the host (and waiting for the client
@@ -450,6 +555,8 @@ impl Pool {
                 parallel: parallel.max(1),
                 #[cfg(test)]
                 yielded: 0,
+                #[cfg(test)]
+                slept: 0,
             }),
             watch: Condvar::new(),
         });
@@ -529,15 +636,23 @@ mod tests {
         }
     }
 
+    /// Queues a job and waits for it to run, after a pause well past
+    /// [`YIELD_TIME`] when `pause`.
+    fn one_job(pool: &Pool, pause: bool) {
+        if pause {
+            wait_all_asleep(pool);
+            thread::sleep(YIELD_TIME * 20);
+        }
+        let (tx, rx) = mpsc::channel();
+        pool.spawn(move || tx.send(()).unwrap());
+        rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    }
+
     #[test]
     fn jobs_at_a_low_rate_find_the_thread_asleep_and_it_never_yields() {
         let pool = Pool::new("test-slow", 1, 1).unwrap();
-        let (tx, rx) = mpsc::channel();
-        for i in 0..20 {
-            wait_all_asleep(&pool);
-            let tx = tx.clone();
-            pool.spawn(move || tx.send(i).unwrap());
-            assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), i);
+        for _ in 0..20 {
+            one_job(&pool, true);
         }
         wait_all_asleep(&pool);
         assert_eq!(
@@ -548,10 +663,65 @@ mod tests {
     }
 
     #[test]
+    fn jobs_back_to_back_are_taken_while_the_thread_yields() {
+        // One job at a time, each queued as soon as the last has run (a
+        // client with one connection): the thread's sleeps are short, so it
+        // yields for the next job instead, and most jobs find it awake.
+        let pool = Pool::new("test-serial", 1, 1).unwrap();
+        let jobs = 200;
+        for _ in 0..jobs {
+            one_job(&pool, false);
+        }
+        let st = pool.shared.lock();
+        assert!(
+            st.slept < jobs / 2,
+            "the thread slept {} times for {jobs} jobs queued back to back",
+            st.slept
+        );
+    }
+
+    #[test]
+    fn patience_yields_only_after_a_short_wait_for_work() {
+        let mut p = Patience::default();
+        let mut polls = 0;
+        let mut poll = || {
+            polls += 1;
+            Some(())
+        };
+        assert!(p.wait(&mut poll).is_none(), "not before any wait");
+        assert_eq!(polls, 0);
+        // Woken soon, but not for the work it waits for (socket I/O on a
+        // runtime thread): no reason to yield.
+        p.sleeping();
+        p.woken(false);
+        assert!(p.wait(|| Some(())).is_none());
+        // Woken soon for work: the next wait yields until the work comes.
+        p.sleeping();
+        p.woken(true);
+        assert_eq!(
+            p.wait(|| {
+                polls += 1;
+                (polls == 3).then_some(polls)
+            }),
+            Some(3)
+        );
+        // A wait in vain lasts YIELD_TIME and ends the yielding.
+        let start = Instant::now();
+        assert!(p.wait(|| None::<()>).is_none());
+        assert!(start.elapsed() >= YIELD_TIME);
+        assert!(p.wait(|| Some(())).is_none(), "not after a wait in vain");
+        // A long sleep, even for work, does not start it again.
+        p.sleeping();
+        thread::sleep(YIELD_TIME * 2);
+        p.woken(true);
+        assert!(!p.hot);
+    }
+
+    #[test]
     fn a_thread_woken_for_a_burst_yields_for_more_then_sleeps() {
         // Three jobs already queued when the thread wakes: jobs come faster
-        // than a wake-up, so it yields before it sleeps; none comes, so the
-        // budget halves to nothing and it sleeps.
+        // than a wake-up, so it yields before it sleeps; none comes within
+        // YIELD_TIME, so it sleeps.
         let pool = Pool::new("test-burst", 1, 1).unwrap();
         wait_all_asleep(&pool);
         let (tx, rx) = mpsc::channel();
@@ -571,20 +741,14 @@ mod tests {
         }
         wait_all_asleep(&pool);
         let yielded = pool.shared.lock().yielded;
-        assert!(
-            (1..=2 * MAX_YIELDS).contains(&yielded),
-            "yielded {yielded} times after a burst"
-        );
-        // Back to a low rate: each yield in vain halves the budget, so the
-        // thread soon sleeps at once again.
-        for i in 0..10 {
-            let tx = tx.clone();
-            pool.spawn(move || tx.send(i).unwrap());
-            assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), i);
-            wait_all_asleep(&pool);
+        assert!(yielded > 0, "a thread woken for a burst yields for more");
+        // Back to a low rate: the wait was in vain, and each sleep is long,
+        // so the thread sleeps at once again.
+        for _ in 0..10 {
+            one_job(&pool, true);
         }
         let more = pool.shared.lock().yielded - yielded;
-        assert!(more <= 2, "yielded {more} more times for ten lone jobs");
+        assert_eq!(more, 0, "yielded {more} more times for ten lone jobs");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,7 @@ use crate::body::BodyReader;
 use crate::config::{ServeArgs, ServeConfig};
 use crate::extension::Extension;
 use crate::ffi;
-use crate::pool::Pool;
+use crate::pool::{Pool, RuntimeWait};
 use crate::request::{Aborted, HostBody, RequestCtx, RequestParts, error_page};
 use crate::vars::{Endpoints, RequestInfo};
 
@@ -38,7 +38,8 @@ pub(crate) struct Shared {
     pub(crate) workers: Pool,
     /// Threads that run asynchronous I/O and completion routines.
     pub(crate) io: Pool,
-    active: AtomicUsize,
+    /// Extension requests in flight (the runtime's threads read it too).
+    active: Arc<AtomicUsize>,
     idle: Notify,
 }
 
@@ -394,17 +395,31 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         });
     }
 
+    let active = Arc::new(AtomicUsize::new(0));
+    let wait = Arc::new(RuntimeWait {
+        in_flight: active.clone(),
+        metrics: OnceLock::new(),
+    });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cfg.io_threads)
         .enable_all()
         .thread_name("isapi-http")
+        .on_thread_park({
+            let wait = wait.clone();
+            move || wait.parking()
+        })
+        .on_thread_unpark({
+            let wait = wait.clone();
+            move || wait.unparked()
+        })
         .build()?;
+    let _ = wait.metrics.set(rt.metrics());
     let shared = Arc::new(Shared {
         workers: Pool::new("isapi-worker", cfg.threads, cfg.parallel)?,
         io: Pool::new("isapi-io", cfg.threads.clamp(4, 64), crate::pool::cpus())?,
         rt: rt.handle().clone(),
         cfg,
-        active: AtomicUsize::new(0),
+        active,
         idle: Notify::new(),
     });
     let app = Arc::new(App {
