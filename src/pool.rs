@@ -56,7 +56,6 @@
 use std::cell::OnceCell;
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
@@ -432,27 +431,30 @@ impl Patience {
 thread_local! {
     /// On a runtime thread: its [`Patience`] for extension threads.
     static RUNTIME_PATIENCE: std::cell::RefCell<Patience> = std::cell::RefCell::default();
+    /// The thread has queued a job since it last parked.
+    static QUEUED_JOB: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// How the async runtime's threads wait for extension threads, through
 /// tokio's `on_thread_park` and `on_thread_unpark` hooks.
 ///
-/// A runtime thread with nothing left to do while requests are inside the
-/// extension yields its CPU for their responses, as a pool thread does for
-/// jobs ([`Patience`]), rather than parking at once. Parking costs an
-/// `epoll_wait`, and the response that ends it an `eventfd` write on the
-/// extension thread and two context switches; a small response from a fast
-/// extension comes back sooner. The park hook runs before tokio counts the
-/// thread as parked, so a response meanwhile costs no system call, and tokio
-/// checks its queues again after the hook.
+/// A runtime thread that has queued a job since it last parked (a request
+/// for the extension) and has nothing else to do yields its CPU for the
+/// result, as a pool thread does for jobs ([`Patience`]), rather than
+/// parking at once. Parking costs an `epoll_wait`, and the response that
+/// ends it an `eventfd` write on the extension thread and two context
+/// switches; a small response from a fast extension comes back sooner. The
+/// park hook runs before tokio counts the thread as parked, so a response
+/// meanwhile costs no system call, and tokio checks its queues again after
+/// the hook.
 ///
 /// While it yields, the thread does not poll sockets, so it yields only
 /// while responses have been coming back fast: after a park that a response
-/// (not socket I/O) ended within [`YIELD_TIME`]. A request that stays long
-/// in the extension ends the yielding after one wait in vain.
+/// (not socket I/O) ended within [`YIELD_TIME`]. Requests that stay long in
+/// the extension end the yielding after one wait in vain, and a thread that
+/// queued nothing (it waits for clients) parks at once.
+#[derive(Default)]
 pub(crate) struct RuntimeWait {
-    /// Extension requests in flight.
-    pub(crate) in_flight: Arc<AtomicUsize>,
     /// The runtime's metrics, once it is built: tokio's global queue, where
     /// a task woken from outside the runtime (by an extension thread) lands.
     pub(crate) metrics: std::sync::OnceLock<tokio::runtime::RuntimeMetrics>,
@@ -466,19 +468,14 @@ impl RuntimeWait {
             .is_some_and(|m| m.global_queue_depth() > 0)
     }
 
-    /// For `on_thread_park`: yields for a response while responses have
-    /// been coming back fast, until one is queued or no request is left in
-    /// flight.
+    /// For `on_thread_park`: after queuing a job, yields for its result
+    /// while results have been coming back fast.
     pub(crate) fn parking(&self) {
-        let in_flight = || self.in_flight.load(Ordering::Acquire);
-        if in_flight() == 0 {
-            // Waiting for clients, not for the extension.
+        if !QUEUED_JOB.replace(false) {
             return;
         }
         RUNTIME_PATIENCE.with_borrow_mut(|p| {
-            if p.wait(|| (self.queued() || in_flight() == 0).then_some(()))
-                .is_none()
-            {
+            if p.wait(|| self.queued().then_some(())).is_none() {
                 p.sleeping();
             }
         });
@@ -581,6 +578,7 @@ impl Pool {
 
     /// Queues a job; it runs when a thread is free.
     pub(crate) fn spawn(&self, job: impl FnOnce() + Send + 'static) {
+        QUEUED_JOB.set(true);
         let (wake, arm) = {
             let mut st = self.shared.lock();
             let now = Instant::now();

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -38,8 +38,7 @@ pub(crate) struct Shared {
     pub(crate) workers: Pool,
     /// Threads that run asynchronous I/O and completion routines.
     pub(crate) io: Pool,
-    /// Extension requests in flight (the runtime's threads read it too).
-    active: Arc<AtomicUsize>,
+    active: AtomicUsize,
     idle: Notify,
 }
 
@@ -395,11 +394,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         });
     }
 
-    let active = Arc::new(AtomicUsize::new(0));
-    let wait = Arc::new(RuntimeWait {
-        in_flight: active.clone(),
-        metrics: OnceLock::new(),
-    });
+    let wait = Arc::new(RuntimeWait::default());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cfg.io_threads)
         .enable_all()
@@ -419,7 +414,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         io: Pool::new("isapi-io", cfg.threads.clamp(4, 64), crate::pool::cpus())?,
         rt: rt.handle().clone(),
         cfg,
-        active,
+        active: AtomicUsize::new(0),
         idle: Notify::new(),
     });
     let app = Arc::new(App {
