@@ -67,6 +67,9 @@ pub(crate) struct ServeArgs {
     /// Threads of the async runtime that parse HTTP and move bytes for every connection [default: half the CPU count, at least 1].
     #[arg(long, value_name = "N")]
     pub(crate) io_threads: Option<usize>,
+    /// Microseconds a thread out of work yields its CPU for more before it sleeps, while work comes that fast; 0 sleeps at once, for machines where idle CPU must stay idle [default: 100; at most 10000].
+    #[arg(long, value_name = "MICROS")]
+    pub(crate) yield_us: Option<u64>,
     /// Physical directory for PATH_TRANSLATED and MAP_URL_TO_PATH [default: the current directory].
     #[arg(long, value_name = "DIR")]
     pub(crate) doc_root: Option<PathBuf>,
@@ -132,6 +135,7 @@ struct FileConfig {
     threads: Option<usize>,
     parallel: Option<usize>,
     io_threads: Option<usize>,
+    yield_us: Option<u64>,
     doc_root: Option<PathBuf>,
     trace_callbacks: Option<bool>,
     access_log: Option<AccessLogFormat>,
@@ -166,6 +170,8 @@ pub(crate) struct ServeConfig {
     pub(crate) parallel: usize,
     /// The async runtime's worker threads.
     pub(crate) io_threads: usize,
+    /// How long a thread out of work yields for more at most.
+    pub(crate) yield_time: Duration,
     /// Shared with every request's `PATH_TRANSLATED`.
     pub(crate) doc_root: Arc<Path>,
     pub(crate) trace_callbacks: bool,
@@ -188,6 +194,9 @@ pub(crate) const DEFAULT_PYTHON_THREADS: usize = 8;
 fn default_io_threads() -> usize {
     (crate::pool::cpus() / 2).max(1)
 }
+
+/// The longest `--yield-us`: past a few milliseconds a wake-up is sooner.
+const MAX_YIELD_US: u64 = 10_000;
 
 /// IIS's `UploadReadAheadSize` default.
 pub(crate) const DEFAULT_READ_AHEAD: usize = 49152;
@@ -315,6 +324,13 @@ impl ServeConfig {
                 .unwrap_or_else(default_io_threads),
             "--io-threads",
         )?;
+        let yield_us = args
+            .yield_us
+            .or(file.yield_us)
+            .unwrap_or(crate::pool::YIELD_TIME.as_micros() as u64);
+        if yield_us > MAX_YIELD_US {
+            bail!("--yield-us must be at most {MAX_YIELD_US}, got {yield_us}");
+        }
         let doc_root = match args.doc_root.or(file.doc_root) {
             Some(dir) => dir,
             None => std::env::current_dir().context("cannot read the current directory")?,
@@ -343,6 +359,7 @@ impl ServeConfig {
             threads,
             parallel,
             io_threads,
+            yield_time: Duration::from_micros(yield_us),
             doc_root: doc_root.into(),
             trace_callbacks: args.trace_callbacks || file.trace_callbacks.unwrap_or(false),
             access_log: args.access_log.or(file.access_log).unwrap_or_default(),
@@ -440,6 +457,26 @@ mod tests {
         assert_eq!(cfg.bind, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(cfg.threads, DEFAULT_PYTHON_THREADS);
         assert_eq!(cfg.parallel, 1, "Python runs one thread at a time");
+        assert_eq!(cfg.yield_time, crate::pool::YIELD_TIME);
+    }
+
+    #[test]
+    fn yield_time_is_bounded_and_zero_turns_it_off() {
+        let with = |yield_us| {
+            ServeConfig::resolve(
+                ServeArgs {
+                    extension: Some("x.so".into()),
+                    yield_us: Some(yield_us),
+                    ..Default::default()
+                },
+                Path::new("p.so"),
+                Path::new("d"),
+            )
+        };
+        assert_eq!(with(0).unwrap().yield_time, Duration::ZERO);
+        assert_eq!(with(250).unwrap().yield_time, Duration::from_micros(250));
+        let err = with(MAX_YIELD_US + 1).unwrap_err();
+        assert!(format!("{err:#}").contains("--yield-us"), "{err:#}");
     }
 
     #[test]
@@ -506,7 +543,7 @@ mod tests {
         let file = dir.join("host.toml");
         std::fs::write(
             &file,
-            "bind = \"127.0.0.1:9000\"\nread-ahead = 10\nthreads = 3\nparallel = 2\nio-threads = 1\n[[map]]\nprefix = \"/x/\"\npath = \"x.so\"\n",
+            "bind = \"127.0.0.1:9000\"\nread-ahead = 10\nthreads = 3\nparallel = 2\nio-threads = 1\nyield-us = 40\n[[map]]\nprefix = \"/x/\"\npath = \"x.so\"\n",
         )
         .unwrap();
         let args = ServeArgs {
@@ -520,6 +557,7 @@ mod tests {
         assert_eq!(cfg.threads, 5);
         assert_eq!(cfg.parallel, 2);
         assert_eq!(cfg.io_threads, 1);
+        assert_eq!(cfg.yield_time, Duration::from_micros(40));
         assert_eq!(cfg.maps[0].prefix, "/x");
         assert_eq!(cfg.maps[0].path, dir.join("x.so"));
 

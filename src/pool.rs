@@ -34,15 +34,16 @@
 //! - At most one thread is on its way at a time, and idle threads sleep in a
 //!   stack, so the thread woken is the one whose caches are still warm.
 //! - A thread that finds the queue empty while jobs come in fast yields its
-//!   CPU (`sched_yield`) for up to [`YIELD_TIME`] before it sleeps, and
+//!   CPU (`sched_yield`) for up to the pool's yield time (`--yield-us`,
+//!   [`YIELD_TIME`] by default; zero: never) before it sleeps, and
 //!   takes a job queued meanwhile without a wake-up. Sleeping costs a futex
 //!   wait, and the job that ends it a futex wake on the runtime's thread and
 //!   two context switches, often on a CPU that has gone idle and must be
 //!   woken itself. A yield lets every other runnable thread run first (the
 //!   runtime that feeds the pool, the client on the same machine), so it
 //!   takes no CPU anyone else wants; on an idle CPU it shows as CPU time.
-//!   Jobs come in fast when the thread's last wait ended within
-//!   [`YIELD_TIME`], or it was woken to more than one queued job; a wait
+//!   Jobs come in fast when the thread's last wait ended within the
+//!   yield time, or it was woken to more than one queued job; a wait
 //!   in vain ends that, so at a low request rate threads sleep at once (see
 //!   [`Patience`]). While a thread yields, it counts as on its way, and no
 //!   job wakes another.
@@ -69,7 +70,8 @@ pub(crate) const STALL: Duration = Duration::from_millis(1);
 /// anyway: a long computation does not hold up every request behind it.
 pub(crate) const BUSY_STALL: Duration = Duration::from_millis(10);
 
-/// How long a thread out of work goes on yielding for more at most: longer
+/// How long a thread out of work goes on yielding for more at most, unless
+/// `--yield-us` says otherwise: longer
 /// than a request's round trip on a loopback connection, and short enough
 /// that when other threads keep the CPU for whole time slices, a wake-up
 /// (which may preempt them) is the quicker way back.
@@ -186,6 +188,8 @@ struct Shared {
     state: Mutex<State>,
     /// Arms the watcher.
     watch: Condvar,
+    /// How long a thread out of work yields for the next job at most.
+    yield_time: Duration,
 }
 
 impl Shared {
@@ -240,7 +244,7 @@ impl Shared {
                     st = self.lock();
                 }
                 st.waking -= 1;
-                patience.woken(true);
+                patience.woken(self.yield_time, true);
                 if st.jobs.len() > 1 {
                     // Jobs came in faster than a wake-up: worth yielding for.
                     patience.hot = true;
@@ -274,7 +278,7 @@ impl Shared {
     ) -> (MutexGuard<'a, State>, Option<(Instant, Job)>) {
         st.waking += 1;
         drop(st);
-        let got = patience.wait(|| {
+        let got = patience.wait(self.yield_time, || {
             let mut st = self.lock();
             #[cfg(test)]
             {
@@ -394,10 +398,10 @@ struct Patience {
 
 impl Patience {
     /// If the work has been coming fast, yields the CPU until `poll` has
-    /// something, for [`YIELD_TIME`] at most; a wait in vain ends the
-    /// yielding until a wait is short again.
-    fn wait<T>(&mut self, mut poll: impl FnMut() -> Option<T>) -> Option<T> {
-        if !self.hot {
+    /// something, for `limit` at most; a wait in vain ends the yielding
+    /// until a wait is short again.
+    fn wait<T>(&mut self, limit: Duration, mut poll: impl FnMut() -> Option<T>) -> Option<T> {
+        if !self.hot || limit.is_zero() {
             return None;
         }
         let start = Instant::now();
@@ -406,7 +410,7 @@ impl Patience {
             if let Some(found) = poll() {
                 return Some(found);
             }
-            if start.elapsed() > YIELD_TIME {
+            if start.elapsed() > limit {
                 self.hot = false;
                 return None;
             }
@@ -419,11 +423,10 @@ impl Patience {
     }
 
     /// The thread is awake again, for the work it waits for (`for_work`)
-    /// or not: if that came within [`YIELD_TIME`], yielding would have found
-    /// it.
-    fn woken(&mut self, for_work: bool) {
+    /// or not: if that came within `limit`, yielding would have found it.
+    fn woken(&mut self, limit: Duration, for_work: bool) {
         if let Some(slept) = self.slept.take() {
-            self.hot = for_work && slept.elapsed() < YIELD_TIME;
+            self.hot = for_work && slept.elapsed() < limit;
         }
     }
 }
@@ -450,17 +453,26 @@ thread_local! {
 ///
 /// While it yields, the thread does not poll sockets, so it yields only
 /// while responses have been coming back fast: after a park that a response
-/// (not socket I/O) ended within [`YIELD_TIME`]. Requests that stay long in
+/// (not socket I/O) ended within the yield time. Requests that stay long in
 /// the extension end the yielding after one wait in vain, and a thread that
 /// queued nothing (it waits for clients) parks at once.
-#[derive(Default)]
 pub(crate) struct RuntimeWait {
+    /// How long a runtime thread yields for a response at most (zero:
+    /// never).
+    yield_time: Duration,
     /// The runtime's metrics, once it is built: tokio's global queue, where
     /// a task woken from outside the runtime (by an extension thread) lands.
     pub(crate) metrics: std::sync::OnceLock<tokio::runtime::RuntimeMetrics>,
 }
 
 impl RuntimeWait {
+    pub(crate) fn new(yield_time: Duration) -> Self {
+        RuntimeWait {
+            yield_time,
+            metrics: std::sync::OnceLock::new(),
+        }
+    }
+
     /// A task woken from outside the runtime is queued for it.
     fn queued(&self) -> bool {
         self.metrics
@@ -475,7 +487,9 @@ impl RuntimeWait {
             return;
         }
         RUNTIME_PATIENCE.with_borrow_mut(|p| {
-            if p.wait(|| self.queued().then_some(())).is_none() {
+            if p.wait(self.yield_time, || self.queued().then_some(()))
+                .is_none()
+            {
                 p.sleeping();
             }
         });
@@ -486,7 +500,7 @@ impl RuntimeWait {
     /// I/O ended does not.
     pub(crate) fn unparked(&self) {
         let queued = self.queued();
-        RUNTIME_PATIENCE.with_borrow_mut(|p| p.woken(queued));
+        RUNTIME_PATIENCE.with_borrow_mut(|p| p.woken(self.yield_time, queued));
     }
 }
 
@@ -537,8 +551,15 @@ pub(crate) struct Pool {
 impl Pool {
     /// Starts `threads` threads named `name-N`, and the queue's watcher. A
     /// backlog spreads over at most `parallel` running threads; threads
-    /// beyond that are woken only when every running one is blocked.
-    pub(crate) fn new(name: &str, threads: usize, parallel: usize) -> std::io::Result<Self> {
+    /// beyond that are woken only when every running one is blocked. A
+    /// thread out of work yields for the next job for up to `yield_time`
+    /// (zero: never; see [`Patience`]).
+    pub(crate) fn new(
+        name: &str,
+        threads: usize,
+        parallel: usize,
+        yield_time: Duration,
+    ) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 jobs: VecDeque::new(),
@@ -556,6 +577,7 @@ impl Pool {
                 slept: 0,
             }),
             watch: Condvar::new(),
+            yield_time,
         });
         for i in 0..threads {
             let shared = shared.clone();
@@ -608,7 +630,7 @@ mod tests {
 
     #[test]
     fn runs_every_job_and_survives_a_panic() {
-        let pool = Pool::new("test-pool", 3, 2).unwrap();
+        let pool = Pool::new("test-pool", 3, 2, YIELD_TIME).unwrap();
         let (tx, rx) = mpsc::channel();
         pool.spawn(|| panic!("boom"));
         for i in 0..100 {
@@ -648,7 +670,7 @@ mod tests {
 
     #[test]
     fn jobs_at_a_low_rate_find_the_thread_asleep_and_it_never_yields() {
-        let pool = Pool::new("test-slow", 1, 1).unwrap();
+        let pool = Pool::new("test-slow", 1, 1, YIELD_TIME).unwrap();
         for _ in 0..20 {
             one_job(&pool, true);
         }
@@ -665,7 +687,7 @@ mod tests {
         // One job at a time, each queued as soon as the last has run (a
         // client with one connection): the thread's sleeps are short, so it
         // yields for the next job instead, and most jobs find it awake.
-        let pool = Pool::new("test-serial", 1, 1).unwrap();
+        let pool = Pool::new("test-serial", 1, 1, YIELD_TIME).unwrap();
         let jobs = 200;
         for _ in 0..jobs {
             one_job(&pool, false);
@@ -679,6 +701,16 @@ mod tests {
     }
 
     #[test]
+    fn a_pool_with_no_yield_time_never_yields() {
+        let pool = Pool::new("test-noyield", 1, 1, Duration::ZERO).unwrap();
+        for _ in 0..50 {
+            one_job(&pool, false);
+        }
+        wait_all_asleep(&pool);
+        assert_eq!(pool.shared.lock().yielded, 0);
+    }
+
+    #[test]
     fn patience_yields_only_after_a_short_wait_for_work() {
         let mut p = Patience::default();
         let mut polls = 0;
@@ -686,18 +718,21 @@ mod tests {
             polls += 1;
             Some(())
         };
-        assert!(p.wait(&mut poll).is_none(), "not before any wait");
+        assert!(
+            p.wait(YIELD_TIME, &mut poll).is_none(),
+            "not before any wait"
+        );
         assert_eq!(polls, 0);
         // Woken soon, but not for the work it waits for (socket I/O on a
         // runtime thread): no reason to yield.
         p.sleeping();
-        p.woken(false);
-        assert!(p.wait(|| Some(())).is_none());
+        p.woken(YIELD_TIME, false);
+        assert!(p.wait(YIELD_TIME, || Some(())).is_none());
         // Woken soon for work: the next wait yields until the work comes.
         p.sleeping();
-        p.woken(true);
+        p.woken(YIELD_TIME, true);
         assert_eq!(
-            p.wait(|| {
+            p.wait(YIELD_TIME, || {
                 polls += 1;
                 (polls == 3).then_some(polls)
             }),
@@ -705,14 +740,21 @@ mod tests {
         );
         // A wait in vain lasts YIELD_TIME and ends the yielding.
         let start = Instant::now();
-        assert!(p.wait(|| None::<()>).is_none());
+        assert!(p.wait(YIELD_TIME, || None::<()>).is_none());
         assert!(start.elapsed() >= YIELD_TIME);
-        assert!(p.wait(|| Some(())).is_none(), "not after a wait in vain");
+        assert!(
+            p.wait(YIELD_TIME, || Some(())).is_none(),
+            "not after a wait in vain"
+        );
         // A long sleep, even for work, does not start it again.
         p.sleeping();
         thread::sleep(YIELD_TIME * 2);
-        p.woken(true);
+        p.woken(YIELD_TIME, true);
         assert!(!p.hot);
+        // A limit of zero never yields.
+        p.sleeping();
+        p.woken(Duration::ZERO, true);
+        assert!(p.wait(Duration::ZERO, || Some(())).is_none());
     }
 
     #[test]
@@ -720,7 +762,7 @@ mod tests {
         // Three jobs already queued when the thread wakes: jobs come faster
         // than a wake-up, so it yields before it sleeps; none comes within
         // YIELD_TIME, so it sleeps.
-        let pool = Pool::new("test-burst", 1, 1).unwrap();
+        let pool = Pool::new("test-burst", 1, 1, YIELD_TIME).unwrap();
         wait_all_asleep(&pool);
         let (tx, rx) = mpsc::channel();
         let wake = {
@@ -755,7 +797,7 @@ mod tests {
         // the pool wakes another thread for the next, and the last thread
         // runs the jobs queued behind them. This holds past the `parallel`
         // limit, which counts threads that keep the queue moving.
-        let pool = Pool::new("test-block", 4, 1).unwrap();
+        let pool = Pool::new("test-block", 4, 1, YIELD_TIME).unwrap();
         let (release_tx, release_rx) = mpsc::channel::<()>();
         let release_rx = Arc::new(Mutex::new(release_rx));
         let (started_tx, started_rx) = mpsc::channel();
@@ -815,7 +857,7 @@ mod tests {
         // Jobs that compute for 0.5 ms each, never blocking: one starts
         // every 0.5 ms, so nothing stalls, but the queue falls behind, and
         // the pool runs more than one at a time when `parallel` allows.
-        let pool = Pool::new("test-cpu", 4, 2).unwrap();
+        let pool = Pool::new("test-cpu", 4, 2, YIELD_TIME).unwrap();
         assert!(
             overlapping_starts(&pool, 40, Duration::from_micros(500)) > 0,
             "CPU-bound jobs ran one at a time"
@@ -829,7 +871,7 @@ mod tests {
         // BUSY_STALL (or, where the kernel cannot be asked, over STALL) lets
         // one in for a job or two, which a loaded machine does now and then;
         // with no limit nearly every job overlaps another.
-        let pool = Pool::new("test-one", 4, 1).unwrap();
+        let pool = Pool::new("test-one", 4, 1, YIELD_TIME).unwrap();
         let overlapped = overlapping_starts(&pool, 200, Duration::from_micros(200));
         assert!(
             overlapped < 100,
@@ -867,7 +909,7 @@ mod tests {
         // With `parallel` 1, one job that computes for 300 ms: the jobs
         // queued behind it get another thread after BUSY_STALL rather than
         // waiting for it.
-        let pool = Pool::new("test-long", 4, 1).unwrap();
+        let pool = Pool::new("test-long", 4, 1, YIELD_TIME).unwrap();
         let (done_tx, done_rx) = mpsc::channel();
         pool.spawn(move || {
             let start = Instant::now();
@@ -892,7 +934,7 @@ mod tests {
         // With `parallel` 1, a job in a bulk transfer no longer counts as
         // running, and a job queued behind it is handed a thread at once;
         // a small transfer changes nothing.
-        let pool = Pool::new("test-bulk", 4, 1).unwrap();
+        let pool = Pool::new("test-bulk", 4, 1, YIELD_TIME).unwrap();
         let shared = pool.shared.clone();
         while shared.lock().idle.len() < 4 {
             thread::sleep(Duration::from_millis(1));
@@ -933,7 +975,7 @@ mod tests {
     #[test]
     fn short_jobs_stay_on_few_threads() {
         // A burst of short jobs is served without waking the whole pool.
-        let pool = Pool::new("test-few", 32, 2).unwrap();
+        let pool = Pool::new("test-few", 32, 2, YIELD_TIME).unwrap();
         let (tx, rx) = mpsc::channel();
         for _ in 0..2000 {
             let tx = tx.clone();

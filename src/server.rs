@@ -394,7 +394,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         });
     }
 
-    let wait = Arc::new(RuntimeWait::default());
+    let wait = Arc::new(RuntimeWait::new(cfg.yield_time));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cfg.io_threads)
         .enable_all()
@@ -410,8 +410,13 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         .build()?;
     let _ = wait.metrics.set(rt.metrics());
     let shared = Arc::new(Shared {
-        workers: Pool::new("isapi-worker", cfg.threads, cfg.parallel)?,
-        io: Pool::new("isapi-io", cfg.threads.clamp(4, 64), crate::pool::cpus())?,
+        workers: Pool::new("isapi-worker", cfg.threads, cfg.parallel, cfg.yield_time)?,
+        io: Pool::new(
+            "isapi-io",
+            cfg.threads.clamp(4, 64),
+            crate::pool::cpus(),
+            cfg.yield_time,
+        )?,
         rt: rt.handle().clone(),
         cfg,
         active: AtomicUsize::new(0),

@@ -162,3 +162,20 @@ fn io_threads_sets_the_runtime_threads() {
     .expect_err("--io-threads 0 is refused");
     assert!(err.contains("--io-threads must be at least 1"), "{err}");
 }
+
+#[test]
+fn yield_us_zero_still_serves_and_a_too_long_one_is_refused() {
+    let hello = c_fixture_str("hello");
+    let host = Host::start(&["--extension", &hello, "--yield-us", "0"]);
+    let mut conn = host.connect();
+    for _ in 0..20 {
+        let r = conn.roundtrip(&get_req("/"));
+        assert_eq!(r.body, b"Hello, world!");
+    }
+    let err = Host::try_start_env(
+        &["--extension", &hello, "--yield-us", "20000"],
+        std::iter::empty::<(&str, &str)>(),
+    )
+    .expect_err("--yield-us 20000 is refused");
+    assert!(err.contains("--yield-us must be at most 10000"), "{err}");
+}
