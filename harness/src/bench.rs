@@ -123,7 +123,7 @@ impl App {
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Servers (repeatable): bare-hyper, host-c, host-py, granian, gunicorn, waitress, cmd:<template>.
+    /// Servers (repeatable): bare-hyper, host-c, host-py, granian, gunicorn, waitress, cmd:TEMPLATE.
     #[arg(long = "server", default_values_t = ["bare-hyper", "host-c", "host-py", "granian", "gunicorn", "waitress"].map(String::from))]
     pub servers: Vec<String>,
     /// Workloads (comma-separated or repeated).
@@ -163,13 +163,13 @@ pub struct BenchArgs {
     /// Also stream a chunked upload of this many MiB to /count, sampling the server's RSS.
     #[arg(long)]
     pub upload_mib: Option<u64>,
-    /// JSON output (default <out>/bench.json).
+    /// JSON output (default OUT/bench.json).
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Markdown tables output (default <out>/bench.md).
+    /// Markdown tables output (default OUT/bench.md).
     #[arg(long)]
     pub markdown: Option<PathBuf>,
-    /// Directory for the SVG charts (default <out>).
+    /// Directory for the SVG charts (default OUT).
     #[arg(long)]
     pub svg_dir: Option<PathBuf>,
     /// Skip the load runs (only idle/upload measurements).

@@ -16,13 +16,13 @@ pub struct LaunchArgs {
     /// isapi-host binary (default: next to this executable; libpyisapie.so must be next to it).
     #[arg(long)]
     pub host_bin: Option<PathBuf>,
-    /// Virtualenv holding gunicorn, waitress and granian (default <repo>/.venv).
+    /// Virtualenv holding gunicorn, waitress and granian (default REPO/.venv).
     #[arg(long)]
     pub venv: Option<PathBuf>,
     /// Thread budget of every server: 1 process with N request threads.
     #[arg(long, default_value_t = 4)]
     pub threads: usize,
-    /// Directory for logs, compiled C fixtures and reports (default <repo>/target/<subcommand>).
+    /// Directory for logs, compiled C fixtures and reports (default REPO/target/SUBCOMMAND).
     #[arg(long)]
     pub out: Option<PathBuf>,
 }

@@ -42,7 +42,7 @@ struct ConformArgs {
     /// Server to test (repeatable): host-py, host-c, gunicorn, waitress, granian, or cmd:<template with {port}>.
     #[arg(long = "server", default_values_t = ["host-py".to_string(), "host-c".to_string()])]
     servers: Vec<String>,
-    /// Case directory (default <repo>/fixtures/cases).
+    /// Case directory (default REPO/fixtures/cases).
     #[arg(long)]
     cases: Option<PathBuf>,
     /// Only run cases whose name contains this text (repeatable).
@@ -54,10 +54,10 @@ struct ConformArgs {
     /// Multiply every timeout by this factor.
     #[arg(long, default_value_t = 1.0)]
     timeout_scale: f64,
-    /// Markdown matrix output (default <out>/conformance.md).
+    /// Markdown matrix output (default OUT/conformance.md).
     #[arg(long)]
     markdown: Option<PathBuf>,
-    /// JUnit XML output (default <out>/junit.xml).
+    /// JUnit XML output (default OUT/junit.xml).
     #[arg(long)]
     junit: Option<PathBuf>,
     /// List the cases and exit.
