@@ -71,10 +71,10 @@ pub(crate) const STALL: Duration = Duration::from_millis(1);
 pub(crate) const BUSY_STALL: Duration = Duration::from_millis(10);
 
 /// How long a thread out of work goes on yielding for more at most, unless
-/// `--yield-us` says otherwise: longer
-/// than a request's round trip on a loopback connection, and short enough
-/// that when other threads keep the CPU for whole time slices, a wake-up
-/// (which may preempt them) is the quicker way back.
+/// `--yield-us` says otherwise: longer than a request's round trip on a
+/// loopback connection, and short enough that when other threads keep the
+/// CPU for whole time slices, a wake-up (which may preempt them) is the
+/// quicker way back.
 pub(crate) const YIELD_TIME: Duration = Duration::from_micros(100);
 
 /// A `ReadClient` of at least this many bytes is a bulk [`Transfer`].
@@ -386,10 +386,10 @@ pub(crate) fn cpus() -> usize {
 
 /// Whether a thread that has run out of work yields its CPU for more before
 /// it sleeps: it does while the work it waits for has been coming within
-/// [`YIELD_TIME`] (see the module docs).
+/// the yield time its caller passes in (see the module docs).
 #[derive(Default)]
 struct Patience {
-    /// The thread's last wait ended within [`YIELD_TIME`]: yielding is
+    /// The thread's last wait ended within the yield time: yielding is
     /// likely to find the next piece of work.
     hot: bool,
     /// When the thread went to sleep, if it did.
