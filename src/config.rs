@@ -64,7 +64,7 @@ pub(crate) struct ServeArgs {
     /// Extension threads that may run at once while none of them is blocked [default: the CPU count; 1 for --app and the demo].
     #[arg(long, value_name = "N")]
     pub(crate) parallel: Option<usize>,
-    /// Threads of the async runtime that parse HTTP and move bytes for every connection [default: half the CPU count, at least 1].
+    /// Threads of the async runtime that parse HTTP and move bytes for every connection [default: the CPU count].
     #[arg(long, value_name = "N")]
     pub(crate) io_threads: Option<usize>,
     /// Microseconds a thread out of work yields its CPU for more before it sleeps, while work comes that fast; 0 sleeps at once, for machines where idle CPU must stay idle [default: 100; at most 10000].
@@ -187,12 +187,13 @@ pub(crate) struct ServeConfig {
 pub(crate) const DEFAULT_THREADS: usize = 64;
 /// Extension threads by default when the WSGI sugar runs pyisapie.
 pub(crate) const DEFAULT_PYTHON_THREADS: usize = 8;
-/// Async runtime threads by default: half the CPUs. Every request's work is
-/// split between a runtime thread (HTTP and sockets) and an extension thread,
-/// so one runtime thread per CPU oversubscribes the machine (BENCHMARKS.md,
-/// "Session 10").
+/// Async runtime threads by default: one per CPU. Every request's work is
+/// split between a runtime thread (HTTP and sockets) and an extension thread;
+/// since the threads yield for each other rather than sleep (`--yield-us`),
+/// a runtime thread per CPU serves more than half as many (BENCHMARKS.md,
+/// "Session 12", which reverses "Session 10").
 fn default_io_threads() -> usize {
-    (crate::pool::cpus() / 2).max(1)
+    crate::pool::cpus()
 }
 
 /// The longest `--yield-us`: past a few milliseconds a wake-up is sooner.
@@ -524,7 +525,7 @@ mod tests {
         assert!(cfg.python.is_none());
         assert_eq!(cfg.threads, DEFAULT_THREADS);
         assert_eq!(cfg.parallel, crate::pool::cpus());
-        assert_eq!(cfg.io_threads, (crate::pool::cpus() / 2).max(1));
+        assert_eq!(cfg.io_threads, crate::pool::cpus());
 
         let dup = ServeArgs {
             maps: vec![
