@@ -415,9 +415,8 @@ impl RequestCtx {
         }
         *resp.headers_mut() = head.headers;
         let h = resp.headers_mut();
-        if !h.contains_key(header::SERVER) {
-            h.insert(header::SERVER, HeaderValue::from_static(SERVER_SOFTWARE));
-        }
+        h.entry(header::SERVER)
+            .or_insert(HeaderValue::from_static(SERVER_SOFTWARE));
         if let Some(n) = head.content_length {
             if matches!(framing, Framing::Length(_)) {
                 r.length_header = Some(n);
