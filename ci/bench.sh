@@ -7,8 +7,8 @@
 #
 # Takes about 45 minutes: a load run is WARMUP + DURATION (6 s), and there are
 # servers x workloads x concurrencies x ROUNDS of them: workloads 27 x 5, scaling
-# 30 x 5, bodies 15 x 5, wrk 3 x 5 = 375 runs, about 38 minutes; plus the wrk
-# comparison (3 servers x (5 wrk runs + 4 generator runs), about 3 minutes),
+# 30 x 5, bodies 15 x 5, wrk 6 x 5 = 390 runs, about 39 minutes; plus the wrk
+# comparison (3 servers x 2 concurrencies x (5 wrk runs + 4 generator runs), about 5 minutes),
 # the idle and upload measurements, server start-up and the release build. Five
 # rounds, because a same-round ratio still moves by about ±0.1 on a shared machine.
 #
@@ -54,9 +54,9 @@ run workloads "${ALL[@]}" --app hello,echo-10k,stream,upload-1m,work -c 64 --idl
 run scaling "${ALL[@]}" --app hello -c 1,16,64,256,1024
 # 3. response body sizes
 run bodies "${ALL[@]}" --app body-0,body-10k,body-1m -c 64
-# 4. the load generator against wrk on the same servers
+# 4. the load generator against wrk on the same servers, rps and p99, at c=64 and c=1024
 #    (five alternating rounds each: the medians of three moved by more than 10 % with one round)
-run wrk --server bare-hyper --server host-c --server host-py --app hello -c 64 --wrk --wrk-rounds 5
+run wrk --server bare-hyper --server host-c --server host-py --app hello -c 64,1024 --wrk --wrk-rounds 5
 
 # splice the generated tables into BENCHMARKS.md between <!-- BEGIN name --> and <!-- END name -->
 /usr/bin/python3 - "$OUT" <<'PY'

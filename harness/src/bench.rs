@@ -147,7 +147,8 @@ pub struct BenchArgs {
     /// (servers in an order rotated by the round); the median round is reported.
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
-    /// Tokio worker threads of the load generator.
+    /// Threads of the load generator, each a single-threaded tokio runtime
+    /// driving its share of the connections.
     #[arg(long, default_value_t = 2)]
     pub client_threads: usize,
     /// Also run wrk on the same server and workload (GET workloads) and record its rps.
@@ -294,6 +295,8 @@ pub struct Report {
     pub errors: Vec<String>,
 }
 
+/// Counters every connection of a load run updates.
+#[derive(Default)]
 struct Shared {
     done: AtomicU64,
     errors_connect: AtomicU64,
@@ -517,7 +520,7 @@ async fn worker(
     end: Instant,
     shared: Arc<Shared>,
 ) -> Histogram<u64> {
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds");
+    let mut hist = new_histogram();
     let mut conn: Option<RawConn> = None;
     let mut first = true;
     while Instant::now() < end {
@@ -563,6 +566,11 @@ async fn worker(
     hist
 }
 
+/// A latency histogram in µs, from 1 µs to 120 s, three significant figures.
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds")
+}
+
 /// CPU time (user+system, in clock ticks) of a process tree.
 fn tree_cpu_ticks(pid: u32) -> u64 {
     let mut total = 0;
@@ -600,9 +608,98 @@ fn progress_bar(label: &str, total: Duration) -> ProgressBar {
     pb
 }
 
+/// The load generator's threads: one single-threaded tokio runtime per
+/// `--client-threads`, each driving its share of the connections.
+///
+/// Single-threaded runtimes, because a work-stealing one reorders ready
+/// connections (a LIFO slot, a bounded local queue spilling into a shared one)
+/// and so adds its own tail to every latency it measures at high concurrency;
+/// here a connection whose response has arrived waits only behind the others
+/// that became ready before it, as in wrk's one event loop per thread.
+pub struct Client {
+    runtimes: Vec<tokio::runtime::Runtime>,
+}
+
+impl Client {
+    /// `threads` runtimes (at least one).
+    pub fn new(threads: usize) -> Result<Client> {
+        let runtimes = (0..threads.max(1))
+            .map(|_| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+            })
+            .collect::<std::io::Result<_>>()?;
+        Ok(Client { runtimes })
+    }
+
+    /// Runs `conns` connections of `app` against `addr` until `end`, connection
+    /// `i` on thread `i % threads`, and merges their histograms (requests sent
+    /// from `measure_from` on) and counters. Meanwhile calls `tick` on this
+    /// thread every 200 ms.
+    fn drive(
+        &self,
+        addr: SocketAddr,
+        app: App,
+        conns: usize,
+        measure_from: Instant,
+        end: Instant,
+        mut tick: impl FnMut(&Shared),
+    ) -> (Histogram<u64>, Arc<Shared>) {
+        let shared = Arc::new(Shared::default());
+        let request = Arc::new(serialize_request(app));
+        let threads = self.runtimes.len();
+        std::thread::scope(|scope| {
+            let drivers: Vec<_> = self
+                .runtimes
+                .iter()
+                .enumerate()
+                .map(|(t, rt)| {
+                    let (request, shared) = (request.clone(), shared.clone());
+                    let mine = conns / threads + usize::from(t < conns % threads);
+                    scope.spawn(move || {
+                        rt.block_on(async move {
+                            let tasks: Vec<_> = (0..mine)
+                                .map(|_| {
+                                    tokio::spawn(worker(
+                                        app,
+                                        addr,
+                                        request.clone(),
+                                        measure_from,
+                                        end,
+                                        shared.clone(),
+                                    ))
+                                })
+                                .collect();
+                            let mut hist = new_histogram();
+                            for t in tasks {
+                                if let Ok(h) = t.await {
+                                    let _ = hist.add(h);
+                                }
+                            }
+                            hist
+                        })
+                    })
+                })
+                .collect();
+            while Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(200));
+                tick(&shared);
+            }
+            let mut hist = new_histogram();
+            for d in drivers {
+                if let Ok(h) = d.join() {
+                    let _ = hist.add(h);
+                }
+            }
+            (hist, shared)
+        })
+    }
+}
+
 /// Run one load test against a running server.
 pub fn load(
-    rt: &tokio::runtime::Runtime,
+    client: &Client,
     srv: &Running,
     app: App,
     conns: usize,
@@ -610,66 +707,33 @@ pub fn load(
     duration: Duration,
 ) -> RunResult {
     let addr = srv.addr;
-    let shared = Arc::new(Shared {
-        done: AtomicU64::new(0),
-        errors_connect: AtomicU64::new(0),
-        errors_io: AtomicU64::new(0),
-        errors_status: AtomicU64::new(0),
-        errors_body: AtomicU64::new(0),
-        reconnects: AtomicU64::new(0),
-    });
     let label = format!("{} {} c{}", srv.spec.label(), app.name(), conns);
     let pb = progress_bar(&label, warmup + duration);
-    let request = Arc::new(serialize_request(app));
     let start = Instant::now();
     let measure_from = start + warmup;
     let end = measure_from + duration;
     let cpu_pid = srv.pid();
-    let mut cpu_before = 0;
-    let hist = rt.block_on(async {
-        let mut tasks = Vec::with_capacity(conns);
-        for _ in 0..conns {
-            tasks.push(tokio::spawn(worker(
-                app,
-                addr,
-                request.clone(),
-                measure_from,
-                end,
-                shared.clone(),
-            )));
+    let mut cpu_before = None;
+    let (mut last, mut last_t) = (0, Instant::now());
+    let (hist, shared) = client.drive(addr, app, conns, measure_from, end, |shared| {
+        if cpu_before.is_none() && Instant::now() >= measure_from {
+            cpu_before = Some(tree_cpu_ticks(cpu_pid));
         }
-        let mut last = 0;
-        let mut last_t = Instant::now();
-        let mut cpu_taken = false;
-        while Instant::now() < end {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            if !cpu_taken && Instant::now() >= measure_from {
-                cpu_before = tree_cpu_ticks(cpu_pid);
-                cpu_taken = true;
-            }
-            let done = shared.done.load(Ordering::Relaxed);
-            let dt = last_t.elapsed().as_secs_f64();
-            pb.set_position(
-                start
-                    .elapsed()
-                    .as_millis()
-                    .min((warmup + duration).as_millis()) as u64,
-            );
-            if done > last {
-                pb.set_message(format!("{:>9.0} rps", (done - last) as f64 / dt));
-            }
-            last = done;
-            last_t = Instant::now();
+        let done = shared.done.load(Ordering::Relaxed);
+        let dt = last_t.elapsed().as_secs_f64();
+        pb.set_position(
+            start
+                .elapsed()
+                .as_millis()
+                .min((warmup + duration).as_millis()) as u64,
+        );
+        if done > last {
+            pb.set_message(format!("{:>9.0} rps", (done - last) as f64 / dt));
         }
-        let mut hist =
-            Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds");
-        for t in tasks {
-            if let Ok(h) = t.await {
-                let _ = hist.add(h);
-            }
-        }
-        hist
+        last = done;
+        last_t = Instant::now();
     });
+    let cpu_before = cpu_before.unwrap_or(0);
     let cpu_after = tree_cpu_ticks(cpu_pid);
     pb.finish_and_clear();
     let secs = duration.as_secs_f64();
@@ -790,9 +854,15 @@ fn parse_wrk_latency(v: &str) -> Option<u64> {
 }
 
 /// Hold `n` idle keep-alive connections (each served one request) and measure the server's RSS.
-pub fn idle_rss(rt: &tokio::runtime::Runtime, srv: &Running, n: usize) -> IdleResult {
+///
+/// On a runtime of its own, dropped at the end: that closes every connection
+/// before the next measurement.
+pub fn idle_rss(srv: &Running, n: usize) -> Result<IdleResult> {
     let addr = srv.addr;
     let before = srv.rss_kib();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let (established, still_open, after) = rt.block_on(async {
         let mut senders = Vec::with_capacity(n);
         for batch in 0..n.div_ceil(100) {
@@ -825,14 +895,14 @@ pub fn idle_rss(rt: &tokio::runtime::Runtime, srv: &Running, n: usize) -> IdleRe
         let open = senders.iter().filter(|s| !s.is_closed()).count();
         (senders.len(), open, after)
     });
-    IdleResult {
+    Ok(IdleResult {
         server: srv.spec.label(),
         connections: n,
         established,
         still_open,
         rss_before_kib: before,
         rss_after_kib: after,
-    }
+    })
 }
 
 fn tree_rss_now(pid: u32) -> u64 {
@@ -926,10 +996,7 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
         .iter()
         .map(|s| ServerSpec::parse(s))
         .collect::<Result<_>>()?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(a.client_threads.max(1))
-        .enable_all()
-        .build()?;
+    let client = Client::new(a.client_threads)?;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut report = Report {
         meta: Meta {
@@ -966,7 +1033,7 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
         .collect();
     if !a.no_load {
         let (apps, concs) = (unique(&a.app), unique(&a.concurrency));
-        let mut rounds = interleaved_rounds(&rt, &env, &a, &mut running, &mut report.errors);
+        let mut rounds = interleaved_rounds(&client, &env, &a, &mut running, &mut report.errors);
         for (i, slot) in running.iter_mut().enumerate() {
             for &app in &apps {
                 for &c in &concs {
@@ -977,7 +1044,7 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
                         let what = format!("the wrk comparison of {} c={c}", app.name());
                         if let Some(srv) = revive(&env, slot, &what, &mut report.errors) {
                             eprintln!("bench: {} {what}", srv.spec.label());
-                            compare_wrk(&rt, srv, &mut r, &a, &mut report.errors);
+                            compare_wrk(&client, srv, &mut r, &a, &mut report.errors);
                         }
                     }
                     report.runs.push(r);
@@ -988,12 +1055,18 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
     for srv in running.iter().flatten() {
         let label = srv.spec.label();
         if let Some(n) = a.idle_conns {
-            let r = idle_rss(&rt, srv, n);
-            eprintln!(
-                "  {label} idle: {} of {} connections held open, RSS {} → {} KiB",
-                r.still_open, r.connections, r.rss_before_kib, r.rss_after_kib
-            );
-            report.idle.push(r);
+            match idle_rss(srv, n) {
+                Ok(r) => {
+                    eprintln!(
+                        "  {label} idle: {} of {} connections held open, RSS {} → {} KiB",
+                        r.still_open, r.connections, r.rss_before_kib, r.rss_after_kib
+                    );
+                    report.idle.push(r);
+                }
+                Err(e) => report
+                    .errors
+                    .push(format!("{label}: idle connections: {e:#}")),
+            }
         }
         if let Some(mib) = a.upload_mib {
             let r = upload(srv, mib);
@@ -1051,7 +1124,7 @@ type RoundRuns = BTreeMap<(usize, App, usize), Vec<RunResult>>;
 /// running server that supports it, the servers in an order rotated by the round number.
 /// A server that cannot be restarted leaves `running` (its earlier rounds stay).
 fn interleaved_rounds(
-    rt: &tokio::runtime::Runtime,
+    client: &Client,
     env: &Env,
     a: &BenchArgs,
     running: &mut [Option<Running>],
@@ -1074,7 +1147,7 @@ fn interleaved_rounds(
                     let Some(srv) = revive(env, &mut running[i], &what, errors) else {
                         continue;
                     };
-                    let r = load(rt, srv, app, c, a.warmup, a.duration);
+                    let r = load(client, srv, app, c, a.warmup, a.duration);
                     if !srv.alive() {
                         let why = srv.exit_status().unwrap_or_default();
                         errors.push(format!(
@@ -1194,7 +1267,7 @@ fn spread_pct(rounds: &[f64], mid: f64) -> Option<f64> {
 
 /// Alternate wrk and this generator on the same server; store both medians.
 fn compare_wrk(
-    rt: &tokio::runtime::Runtime,
+    client: &Client,
     srv: &Running,
     r: &mut RunResult,
     a: &BenchArgs,
@@ -1207,7 +1280,7 @@ fn compare_wrk(
         if round > 0 {
             ours.push(
                 load(
-                    rt,
+                    client,
                     srv,
                     r.app,
                     r.concurrency,
@@ -1796,6 +1869,64 @@ mod tests {
         });
     }
 
+    /// The load is spread over the client's threads: with two threads and five
+    /// connections, all five connect and every request is counted once.
+    #[test]
+    fn drive_runs_every_connection_on_the_client_threads() {
+        use std::sync::atomic::AtomicUsize;
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        l.set_nonblocking(true).unwrap();
+        let counter = accepted.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let l = tokio::net::TcpListener::from_std(l).unwrap();
+                loop {
+                    let (mut s, _) = l.accept().await.unwrap();
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    tokio::spawn(async move {
+                        let mut buf = [0u8; 4096];
+                        // Every GET head ends in a blank line: one answer each.
+                        while let Ok(n @ 1..) = s.read(&mut buf).await {
+                            let heads = buf[..n].windows(4).filter(|w| w == b"\r\n\r\n").count();
+                            let answer =
+                                b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nHello, world!";
+                            for _ in 0..heads {
+                                if s.write_all(answer).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    });
+                }
+            });
+        });
+        let client = Client::new(2).unwrap();
+        let now = Instant::now();
+        let mut ticks = 0;
+        let (hist, shared) = client.drive(
+            addr,
+            App::Hello,
+            5,
+            now,
+            now + Duration::from_millis(500),
+            |_| ticks += 1,
+        );
+        assert_eq!(accepted.load(Ordering::Relaxed), 5);
+        assert!(!hist.is_empty());
+        assert_eq!(hist.len(), shared.done.load(Ordering::Relaxed));
+        assert_eq!(shared.errors_io.load(Ordering::Relaxed), 0);
+        assert_eq!(shared.errors_body.load(Ordering::Relaxed), 0);
+        assert_eq!(shared.reconnects.load(Ordering::Relaxed), 0);
+        assert!(ticks >= 2, "{ticks}");
+    }
+
     /// End to end against the bare hyper server (run in-process on a thread):
     /// every workload gets valid responses.
     #[test]
@@ -1820,14 +1951,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
         let hist = rt.block_on(async {
-            let shared = Arc::new(Shared {
-                done: AtomicU64::new(0),
-                errors_connect: AtomicU64::new(0),
-                errors_io: AtomicU64::new(0),
-                errors_status: AtomicU64::new(0),
-                errors_body: AtomicU64::new(0),
-                reconnects: AtomicU64::new(0),
-            });
+            let shared = Arc::new(Shared::default());
             let mut hs = Vec::new();
             for app in [
                 App::Hello,
