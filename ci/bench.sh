@@ -5,10 +5,10 @@
 # ROUNDS interleaved rounds (every server once per workload and concurrency per round,
 # in rotated order) and reports the median round and same-round ratios.
 #
-# Takes about 45 minutes: a load run is WARMUP + DURATION (6 s), and there are
+# Takes about 50 minutes: a load run is WARMUP + DURATION (6 s), and there are
 # servers x workloads x concurrencies x ROUNDS of them: workloads 27 x 5, scaling
-# 30 x 5, bodies 15 x 5, wrk 6 x 5 = 390 runs, about 39 minutes; plus the wrk
-# comparison (3 servers x 2 concurrencies x (5 wrk runs + 4 generator runs), about 5 minutes),
+# 30 x 5, bodies 15 x 5, wrk 8 x 5 = 400 runs, about 40 minutes; plus the wrk
+# comparison (4 servers x 2 concurrencies x (5 wrk runs + 4 generator runs), about 7 minutes),
 # the idle and upload measurements, server start-up and the release build. Five
 # rounds, because a same-round ratio still moves by about ±0.1 on a shared machine.
 #
@@ -56,7 +56,7 @@ run scaling "${ALL[@]}" --app hello -c 1,16,64,256,1024
 run bodies "${ALL[@]}" --app body-0,body-10k,body-1m -c 64
 # 4. the load generator against wrk on the same servers, rps and p99, at c=64 and c=1024
 #    (five alternating rounds each: the medians of three moved by more than 10 % with one round)
-run wrk --server bare-hyper --server host-c --server host-py --app hello -c 64,1024 --wrk --wrk-rounds 5
+run wrk --server bare-hyper --server host-c --server host-py --server granian --app hello -c 64,1024 --wrk --wrk-rounds 5
 
 # splice the generated tables into BENCHMARKS.md between <!-- BEGIN name --> and <!-- END name -->
 /usr/bin/python3 - "$OUT" <<'PY'
