@@ -15,7 +15,7 @@
 #   ci/bench.sh                    everything below; regenerates harness/bench-results/
 #                                  (JSON, Markdown, SVG) and the generated sections of
 #                                  BENCHMARKS.md; server logs go to target/bench/<section>/logs
-#   ROUNDS=1 ci/bench.sh           a quicker pass (about 10 minutes), no spread or ranges
+#   ROUNDS=1 ci/bench.sh           a quicker pass (about 12 minutes), no spread or ranges
 #   ROUNDS=3 ci/bench.sh           the run of sessions 1-8 (about 27 minutes)
 #   DURATION=10s WARMUP=2s ci/bench.sh    longer runs (about twice as long)
 #   SECTIONS="scaling wrk" ci/bench.sh   only those sections (the others keep their last results)

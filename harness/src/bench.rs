@@ -633,8 +633,8 @@ impl Client {
         Ok(Client { runtimes })
     }
 
-    /// Runs `conns` connections of `app` against `addr` until `end`, connection
-    /// `i` on thread `i % threads`, and merges their histograms (requests sent
+    /// Runs `conns` connections of `app` against `addr` until `end`, dealt out
+    /// evenly over the threads, and merges their histograms (requests sent
     /// from `measure_from` on) and counters. Meanwhile calls `tick` on this
     /// thread every 200 ms.
     fn drive(
