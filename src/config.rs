@@ -190,8 +190,8 @@ pub(crate) const DEFAULT_PYTHON_THREADS: usize = 8;
 /// Async runtime threads by default: one per CPU. Every request's work is
 /// split between a runtime thread (HTTP and sockets) and an extension thread;
 /// since the threads yield for each other rather than sleep (`--yield-us`),
-/// a runtime thread per CPU serves more than half as many (BENCHMARKS.md,
-/// "Session 12", which reverses "Session 10").
+/// one runtime thread per CPU serves more requests than one per two CPUs
+/// (BENCHMARKS.md, "Session 12", which reverses "Session 10").
 fn default_io_threads() -> usize {
     crate::pool::cpus()
 }

@@ -608,6 +608,14 @@ fn progress_bar(label: &str, total: Duration) -> ProgressBar {
     pb
 }
 
+/// A single-threaded tokio runtime with I/O and timers, as the generator's
+/// threads and the idle-connection measurement use.
+fn single_threaded_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
 /// The load generator's threads: one single-threaded tokio runtime per
 /// `--client-threads`, each driving its share of the connections.
 ///
@@ -624,11 +632,7 @@ impl Client {
     /// `threads` runtimes (at least one).
     pub fn new(threads: usize) -> Result<Client> {
         let runtimes = (0..threads.max(1))
-            .map(|_| {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-            })
+            .map(|_| single_threaded_runtime())
             .collect::<std::io::Result<_>>()?;
         Ok(Client { runtimes })
     }
@@ -860,9 +864,7 @@ fn parse_wrk_latency(v: &str) -> Option<u64> {
 pub fn idle_rss(srv: &Running, n: usize) -> Result<IdleResult> {
     let addr = srv.addr;
     let before = srv.rss_kib();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let rt = single_threaded_runtime()?;
     let (established, still_open, after) = rt.block_on(async {
         let mut senders = Vec::with_capacity(n);
         for batch in 0..n.div_ceil(100) {
