@@ -1836,10 +1836,7 @@ mod tests {
     /// The hot-loop client reads every framing exactly and keeps pipelined bytes.
     #[test]
     fn raw_client_framings() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = single_threaded_runtime().unwrap();
         rt.block_on(async {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -1882,10 +1879,7 @@ mod tests {
         l.set_nonblocking(true).unwrap();
         let counter = accepted.clone();
         std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
+            let rt = single_threaded_runtime().unwrap();
             rt.block_on(async move {
                 use tokio::io::{AsyncReadExt, AsyncWriteExt};
                 let l = tokio::net::TcpListener::from_std(l).unwrap();
