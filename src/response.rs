@@ -103,9 +103,6 @@ pub(crate) fn split_header_block(raw: &[u8]) -> (Vec<HeaderLine<'_>>, Option<usi
     (v, lines.end())
 }
 
-/// The most header lines room is made for up front; more grow the map.
-const MAX_LINES_HINT: usize = 32;
-
 /// The `(name, value)` lines of a header block, up to the blank line; lines
 /// that are not headers are skipped, as IIS does.
 pub(crate) struct HeaderLines<'a> {
@@ -159,24 +156,6 @@ impl<'a> Iterator for HeaderLines<'a> {
         }
         None
     }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        if self.end.is_some() {
-            return (0, Some(0));
-        }
-        // At most a line per line end, and one without; counted no further
-        // than a head's worth, since a body may follow the blank line.
-        let rest = &self.raw[self.pos..];
-        (
-            0,
-            Some(
-                memchr::memchr_iter(b'\n', rest)
-                    .take(MAX_LINES_HINT)
-                    .count()
-                    + 1,
-            ),
-        )
-    }
 }
 
 fn trim_cr(line: &[u8]) -> &[u8] {
@@ -216,10 +195,9 @@ pub(crate) fn build_head<'a>(
         Some(s) if !trim_nul(s).trim_ascii().is_empty() => parse_status(s)?,
         _ => (StatusCode::OK, None),
     };
-    let header_lines = header_lines.into_iter();
-    // Room for the extension's headers and the host's `Server`.
-    let lines = header_lines.size_hint();
-    let mut headers = HeaderMap::with_capacity(lines.1.unwrap_or(lines.0).min(MAX_LINES_HINT) + 1);
+    // The map's first allocation has room for six headers, enough for most
+    // heads; counting the lines up front costs more than a rare regrowth.
+    let mut headers = HeaderMap::new();
     let mut content_length = None;
     let mut chunked = false;
     let mut close = false;
