@@ -332,8 +332,11 @@ impl ServeConfig {
         if yield_us > MAX_YIELD_US {
             bail!("--yield-us must be at most {MAX_YIELD_US}, got {yield_us}");
         }
+        // Absolute, as IIS's physical paths are: on Windows that also turns a
+        // `/unix/style` root (under Wine) into `Z:\unix\style`.
         let doc_root = match args.doc_root.or(file.doc_root) {
-            Some(dir) => dir,
+            Some(dir) => std::path::absolute(&dir)
+                .with_context(|| format!("cannot resolve --doc-root {}", dir.display()))?,
             None => std::env::current_dir().context("cannot read the current directory")?,
         };
         let max_header = args.max_header.or(file.max_header).unwrap_or(16384);

@@ -55,11 +55,10 @@ type CompletionFn = unsafe extern "system" fn(*mut EXTENSION_CONTROL_BLOCK, *mut
 /// Why an extension library could not be started.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum LoadError {
-    #[error("cannot load ISAPI extension {path}: {source}")]
-    Open {
-        path: String,
-        source: libloading::Error,
-    },
+    /// The system loader refused the library; `reason` is its own message
+    /// (`dlerror()`, or the Windows error text and code).
+    #[error("cannot load ISAPI extension {path}: {reason}")]
+    Open { path: String, reason: String },
     #[error("ISAPI extension {path} does not export {symbol}")]
     Symbol { path: String, symbol: &'static str },
     #[error("ISAPI extension {path}: GetExtensionVersion returned FALSE (error {code})")]
@@ -81,9 +80,9 @@ impl ExtensionLib {
         let shown = path.display().to_string();
         // SAFETY: loading a library runs its initialisers; loading the
         // extension the user named is the purpose of this program.
-        let lib = unsafe { open_library(path) }.map_err(|source| LoadError::Open {
+        let lib = unsafe { open_library(path) }.map_err(|e| LoadError::Open {
             path: shown.clone(),
-            source,
+            reason: loader_message(&e, &shown),
         })?;
         let symbol = |name: &'static str| LoadError::Symbol {
             path: shown.clone(),
@@ -148,12 +147,35 @@ unsafe fn open_library(path: &Path) -> Result<libloading::Library, libloading::E
     unsafe { Library::open(Some(path), RTLD_NOW | RTLD_LOCAL) }.map(Into::into)
 }
 
+/// Loads with `LOAD_WITH_ALTERED_SEARCH_PATH`, as Apache's mod_isapi does
+/// (through APR): the library's own folder is searched first for the DLLs it
+/// imports, so `python3XX.dll` next to `pyisapie.dll` is found wherever the
+/// host's .exe is. The flag needs an absolute path.
+///
 /// # Safety
 /// Loading a library runs arbitrary initialisation code from it.
-#[cfg(not(unix))]
+#[cfg(windows)]
 unsafe fn open_library(path: &Path) -> Result<libloading::Library, libloading::Error> {
+    use libloading::os::windows::{LOAD_WITH_ALTERED_SEARCH_PATH, Library};
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     // SAFETY: forwarded to the caller.
-    unsafe { libloading::Library::new(path) }
+    unsafe { Library::load_with_flags(&absolute, LOAD_WITH_ALTERED_SEARCH_PATH) }.map(Into::into)
+}
+
+/// The loader's own words for a failed load: the innermost error of
+/// libloading's chain (`dlerror()`'s text, or the Windows message with its
+/// code), without libloading's "dlopen failed" / "LoadLibraryExW failed"
+/// wrapper. `dlerror()` starts with the path, which the caller names already.
+fn loader_message(e: &libloading::Error, path: &str) -> String {
+    let mut inner: &dyn std::error::Error = e;
+    while let Some(source) = inner.source() {
+        inner = source;
+    }
+    let text = inner.to_string();
+    match text.strip_prefix(path).and_then(|t| t.strip_prefix(": ")) {
+        Some(rest) => rest.to_owned(),
+        None => text,
+    }
 }
 
 /// Sets the environment for the WSGI sugar. Must run before any thread starts.

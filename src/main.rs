@@ -53,7 +53,7 @@ fn main() -> ExitCode {
     match server::run(*args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
+            // Once, on stderr, where the logs go too.
             eprintln!("isapi-host: {e:#}");
             ExitCode::FAILURE
         }

@@ -632,7 +632,24 @@ async fn shutdown_signal() {
             }
         }
     }
-    #[cfg(not(unix))]
+    // A console's Ctrl+C and Ctrl+Break, its window closing, and the
+    // system's shutdown or log-off all drain like SIGTERM.
+    #[cfg(windows)]
+    {
+        use tokio::signal::windows::{ctrl_break, ctrl_close, ctrl_shutdown};
+        let (Ok(mut brk), Ok(mut close), Ok(mut shut)) = (ctrl_break(), ctrl_close(), ctrl_shutdown())
+        else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = brk.recv() => {}
+            _ = close.recv() => {}
+            _ = shut.recv() => {}
+        }
+    }
+    #[cfg(not(any(unix, windows)))]
     {
         let _ = tokio::signal::ctrl_c().await;
     }
