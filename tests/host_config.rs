@@ -12,7 +12,7 @@ fn write_config(tag: &str, text: &str) -> std::path::PathBuf {
 }
 
 fn toml_str(p: &std::path::Path) -> String {
-    format!("{:?}", p.to_str().unwrap())
+    format!("{:?}", host_path(p))
 }
 
 #[test]
@@ -27,7 +27,7 @@ fn config_file_mounts_and_settings() {
             toml_str(&vars)
         ),
     );
-    let host = Host::start(&["--config", cfg.to_str().unwrap()]);
+    let host = Host::start(&["--config", &host_path(&cfg)]);
     let mut c = host.connect();
     let r = c.roundtrip(&get_req("/v/vars?SCRIPT_NAME"));
     assert_eq!(text(&r), "probe_errno=122 needed=3 got=3\n/v");
@@ -48,7 +48,7 @@ fn command_line_wins_over_config_file() {
         "cfg-cli",
         &format!("extension = {}\nread-ahead = 1000\n", toml_str(&echo)),
     );
-    let host = Host::start(&["--config", cfg.to_str().unwrap(), "--read-ahead", "2000"]);
+    let host = Host::start(&["--config", &host_path(&cfg), "--read-ahead", "2000"]);
     let body = pattern_bytes(5000, 3);
     let r = request(host.addr(), &post_request(host.addr(), "/echo", &body));
     assert_eq!(r.header("x-available"), Some("2000"));
@@ -57,10 +57,15 @@ fn command_line_wins_over_config_file() {
 #[test]
 fn config_paths_are_relative_to_the_file() {
     let dir = temp_dir("cfg-rel");
-    std::fs::copy(c_fixture("hello"), dir.join("libhello-copy.so")).unwrap();
+    let copy = if windows_host() {
+        "hello-copy.dll"
+    } else {
+        "libhello-copy.so"
+    };
+    std::fs::copy(c_fixture("hello"), dir.join(copy)).unwrap();
     let cfg = dir.join("host.toml");
-    std::fs::write(&cfg, "extension = \"libhello-copy.so\"\n").unwrap();
-    let host = Host::start(&["--config", cfg.to_str().unwrap()]);
+    std::fs::write(&cfg, format!("extension = \"{copy}\"\n")).unwrap();
+    let host = Host::start(&["--config", &host_path(&cfg)]);
     assert_eq!(host.get("/").body, b"Hello, world!");
 }
 
@@ -68,7 +73,7 @@ fn config_paths_are_relative_to_the_file() {
 fn invalid_config_file_is_a_startup_error() {
     let cfg = write_config("cfg-bad", "extension = \"x.so\"\nno-such-setting = 1\n");
     let exit = Host::run_to_exit(
-        &["--config", cfg.to_str().unwrap()],
+        &["--config", &host_path(&cfg)],
         std::iter::empty::<(&str, &str)>(),
         Duration::from_secs(30),
     );

@@ -12,7 +12,7 @@ fn sigterm_drains_and_calls_terminate_extension() {
     let lib = c_fixture_str("hello");
     let mut host = Host::start_env(
         &["--extension", &lib],
-        [("ISAPI_FIXTURE_TERM_LOG", log.to_str().unwrap())],
+        [("ISAPI_FIXTURE_TERM_LOG", host_path(&log))],
     );
     let addr = host.addr();
     // An in-flight request that takes 1.5 s.
@@ -31,7 +31,7 @@ fn sigterm_drains_and_calls_terminate_extension() {
         start.elapsed() >= Duration::from_millis(800),
         "the host must wait for the in-flight request"
     );
-    let term = std::fs::read_to_string(&log).unwrap_or_default();
+    let term = read_extension_text(&log);
     assert_eq!(
         term, "TerminateExtension flags=2\n",
         "TerminateExtension(HSE_TERM_MUST_UNLOAD) exactly once"
@@ -45,7 +45,7 @@ fn sigterm_when_idle_exits_zero() {
     let lib = c_fixture_str("hello");
     let mut host = Host::start_env(
         &["--extension", &lib],
-        [("ISAPI_FIXTURE_TERM_LOG", log.to_str().unwrap())],
+        [("ISAPI_FIXTURE_TERM_LOG", host_path(&log))],
     );
     assert_eq!(host.get("/").status, 200);
     // An idle keep-alive connection must not block the shutdown.
@@ -53,10 +53,7 @@ fn sigterm_when_idle_exits_zero() {
     assert_eq!(idle.roundtrip(&get_req("/")).status, 200);
     let status = host.terminate_timeout(Duration::from_secs(15));
     assert!(status.success(), "{status}");
-    assert_eq!(
-        std::fs::read_to_string(&log).unwrap_or_default(),
-        "TerminateExtension flags=2\n"
-    );
+    assert_eq!(read_extension_text(&log), "TerminateExtension flags=2\n");
     assert!(idle.is_closed(), "idle connections are closed on shutdown");
 }
 
@@ -65,7 +62,7 @@ fn listener_closed_as_soon_as_shutdown_begins() {
     let lib = c_fixture_str("hello");
     let mut host = Host::start(&["--extension", &lib]);
     let addr = host.addr();
-    assert_eq!(listening_sockets(host.pid()), 1, "the host listens once");
+    assert_eq!(host.listening_sockets(), 1, "the host listens once");
     // An in-flight request keeps the host draining for 1.5 s.
     let inflight = std::thread::spawn(move || {
         let mut c = RawConn::connect(addr).unwrap();
@@ -74,12 +71,12 @@ fn listener_closed_as_soon_as_shutdown_begins() {
     std::thread::sleep(Duration::from_millis(300));
     host.signal_term();
     let deadline = Instant::now() + Duration::from_secs(1);
-    while listening_sockets(host.pid()) > 0 && Instant::now() < deadline {
+    while host.listening_sockets() > 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(host.is_running(), "still draining the in-flight request");
     assert_eq!(
-        listening_sockets(host.pid()),
+        host.listening_sockets(),
         0,
         "no new connections are accepted while draining"
     );

@@ -72,7 +72,7 @@ fn malformed_requests_are_400() {
     assert_eq!(host.get("/").status, 200);
 }
 
-fn expect_startup_failure(args: &[&str], must_mention: &[&str]) {
+fn expect_startup_failure(args: &[&str], must_mention: &[&str]) -> HostExit {
     let exit = Host::run_to_exit(
         args,
         std::iter::empty::<(&str, &str)>(),
@@ -96,26 +96,38 @@ fn expect_startup_failure(args: &[&str], must_mention: &[&str]) {
             exit.stderr
         );
     }
+    exit
 }
 
 #[test]
 fn get_extension_version_false_is_a_startup_error() {
     let lib = c_fixture_str("noversion");
-    expect_startup_failure(
-        &["--extension", &lib],
-        &["libnoversion", "GetExtensionVersion"],
-    );
+    let stem = c_fixture_stem("noversion");
+    expect_startup_failure(&["--extension", &lib], &[&stem, "GetExtensionVersion"]);
 }
 
 #[test]
 fn missing_http_extension_proc_is_a_startup_error() {
     let lib = c_fixture_str("noproc");
-    expect_startup_failure(&["--extension", &lib], &["libnoproc", "HttpExtensionProc"]);
+    let stem = c_fixture_stem("noproc");
+    expect_startup_failure(&["--extension", &lib], &[&stem, "HttpExtensionProc"]);
 }
 
 #[test]
 fn missing_library_is_a_startup_error() {
     let dir = temp_dir("missing-lib");
+    if windows_host() {
+        // LoadLibraryExW's own error: ERROR_MOD_NOT_FOUND, with the DLL named once.
+        let lib = host_path(dir.join("doesnotexist.dll"));
+        let exit = expect_startup_failure(&["--extension", &lib], &[&lib, "(os error 126)"]);
+        assert_eq!(
+            exit.stderr.matches("doesnotexist.dll").count(),
+            1,
+            "the error names the DLL once:\n{}",
+            exit.stderr
+        );
+        return;
+    }
     let lib = dir.join("libdoesnotexist.so");
     let lib = lib.to_str().unwrap();
     expect_startup_failure(&["--extension", lib], &["libdoesnotexist"]);
@@ -125,9 +137,10 @@ fn missing_library_is_a_startup_error() {
 fn bad_mount_among_good_ones_is_a_startup_error() {
     let good = format!("/a={}", c_fixture_str("hello"));
     let bad = format!("/b={}", c_fixture_str("noproc"));
+    let stem = c_fixture_stem("noproc");
     expect_startup_failure(
         &["--map", &good, "--map", &bad],
-        &["libnoproc", "HttpExtensionProc"],
+        &[&stem, "HttpExtensionProc"],
     );
 }
 

@@ -297,7 +297,7 @@ fn shutdown_timeout_skips_terminate_extension_while_a_request_runs() {
     let lib = c_fixture_str("stress");
     let mut host = Host::start_env(
         &["--extension", &lib, "--shutdown-timeout", "1"],
-        [("ISAPI_FIXTURE_TERM_LOG", term_log.to_str().unwrap())],
+        [("ISAPI_FIXTURE_TERM_LOG", host_path(&term_log))],
     );
     let addr = host.addr();
     let _client = std::thread::spawn(move || {
@@ -328,7 +328,7 @@ fn shutdown_timeout_skips_terminate_extension_while_a_request_runs() {
         "TerminateExtension must not run while HttpExtensionProc runs:\n{log}"
     );
     assert_eq!(
-        std::fs::read_to_string(&term_log).unwrap_or_default(),
+        read_extension_text(&term_log),
         "",
         "TerminateExtension must not be called"
     );

@@ -80,7 +80,7 @@ fn transmit_file_async_with_head_tail_offset() {
     let host = ssf_host();
     let (path, data) = data_file("transmit", 300_000);
     let mut c = host.connect();
-    let p = path.display();
+    let p = host_path(&path);
     let r = c.roundtrip(&get_req(&format!(
         "/transmit-file?path={p}&offset=1000&len=200000"
     )));
@@ -104,7 +104,7 @@ fn transmit_file_sync() {
     let mut c = host.connect();
     let r = c.roundtrip(&get_req(&format!(
         "/transmit-file-sync?path={}&offset=5&len=60000",
-        path.display()
+        host_path(&path)
     )));
     assert_eq!(r.status, 200, "{}", text(&r));
     let mut want = data[5..60_005].to_vec();
@@ -119,7 +119,7 @@ fn vector_send_memory_and_file() {
     let mut c = host.connect();
     let r = c.roundtrip(&get_req(&format!(
         "/vector?path={}&offset=10&len=50000",
-        path.display()
+        host_path(&path)
     )));
     assert_eq!(r.status, 200, "{}", text(&r));
     let mut want = b"alpha-beta-".to_vec();
@@ -133,10 +133,10 @@ fn vector_send_memory_and_file() {
 #[test]
 fn map_url_to_path_with_size_probing() {
     let root = temp_dir("docroot");
-    let root_s = root.to_str().unwrap().to_owned();
+    let root_s = host_path(&root);
     let host = Host::with_c_fixture("ssf", &["--doc-root", &root_s]);
     let r = host.get("/map?/some/dir/file.txt");
-    let want_path = format!("{root_s}/some/dir/file.txt");
+    let want_path = host_join(&root_s, "some/dir/file.txt");
     assert_eq!(
         text(&r),
         format!(
@@ -149,7 +149,7 @@ fn map_url_to_path_with_size_probing() {
 #[test]
 fn map_url_to_path_cannot_escape_the_doc_root() {
     let root = temp_dir("docroot-escape");
-    let root_s = root.to_str().unwrap().to_owned();
+    let root_s = host_path(&root);
     let host = Host::with_c_fixture("ssf", &["--doc-root", &root_s]);
     for url in [
         "/a/../../../etc/passwd",
@@ -172,12 +172,15 @@ fn map_url_to_path_cannot_escape_the_doc_root() {
 #[test]
 fn map_url_to_path_ex() {
     let root = temp_dir("docroot-ex");
-    let root_s = root.to_str().unwrap().to_owned();
+    let root_s = host_path(&root);
     let host = Host::with_c_fixture("ssf", &["--doc-root", &root_s]);
     let r = host.get("/mapex?/some/file.txt");
     let body = text(&r);
     assert!(
-        body.starts_with(&format!("path={root_s}/some/file.txt flags=")),
+        body.starts_with(&format!(
+            "path={} flags=",
+            host_join(&root_s, "some/file.txt")
+        )),
         "MAP_URL_TO_PATH_EX: {body:?}"
     );
 }

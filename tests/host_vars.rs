@@ -286,14 +286,14 @@ fn two_mounts_route_by_prefix() {
 #[test]
 fn path_translated_is_below_the_doc_root() {
     let root = temp_dir("vars-docroot");
-    let root_s = root.to_str().unwrap().to_owned();
+    let root_s = host_path(&root);
     let host = Host::with_c_fixture("vars", &["--doc-root", &root_s]);
     let mut c = host.connect();
     let v = var_with(&mut c, "/x/y/vars", "PATH_TRANSLATED", "").unwrap();
     check_probe("PATH_TRANSLATED", &v);
     assert_eq!(
         String::from_utf8(v.value).unwrap(),
-        format!("{root_s}/x/y/vars")
+        host_join(&root_s, "x/y/vars")
     );
 }
 
@@ -313,7 +313,7 @@ fn absolute_form_request_target() {
 #[test]
 fn dot_segments_never_climb_out() {
     let root = temp_dir("vars-dots");
-    let root_s = root.to_str().unwrap().to_owned();
+    let root_s = host_path(&root);
     let host = Host::with_c_fixture("vars", &["--doc-root", &root_s]);
     let mut c = host.connect();
     c.send(b"GET /../../etc/vars?PATH_TRANSLATED HTTP/1.1\r\nHost: t\r\n\r\n");

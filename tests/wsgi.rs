@@ -29,21 +29,27 @@ pub(crate) fn fixtures() -> PathBuf {
     support::repo_root().join("fixtures").join("wsgi")
 }
 
-/// A file the probe's file_wrapper routes send (PROBE_FILE), with known bytes.
-pub(crate) fn probe_file() -> (PathBuf, Vec<u8>) {
+/// A file the probe's file_wrapper routes send (PROBE_FILE), with known bytes:
+/// its path as the host names it (see [`support::host_path`]), and the bytes.
+pub(crate) fn probe_file() -> (String, Vec<u8>) {
     let data = support::pattern_bytes(200_000, 42);
     let dir = support::temp_dir("probe-file");
     let path = dir.join("data.bin");
     std::fs::write(&path, &data).expect("write probe file");
-    (path, data)
+    (support::host_path(&path), data)
+}
+
+/// A path inside a TOML or JSON string (`"..."`, backslashes escaped), as the
+/// host names it.
+pub(crate) fn quoted(path: impl AsRef<std::path::Path>) -> String {
+    format!("{:?}", support::host_path(path))
 }
 
 /// The host serving `probe:app` through `--app` / `--python-path`, plus `extra` args.
 pub(crate) fn probe_host_with(extra: &[&str], envs: &[(&str, &str)]) -> Host {
     support::pyisapie_lib();
-    let dir = fixtures();
-    let dir = dir.to_str().expect("utf-8 path");
-    let mut args = vec!["--app", "probe:app", "--python-path", dir];
+    let dir = support::host_path(fixtures());
+    let mut args = vec!["--app", "probe:app", "--python-path", &dir];
     args.extend_from_slice(extra);
     Host::start_env(&args, envs.iter().copied())
 }

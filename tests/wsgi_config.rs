@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use crate::support::{self, Host};
-use crate::{body, fixtures, probe_host};
+use crate::{body, fixtures, probe_host, quoted};
 
 fn lib() -> String {
-    support::pyisapie_lib().to_str().unwrap().to_owned()
+    support::host_path(support::pyisapie_lib())
 }
 
 #[test]
@@ -20,7 +20,7 @@ fn missing_module_is_a_clear_startup_error() {
             "--app",
             "no_such_module_xyz:app",
             "--python-path",
-            dir.to_str().unwrap(),
+            &support::host_path(&dir),
         ],
         std::iter::empty::<(&str, &str)>(),
         Duration::from_secs(30),
@@ -56,7 +56,7 @@ fn import_error_shows_the_traceback() {
             "--app",
             "broken_app:app",
             "--python-path",
-            dir.to_str().unwrap(),
+            &support::host_path(&dir),
         ],
         std::iter::empty::<(&str, &str)>(),
         Duration::from_secs(30),
@@ -82,7 +82,7 @@ fn missing_callable_is_named() {
             "--app",
             "probe:nope",
             "--python-path",
-            fixtures().to_str().unwrap(),
+            &support::host_path(fixtures()),
         ],
         std::iter::empty::<(&str, &str)>(),
         Duration::from_secs(30),
@@ -106,12 +106,12 @@ fn bad_config_file_names_the_file() {
     .unwrap();
     let exit = Host::run_to_exit(
         &["--extension", &lib()],
-        [("PYISAPIE_CONFIG", config.to_str().unwrap())],
+        [("PYISAPIE_CONFIG", support::host_path(&config))],
         Duration::from_secs(30),
     );
     assert!(!exit.status.success());
     assert!(
-        exit.stderr.contains(config.to_str().unwrap()),
+        exit.stderr.contains(&support::host_path(&config)),
         "{}",
         exit.stderr
     );
@@ -123,21 +123,36 @@ fn config_beside_the_library_with_log_file_and_interpreter_settings() {
     let dir = support::temp_dir("beside");
     let copy = dir.join(support::pyisapie_lib().file_name().unwrap());
     std::fs::copy(support::pyisapie_lib(), &copy).unwrap();
+    // The Python home: the system's on Linux; on Windows the folder of
+    // python3XX.dll (the embeddable CPython beside the host's pyisapie.dll),
+    // which must also be on PATH for the copy of pyisapie.dll to load.
+    let (home, envs) = if support::windows_host() {
+        let py = support::pyisapie_lib()
+            .parent()
+            .expect("pyisapie's folder")
+            .to_path_buf();
+        (
+            support::host_path(&py),
+            vec![("WINEPATH", support::host_path(&py))],
+        )
+    } else {
+        ("/usr".to_owned(), vec![])
+    };
     std::fs::write(
         dir.join("pyisapie.toml"),
         format!(
-            "python_path = [{:?}]\noptimize = 1\nwrite_bytecode = false\nlog = \"pyisapie.log\"\npython_home = \"/usr\"\n\
+            "python_path = [{}]\noptimize = 1\nwrite_bytecode = false\nlog = \"pyisapie.log\"\npython_home = {home:?}\n\
              [[app]]\nprefix = \"/\"\ncallable = \"probe:app\"\n",
-            fixtures()
+            quoted(fixtures())
         ),
     )
     .unwrap();
-    let host = Host::start(&["--extension", copy.to_str().unwrap()]);
+    let host = Host::start_env(&["--extension", &support::host_path(&copy)], envs);
     let text = body(&host.get("/flags"));
     assert!(text.contains(r#""optimize": 1"#), "{text}");
     assert!(text.contains(r#""dont_write_bytecode": true"#), "{text}");
     assert!(
-        text.contains(r#""base_prefix": "/usr""#),
+        text.contains(&format!(r#""base_prefix": {home:?}"#)),
         "python_home is Python's base prefix: {text}"
     );
     let r = host.get("/errors?to-the-file");

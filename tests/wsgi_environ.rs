@@ -2,7 +2,7 @@
 //! keys, request headers, and SCRIPT_NAME / PATH_INFO from the mount prefix.
 
 use crate::support::{self, Host};
-use crate::{body, fixtures, probe_host};
+use crate::{body, fixtures, probe_host, quoted};
 
 fn environ(host: &Host, raw: &[u8]) -> String {
     body(&support::request(host.addr(), raw))
@@ -126,15 +126,17 @@ fn apps_mounted_by_prefix() {
     let config = write_config(
         "mounts",
         &format!(
-            "python_path = [{:?}]\n[[app]]\nprefix = \"/\"\ncallable = \"probe:other_app\"\n\
+            "python_path = [{}]\n[[app]]\nprefix = \"/\"\ncallable = \"probe:other_app\"\n\
              [[app]]\nprefix = \"/sub/\"\ncallable = \"probe:other_app\"\n\
              [[app]]\nprefix = \"/sub/deeper\"\ncallable = \"probe:other_app\"\n",
-            fixtures()
+            quoted(fixtures())
         ),
     );
     let lib = support::pyisapie_lib();
-    let lib = lib.to_str().unwrap();
-    let config = config.to_str().unwrap();
+    let lib = support::host_path(&lib);
+    let lib = lib.as_str();
+    let config = support::host_path(&config);
+    let config = config.as_str();
     // served at the root
     let host = Host::start_env(&["--extension", lib], [("PYISAPIE_CONFIG", config)]);
     let cases = [
@@ -162,14 +164,14 @@ fn no_app_for_the_url_is_a_404() {
     let config = write_config(
         "nomatch",
         &format!(
-            "python_path = [{:?}]\n[[app]]\nprefix = \"/only\"\ncallable = \"probe:other_app\"\n",
-            fixtures()
+            "python_path = [{}]\n[[app]]\nprefix = \"/only\"\ncallable = \"probe:other_app\"\n",
+            quoted(fixtures())
         ),
     );
     let lib = support::pyisapie_lib();
     let host = Host::start_env(
-        &["--extension", lib.to_str().unwrap()],
-        [("PYISAPIE_CONFIG", config.to_str().unwrap())],
+        &["--extension", &support::host_path(&lib)],
+        [("PYISAPIE_CONFIG", support::host_path(&config))],
     );
     assert_eq!(host.get("/elsewhere").status, 404);
     assert_eq!(body(&host.get("/only/a")), r#"["/only", "/a"]"#);

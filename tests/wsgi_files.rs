@@ -10,7 +10,6 @@ use crate::{body, probe_file, probe_host_with};
 #[test]
 fn real_files_go_through_transmit_file() {
     let (path, data) = probe_file();
-    let path = path.to_str().unwrap().to_owned();
     let host = probe_host_with(&["--trace-callbacks"], &[("PROBE_FILE", path.as_str())]);
     let mut c = host.connect();
     let r = c.roundtrip(&get_req("/file"));
@@ -41,7 +40,6 @@ fn real_files_go_through_transmit_file() {
 #[test]
 fn file_like_objects_are_iterated() {
     let (path, _) = probe_file();
-    let path = path.to_str().unwrap().to_owned();
     let host = probe_host_with(&[], &[("PROBE_FILE", path.as_str())]);
     let mut c = host.connect();
     let r = c.roundtrip(&get_req("/filelike"));
@@ -64,7 +62,6 @@ fn file_like_objects_are_iterated() {
 #[test]
 fn the_wrapped_file_is_closed() {
     let (path, data) = probe_file();
-    let path = path.to_str().unwrap().to_owned();
     let host = probe_host_with(&[], &[("PROBE_FILE", path.as_str())]);
     let r = host.get("/file-closed");
     assert!(r.body == data);

@@ -5,24 +5,38 @@
 //! The venv is `$PYISAPIE_TEST_VENV`, or `.venv` at the repository root, with
 //! `ci/python-requirements.txt` installed (ci/install.sh does it). Without
 //! Flask or Django there the tests fail with that instruction: they never skip.
+//!
+//! For a Windows host the venv has the Windows layout (`Lib\site-packages`,
+//! `pyvenv.cfg`) with packages for Windows: ci/windows-test.sh makes one per
+//! Python version and points `PYISAPIE_TEST_VENV` at it.
 
 use std::path::PathBuf;
 
 use crate::support::{self, Host};
-use crate::{body, fixtures};
+use crate::{body, fixtures, quoted};
 
 fn venv() -> PathBuf {
     let venv = std::env::var_os("PYISAPIE_TEST_VENV")
         .map(PathBuf::from)
         .unwrap_or_else(|| support::repo_root().join(".venv"));
-    let site = venv.join("lib").join("python3.11").join("site-packages");
+    let site = if support::windows_host() {
+        venv.join("Lib").join("site-packages")
+    } else {
+        venv.join("lib").join("python3.11").join("site-packages")
+    };
     for package in ["flask", "django"] {
         assert!(
             site.join(package).join("__init__.py").is_file(),
-            "{package} is not installed in the test venv {}: run \
-             `{}/bin/python -m pip install -r ci/python-requirements.txt` (or set PYISAPIE_TEST_VENV)",
+            "{package} is not installed in the test venv {}: {}",
             venv.display(),
-            venv.display()
+            if support::windows_host() {
+                "ci/windows-test.sh makes a Windows venv (set PYISAPIE_TEST_VENV to it)".to_owned()
+            } else {
+                format!(
+                    "run `{}/bin/python -m pip install -r ci/python-requirements.txt` (or set PYISAPIE_TEST_VENV)",
+                    venv.display()
+                )
+            }
         );
     }
     venv
@@ -36,19 +50,19 @@ fn frameworks_host() -> Host {
     std::fs::write(
         &config,
         format!(
-            "virtualenv = {:?}\npython_path = [{:?}, {:?}]\n\
+            "virtualenv = {}\npython_path = [{}, {}]\n\
              [[app]]\nprefix = \"/\"\ncallable = \"flask_app:app\"\n\
              [[app]]\nprefix = \"/dj\"\ncallable = \"site_app.wsgi:application\"\n",
-            venv,
-            fixtures(),
-            fixtures().join("django_site"),
+            quoted(&venv),
+            quoted(fixtures()),
+            quoted(fixtures().join("django_site")),
         ),
     )
     .unwrap();
     let lib = support::pyisapie_lib();
     Host::start_env(
-        &["--extension", lib.to_str().unwrap()],
-        [("PYISAPIE_CONFIG", config.to_str().unwrap())],
+        &["--extension", &support::host_path(&lib)],
+        [("PYISAPIE_CONFIG", support::host_path(&config))],
     )
 }
 
@@ -174,9 +188,9 @@ fn app_sugar_uses_the_activated_virtualenv() {
             "--app",
             "flask_app:app",
             "--python-path",
-            dir.to_str().unwrap(),
+            &support::host_path(&dir),
         ],
-        [("VIRTUAL_ENV", venv.to_str().unwrap())],
+        [("VIRTUAL_ENV", support::host_path(&venv))],
     );
     let r = crate::post_chunked(host.addr(), "/upload", b"0123456789", 3);
     assert!(body(&r).contains(r#""size":10"#), "{}", body(&r));

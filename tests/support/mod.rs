@@ -18,6 +18,25 @@
 //! The host runs with `RUST_LOG=info` (override with `ISAPI_HOST_TEST_LOG`), since
 //! tests read its access log and traces from stderr.
 //!
+//! # Running the suites against another build of the host (Windows under Wine)
+//!
+//! The same test binaries drive a Windows build of the host (see
+//! `ci/windows-test.sh`), through these environment variables:
+//!
+//! - `ISAPI_HOST_TEST_BIN`: the host binary to run (default: the one cargo built
+//!   for these tests). A name ending in `.exe` makes it a Windows host.
+//! - `ISAPI_HOST_TEST_RUNNER`: a program that runs it (e.g. `/usr/lib/wine/wine64`).
+//! - `ISAPI_TEST_FIXTURE_DIR`: prebuilt C fixtures (`hello.dll`, ... or
+//!   `libhello.so`, ...) instead of compiling `fixtures/isapi-c/*.c` with `cc`.
+//! - `ISAPI_TEST_PYISAPIE`: the pyisapie library (default: next to the host binary).
+//! - `ISAPI_TEST_SKIP_LOG`: a file each skipped test appends one line to.
+//!
+//! With a Windows host, every path handed to it goes through [`host_path`]
+//! (`/abs/path` becomes `Z:\abs\path`, Wine's default mapping of `/`), and
+//! tests that expect a path back expect the Windows form ([`host_join`]). Tests
+//! that cannot run there call [`skip_on_windows`], which prints
+//! `SKIPPED: <test>: <reason>` and makes the test return without asserting.
+//!
 //! Each binary uses a subset of these helpers, hence the `dead_code` allowance.
 #![allow(dead_code, unreachable_pub)]
 
@@ -34,15 +53,113 @@ use std::time::{Duration, Instant};
 
 pub use isapi_harness::wire::{self, Framing, PeerState, ReadOptions, Response, WireError};
 
-/// Path of the host binary under test.
+/// The host binary cargo built for these tests (the Linux one).
 pub const HOST_BIN: &str = env!("CARGO_BIN_EXE_isapi-host");
+
+/// The host binary under test: `$ISAPI_HOST_TEST_BIN`, else [`HOST_BIN`].
+pub fn host_bin() -> PathBuf {
+    match std::env::var_os("ISAPI_HOST_TEST_BIN") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(HOST_BIN),
+    }
+}
+
+/// The program that runs the host binary (`$ISAPI_HOST_TEST_RUNNER`, e.g.
+/// Wine's loader), if any.
+pub fn host_runner() -> Option<PathBuf> {
+    std::env::var_os("ISAPI_HOST_TEST_RUNNER")
+        .filter(|r| !r.is_empty())
+        .map(PathBuf::from)
+}
+
+/// Whether the host under test is a Windows build (its binary ends in `.exe`).
+pub fn windows_host() -> bool {
+    static WINDOWS: OnceLock<bool> = OnceLock::new();
+    *WINDOWS.get_or_init(|| {
+        host_bin()
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("exe"))
+    })
+}
+
+/// The drive Wine maps the Unix root `/` to (its default).
+pub const WINE_ROOT_DRIVE: &str = "Z:";
+
+/// `path` as the host under test names it. For a Windows host, an absolute
+/// Unix path becomes the Windows path Wine maps it to (`/a/b` ->
+/// `Z:\a\b`); otherwise (and for relative paths) the path is unchanged.
+pub fn host_path(path: impl AsRef<Path>) -> String {
+    let s = path.as_ref().to_str().expect("utf-8 path");
+    if windows_host() && s.starts_with('/') {
+        format!("{WINE_ROOT_DRIVE}{}", s.replace('/', "\\"))
+    } else {
+        s.to_owned()
+    }
+}
+
+/// The host's path separator: `\` for a Windows host, `/` otherwise.
+pub fn host_sep() -> char {
+    if windows_host() { '\\' } else { '/' }
+}
+
+/// `root` (as the host names it) joined with the `/`-separated `rel`, in the
+/// host's own form: what `PATH_TRANSLATED` or `MAP_URL_TO_PATH` give for the
+/// URL `/rel` below the document root `root`.
+pub fn host_join(root: &str, rel: &str) -> String {
+    let sep = host_sep();
+    let mut out = root.trim_end_matches(sep).to_owned();
+    for part in rel.split('/').filter(|p| !p.is_empty()) {
+        out.push(sep);
+        out.push_str(part);
+    }
+    out
+}
+
+/// The name of the running test (libtest names each test's thread after it).
+pub fn current_test() -> String {
+    thread::current()
+        .name()
+        .unwrap_or("<unnamed test>")
+        .to_owned()
+}
+
+/// Record that the running test is skipped, and why: prints
+/// `SKIPPED: <test>: <reason>` on stderr and appends the same line to
+/// `$ISAPI_TEST_SKIP_LOG` if set (ci/windows-test.sh counts those lines, so a
+/// skipped test never counts as a pass). The caller returns right after.
+pub fn skip(reason: &str) {
+    let line = format!("SKIPPED: {}: {reason}", current_test());
+    eprintln!("{line}");
+    if let Some(log) = std::env::var_os("ISAPI_TEST_SKIP_LOG").filter(|l| !l.is_empty()) {
+        let appended = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
+        if let Err(e) = appended {
+            panic!("cannot append to ISAPI_TEST_SKIP_LOG {log:?}: {e}");
+        }
+    }
+}
+
+/// With a Windows host, skips the running test (see [`skip`]) and returns true;
+/// the test then returns without asserting. Returns false otherwise.
+pub fn skip_on_windows(reason: &str) -> bool {
+    if windows_host() {
+        skip(reason);
+        true
+    } else {
+        false
+    }
+}
 
 /// Root of the repository (the root package's manifest directory).
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// How long [`Host::start`] waits for the `listening on` line.
+/// How long [`Host::start`] waits for the `listening on` line (a Wine process
+/// starts in about a second, the first in a fresh prefix in several).
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Default read timeout of [`RawConn`].
@@ -121,7 +238,14 @@ where
     K: AsRef<OsStr>,
     V: AsRef<OsStr>,
 {
-    let mut cmd = Command::new(HOST_BIN);
+    let mut cmd = match host_runner() {
+        Some(runner) => {
+            let mut c = Command::new(runner);
+            c.arg(host_bin());
+            c
+        }
+        None => Command::new(host_bin()),
+    };
     cmd.arg("serve").arg("--bind").arg("127.0.0.1:0").args(args);
     // Tests read the host's INFO lines (access log, traces), so the host's
     // filter does not follow an inherited RUST_LOG; ISAPI_HOST_TEST_LOG
@@ -172,7 +296,10 @@ impl Host {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|e| {
-            format!("cannot spawn {HOST_BIN}: {e} (build it: cargo build -p isapi-host)")
+            format!(
+                "cannot spawn {}: {e} (build it: cargo build -p isapi-host)",
+                host_bin().display()
+            )
         })?;
         let stdout = Arc::new(Mutex::new(String::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
@@ -260,7 +387,7 @@ impl Host {
     }
 
     /// Start the host serving every URL with the C fixture `name` (see
-    /// [`c_fixture`]), plus `extra` arguments.
+    /// [`c_fixture_str`]), plus `extra` arguments.
     pub fn with_c_fixture(name: &str, extra: &[&str]) -> Host {
         let lib = c_fixture_str(name);
         let mut args = vec!["--extension", lib.as_str()];
@@ -327,6 +454,18 @@ impl Host {
         }
     }
 
+    /// How many TCP sockets of the host listen: [`listening_sockets`] of its
+    /// pid. A Windows host's sockets live in wineserver, not in the Wine
+    /// process's descriptor table, so for it this counts every listening socket
+    /// on the host's port instead (the port is the host's own, from port 0).
+    pub fn listening_sockets(&self) -> usize {
+        if windows_host() {
+            listening_on_port(self.addr.port())
+        } else {
+            listening_sockets(self.pid())
+        }
+    }
+
     /// Resident set size of the host in KiB (from /proc/<pid>/status VmRSS).
     pub fn rss_kib(&self) -> Option<u64> {
         rss_kib(self.pid())
@@ -338,14 +477,18 @@ impl Host {
         self.terminate_timeout(Duration::from_secs(30))
     }
 
-    /// Send SIGTERM (without waiting).
+    /// Ask the host to shut down gracefully (without waiting): SIGTERM on
+    /// Unix. A Windows host under Wine gets SIGINT instead, which Wine turns
+    /// into the console's Ctrl+C event (its SIGTERM ends the process at once,
+    /// as `TerminateProcess` would).
     pub fn signal_term(&self) {
+        let sig = if windows_host() { "-INT" } else { "-TERM" };
         let status = Command::new("kill")
-            .arg("-TERM")
+            .arg(sig)
             .arg(self.pid().to_string())
             .status()
             .expect("run kill");
-        assert!(status.success(), "kill -TERM {} failed", self.pid());
+        assert!(status.success(), "kill {sig} {} failed", self.pid());
     }
 
     /// SIGTERM, then wait up to `timeout` for the exit.
@@ -461,6 +604,38 @@ pub fn listening_sockets(pid: u32) -> usize {
         .count()
 }
 
+/// How many TCP sockets, of any process, listen on `port` (from
+/// `/proc/net/tcp{,6}`).
+pub fn listening_on_port(port: u16) -> usize {
+    let local = format!(":{port:04X}");
+    ["tcp", "tcp6"]
+        .iter()
+        .filter_map(|t| std::fs::read_to_string(format!("/proc/net/{t}")).ok())
+        .map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter(|line| {
+                    let cols: Vec<&str> = line.split_whitespace().collect();
+                    // Column 1 is the local address (hex ip:port), column 3 the state.
+                    cols.get(3) == Some(&"0A") && cols.get(1).is_some_and(|a| a.ends_with(&local))
+                })
+                .count()
+        })
+        .sum()
+}
+
+/// A text file an extension wrote, with the C runtime's text-mode line ends
+/// (`\r\n` on Windows) read back as `\n`; "" if it does not exist.
+pub fn read_extension_text(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    if windows_host() {
+        text.replace("\r\n", "\n")
+    } else {
+        text
+    }
+}
+
 fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
@@ -497,6 +672,9 @@ fn target_triple() -> String {
 /// -Werror` plus `$ISAPI_FIXTURE_CFLAGS`. Panics with the compiler output on
 /// failure.
 pub fn c_fixture(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("ISAPI_TEST_FIXTURE_DIR").filter(|d| !d.is_empty()) {
+        return prebuilt_fixture(Path::new(&dir), name);
+    }
     static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
     let mut built = BUILT
         .get_or_init(|| Mutex::new(HashMap::new()))
@@ -560,23 +738,67 @@ pub fn c_fixture(name: &str) -> PathBuf {
     out
 }
 
-/// `c_fixture(name)` as a `String` (handy for building argument lists).
-pub fn c_fixture_str(name: &str) -> String {
-    c_fixture(name).to_str().expect("utf-8 path").to_owned()
+/// The prebuilt fixture `name` in `dir` (`$ISAPI_TEST_FIXTURE_DIR`): `name.dll`
+/// for a Windows host, else `libname.so` (or `name.so`). Panics if missing.
+fn prebuilt_fixture(dir: &Path, name: &str) -> PathBuf {
+    let candidates = if windows_host() {
+        vec![format!("{name}.dll")]
+    } else {
+        vec![
+            format!("lib{name}.{}", std::env::consts::DLL_EXTENSION),
+            format!("{name}.{}", std::env::consts::DLL_EXTENSION),
+        ]
+    };
+    candidates
+        .iter()
+        .map(|c| dir.join(c))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "fixture {name} not found in ISAPI_TEST_FIXTURE_DIR={} (looked for {candidates:?})",
+                dir.display()
+            )
+        })
 }
 
-/// The workspace's own extension, `libpyisapie.so`, next to the host binary.
-/// Panics if it has not been built.
+/// The file name (without extension) of the fixture library `name` as the host
+/// reports it in errors: `libname` when compiled here, `name` for a prebuilt
+/// Windows DLL.
+pub fn c_fixture_stem(name: &str) -> String {
+    c_fixture(name)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .expect("utf-8 fixture name")
+        .to_owned()
+}
+
+/// `c_fixture(name)` as the host names it (see [`host_path`]), as a `String`
+/// (handy for building argument lists).
+pub fn c_fixture_str(name: &str) -> String {
+    host_path(c_fixture(name))
+}
+
+/// The workspace's own extension: `$ISAPI_TEST_PYISAPIE`, else
+/// `libpyisapie.so` next to the host binary (`pyisapie.dll` for a Windows
+/// host). Panics if it has not been built.
 pub fn pyisapie_lib() -> PathBuf {
-    let dir = Path::new(HOST_BIN)
-        .parent()
-        .expect("host binary has a parent dir");
-    let name = format!(
-        "{}pyisapie{}",
-        std::env::consts::DLL_PREFIX,
-        std::env::consts::DLL_SUFFIX
-    );
-    let lib = dir.join(name);
+    let lib = match std::env::var_os("ISAPI_TEST_PYISAPIE").filter(|p| !p.is_empty()) {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let bin = host_bin();
+            let dir = bin.parent().expect("host binary has a parent dir");
+            let name = if windows_host() {
+                "pyisapie.dll".to_owned()
+            } else {
+                format!(
+                    "{}pyisapie{}",
+                    std::env::consts::DLL_PREFIX,
+                    std::env::consts::DLL_SUFFIX
+                )
+            };
+            dir.join(name)
+        }
+    };
     assert!(
         lib.is_file(),
         "{} not found: build it first: cargo build -p pyisapie",
