@@ -116,24 +116,36 @@ flags_now="$("$MINGW_PREFIX-gcc" --version | head -1) ${MINGW_CFLAGS[*]}"
 if [ "$(cat "$flags_stamp" 2>/dev/null)" != "$flags_now" ]; then
   rm -f "$FIX_OUT"/*.dll "$WINDOWS_OUT/bin/bcryptprimitives.dll"
 fi
+# mingw_dll OUT SRC [ARGS...]: compile one DLL (in the background, nproc at a time;
+# <windows.h> makes each compile take about a second).
+JOBS=$(nproc)
+pending=()
+compile_failed=0
 built=0
-for src in "$FIX_SRC"/*.c; do
-  name=$(basename "$src" .c)
-  dll=$FIX_OUT/$name.dll
-  up_to_date "$dll" "$src" "$FIX_SRC/fixture.h" "$FIX_SRC/isapi_layout.h" && continue
-  "$MINGW_PREFIX-gcc" "${MINGW_CFLAGS[@]}" -I "$FIX_SRC" -o "$dll.tmp" "$src"
-  mv -f "$dll.tmp" "$dll"
+mingw_dll() {
+  local out=$1 src=$2
+  shift 2
+  ("$MINGW_PREFIX-gcc" "${MINGW_CFLAGS[@]}" -I "$FIX_SRC" -o "$out.tmp" "$src" "$@" && mv -f "$out.tmp" "$out") &
+  pending+=($!)
   built=$((built + 1))
+  if [ ${#pending[@]} -ge "$JOBS" ]; then
+    wait "${pending[0]}" || compile_failed=1
+    pending=("${pending[@]:1}")
+  fi
+}
+for src in "$FIX_SRC"/*.c; do
+  dll=$FIX_OUT/$(basename "$src" .c).dll
+  up_to_date "$dll" "$src" "$FIX_SRC/fixture.h" "$FIX_SRC/isapi_layout.h" || mingw_dll "$dll" "$src"
 done
 # The stand-in bcryptprimitives.dll: only for Wine 8, which lacks the DLL that
 # Rust's std imports (ProcessPrng). Never shipped; see its source.
 BCRYPT_SRC=$FIX_SRC/win/bcryptprimitives.c
 BCRYPT_DLL=$WINDOWS_OUT/bin/bcryptprimitives.dll
-if ! up_to_date "$BCRYPT_DLL" "$BCRYPT_SRC"; then
-  "$MINGW_PREFIX-gcc" "${MINGW_CFLAGS[@]}" -o "$BCRYPT_DLL.tmp" "$BCRYPT_SRC" -ladvapi32
-  mv -f "$BCRYPT_DLL.tmp" "$BCRYPT_DLL"
-  built=$((built + 1))
-fi
+up_to_date "$BCRYPT_DLL" "$BCRYPT_SRC" || mingw_dll "$BCRYPT_DLL" "$BCRYPT_SRC" -ladvapi32
+for pid in "${pending[@]}"; do
+  wait "$pid" || compile_failed=1
+done
+[ "$compile_failed" -eq 0 ] || die "compiling the C fixtures with mingw failed (see above)"
 echo "$flags_now" >"$flags_stamp"
 echo "compiled $built DLL(s)"
 step_done "C fixtures"
