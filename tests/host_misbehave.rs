@@ -138,10 +138,17 @@ fn write_after_done_with_session_fails() {
         log.contains("misbehave.c: write-after-done ret=0 errno="),
         "WriteClient after DONE_WITH_SESSION must return FALSE:\n{log}"
     );
+    // The host's log lines go through a background writer: its WARN, logged
+    // before WriteClient returned, may still trail the fixture's own line.
     assert!(
-        log.lines()
-            .any(|l| l.contains("WARN") && l.contains("WriteClient")),
-        "the host must log the late WriteClient:\n{log}"
+        host.wait_for_log_matching(
+            |log| log
+                .lines()
+                .any(|l| l.contains("WARN") && l.contains("WriteClient")),
+            Duration::from_secs(5)
+        ),
+        "the host must log the late WriteClient:\n{}",
+        host.stderr()
     );
     // The late write never reaches this connection.
     assert!(assert_next_clean(&mut c));
@@ -204,9 +211,13 @@ fn done_with_session_twice() {
         "a second DONE_WITH_SESSION must fail:\n{}",
         host.stderr()
     );
+    // The host's log lines go through a background writer (see above).
     assert!(
-        host.stderr().lines().any(|l| l.contains("WARN")
-            && (l.contains("ServerSupportFunction") || l.contains("DONE_WITH_SESSION"))),
+        host.wait_for_log_matching(
+            |log| log.lines().any(|l| l.contains("WARN")
+                && (l.contains("ServerSupportFunction") || l.contains("DONE_WITH_SESSION"))),
+            Duration::from_secs(5)
+        ),
         "the host must log the second DONE_WITH_SESSION:\n{}",
         host.stderr()
     );

@@ -25,6 +25,16 @@ pub struct LaunchArgs {
     /// Directory for logs, compiled C fixtures and reports (default REPO/target/SUBCOMMAND).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// The Windows build for host-c-win and host-py-win* (default REPO/target/windows/out,
+    /// as ci/windows.sh lays it out: bin/, fixtures/, py3XX/).
+    #[arg(long)]
+    pub windows_out: Option<PathBuf>,
+    /// The py3XX folder of --windows-out that host-py-win runs (default: the first one).
+    #[arg(long)]
+    pub windows_python: Option<String>,
+    /// Wine's 64-bit loader, which runs the Windows servers.
+    #[arg(long, default_value = "/usr/lib/wine/wine64")]
+    pub wine: PathBuf,
 }
 
 /// Build the launch environment. `sub` names the default output directory.
@@ -49,6 +59,11 @@ pub fn make_env(l: &LaunchArgs, wsgi_app: &str, sub: &str, bench_mode: bool) -> 
     } else {
         venv
     };
+    let windows_out = match &l.windows_out {
+        Some(p) if p.is_relative() => std::env::current_dir()?.join(p),
+        Some(p) => p.clone(),
+        None => repo.join("target").join("windows").join("out"),
+    };
     if l.threads == 0 {
         bail!("--threads must be at least 1");
     }
@@ -60,5 +75,8 @@ pub fn make_env(l: &LaunchArgs, wsgi_app: &str, sub: &str, bench_mode: bool) -> 
         out_dir,
         wsgi_app: wsgi_app.to_owned(),
         bench_mode,
+        windows_out,
+        windows_python: l.windows_python.clone(),
+        wine: l.wine.clone(),
     })
 }

@@ -495,7 +495,7 @@ pub fn run_server(
     let description = env.describe(spec);
     let target = spec.target();
     let c_fixtures = if target == Target::Isapi {
-        servers::available_c_fixtures(env)
+        servers::available_c_fixtures_for(env, spec)
     } else {
         Vec::new()
     };

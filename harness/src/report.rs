@@ -60,8 +60,12 @@ pub fn markdown(cases: &[Case], servers: &[ServerResult], meta: &ReportMeta) -> 
     );
     let _ = writeln!(
         s,
-        "Regenerate with `ci/conform.sh` (all servers; peers from the venv of `ci/peers-requirements.txt`). \
-         CI runs `ci/conform.sh --ours` (our two servers, failing on any failure).\n\n\
+        "Regenerate with `ci/conform.sh` (all servers, with the Windows columns when `ci/windows.sh` has built \
+         `target/windows/out`; peers from the venv of `ci/peers-requirements.txt`). \
+         CI runs `ci/conform.sh --ours` (our two servers, failing on any failure), and `ci/windows-test.sh` \
+         the Windows builds under Wine (`host-c-win`: isapi-host.exe with the C fixtures built as PE DLLs; \
+         `host-py-win-py3XX`: isapi-host.exe with pyisapie.dll and the official embeddable CPython 3.X), \
+         failing on any failure too.\n\n\
          Legend: **pass**; **FAIL**: the one-line reason (details under [Cases](#cases)); **n/a**: the case \
          targets the other kind of application (WSGI app vs C ISAPI fixture). Every case sends raw bytes over \
          a fresh TCP connection, reads the responses with a strict HTTP/1.x reader, then checks the connection: \

@@ -6,6 +6,15 @@
 //! `bare-hyper` (a plain hyper server inside this binary; bench only) and
 //! `cmd:<shell template>` with `{port}`, `{app}` (`module:callable`) and
 //! `{dir}` (the WSGI fixture directory) placeholders.
+//!
+//! The Windows builds run under Wine, from the layout `ci/windows.sh` writes
+//! (`--windows-out`, default `target/windows/out`): `host-c-win` is
+//! `bin/isapi-host.exe` with the PE fixtures of `fixtures/` (`hello.dll`, ...),
+//! `host-py-win-py3XX` is `py3XX/isapi-host.exe` with the `pyisapie.dll` and
+//! embeddable CPython of that folder, and `host-py-win` the first `py3XX`
+//! folder there (or `--windows-python`). Paths handed to them are Wine's
+//! `Z:\...` form; their stdout and stderr are pipes (embedded CPython under
+//! Wine cannot start with a regular file as its stderr).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -21,15 +30,21 @@ use anyhow::{Context, Result, anyhow, bail};
 
 use crate::cases::Target;
 
-/// The names `--server` accepts besides `cmd:...`.
+/// The names `--server` accepts besides `cmd:...` and `host-py-win-py3XX`.
 pub const KNOWN: &[&str] = &[
     "host-py",
     "host-c",
+    "host-py-win",
+    "host-c-win",
     "gunicorn",
     "waitress",
     "granian",
     "bare-hyper",
 ];
+
+/// The prefix of `host-py-win-py3XX` (the Windows host with the pyisapie.dll
+/// and CPython of `--windows-out`'s `py3XX` folder).
+const HOST_PY_WIN_PREFIX: &str = "host-py-win-";
 
 /// URL prefix → C fixture (without `.c`) for `host-c`; everything else goes to `hello`.
 pub const HOST_C_MAPS: &[(&str, &str)] = &[
@@ -52,13 +67,16 @@ pub struct ServerSpec {
 
 impl ServerSpec {
     pub fn parse(name: &str) -> Result<ServerSpec> {
-        if KNOWN.contains(&name) || (name.starts_with("cmd:") && name.len() > 4) {
+        let py_win_folder = name
+            .strip_prefix(HOST_PY_WIN_PREFIX)
+            .is_some_and(is_py_folder_name);
+        if KNOWN.contains(&name) || py_win_folder || (name.starts_with("cmd:") && name.len() > 4) {
             Ok(ServerSpec {
                 name: name.to_owned(),
             })
         } else {
             bail!(
-                "unknown server {name:?}; known: {}, or cmd:<template with {{port}}>",
+                "unknown server {name:?}; known: {}, host-py-win-py3XX, or cmd:<template with {{port}}>",
                 KNOWN.join(", ")
             )
         }
@@ -66,7 +84,7 @@ impl ServerSpec {
 
     /// Which case targets this server runs.
     pub fn target(&self) -> Target {
-        if self.name == "host-c" || self.name == "bare-hyper" {
+        if self.name == "host-c" || self.name == "host-c-win" || self.name == "bare-hyper" {
             Target::Isapi
         } else {
             Target::Wsgi
@@ -75,7 +93,12 @@ impl ServerSpec {
 
     /// One of ours (a failure fails the run).
     pub fn is_ours(&self) -> bool {
-        self.name == "host-py" || self.name == "host-c"
+        self.name == "host-py" || self.name == "host-c" || self.is_windows()
+    }
+
+    /// A Windows build of our host, run under Wine.
+    pub fn is_windows(&self) -> bool {
+        self.name == "host-c-win" || self.name.starts_with("host-py-win")
     }
 
     /// A short label for reports (cmd: templates are abbreviated).
@@ -111,11 +134,90 @@ pub struct Env {
     pub wsgi_app: String,
     /// Extra args for every server (e.g. backlog for benchmarks) — unused by default.
     pub bench_mode: bool,
+    /// The Windows build's layout (`ci/windows.sh`'s `target/windows/out`).
+    pub windows_out: PathBuf,
+    /// The `py3XX` folder `host-py-win` uses (None: the first one in `windows_out`).
+    pub windows_python: Option<String>,
+    /// Wine's 64-bit loader, which runs the Windows servers.
+    pub wine: PathBuf,
+}
+
+/// `py3XX` (one or more digits after `py3`).
+fn is_py_folder_name(s: &str) -> bool {
+    s.strip_prefix("py3")
+        .is_some_and(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// `path` as a Windows program under Wine names it: `/a/b` -> `Z:\a\b` (Wine maps
+/// the Unix root to drive Z: by default). Relative paths are only re-separated.
+pub fn wine_path(path: &Path) -> String {
+    let s = path.to_string_lossy();
+    let win = s.replace('/', "\\");
+    if s.starts_with('/') {
+        format!("Z:{win}")
+    } else {
+        win
+    }
 }
 
 impl Env {
     pub fn wsgi_dir(&self) -> PathBuf {
         self.repo.join("fixtures/wsgi")
+    }
+
+    /// The `py3XX` folder of `windows_out` a `host-py-win*` server runs from.
+    pub fn windows_python_dir(&self, spec: &ServerSpec) -> Result<PathBuf> {
+        let folder = match spec.name.strip_prefix(HOST_PY_WIN_PREFIX) {
+            Some(f) => f.to_owned(),
+            None => match &self.windows_python {
+                Some(f) => f.clone(),
+                None => self
+                    .windows_python_folders()
+                    .into_iter()
+                    .next()
+                    .with_context(|| {
+                        format!(
+                            "no py3XX folder in {} (build it: ci/windows.sh)",
+                            self.windows_out.display()
+                        )
+                    })?,
+            },
+        };
+        Ok(self.windows_out.join(folder))
+    }
+
+    /// The `py3XX` folders of `windows_out`, sorted.
+    pub fn windows_python_folders(&self) -> Vec<String> {
+        let mut found: Vec<String> = std::fs::read_dir(&self.windows_out)
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter(|n| is_py_folder_name(n))
+                    .collect()
+            })
+            .unwrap_or_default();
+        found.sort_by_key(|n| (n.len(), n.clone()));
+        found
+    }
+
+    /// A PE fixture of `windows_out/fixtures` (`<name>.dll`), if it exists.
+    pub fn windows_fixture(&self, name: &str) -> Option<PathBuf> {
+        let p = self
+            .windows_out
+            .join("fixtures")
+            .join(format!("{name}.dll"));
+        p.is_file().then_some(p)
+    }
+
+    /// `wine64 --version`, for reports.
+    fn wine_version(&self) -> String {
+        Command::new(&self.wine)
+            .arg("--version")
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_else(|| "wine".into())
     }
 
     fn logs_dir(&self) -> PathBuf {
@@ -157,6 +259,22 @@ impl Env {
                 ver("granian"),
                 bench("--backlog 2048")
             ),
+            "host-c-win" => format!(
+                "isapi-host.exe + PE C fixtures (hello, echo, misbehave) under {}, --threads {t}{host_flags}",
+                self.wine_version()
+            ),
+            name if name.starts_with("host-py-win") => {
+                let folder = self
+                    .windows_python_dir(spec)
+                    .ok()
+                    .and_then(|d| d.file_name().map(|f| f.to_string_lossy().into_owned()))
+                    .unwrap_or_else(|| "?".into());
+                format!(
+                    "isapi-host.exe + pyisapie.dll ({}) with the embeddable CPython of {folder} under {}, --threads {t}{host_flags}",
+                    self.wsgi_app,
+                    self.wine_version()
+                )
+            }
             "bare-hyper" => format!("hyper 1.x in isapi-harness, tokio worker threads {t}"),
             other => other.to_owned(),
         }
@@ -256,6 +374,20 @@ pub fn available_c_fixtures(env: &Env) -> Vec<String> {
         .collect()
 }
 
+/// Which C fixtures a server has: `host-c-win` the PE DLLs of `windows_out`,
+/// the others those that compile here.
+pub fn available_c_fixtures_for(env: &Env, spec: &ServerSpec) -> Vec<String> {
+    if spec.name == "host-c-win" {
+        ["hello", "echo", "misbehave"]
+            .iter()
+            .filter(|n| env.windows_fixture(n).is_some())
+            .map(|s| (*s).to_owned())
+            .collect()
+    } else {
+        available_c_fixtures(env)
+    }
+}
+
 fn free_port() -> Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
@@ -285,7 +417,70 @@ pub fn start(env: &Env, spec: &ServerSpec) -> Result<Running> {
     let t = env.threads.to_string();
     let mut cmd;
     let mut port = None;
+    // Wine: stderr must be a pipe, copied into the log by a thread.
+    let mut pipe_stderr = false;
     match spec.name.as_str() {
+        name if spec.is_windows() => {
+            let (exe, is_py) = if name == "host-c-win" {
+                (env.windows_out.join("bin").join("isapi-host.exe"), false)
+            } else {
+                (env.windows_python_dir(spec)?.join("isapi-host.exe"), true)
+            };
+            if !exe.exists() {
+                bail!(
+                    "{} not found (build the Windows binaries: ci/windows.sh, or pass --windows-out)",
+                    exe.display()
+                );
+            }
+            if !env.wine.exists() {
+                bail!(
+                    "Wine's loader {} not found (apt-get install wine64, or pass --wine)",
+                    env.wine.display()
+                );
+            }
+            cmd = Command::new(&env.wine);
+            cmd.arg(&exe);
+            cmd.args(["serve", "--bind", "127.0.0.1:0", "--threads", &t]);
+            if env.bench_mode {
+                cmd.args(["--max-body", "1073741824", "--access-log", "off"]);
+            }
+            if is_py {
+                cmd.args(["--app", &env.wsgi_app, "--python-path"])
+                    .arg(wine_path(&env.wsgi_dir()));
+            } else {
+                let hello = env.windows_fixture("hello").with_context(|| {
+                    format!(
+                        "{} has no fixtures/hello.dll (build it: ci/windows.sh)",
+                        env.windows_out.display()
+                    )
+                })?;
+                cmd.arg("--extension").arg(wine_path(&hello));
+                for (prefix, fixture) in HOST_C_MAPS {
+                    if let Some(lib) = env.windows_fixture(fixture) {
+                        cmd.arg("--map")
+                            .arg(format!("{prefix}={}", wine_path(&lib)));
+                    }
+                }
+            }
+            cmd.env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            );
+            // Quiet, no Mono/Gecko installers, and the prefix ci/windows.sh uses,
+            // unless the caller chose otherwise.
+            for (k, v) in [
+                ("WINEDEBUG", "-all"),
+                ("WINEDLLOVERRIDES", "mscoree,mshtml="),
+            ] {
+                if std::env::var_os(k).is_none() {
+                    cmd.env(k, v);
+                }
+            }
+            if std::env::var_os("WINEPREFIX").is_none() {
+                cmd.env("WINEPREFIX", env.repo.join("target/windows/wineprefix"));
+            }
+            pipe_stderr = true;
+        }
         "host-py" | "host-c" => {
             if !env.host_bin.exists() {
                 bail!(
@@ -384,8 +579,12 @@ pub fn start(env: &Env, spec: &ServerSpec) -> Result<Running> {
     }
     cmd.current_dir(env.wsgi_dir())
         .stdin(Stdio::null())
-        .stderr(Stdio::from(file.try_clone()?))
         .process_group(0);
+    if pipe_stderr {
+        cmd.stderr(Stdio::piped());
+    } else {
+        cmd.stderr(Stdio::from(file.try_clone()?));
+    }
     // The venv's bin first on PATH (for cmd: templates), and unbuffered Python output.
     let path = std::env::var_os("PATH").unwrap_or_default();
     let mut paths = vec![env.venv.join("bin")];
@@ -403,6 +602,12 @@ pub fn start(env: &Env, spec: &ServerSpec) -> Result<Running> {
         .with_context(|| format!("starting {}", spec.name))?;
     if let Ok(mut g) = GROUPS.lock() {
         g.push(child.id());
+    }
+    if let Some(err) = child.stderr.take() {
+        let mut log = file.try_clone()?;
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut BufReader::new(err), &mut log);
+        });
     }
     let addr = if announced {
         match read_announced_addr(&mut child, file, Duration::from_secs(60)) {
@@ -653,6 +858,37 @@ mod tests {
         assert_eq!(c.label(), "cmd:uwsgi");
         assert!(ServerSpec::parse("cmd:").is_err());
         assert!(ServerSpec::parse("nginx").is_err());
+    }
+
+    #[test]
+    fn windows_server_names() {
+        let c = ServerSpec::parse("host-c-win").unwrap();
+        assert!(c.is_ours() && c.is_windows());
+        assert_eq!(c.target(), Target::Isapi);
+        for name in ["host-py-win", "host-py-win-py311", "host-py-win-py312"] {
+            let p = ServerSpec::parse(name).unwrap();
+            assert!(p.is_ours() && p.is_windows(), "{name}");
+            assert_eq!(p.target(), Target::Wsgi, "{name}");
+            assert_eq!(p.label(), name);
+        }
+        assert!(!ServerSpec::parse("host-c").unwrap().is_windows());
+        for bad in [
+            "host-py-win-",
+            "host-py-win-py2",
+            "host-py-win-py3",
+            "host-py-win-py31x",
+        ] {
+            assert!(ServerSpec::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn wine_paths() {
+        assert_eq!(
+            wine_path(Path::new("/work/main/fixtures/wsgi")),
+            r"Z:\work\main\fixtures\wsgi"
+        );
+        assert_eq!(wine_path(Path::new("rel/x.dll")), r"rel\x.dll");
     }
 
     #[test]
