@@ -637,7 +637,8 @@ async fn shutdown_signal() {
     #[cfg(windows)]
     {
         use tokio::signal::windows::{ctrl_break, ctrl_close, ctrl_shutdown};
-        let (Ok(mut brk), Ok(mut close), Ok(mut shut)) = (ctrl_break(), ctrl_close(), ctrl_shutdown())
+        let (Ok(mut brk), Ok(mut close), Ok(mut shut)) =
+            (ctrl_break(), ctrl_close(), ctrl_shutdown())
         else {
             let _ = tokio::signal::ctrl_c().await;
             return;

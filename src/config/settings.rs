@@ -1,0 +1,325 @@
+//! The settings as given: one struct that is both the command line's
+//! options and the TOML file's keys, and the defaults, written once.
+//!
+//! Every field of [`Settings`] is unset by default. The command line's
+//! values are laid over the file's ([`Settings::or`]), and
+//! [`super::ServeConfig::resolve`] fills what is still unset from the
+//! defaults below, which the help text quotes.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+
+/// `--bind`'s default.
+pub(crate) const DEFAULT_BIND: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 1), 8080));
+/// IIS's `UploadReadAheadSize` default.
+pub(crate) const DEFAULT_READ_AHEAD: usize = 49152;
+/// IIS's `maxAllowedContentLength` default.
+pub(crate) const DEFAULT_MAX_BODY: u64 = 30_000_000;
+/// `--max-header`'s default.
+pub(crate) const DEFAULT_MAX_HEADER: usize = 16384;
+/// hyper's smallest read buffer, and so the smallest head limit.
+pub(crate) const MIN_MAX_HEADER: usize = 8192;
+/// Extension threads by default.
+pub(crate) const DEFAULT_THREADS: usize = 64;
+/// Extension threads by default when the WSGI sugar runs pyisapie.
+pub(crate) const DEFAULT_PYTHON_THREADS: usize = 8;
+/// `--parallel` when the WSGI sugar runs pyisapie: Python's GIL runs one
+/// thread at a time.
+pub(crate) const DEFAULT_PYTHON_PARALLEL: usize = 1;
+/// How long a thread out of work yields for more by default.
+pub(crate) const DEFAULT_YIELD: Duration = crate::pool::YIELD_TIME;
+/// The longest `--yield-us`: past a few milliseconds a wake-up is sooner.
+pub(crate) const MAX_YIELD_US: u64 = 10_000;
+/// `--header-timeout`'s default, in seconds.
+pub(crate) const DEFAULT_HEADER_TIMEOUT: u64 = 30;
+/// `--keepalive-timeout`'s default, in seconds.
+pub(crate) const DEFAULT_KEEPALIVE_TIMEOUT: u64 = 15;
+/// `--io-timeout`'s default, in seconds.
+pub(crate) const DEFAULT_IO_TIMEOUT: u64 = 120;
+/// IIS's `appConcurrentRequestLimit` default.
+pub(crate) const DEFAULT_MAX_REQUESTS: usize = 5000;
+/// `--shutdown-timeout`'s default, in seconds.
+pub(crate) const DEFAULT_SHUTDOWN_TIMEOUT: u64 = 30;
+
+/// An IIS-compatible host for ISAPI extensions.
+#[derive(Debug, Parser)]
+#[command(name = "isapi-host", version, about)]
+pub(crate) struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// The host's subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Serve HTTP, dispatching requests to ISAPI extensions.
+    Serve(Box<ServeArgs>),
+}
+
+/// Options of `isapi-host serve`.
+#[derive(Debug, Default, Args)]
+pub(crate) struct ServeArgs {
+    /// A TOML file holding any of the settings below (command-line values win).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// The settings given on the command line.
+    #[command(flatten)]
+    pub(crate) settings: Settings,
+}
+
+/// How a setting given at a higher level (the command line) takes the
+/// place of the same setting at a lower level (the file).
+trait Merge {
+    /// `self`, or `lower` where `self` is unset.
+    fn or(self, lower: Self) -> Self;
+}
+
+impl<T> Merge for Option<T> {
+    fn or(self, lower: Self) -> Self {
+        Option::or(self, lower)
+    }
+}
+
+/// A repeatable option: the values of one level, never a mix of both.
+impl<T> Merge for Vec<T> {
+    fn or(self, lower: Self) -> Self {
+        if self.is_empty() { lower } else { self }
+    }
+}
+
+/// A switch: on at either level.
+impl Merge for bool {
+    fn or(self, lower: Self) -> Self {
+        self || lower
+    }
+}
+
+/// Declares [`Settings`] and its field-by-field [`Settings::or`], so that
+/// the list of settings is written once.
+macro_rules! settings {
+    (
+        $(#[$meta:meta])*
+        pub(crate) struct $name:ident {
+            $( $(#[$attr:meta])* $field:ident: $ty:ty, )*
+        }
+    ) => {
+        $(#[$meta])*
+        pub(crate) struct $name {
+            $( $(#[$attr])* pub(crate) $field: $ty, )*
+        }
+
+        impl $name {
+            /// These settings, with `lower`'s wherever one is unset here.
+            pub(crate) fn or(self, lower: Self) -> Self {
+                $name { $( $field: Merge::or(self.$field, lower.$field), )* }
+            }
+        }
+    };
+}
+
+settings! {
+    /// Every setting of `isapi-host serve`: the long options, and the keys
+    /// of the TOML file (the same names, in kebab case). A field's help text
+    /// documents it.
+    #[derive(Debug, Default, Args, Deserialize)]
+    #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+    pub(crate) struct Settings {
+        #[arg(long, value_name = "ADDR", help = format!(
+            "Address to listen on [default: {DEFAULT_BIND}]. Port 0 picks a free port"
+        ))]
+        bind: Option<SocketAddr>,
+        /// ISAPI extension library that serves every URL not claimed by a --map.
+        #[arg(long, value_name = "PATH")]
+        extension: Option<PathBuf>,
+        /// Mount an extension library at a URL prefix, as /prefix=PATH (repeatable).
+        #[arg(long = "map", value_name = "/PREFIX=PATH", value_parser = parse_map)]
+        #[serde(rename = "map")]
+        maps: Vec<Mapping>,
+        /// Serve one WSGI app through pyisapie, as MODULE:CALLABLE.
+        #[arg(long, value_name = "MODULE:CALLABLE", value_parser = parse_app)]
+        app: Option<String>,
+        /// Directory added to the Python path for --app (repeatable).
+        #[arg(long = "python-path", value_name = "DIR")]
+        python_path: Vec<PathBuf>,
+        #[arg(long, value_name = "BYTES", help = format!(
+            "Request-body bytes preloaded into the ECB before the extension runs \
+             [default: {DEFAULT_READ_AHEAD}]"
+        ))]
+        read_ahead: Option<usize>,
+        #[arg(long, value_name = "BYTES", help = format!(
+            "Largest request body accepted, in bytes; larger ones get 413 \
+             [default: {DEFAULT_MAX_BODY}]"
+        ))]
+        max_body: Option<u64>,
+        #[arg(long, value_name = "BYTES", help = format!(
+            "Largest request head (request line plus headers), in bytes; larger ones get 431 \
+             [default: {DEFAULT_MAX_HEADER}]"
+        ))]
+        max_header: Option<usize>,
+        #[arg(long, value_name = "N", help = format!(
+            "Threads that run HttpExtensionProc (IIS caps its pool at 256) \
+             [default: {DEFAULT_THREADS}; {DEFAULT_PYTHON_THREADS} for --app and the demo]"
+        ))]
+        threads: Option<usize>,
+        #[arg(long, value_name = "N", help = format!(
+            "Extension threads that may run at once while none of them is blocked \
+             [default: the CPU count; {DEFAULT_PYTHON_PARALLEL} for --app and the demo]"
+        ))]
+        parallel: Option<usize>,
+        /// Threads of the async runtime that parse HTTP and move bytes for every connection [default: the CPU count].
+        #[arg(long, value_name = "N")]
+        io_threads: Option<usize>,
+        #[arg(long, value_name = "MICROS", help = format!(
+            "Microseconds a thread out of work yields its CPU for more before it sleeps, \
+             while work comes that fast; 0 sleeps at once, for machines where idle CPU must \
+             stay idle [default: {}; at most {MAX_YIELD_US}]",
+            DEFAULT_YIELD.as_micros()
+        ))]
+        yield_us: Option<u64>,
+        /// Physical directory for PATH_TRANSLATED and MAP_URL_TO_PATH [default: the current directory].
+        #[arg(long, value_name = "DIR")]
+        doc_root: Option<PathBuf>,
+        /// Log every ISAPI callback with its arguments and byte counts.
+        #[arg(long)]
+        trace_callbacks: bool,
+        #[arg(long, value_enum, value_name = "FORMAT", help = format!(
+            "Access log format [default: {}]",
+            AccessLogFormat::default().to_possible_value().expect("not skipped").get_name()
+        ))]
+        access_log: Option<AccessLogFormat>,
+        #[arg(long, value_name = "SECS", help = format!(
+            "Seconds a client has to send a complete request head, from its first byte \
+             [default: {DEFAULT_HEADER_TIMEOUT}]"
+        ))]
+        header_timeout: Option<u64>,
+        #[arg(long, value_name = "SECS", help = format!(
+            "Seconds an idle keep-alive connection is kept open [default: {DEFAULT_KEEPALIVE_TIMEOUT}]"
+        ))]
+        keepalive_timeout: Option<u64>,
+        #[arg(long, value_name = "SECS", help = format!(
+            "Seconds an extension may wait on a client that sends and takes nothing before \
+             the connection is dropped [default: {DEFAULT_IO_TIMEOUT}]"
+        ))]
+        io_timeout: Option<u64>,
+        #[arg(long, value_name = "N", help = format!(
+            "Requests in flight (running or queued) before new ones get 503 \
+             [default: {DEFAULT_MAX_REQUESTS}]"
+        ))]
+        max_requests: Option<usize>,
+        #[arg(long, value_name = "SECS", help = format!(
+            "Seconds to wait for in-flight requests on shutdown [default: {DEFAULT_SHUTDOWN_TIMEOUT}]"
+        ))]
+        shutdown_timeout: Option<u64>,
+    }
+}
+
+/// Access-log line formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum AccessLogFormat {
+    /// NCSA common log format, plus the ISAPI log data.
+    #[default]
+    Common,
+    /// W3C extended log format, with IIS's default fields.
+    W3c,
+    /// No access log.
+    Off,
+}
+
+/// One extension mounted at a URL prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub(crate) struct Mapping {
+    /// URL prefix, `/` or `/name` without a trailing slash.
+    pub(crate) prefix: String,
+    /// Path of the extension library.
+    pub(crate) path: PathBuf,
+}
+
+/// Parses `--map /prefix=PATH`.
+pub(crate) fn parse_map(s: &str) -> Result<Mapping, String> {
+    let (prefix, path) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected /prefix=PATH, got {s:?}"))?;
+    if path.is_empty() {
+        return Err(format!("missing library path in {s:?}"));
+    }
+    Ok(Mapping {
+        prefix: normalize_prefix(prefix).map_err(|e| e.to_string())?,
+        path: PathBuf::from(path),
+    })
+}
+
+/// `/app/` and `/app` are the same mount; the root is `/`.
+pub(crate) fn normalize_prefix(prefix: &str) -> anyhow::Result<String> {
+    if !prefix.starts_with('/') {
+        anyhow::bail!("URL prefix {prefix:?} must start with /");
+    }
+    if prefix.contains(['?', '#', ' ']) {
+        anyhow::bail!("URL prefix {prefix:?} must be a plain path");
+    }
+    let trimmed = prefix.trim_end_matches('/');
+    Ok(if trimmed.is_empty() {
+        "/".to_owned()
+    } else {
+        trimmed.to_owned()
+    })
+}
+
+/// Checks `MODULE:CALLABLE`.
+pub(crate) fn parse_app(s: &str) -> Result<String, String> {
+    match s.split_once(':') {
+        Some((m, c)) if !m.is_empty() && !c.is_empty() => Ok(s.to_owned()),
+        _ => Err(format!("expected MODULE:CALLABLE, got {s:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_parses_and_normalizes() {
+        let m = parse_map("/app/=lib.so").unwrap();
+        assert_eq!(m.prefix, "/app");
+        assert_eq!(m.path, PathBuf::from("lib.so"));
+        assert_eq!(parse_map("/=x.so").unwrap().prefix, "/");
+        assert!(parse_map("app=x.so").is_err());
+        assert!(parse_map("/app").is_err());
+        assert!(parse_map("/app=").is_err());
+    }
+
+    #[test]
+    fn app_needs_module_and_callable() {
+        assert!(parse_app("demo:app").is_ok());
+        assert!(parse_app("demo").is_err());
+        assert!(parse_app(":app").is_err());
+    }
+
+    #[test]
+    fn the_command_line_wins_field_by_field() {
+        let cli = Settings {
+            threads: Some(5),
+            python_path: vec!["cli".into()],
+            ..Default::default()
+        };
+        let file = Settings {
+            threads: Some(3),
+            parallel: Some(2),
+            python_path: vec!["a".into(), "b".into()],
+            trace_callbacks: true,
+            ..Default::default()
+        };
+        let s = cli.or(file);
+        assert_eq!(s.threads, Some(5));
+        assert_eq!(s.parallel, Some(2));
+        assert_eq!(s.python_path, [PathBuf::from("cli")]);
+        assert!(s.trace_callbacks);
+        assert_eq!(s.bind, None);
+    }
+}
