@@ -14,12 +14,14 @@
 mod accesslog;
 mod body;
 mod config;
+mod conn;
 mod extension;
 mod ffi;
 mod pool;
 mod request;
 mod response;
 mod server;
+mod shared;
 mod ssf;
 mod vars;
 

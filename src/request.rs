@@ -18,10 +18,11 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::body::{BodyError, BodyReader};
+use crate::conn::ConnSignals;
 use crate::extension::Extension;
 use crate::ffi::{self, Completion, EcbCell};
 use crate::response::{self, ChunkDecoder, Head};
-use crate::server::{ConnSignals, Shared};
+use crate::shared::Shared;
 use crate::vars::{RequestInfo, SERVER_SOFTWARE};
 
 /// Win32 error codes the host reports through `errno` / `SetLastError`.

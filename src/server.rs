@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -24,237 +24,13 @@ use tokio::sync::Notify;
 
 use crate::body::BodyReader;
 use crate::config::{ServeArgs, ServeConfig};
+use crate::conn::ConnSignals;
 use crate::extension::Extension;
 use crate::ffi;
 use crate::pool::{Pool, RuntimeWait};
 use crate::request::{Aborted, HostBody, RequestCtx, RequestParts, error_page};
+use crate::shared::{Shared, wait_until};
 use crate::vars::{Endpoints, RequestInfo};
-
-/// Server-wide state the callbacks reach through a request.
-pub(crate) struct Shared {
-    pub(crate) cfg: ServeConfig,
-    pub(crate) rt: tokio::runtime::Handle,
-    /// Threads that run `HttpExtensionProc`.
-    pub(crate) workers: Pool,
-    /// Threads that run asynchronous I/O and completion routines.
-    pub(crate) io: Pool,
-    active: AtomicUsize,
-    idle: Notify,
-}
-
-impl Shared {
-    fn request_started(&self) {
-        self.active.fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// An extension request has finished.
-    pub(crate) fn request_done(&self) {
-        if self.active.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.idle.notify_waiters();
-        }
-    }
-
-    async fn drained(&self) {
-        wait_until(&self.idle, || self.active.load(Ordering::Acquire) == 0).await;
-    }
-}
-
-/// Waits until `done()` holds, re-checking each time `notify` fires (the
-/// future is made before the check, so no notification is missed).
-async fn wait_until(notify: &Notify, done: impl Fn() -> bool) {
-    loop {
-        let notified = notify.notified();
-        if done() {
-            return;
-        }
-        notified.await;
-    }
-}
-
-/// What one connection's requests, and the server's sweeper, tell its task.
-///
-/// The task polls hyper's connection and, on each wake, two flags; the
-/// timeouts are checked by one server-wide sweeper ([`sweep`]) rather than
-/// by a timer in every connection.
-pub(crate) struct ConnSignals {
-    remote: SocketAddr,
-    close: AtomicBool,
-    gone: AtomicBool,
-    /// Drop the connection now: wakes every thread blocked on this client.
-    abort: AtomicBool,
-    /// The connection's task, woken when a flag is set. Kept across wakes
-    /// (unlike an `AtomicWaker`'s), so the task stores it only when it
-    /// changes, not on every poll; the lock is taken only then and to wake.
-    task: Mutex<Option<Waker>>,
-    /// Threads blocked until this client sends or takes bytes.
-    client_waits: AtomicUsize,
-    in_flight: AtomicUsize,
-    /// A byte moved (or a request started or ended) since the sweeper last
-    /// looked: I/O sets a flag rather than reading the clock.
-    active: AtomicBool,
-    /// The sweeper's time (ms) when it last saw `active`.
-    quiet_since: AtomicU64,
-    /// Bytes of a request head arrived between requests, and the head is
-    /// not complete yet (for `--header-timeout`).
-    head_started: AtomicBool,
-    /// Requests started: tells one head from the next.
-    heads: AtomicU64,
-    /// The head the sweeper is timing (a `heads` value), and since when
-    /// (its clock, ms; `u64::MAX` when it times none).
-    head_seen: AtomicU64,
-    head_since: AtomicU64,
-}
-
-impl ConnSignals {
-    fn new(remote: SocketAddr) -> Self {
-        ConnSignals {
-            remote,
-            close: AtomicBool::new(false),
-            gone: AtomicBool::new(false),
-            abort: AtomicBool::new(false),
-            task: Mutex::new(None),
-            client_waits: AtomicUsize::new(0),
-            in_flight: AtomicUsize::new(0),
-            // The sweeper's first look stamps the connection.
-            active: AtomicBool::new(true),
-            quiet_since: AtomicU64::new(0),
-            head_started: AtomicBool::new(false),
-            heads: AtomicU64::new(0),
-            head_seen: AtomicU64::new(0),
-            head_since: AtomicU64::new(u64::MAX),
-        }
-    }
-
-    /// Close the connection once the current response is done.
-    pub(crate) fn request_close(&self) {
-        if !self.close.swap(true, Ordering::AcqRel) {
-            self.wake_task();
-        }
-    }
-
-    /// Drops the connection at once (`HSE_REQ_ABORTIVE_CLOSE`, a stalled
-    /// client): a `ReadClient` or `WriteClient` blocked on it fails.
-    pub(crate) fn hard_abort(&self) {
-        self.close.store(true, Ordering::Release);
-        self.abort.store(true, Ordering::Release);
-        self.wake_task();
-    }
-
-    fn wake_task(&self) {
-        if let Some(w) = &*self.task.lock().unwrap_or_else(|e| e.into_inner()) {
-            w.wake_by_ref();
-        }
-    }
-
-    /// Stores the task's waker if it is not the one stored already (`seen`
-    /// is the task's copy of that one).
-    fn register_task(&self, seen: &mut Option<Waker>, waker: &Waker) {
-        if !seen.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            *seen = Some(waker.clone());
-            *self.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(waker.clone());
-        }
-    }
-
-    /// Runs `f`, which blocks until the client moves, counted for `--io-timeout`.
-    pub(crate) fn waiting_on_client<R>(&self, f: impl FnOnce() -> R) -> R {
-        struct Done<'a>(&'a AtomicUsize);
-        impl Drop for Done<'_> {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::AcqRel);
-            }
-        }
-        self.client_waits.fetch_add(1, Ordering::AcqRel);
-        let _done = Done(&self.client_waits);
-        f()
-    }
-
-    /// Has closing been asked for?
-    pub(crate) fn close_requested(&self) -> bool {
-        self.close.load(Ordering::Acquire)
-    }
-
-    /// The client is gone.
-    pub(crate) fn mark_gone(&self) {
-        self.gone.store(true, Ordering::Release);
-    }
-
-    /// Is the client gone?
-    pub(crate) fn is_gone(&self) -> bool {
-        self.gone.load(Ordering::Acquire)
-    }
-
-    fn touch(&self) {
-        // Read first: a store on every I/O would keep the line bouncing
-        // between the runtime and the extension threads.
-        if !self.active.load(Ordering::Relaxed) {
-            self.active.store(true, Ordering::Relaxed);
-        }
-    }
-
-    /// Bytes arrived: between requests, they start a head.
-    fn received(&self) {
-        self.touch();
-        if self.between_requests() && !self.head_started.load(Ordering::Relaxed) {
-            self.head_started.store(true, Ordering::Relaxed);
-        }
-    }
-
-    fn request_started(&self) {
-        self.heads.fetch_add(1, Ordering::Relaxed);
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        if self.head_started.load(Ordering::Relaxed) {
-            self.head_started.store(false, Ordering::Relaxed);
-        }
-        self.touch();
-    }
-
-    /// A request on this connection has finished.
-    pub(crate) fn request_ended(&self) {
-        self.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.touch();
-    }
-
-    /// How long the connection has been quiet, as the sweeper sees it at
-    /// `now_ms` (its clock): never more than the truth, and at most one
-    /// sweep less.
-    fn quiet_for(&self, now_ms: u64) -> Duration {
-        if self.active.swap(false, Ordering::Relaxed) {
-            self.quiet_since.store(now_ms, Ordering::Relaxed);
-        }
-        Duration::from_millis(now_ms.saturating_sub(self.quiet_since.load(Ordering::Relaxed)))
-    }
-
-    /// How long the head in progress has taken, as the sweeper sees it at
-    /// `now_ms`: never more than the truth, and at most one sweep less;
-    /// `None` when no head is in progress.
-    fn head_for(&self, now_ms: u64) -> Option<Duration> {
-        if !self.head_started.load(Ordering::Relaxed) {
-            self.head_since.store(u64::MAX, Ordering::Relaxed);
-            return None;
-        }
-        let head = self.heads.load(Ordering::Relaxed);
-        if self.head_since.load(Ordering::Relaxed) == u64::MAX
-            || self.head_seen.load(Ordering::Relaxed) != head
-        {
-            // A head the sweeper has not timed yet.
-            self.head_seen.store(head, Ordering::Relaxed);
-            self.head_since.store(now_ms, Ordering::Relaxed);
-        }
-        Some(Duration::from_millis(
-            now_ms.saturating_sub(self.head_since.load(Ordering::Relaxed)),
-        ))
-    }
-
-    /// Is a thread blocked until this client sends or takes bytes?
-    fn client_waited_on(&self) -> bool {
-        self.client_waits.load(Ordering::Acquire) > 0
-    }
-
-    /// Is no request in flight?
-    fn between_requests(&self) -> bool {
-        self.in_flight.load(Ordering::Acquire) == 0
-    }
-}
 
 /// Records I/O activity for the keep-alive idle timeout.
 struct ActivityIo {
@@ -326,6 +102,8 @@ struct Mount {
 /// Everything a connection task needs.
 struct App {
     shared: Arc<Shared>,
+    /// Threads that run `HttpExtensionProc`.
+    workers: Pool,
     mounts: Vec<Mount>,
 }
 
@@ -409,27 +187,23 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         })
         .build()?;
     let _ = wait.metrics.set(rt.metrics());
-    let shared = Arc::new(Shared {
-        workers: Pool::new("isapi-worker", cfg.threads, cfg.parallel, cfg.yield_time)?,
-        io: Pool::new(
-            "isapi-io",
-            cfg.threads.clamp(4, 64),
-            crate::pool::cpus(),
-            cfg.yield_time,
-        )?,
-        rt: rt.handle().clone(),
-        cfg,
-        active: AtomicUsize::new(0),
-        idle: Notify::new(),
-    });
+    let workers = Pool::new("isapi-worker", cfg.threads, cfg.parallel, cfg.yield_time)?;
+    let io = Pool::new(
+        "isapi-io",
+        cfg.threads.clamp(4, 64),
+        crate::pool::cpus(),
+        cfg.yield_time,
+    )?;
+    let shared = Arc::new(Shared::new(cfg, rt.handle().clone(), io));
     let app = Arc::new(App {
         shared: shared.clone(),
+        workers,
         mounts,
     });
     rt.block_on(serve(app))?;
 
     // TerminateExtension(MUST_UNLOAD) promises that no request runs any more.
-    let still_running = shared.active.load(Ordering::Acquire);
+    let still_running = shared.active();
     if still_running == 0 {
         for ext in loaded.values() {
             ext.terminate();
@@ -500,7 +274,7 @@ async fn serve(app: Arc<App>) -> anyhow::Result<()> {
         .is_err()
     {
         tracing::warn!(
-            requests = app.shared.active.load(Ordering::Acquire),
+            requests = app.shared.active(),
             connections = conns.count(),
             "shutdown timeout: requests still in flight"
         );
@@ -599,7 +373,7 @@ async fn sweep(conns: Arc<Connections>, limits: Limits) {
         for s in conns.lock().values() {
             let quiet = s.quiet_for(now_ms);
             let head = s.head_for(now_ms);
-            if s.abort.load(Ordering::Acquire) {
+            if s.is_aborted() {
                 continue;
             }
             if s.client_waited_on() && quiet >= limits.io {
@@ -689,7 +463,7 @@ async fn serve_connection(
     let mut registered = None;
     let ended = std::future::poll_fn(|cx| {
         signals.register_task(&mut registered, cx.waker());
-        if signals.abort.load(Ordering::Acquire) {
+        if signals.is_aborted() {
             return Poll::Ready(None);
         }
         if !closing && signals.close_requested() {
@@ -1007,7 +781,7 @@ fn admit(
     };
     // IIS's appConcurrentRequestLimit: past it, 503 rather than an
     // ever-growing queue of requests holding their read-ahead.
-    if app.shared.active.load(Ordering::Acquire) >= cfg.max_requests {
+    if app.shared.active() >= cfg.max_requests {
         return Err(reject(
             StatusCode::SERVICE_UNAVAILABLE,
             "too many requests in flight (--max-requests)",
@@ -1102,7 +876,7 @@ impl Admitted {
         let ctx = new.ctx;
         ffi::register(ctx.clone());
         app.shared.request_started();
-        app.shared.workers.spawn(move || {
+        app.workers.spawn(move || {
             let status = ctx.ext.call(&ctx);
             if status != ffi::HSE_STATUS_PENDING {
                 ctx.finish(status);
@@ -1114,44 +888,7 @@ impl Admitted {
 
 #[cfg(test)]
 mod tests {
-    use super::{ConnSignals, normalize_path, valid_host};
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::task::{Wake, Waker};
-
-    struct CountingWaker(AtomicUsize);
-
-    impl Wake for CountingWaker {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    #[test]
-    fn the_connection_task_is_woken_by_every_signal_after_one_registration() {
-        let signals = ConnSignals::new(([127, 0, 0, 1], 1).into());
-        let count = Arc::new(CountingWaker(AtomicUsize::new(0)));
-        let waker = Waker::from(count.clone());
-        let mut seen = None;
-        signals.register_task(&mut seen, &waker);
-        // Later polls with the same waker store nothing; the stored one
-        // must survive each wake (an `AtomicWaker` gives it up).
-        signals.register_task(&mut seen, &waker);
-        signals.request_close();
-        assert_eq!(count.0.load(Ordering::SeqCst), 1);
-        signals.register_task(&mut seen, &waker);
-        signals.hard_abort();
-        assert_eq!(count.0.load(Ordering::SeqCst), 2);
-        // A second close request wakes no one: the flag was already set.
-        signals.request_close();
-        assert_eq!(count.0.load(Ordering::SeqCst), 2);
-        // A new waker (the task moved) replaces the stored one.
-        let other = Arc::new(CountingWaker(AtomicUsize::new(0)));
-        signals.register_task(&mut seen, &Waker::from(other.clone()));
-        signals.hard_abort();
-        assert_eq!(other.0.load(Ordering::SeqCst), 1);
-        assert_eq!(count.0.load(Ordering::SeqCst), 2);
-    }
+    use super::{normalize_path, valid_host};
 
     #[test]
     fn paths_are_normalized() {
