@@ -254,7 +254,12 @@ where
     cmd.env("RUST_LOG", filter);
     // For sanitizer runs of the C fixtures: a library to preload into the
     // host only (e.g. libasan.so.8), never into the test process.
+    // (Not for a Windows host: the library would go into Wine's loader.)
     if let Some(preload) = std::env::var_os("ISAPI_HOST_TEST_LD_PRELOAD") {
+        assert!(
+            !windows_host(),
+            "ISAPI_HOST_TEST_LD_PRELOAD is for a Linux host only"
+        );
         cmd.env("LD_PRELOAD", preload);
     }
     cmd.envs(envs);
