@@ -83,7 +83,12 @@ def format_exception(exc, tb=None):
 
 
 def regular_file(filelike):
-    """(fd, offset, size) when `filelike` is a real, regular file; else None."""
+    """(handle, offset, size) when `filelike` is a real, regular file; else None.
+
+    `handle` is what TRANSMIT_FILE takes: the descriptor on POSIX, the OS HANDLE on
+    Windows, looked up with `msvcrt.get_osfhandle` in Python's own C runtime (pyisapie is
+    linked to another one, whose descriptor table knows nothing of Python's files).
+    """
     import stat
 
     try:
@@ -93,9 +98,15 @@ def regular_file(filelike):
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             return None
+        if os.name == "nt":
+            import msvcrt
+
+            handle = msvcrt.get_osfhandle(fd)
+        else:
+            handle = fd
         if hasattr(filelike, "flush"):
             filelike.flush()
         offset = filelike.tell() if hasattr(filelike, "tell") else 0
     except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
         return None
-    return fd, offset, st.st_size
+    return handle, offset, st.st_size

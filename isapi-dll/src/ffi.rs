@@ -467,22 +467,20 @@ unsafe impl Send for RawFile {}
 unsafe impl Sync for RawFile {}
 
 impl RawFile {
-    /// The handle for a C runtime file descriptor (Python's `fileno()`). On Unix the host
-    /// expects the fd itself cast to a HANDLE; on Windows the CRT's OS handle.
-    pub(crate) fn from_fd(fd: i32) -> Option<Self> {
-        #[cfg(windows)]
-        {
-            unsafe extern "C" {
-                fn _get_osfhandle(fd: i32) -> isize;
-            }
-            // SAFETY: _get_osfhandle only looks the descriptor up; -1 means invalid.
-            let handle = unsafe { _get_osfhandle(fd) };
-            (handle != -1).then_some(Self(handle as HANDLE))
+    /// The file for `handle` as `boot.regular_file` reports it: the descriptor itself on
+    /// Unix (the host borrows it as a descriptor), the OS `HANDLE` on Windows.
+    ///
+    /// On Windows the handle must come from Python's own C runtime
+    /// (`msvcrt.get_osfhandle`): a descriptor is an index into one CRT's private table,
+    /// and python.org's CPython uses the UCRT while this library (built by mingw) has
+    /// msvcrt.dll, so looking Python's descriptor up here would name another file or none.
+    pub(crate) fn from_handle(handle: i64) -> Option<Self> {
+        let value = isize::try_from(handle).ok()?;
+        // -1 is INVALID_HANDLE_VALUE (and never a descriptor); 0 is no handle on Windows.
+        if value == -1 || (cfg!(windows) && value == 0) || (cfg!(not(windows)) && value < 0) {
+            return None;
         }
-        #[cfg(not(windows))]
-        {
-            (fd >= 0).then_some(Self(fd as isize as HANDLE))
-        }
+        Some(Self(value as HANDLE))
     }
 }
 

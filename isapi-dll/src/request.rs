@@ -383,10 +383,10 @@ fn send_result(
             .bind(py)
             .call_method1("regular_file", (filelike,))?;
         if !file.is_none() {
-            let (fd, offset, size): (i32, u64, u64) = file.extract()?;
+            let (handle, offset, size): (i64, u64, u64) = file.extract()?;
             let length = size.saturating_sub(offset);
             let fits = u32::try_from(offset).is_ok() && u32::try_from(length).is_ok();
-            if let (Some(raw), true) = (RawFile::from_fd(fd), fits) {
+            if let (Some(raw), true) = (RawFile::from_handle(handle), fits) {
                 if !response.borrow().started() {
                     return Err(not_started());
                 }
