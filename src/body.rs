@@ -19,7 +19,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::sync::Notify;
 
-use crate::request::win32;
+use windows_sys::Win32::Foundation::{ERROR_INVALID_DATA, ERROR_NETNAME_DELETED};
 
 /// Body bytes the pump reads ahead of the extension, at most (plus one
 /// frame of hyper's).
@@ -40,8 +40,8 @@ impl BodyError {
     /// The Win32 error `ReadClient` reports.
     pub(crate) fn win32(self) -> u32 {
         match self {
-            BodyError::Malformed | BodyError::TooLarge => win32::ERROR_INVALID_DATA,
-            BodyError::Disconnected => win32::ERROR_NETNAME_DELETED,
+            BodyError::Malformed | BodyError::TooLarge => ERROR_INVALID_DATA,
+            BodyError::Disconnected => ERROR_NETNAME_DELETED,
         }
     }
 

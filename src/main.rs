@@ -15,7 +15,6 @@ mod accesslog;
 mod body;
 mod config;
 mod conn;
-mod extension;
 mod ffi;
 mod pool;
 mod request;

@@ -10,6 +10,8 @@
 use bytes::BytesMut;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
+pub(crate) use crate::ffi::trim_nul;
+
 /// A parsed response head.
 #[derive(Debug)]
 pub(crate) struct Head {
@@ -33,14 +35,6 @@ pub(crate) enum HeadError {
     ContentLength(String),
     #[error("unsupported Transfer-Encoding {0:?}")]
     TransferEncoding(String),
-}
-
-/// Trims a string the extension passed with an explicit length that may count the NUL.
-pub(crate) fn trim_nul(bytes: &[u8]) -> &[u8] {
-    match bytes.iter().position(|&b| b == 0) {
-        Some(i) => &bytes[..i],
-        None => bytes,
-    }
 }
 
 /// Parses a status string such as `200 OK`, `HTTP/1.1 404 Not Found` or `302`.

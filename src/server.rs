@@ -25,12 +25,12 @@ use tokio::sync::Notify;
 use crate::body::BodyReader;
 use crate::config::{ServeArgs, ServeConfig};
 use crate::conn::ConnSignals;
-use crate::extension::Extension;
-use crate::ffi;
+use crate::ffi::{self, Extension};
 use crate::pool::{Pool, RuntimeWait};
 use crate::request::{Aborted, HostBody, RequestCtx, RequestParts, error_page};
 use crate::shared::{Shared, wait_until};
 use crate::vars::{Endpoints, RequestInfo};
+use windows_sys::Win32::System::Iis::HSE_STATUS_PENDING;
 
 /// Records I/O activity for the keep-alive idle timeout.
 struct ActivityIo {
@@ -865,7 +865,6 @@ impl Admitted {
         let new = RequestCtx::start(RequestParts {
             id: ffi::next_id(),
             info,
-            ext: self.ext,
             shared: app.shared.clone(),
             conn: conn.clone(),
             body: self.reader,
@@ -874,11 +873,12 @@ impl Admitted {
             client_keep_alive: self.client_keep_alive,
         });
         let ctx = new.ctx;
-        ffi::register(ctx.clone());
+        ffi::register(ctx.id, ctx.clone());
         app.shared.request_started();
+        let ext = self.ext;
         app.workers.spawn(move || {
-            let status = ctx.ext.call(&ctx);
-            if status != ffi::HSE_STATUS_PENDING {
+            let status = ext.call(&ctx.ecb);
+            if status != HSE_STATUS_PENDING {
                 ctx.finish(status);
             }
         });

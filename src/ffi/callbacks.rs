@@ -1,0 +1,200 @@
+//! The four callbacks IIS hands an extension in the ECB:
+//! [`get_server_variable`], [`read_client`], [`write_client`] and
+//! [`server_support_function`].
+//!
+//! Each turns its raw arguments into safe values, finds the request by its
+//! `HCONN` ([`super::registry`]) and calls up through the [`Handler`] trait,
+//! which the request layer implements: this module never names it. A panic
+//! or a Win32 error becomes FALSE with the error code set.
+
+use std::borrow::Cow;
+use std::ffi::{CStr, c_char, c_void};
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use windows_sys::Win32::Foundation::{ERROR_INVALID_INDEX, ERROR_INVALID_PARAMETER, FALSE, TRUE};
+use windows_sys::Win32::System::Iis::HCONN;
+use windows_sys::core::BOOL;
+
+use super::decode::{SupportRequest, decode, request_name};
+use super::error::set_last_error;
+use super::raw::SizedOut;
+use super::registry;
+
+/// What the callbacks ask of a live request; the request layer implements
+/// it. Errors are Win32 codes.
+pub(crate) trait Handler: Send + Sync {
+    /// The request's id (its `HCONN`), for logs.
+    fn id(&self) -> usize;
+
+    /// Whether every callback is logged (`--trace-callbacks`).
+    fn traced(&self) -> bool;
+
+    /// `GetServerVariable`: the value, or `None` for an unknown name.
+    fn server_variable(&self, name: &[u8]) -> Option<Cow<'_, [u8]>>;
+
+    /// `ReadClient`: blocks until some body bytes arrive; `Ok(0)` at the end.
+    fn read_client(&self, buf: &mut [u8]) -> Result<usize, u32>;
+
+    /// `WriteClient`, with its `HSE_IO_*` flags.
+    fn write_client(self: Arc<Self>, data: &[u8], flags: u32) -> Result<(), u32>;
+
+    /// `ServerSupportFunction`, decoded.
+    fn support_function(self: Arc<Self>, request: SupportRequest<'_>) -> Result<(), u32>;
+
+    /// Logs a callback under the `isapi::trace` target, when traced.
+    fn trace(&self, what: fmt::Arguments<'_>) {
+        if self.traced() {
+            tracing::info!(target: "isapi::trace", request = self.id(), "{what}");
+        }
+    }
+}
+
+/// Runs a callback body: a panic or a Win32 error becomes FALSE with the
+/// error code set; a stale `HCONN` is `ERROR_INVALID_PARAMETER`.
+fn callback(
+    name: &'static str,
+    hconn: HCONN,
+    f: impl FnOnce(&Arc<dyn Handler>) -> Result<(), u32>,
+) -> BOOL {
+    let Some(h) = registry::lookup(hconn) else {
+        tracing::warn!(
+            callback = name,
+            hconn = hconn as usize,
+            "callback for a finished or unknown request (HCONN)"
+        );
+        set_last_error(ERROR_INVALID_PARAMETER);
+        return FALSE;
+    };
+    match catch_unwind(AssertUnwindSafe(|| f(&h))) {
+        Ok(Ok(())) => TRUE,
+        Ok(Err(code)) => {
+            h.trace(format_args!("{name} -> FALSE (error {code})"));
+            set_last_error(code);
+            FALSE
+        }
+        Err(_) => {
+            tracing::error!(
+                callback = name,
+                request = h.id(),
+                "host panicked inside an ISAPI callback"
+            );
+            set_last_error(ERROR_INVALID_PARAMETER);
+            FALSE
+        }
+    }
+}
+
+/// `GetServerVariable(hConn, lpszVariableName, lpvBuffer, lpdwSize)`.
+pub(super) unsafe extern "system" fn get_server_variable(
+    hconn: HCONN,
+    name: *const u8,
+    buf: *mut c_void,
+    size: *mut u32,
+) -> BOOL {
+    callback("GetServerVariable", hconn, |h| {
+        if name.is_null() || size.is_null() {
+            return Err(ERROR_INVALID_PARAMETER);
+        }
+        // SAFETY: the extension passes a NUL-terminated name.
+        let name = unsafe { CStr::from_ptr(name as *const c_char) }.to_bytes();
+        let Some(value) = h.server_variable(name) else {
+            h.trace(format_args!(
+                "GetServerVariable({}) -> unknown",
+                name.escape_ascii()
+            ));
+            return Err(ERROR_INVALID_INDEX);
+        };
+        let nul = if name.len() > 8 && name[..8].eq_ignore_ascii_case(b"UNICODE_") {
+            2
+        } else {
+            1
+        };
+        // SAFETY: `size` is valid (checked non-NULL above) and `buf` is
+        // NULL or holds `*size` bytes (ABI).
+        let out = unsafe { SizedOut::new(buf, size) };
+        let offered = out.offered();
+        let result = out.write(&value, nul);
+        let needed = value.len() + nul;
+        match result {
+            Ok(()) => h.trace(format_args!(
+                "GetServerVariable({}, size={offered}) -> {needed} bytes",
+                name.escape_ascii()
+            )),
+            Err(_) => h.trace(format_args!(
+                "GetServerVariable({}, size={offered}) -> needs {needed} bytes",
+                name.escape_ascii()
+            )),
+        }
+        result
+    })
+}
+
+/// `ReadClient(hConn, lpvBuffer, lpdwSize)`.
+pub(super) unsafe extern "system" fn read_client(
+    hconn: HCONN,
+    buf: *mut c_void,
+    size: *mut u32,
+) -> BOOL {
+    callback("ReadClient", hconn, |h| {
+        if buf.is_null() || size.is_null() {
+            return Err(ERROR_INVALID_PARAMETER);
+        }
+        // SAFETY: `buf` holds `*size` writable bytes (ABI).
+        let slice = unsafe { std::slice::from_raw_parts_mut(buf as *mut u8, *size as usize) };
+        let asked = slice.len();
+        let result = h.read_client(slice);
+        let n = result.unwrap_or(0);
+        // SAFETY: `size` is valid.
+        unsafe { *size = n as u32 };
+        h.trace(format_args!("ReadClient(size={asked}) -> {n} bytes"));
+        result.map(|_| ())
+    })
+}
+
+/// `WriteClient(hConn, Buffer, lpdwBytes, dwReserved)`; `HSE_IO_ASYNC`
+/// completes on an I/O thread.
+pub(super) unsafe extern "system" fn write_client(
+    hconn: HCONN,
+    buf: *mut c_void,
+    bytes: *mut u32,
+    flags: u32,
+) -> BOOL {
+    callback("WriteClient", hconn, |h| {
+        if bytes.is_null() {
+            return Err(ERROR_INVALID_PARAMETER);
+        }
+        // SAFETY: `bytes` is valid.
+        let len = unsafe { *bytes } as usize;
+        if buf.is_null() && len > 0 {
+            return Err(ERROR_INVALID_PARAMETER);
+        }
+        let data: &[u8] = if len == 0 {
+            &[]
+        } else {
+            // SAFETY: `buf` holds `len` readable bytes (ABI).
+            unsafe { std::slice::from_raw_parts(buf as *const u8, len) }
+        };
+        h.trace(format_args!("WriteClient(bytes={len}, flags={flags:#x})"));
+        Arc::clone(h).write_client(data, flags)
+    })
+}
+
+/// `ServerSupportFunction(hConn, dwHSERequest, lpvBuffer, lpdwSize, lpdwDataType)`.
+pub(super) unsafe extern "system" fn server_support_function(
+    hconn: HCONN,
+    request: u32,
+    buf: *mut c_void,
+    size: *mut u32,
+    data_type: *mut u32,
+) -> BOOL {
+    callback("ServerSupportFunction", hconn, |h| {
+        let name = request_name(request);
+        h.trace(format_args!("ServerSupportFunction({name}={request})"));
+        // SAFETY: the extension passes the arguments as the ABI defines
+        // them for `request`, valid for the call.
+        let decoded = unsafe { decode(request, buf, size, data_type) }?;
+        Arc::clone(h).support_function(decoded)
+    })
+}

@@ -1,0 +1,165 @@
+//! Loading an extension library: its three exports, `GetExtensionVersion`
+//! at start-up, `HttpExtensionProc` per request and `TerminateExtension`
+//! at shutdown.
+
+use std::path::{Path, PathBuf};
+
+use windows_sys::Win32::Foundation::FALSE;
+use windows_sys::Win32::System::Iis::{
+    HSE_TERM_MUST_UNLOAD, HSE_VERSION_INFO, PFN_GETEXTENSIONVERSION, PFN_HTTPEXTENSIONPROC,
+    PFN_TERMINATEEXTENSION,
+};
+
+use super::ecb::EcbCell;
+use super::error::{last_error, set_last_error};
+
+const _: () = assert!(size_of::<HSE_VERSION_INFO>() == 260);
+
+/// `HttpExtensionProc`, resolved.
+type HttpExtensionProcFn =
+    unsafe extern "system" fn(*mut windows_sys::Win32::System::Iis::EXTENSION_CONTROL_BLOCK) -> u32;
+
+/// Why an extension library could not be started.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LoadError {
+    /// The system loader refused the library; `reason` is its own message
+    /// (`dlerror()`, or the Windows error text and code).
+    #[error("cannot load ISAPI extension {path}: {reason}")]
+    Open { path: String, reason: String },
+    /// A required export is missing.
+    #[error("ISAPI extension {path} does not export {symbol}")]
+    Symbol { path: String, symbol: &'static str },
+    /// `GetExtensionVersion` returned FALSE.
+    #[error("ISAPI extension {path}: GetExtensionVersion returned FALSE (error {code})")]
+    Refused { path: String, code: i32 },
+}
+
+/// An extension library, loaded once, with `GetExtensionVersion` done.
+pub(crate) struct Extension {
+    path: PathBuf,
+    proc_: HttpExtensionProcFn,
+    terminate: PFN_TERMINATEEXTENSION,
+    /// Keeps the code mapped as long as the pointers above are used.
+    _lib: libloading::Library,
+}
+
+impl Extension {
+    /// Loads the library, resolves its exports and calls `GetExtensionVersion`.
+    pub(crate) fn load(path: &Path) -> Result<Self, LoadError> {
+        let shown = path.display().to_string();
+        // SAFETY: loading a library runs its initialisers; loading the
+        // extension the user named is the purpose of this program.
+        let lib = unsafe { open_library(path) }.map_err(|e| LoadError::Open {
+            path: shown.clone(),
+            reason: loader_message(&e, &shown),
+        })?;
+        let symbol = |name: &'static str| LoadError::Symbol {
+            path: shown.clone(),
+            symbol: name,
+        };
+        // SAFETY: the ISAPI ABI fixes these exports' signatures.
+        let (version, proc_, terminate) = unsafe {
+            (
+                *lib.get::<PFN_GETEXTENSIONVERSION>(c"GetExtensionVersion")
+                    .map_err(|_| symbol("GetExtensionVersion"))?,
+                *lib.get::<PFN_HTTPEXTENSIONPROC>(c"HttpExtensionProc")
+                    .map_err(|_| symbol("HttpExtensionProc"))?,
+                lib.get::<PFN_TERMINATEEXTENSION>(c"TerminateExtension")
+                    .ok()
+                    .and_then(|s| *s),
+            )
+        };
+        let version = version.ok_or_else(|| symbol("GetExtensionVersion"))?;
+        let proc_ = proc_.ok_or_else(|| symbol("HttpExtensionProc"))?;
+        let mut info = HSE_VERSION_INFO {
+            dwExtensionVersion: 0,
+            lpszExtensionDesc: [0; 256],
+        };
+        set_last_error(0);
+        // SAFETY: `info` is a valid, writable HSE_VERSION_INFO for the call.
+        if unsafe { version(&mut info) } == FALSE {
+            return Err(LoadError::Refused {
+                path: shown,
+                code: last_error(),
+            });
+        }
+        let bytes: Vec<u8> = info
+            .lpszExtensionDesc
+            .iter()
+            .take_while(|&&c| c != 0)
+            .map(|&c| c as u8)
+            .collect();
+        let description = String::from_utf8_lossy(&bytes);
+        tracing::info!(path = %shown, description = %description, "loaded ISAPI extension");
+        Ok(Extension {
+            path: path.to_path_buf(),
+            proc_,
+            terminate,
+            _lib: lib,
+        })
+    }
+
+    /// Runs `HttpExtensionProc` for a request on the calling (pool) thread;
+    /// returns its `HSE_STATUS_*`.
+    pub(crate) fn call(&self, ecb: &EcbCell) -> u32 {
+        // SAFETY: the ECB is fully initialised and outlives the request: the
+        // context owning it is shared in an `Arc` (so the ECB no longer
+        // moves) and stays registered until the request finishes.
+        unsafe { (self.proc_)(ecb.ptr()) }
+    }
+
+    /// Calls `TerminateExtension(HSE_TERM_MUST_UNLOAD)`, if exported.
+    pub(crate) fn terminate(&self) {
+        let path = self.path.display();
+        match self.terminate {
+            Some(f) => {
+                // SAFETY: the export has the documented signature; no
+                // request is in flight.
+                let ok = unsafe { f(HSE_TERM_MUST_UNLOAD) } != FALSE;
+                tracing::info!(path = %path, ok, "TerminateExtension called");
+            }
+            None => tracing::debug!(path = %path, "extension has no TerminateExtension"),
+        }
+    }
+}
+
+/// # Safety
+/// Loading a library runs arbitrary initialisation code from it.
+#[cfg(unix)]
+unsafe fn open_library(path: &Path) -> Result<libloading::Library, libloading::Error> {
+    use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
+    // SAFETY: forwarded to the caller. RTLD_LOCAL keeps each extension's
+    // symbols to itself.
+    unsafe { Library::open(Some(path), RTLD_NOW | RTLD_LOCAL) }.map(Into::into)
+}
+
+/// Loads with `LOAD_WITH_ALTERED_SEARCH_PATH`, as Apache's mod_isapi does
+/// (through APR): the library's own folder is searched first for the DLLs it
+/// imports, so `python3XX.dll` next to `pyisapie.dll` is found wherever the
+/// host's .exe is. The flag needs an absolute path.
+///
+/// # Safety
+/// Loading a library runs arbitrary initialisation code from it.
+#[cfg(windows)]
+unsafe fn open_library(path: &Path) -> Result<libloading::Library, libloading::Error> {
+    use libloading::os::windows::{LOAD_WITH_ALTERED_SEARCH_PATH, Library};
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    // SAFETY: forwarded to the caller.
+    unsafe { Library::load_with_flags(&absolute, LOAD_WITH_ALTERED_SEARCH_PATH) }.map(Into::into)
+}
+
+/// The loader's own words for a failed load: the innermost error of
+/// libloading's chain (`dlerror()`'s text, or the Windows message with its
+/// code), without libloading's "dlopen failed" / "LoadLibraryExW failed"
+/// wrapper. `dlerror()` starts with the path, which the caller names already.
+fn loader_message(e: &libloading::Error, path: &str) -> String {
+    let mut inner: &dyn std::error::Error = e;
+    while let Some(source) = inner.source() {
+        inner = source;
+    }
+    let text = inner.to_string();
+    match text.strip_prefix(path).and_then(|t| t.strip_prefix(": ")) {
+        Some(rest) => rest.to_owned(),
+        None => text,
+    }
+}

@@ -1,0 +1,42 @@
+//! The ISAPI ABI: every line of unsafe code in the host, at the bottom of
+//! the crate. It knows nothing of requests or servers, and calls upward only
+//! through the [`Handler`] trait, which the request layer implements.
+//!
+//! - [`library`]: loading an extension and calling its three exports;
+//! - [`ecb`]: the `EXTENSION_CONTROL_BLOCK`, and the extension's completion
+//!   routine, which is called with it;
+//! - [`registry`]: `HCONN` to the live request's [`Handler`];
+//! - [`callbacks`]: the four callbacks in the ECB, and the [`Handler`] trait;
+//! - [`decode`]: `ServerSupportFunction`'s raw arguments into a safe
+//!   [`SupportRequest`];
+//! - [`raw`]: the extension's memory and files, held for an operation;
+//! - [`error`]: Win32 error codes, through `SetLastError` or `errno`;
+//! - [`env`]: the environment, set before threads start;
+//! - `alloc`: the global allocator (mimalloc, on Unix).
+//!
+//! Errors go back the Win32 way: `SetLastError` on Windows; on other systems
+//! the Win32 code is stored in `errno` before the callback returns FALSE.
+#![allow(unsafe_code)]
+
+#[cfg(not(windows))]
+mod alloc;
+mod callbacks;
+mod decode;
+mod ecb;
+mod env;
+mod error;
+mod library;
+mod raw;
+mod registry;
+
+#[cfg(not(windows))]
+pub(crate) use alloc::MiMalloc;
+pub(crate) use callbacks::Handler;
+pub(crate) use decode::{
+    BoolOut, Piece, SupportRequest, Transmit, VectorSend, request_name, trim_nul,
+};
+pub(crate) use ecb::{Completion, EcbCell, EcbStrings};
+pub(crate) use env::set_env_before_threads;
+pub(crate) use library::Extension;
+pub(crate) use raw::{FileRange, RawBuf, SizedOut};
+pub(crate) use registry::{next_id, register, unregister};
