@@ -57,10 +57,14 @@ fn start_inner() -> Result<Extension, String> {
         write_bytecode: config.write_bytecode,
         home: config.python_home.as_deref(),
     })?;
-    if !fresh {
+    if fresh {
+        Python::attach(crate::wsgi::redirect_std_streams)
+            .map_err(|e| format!("cannot send sys.stdout and sys.stderr to the log: {e}"))?;
+    } else {
         tracing::warn!(
             target: "pyisapie",
-            "Python was already running in this process: optimize and write_bytecode are not applied"
+            "Python was already running in this process: optimize and write_bytecode are not \
+             applied, and sys.stdout and sys.stderr are left as they are"
         );
     }
     let python = Python::attach(|py| load_apps(py, &config))?;
@@ -178,7 +182,8 @@ pub(crate) fn handle(ecb: Ecb) -> u32 {
 }
 
 /// `TerminateExtension`: Python is deliberately not finalised (server threads may still
-/// be inside it); standard streams are flushed and the event is logged.
+/// be inside it); `sys.stdout`, `sys.stderr` and `wsgi.errors` are flushed (a partial line
+/// is logged) and the event is logged.
 pub(crate) fn terminate(flags: u32) {
     tracing::info!(target: "pyisapie", "TerminateExtension({flags}): unloading");
     if EXTENSION.get().is_some() {
@@ -187,6 +192,9 @@ pub(crate) fn terminate(flags: u32) {
                 if let Ok(stream) = py.import("sys").and_then(|sys| sys.getattr(name)) {
                     let _ = stream.call_method0("flush");
                 }
+            }
+            if let Ok(ctx) = Context::get(py) {
+                ctx.get().errors.get().flush_pending();
             }
         });
     }

@@ -39,6 +39,9 @@ const _: () = {
     assert!(size_of::<HSE_TF_INFO>() == 72);
 };
 
+#[cfg(windows)]
+mod winstdio;
+
 const TRUE: BOOL = 1;
 const FALSE: BOOL = 0;
 
@@ -645,6 +648,10 @@ pub(crate) fn initialize_python(settings: PythonSettings<'_>) -> Result<bool, St
     // SAFETY: Py_IsInitialized may be called at any time.
     if unsafe { ffi::Py_IsInitialized() } != 0 {
         return Ok(false);
+    }
+    #[cfg(windows)]
+    for note in winstdio::hide_unusable_std_handles() {
+        tracing::warn!(target: "pyisapie", "{note}");
     }
     let mut config = std::mem::MaybeUninit::<ffi::PyConfig>::uninit();
     // SAFETY: PyConfig_InitPythonConfig fully initialises the struct it is given.

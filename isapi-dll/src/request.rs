@@ -257,6 +257,8 @@ pub(crate) fn run(
         }
     };
     let outcome = call_app(py, ctx, ecb, info, route, &response, &input);
+    // A line the app left unfinished in wsgi.errors is logged with its request.
+    ctx.errors.get().flush_pending();
     let status = match outcome {
         Ok(status) => status,
         Err(Failure::Disconnected(e)) => {
