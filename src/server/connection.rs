@@ -1,0 +1,135 @@
+//! One connection's task: hyper's HTTP/1 connection over a socket that
+//! records its activity, woken by the connection's signals.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use super::dispatch::{begin, respond};
+use super::routing::App;
+use crate::conn::ConnSignals;
+use crate::vars::Endpoints;
+
+/// Records I/O activity for the keep-alive idle timeout.
+struct ActivityIo {
+    inner: TcpStream,
+    signals: Arc<ConnSignals>,
+}
+
+impl AsyncRead for ActivityIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.signals.received();
+        }
+        r
+    }
+}
+
+impl AsyncWrite for ActivityIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.signals.touch();
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.signals.touch();
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Serves one connection with hyper until it ends, is closed or is
+/// aborted; the client is then gone.
+pub(super) async fn serve_connection(
+    stream: TcpStream,
+    remote: SocketAddr,
+    local: SocketAddr,
+    app: Arc<App>,
+    signals: Arc<ConnSignals>,
+) {
+    let io = TokioIo::new(ActivityIo {
+        inner: stream,
+        signals: signals.clone(),
+    });
+    let cfg = &app.shared.cfg;
+    let svc = {
+        let (app, signals) = (app.clone(), signals.clone());
+        let ends = Endpoints::new(remote, local);
+        service_fn(move |req| respond(begin(req, &app, &signals, &ends), signals.clone()))
+    };
+    let conn = http1::Builder::new()
+        // The sweeper enforces `--header-timeout`: hyper's own timer costs
+        // a timer-wheel entry per request.
+        .header_read_timeout(None::<Duration>)
+        // hyper's read buffer is also its limit on the head; body frames are
+        // cut to it too, so it is kept at 64 KiB (16 KiB frames made a large
+        // upload four times as many crossings to the extension thread), and
+        // `--max-header` is checked on the parsed head (`HeadFacts::size`).
+        .max_buf_size(cfg.max_header.max(HYPER_BUF))
+        .keep_alive(true)
+        .serve_connection(io, svc);
+    tokio::pin!(conn);
+    let mut closing = false;
+    let mut registered = None;
+    let ended = std::future::poll_fn(|cx| {
+        signals.register_task(&mut registered, cx.waker());
+        if signals.is_aborted() {
+            return Poll::Ready(None);
+        }
+        if !closing && signals.close_requested() {
+            closing = true;
+            conn.as_mut().graceful_shutdown();
+        }
+        conn.as_mut().poll(cx).map(Some)
+    })
+    .await;
+    match ended {
+        None => tracing::debug!(%remote, "connection aborted"),
+        Some(Err(e)) => tracing::debug!(%remote, error = %e, "connection ended with an error"),
+        Some(Ok(())) => {}
+    }
+    signals.mark_gone();
+}
+
+/// hyper's read buffer: the largest body frame, and the largest head hyper
+/// parses (a larger one gets hyper's own 431).
+const HYPER_BUF: usize = 64 * 1024;

@@ -1,0 +1,120 @@
+//! The accept loop: binding, accepting connections and handing each to its
+//! task, and the graceful shutdown that ends it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+
+use super::connection::serve_connection;
+use super::connections::Connections;
+use super::routing::App;
+use super::sweeper::{Limits, sweep};
+
+/// Listens until SIGINT or SIGTERM (or their Windows console kin), then
+/// drains: connections close after their current response, and requests
+/// get `--shutdown-timeout` to finish.
+pub(super) async fn serve(app: Arc<App>) -> anyhow::Result<()> {
+    let cfg = &app.shared.cfg;
+    let listener = TcpListener::bind(cfg.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.bind))?;
+    let addr = listener.local_addr()?;
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "isapi-host listening on http://{addr}")?;
+        out.flush()?;
+    }
+    tracing::info!(%addr, threads = cfg.threads, parallel = cfg.parallel, "listening");
+
+    let conns = Arc::new(Connections::default());
+    let sweeper = tokio::spawn(sweep(conns.clone(), Limits::of(cfg)));
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, remote) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let local = stream.local_addr().unwrap_or(addr);
+                // Registered before the task starts, so that shutdown waits for it.
+                let (id, signals) = conns.open(remote);
+                let (app, conns) = (app.clone(), conns.clone());
+                tokio::spawn(async move {
+                    serve_connection(stream, remote, local, app, signals).await;
+                    conns.close(id);
+                });
+            }
+            () = &mut signal => break,
+        }
+    }
+    drop(listener);
+    tracing::info!("shutting down: waiting for in-flight requests");
+    conns.shut_down();
+    let drain = async {
+        app.shared.drained().await;
+        conns.drained().await;
+    };
+    if tokio::time::timeout(app.shared.cfg.shutdown_timeout, drain)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            requests = app.shared.active(),
+            connections = conns.count(),
+            "shutdown timeout: requests still in flight"
+        );
+    }
+    sweeper.abort();
+    Ok(())
+}
+
+/// Resolves at SIGINT or SIGTERM, or a console's close and the system's
+/// shutdown on Windows.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    // A console's Ctrl+C and Ctrl+Break, its window closing, and the
+    // system's shutdown or log-off all drain like SIGTERM.
+    #[cfg(windows)]
+    {
+        use tokio::signal::windows::{ctrl_break, ctrl_close, ctrl_shutdown};
+        let (Ok(mut brk), Ok(mut close), Ok(mut shut)) =
+            (ctrl_break(), ctrl_close(), ctrl_shutdown())
+        else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = brk.recv() => {}
+            _ = close.recv() => {}
+            _ = shut.recv() => {}
+        }
+    }
+    #[cfg(not(any(unix, windows)))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,120 @@
+//! Start-up and shutdown: the settings resolved, the WSGI sugar's
+//! environment, each extension loaded once and mounted, the runtime and the
+//! thread pools built; after the listener stops, `TerminateExtension`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use super::listener;
+use super::routing::{App, Mount};
+use crate::config::{ServeArgs, ServeConfig};
+use crate::ffi::{self, Extension};
+use crate::pool::{Pool, RuntimeWait};
+use crate::shared::Shared;
+
+/// The file name of the workspace's pyisapie library on this platform.
+fn pyisapie_file_name() -> String {
+    format!(
+        "{}pyisapie{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    )
+}
+
+/// Runs `isapi-host serve` until SIGINT or SIGTERM.
+pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let exe_dir = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."));
+    let pyisapie = exe_dir.join(pyisapie_file_name());
+    let demo_dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join("wsgi");
+    let cfg = ServeConfig::resolve(args, &pyisapie, &demo_dir)?;
+
+    if let Some(py) = &cfg.python {
+        if cfg.maps.iter().any(|m| m.path == pyisapie) && !pyisapie.exists() {
+            anyhow::bail!(
+                "the pyisapie library is not built: {} is missing (run `cargo build --release --workspace`, or pass --extension)",
+                pyisapie.display()
+            );
+        }
+        let path = std::env::join_paths(&py.python_path)
+            .context("--python-path holds a path separator")?;
+        ffi::set_env_before_threads(&[
+            ("PYISAPIE_APP", py.app.clone().into()),
+            ("PYISAPIE_PYTHONPATH", path),
+        ]);
+    }
+
+    // Each library is loaded once, however many prefixes it serves.
+    let mut loaded: HashMap<PathBuf, Arc<Extension>> = HashMap::new();
+    let mut mounts = Vec::new();
+    for m in &cfg.maps {
+        let ext = match loaded.get(&m.path) {
+            Some(ext) => ext.clone(),
+            None => {
+                let ext = Arc::new(Extension::load(&m.path)?);
+                loaded.insert(m.path.clone(), ext.clone());
+                ext
+            }
+        };
+        tracing::info!(prefix = %m.prefix, extension = %m.path.display(), "mounted");
+        mounts.push(Mount {
+            prefix: m.prefix.clone(),
+            script_name: if m.prefix == "/" { "" } else { &m.prefix }.into(),
+            ext,
+        });
+    }
+
+    let wait = Arc::new(RuntimeWait::new(cfg.yield_time));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cfg.io_threads)
+        .enable_all()
+        .thread_name("isapi-http")
+        .on_thread_park({
+            let wait = wait.clone();
+            move || wait.parking()
+        })
+        .on_thread_unpark({
+            let wait = wait.clone();
+            move || wait.unparked()
+        })
+        .build()?;
+    let _ = wait.metrics.set(rt.metrics());
+    let workers = Pool::new("isapi-worker", cfg.threads, cfg.parallel, cfg.yield_time)?;
+    let io = Pool::new(
+        "isapi-io",
+        cfg.threads.clamp(4, 64),
+        crate::pool::cpus(),
+        cfg.yield_time,
+    )?;
+    let shared = Arc::new(Shared::new(cfg, rt.handle().clone(), io));
+    let app = Arc::new(App {
+        shared: shared.clone(),
+        workers,
+        mounts,
+    });
+    rt.block_on(listener::serve(app))?;
+
+    // TerminateExtension(MUST_UNLOAD) promises that no request runs any more.
+    let still_running = shared.active();
+    if still_running == 0 {
+        for ext in loaded.values() {
+            ext.terminate();
+        }
+    } else {
+        tracing::warn!(
+            requests = still_running,
+            "requests still inside extensions: not calling TerminateExtension"
+        );
+    }
+    // Extension threads may still be parked in the pools; do not wait for them.
+    rt.shutdown_timeout(Duration::from_secs(1));
+    Ok(())
+}
