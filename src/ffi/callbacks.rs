@@ -4,12 +4,10 @@
 //!
 //! Each turns its raw arguments into safe values, finds the request by its
 //! `HCONN` ([`super::registry`]) and calls up through the [`Handler`] trait,
-//! which the request layer implements: this module never names it. A panic
+//! which the request layer implements: this layer never names it. A panic
 //! or a Win32 error becomes FALSE with the error code set.
 
-use std::borrow::Cow;
 use std::ffi::{CStr, c_char, c_void};
-use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
@@ -17,39 +15,11 @@ use windows_sys::Win32::Foundation::{ERROR_INVALID_INDEX, ERROR_INVALID_PARAMETE
 use windows_sys::Win32::System::Iis::HCONN;
 use windows_sys::core::BOOL;
 
-use super::decode::{SupportRequest, decode, request_name};
+use super::decode::{decode, request_name};
 use super::error::set_last_error;
+use super::handler::Handler;
 use super::raw::SizedOut;
 use super::registry;
-
-/// What the callbacks ask of a live request; the request layer implements
-/// it. Errors are Win32 codes.
-pub(crate) trait Handler: Send + Sync {
-    /// The request's id (its `HCONN`), for logs.
-    fn id(&self) -> usize;
-
-    /// Whether every callback is logged (`--trace-callbacks`).
-    fn traced(&self) -> bool;
-
-    /// `GetServerVariable`: the value, or `None` for an unknown name.
-    fn server_variable(&self, name: &[u8]) -> Option<Cow<'_, [u8]>>;
-
-    /// `ReadClient`: blocks until some body bytes arrive; `Ok(0)` at the end.
-    fn read_client(&self, buf: &mut [u8]) -> Result<usize, u32>;
-
-    /// `WriteClient`, with its `HSE_IO_*` flags.
-    fn write_client(self: Arc<Self>, data: &[u8], flags: u32) -> Result<(), u32>;
-
-    /// `ServerSupportFunction`, decoded.
-    fn support_function(self: Arc<Self>, request: SupportRequest<'_>) -> Result<(), u32>;
-
-    /// Logs a callback under the `isapi::trace` target, when traced.
-    fn trace(&self, what: fmt::Arguments<'_>) {
-        if self.traced() {
-            tracing::info!(target: "isapi::trace", request = self.id(), "{what}");
-        }
-    }
-}
 
 /// Runs a callback body: a panic or a Win32 error becomes FALSE with the
 /// error code set; a stale `HCONN` is `ERROR_INVALID_PARAMETER`.

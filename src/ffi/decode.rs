@@ -12,8 +12,7 @@ use windows_sys::Win32::System::Iis::{
 };
 use windows_sys::core::BOOL;
 
-use super::ecb::Completion;
-use super::raw::{FileRange, RawBuf, RawSlice, SizedOut};
+use super::raw::{Completion, FileRange, RawBuf, RawSlice, SizedOut};
 
 const _: () = assert!(size_of::<HSE_TF_INFO>() == 72 || size_of::<usize>() != 8);
 const _: () = assert!(size_of::<HSE_SEND_HEADER_EX_INFO>() == 32 || size_of::<usize>() != 8);

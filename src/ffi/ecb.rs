@@ -1,5 +1,5 @@
 //! The `EXTENSION_CONTROL_BLOCK` a request hands its extension, and the
-//! extension's I/O completion routine, which is called with it.
+//! calls that pass it: the extension's I/O completion routine.
 
 use std::cell::UnsafeCell;
 use std::ffi::c_void;
@@ -10,6 +10,7 @@ use windows_sys::Win32::System::Iis::{
 
 use super::callbacks::{get_server_variable, read_client, server_support_function, write_client};
 use super::decode::trim_nul;
+use super::raw::Completion;
 
 const _: () = assert!(size_of::<EXTENSION_CONTROL_BLOCK>() == 192 || size_of::<usize>() != 8);
 
@@ -152,28 +153,13 @@ impl EcbCell {
             .collect();
         String::from_utf8_lossy(&bytes).into_owned()
     }
-}
 
-/// The extension's completion routine, as windows-sys types it once it is
-/// known not to be NULL.
-pub(super) type CompletionFn =
-    unsafe extern "system" fn(*mut EXTENSION_CONTROL_BLOCK, *mut c_void, u32, u32);
-
-/// An I/O completion routine and its context, from `HSE_REQ_IO_COMPLETION`
-/// (or an `HSE_TF_INFO`).
-#[derive(Clone, Copy)]
-pub(crate) struct Completion {
-    pub(super) func: CompletionFn,
-    pub(super) context: usize,
-}
-
-impl Completion {
-    /// Calls the routine for the request whose ECB this is, with the bytes
-    /// moved and the Win32 error (0: success). Run it on a host thread,
-    /// never inline in the call that started the I/O.
-    pub(crate) fn invoke(self, ecb: &EcbCell, bytes: u32, error: u32) {
+    /// Calls the extension's completion routine for this request, with the
+    /// bytes moved and the Win32 error (0: success). Run it on a host
+    /// thread, never inline in the call that started the I/O.
+    pub(crate) fn complete(&self, c: Completion, bytes: u32, error: u32) {
         // SAFETY: the extension registered this routine for this ECB and
         // must keep the context valid until its I/O completes.
-        unsafe { (self.func)(ecb.ptr(), self.context as *mut c_void, bytes, error) }
+        unsafe { (c.func)(self.ptr(), c.context as *mut c_void, bytes, error) }
     }
 }

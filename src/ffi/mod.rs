@@ -3,13 +3,15 @@
 //! through the [`Handler`] trait, which the request layer implements.
 //!
 //! - [`library`]: loading an extension and calling its three exports;
-//! - [`ecb`]: the `EXTENSION_CONTROL_BLOCK`, and the extension's completion
-//!   routine, which is called with it;
+//! - [`ecb`]: the `EXTENSION_CONTROL_BLOCK`, and the calls that pass it
+//!   (the extension's completion routine);
+//! - [`callbacks`]: the four callbacks in the ECB;
 //! - [`registry`]: `HCONN` to the live request's [`Handler`];
-//! - [`callbacks`]: the four callbacks in the ECB, and the [`Handler`] trait;
+//! - [`handler`]: the [`Handler`] trait, the one way up;
 //! - [`decode`]: `ServerSupportFunction`'s raw arguments into a safe
 //!   [`SupportRequest`];
-//! - [`raw`]: the extension's memory and files, held for an operation;
+//! - [`raw`]: what the extension hands over for an operation (memory,
+//!   files, its completion routine);
 //! - [`error`]: Win32 error codes, through `SetLastError` or `errno`;
 //! - [`env`]: the environment, set before threads start;
 //! - `alloc`: the global allocator (mimalloc, on Unix).
@@ -25,18 +27,19 @@ mod decode;
 mod ecb;
 mod env;
 mod error;
+mod handler;
 mod library;
 mod raw;
 mod registry;
 
 #[cfg(not(windows))]
 pub(crate) use alloc::MiMalloc;
-pub(crate) use callbacks::Handler;
 pub(crate) use decode::{
     BoolOut, Piece, SupportRequest, Transmit, VectorSend, request_name, trim_nul,
 };
-pub(crate) use ecb::{Completion, EcbCell, EcbStrings};
+pub(crate) use ecb::{EcbCell, EcbStrings};
 pub(crate) use env::set_env_before_threads;
+pub(crate) use handler::Handler;
 pub(crate) use library::Extension;
-pub(crate) use raw::{FileRange, RawBuf, SizedOut};
+pub(crate) use raw::{Completion, FileRange, RawBuf, SizedOut};
 pub(crate) use registry::{next_id, register, unregister};

@@ -1,12 +1,13 @@
-//! Memory and files the extension owns, as the host keeps them for an
-//! operation: byte ranges valid until the operation's completion, a buffer
-//! to fill, a size-probed output buffer, an open file.
+//! What the extension hands the host for an operation: byte ranges valid
+//! until the operation's completion, a buffer to fill, a size-probed output
+//! buffer, an open file, and the completion routine.
 
 use std::ffi::c_void;
 use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 
 use windows_sys::Win32::Foundation::ERROR_INSUFFICIENT_BUFFER;
+use windows_sys::Win32::System::Iis::EXTENSION_CONTROL_BLOCK;
 
 /// A caller's byte range that must stay valid until its I/O completes.
 #[derive(Clone, Copy)]
@@ -155,4 +156,18 @@ impl SizedOut<'_> {
         }
         Ok(())
     }
+}
+
+/// The extension's completion routine, as windows-sys types it once it is
+/// known not to be NULL.
+pub(super) type CompletionFn =
+    unsafe extern "system" fn(*mut EXTENSION_CONTROL_BLOCK, *mut c_void, u32, u32);
+
+/// An I/O completion routine and its context, from `HSE_REQ_IO_COMPLETION`
+/// (or an `HSE_TF_INFO`); the request's ECB calls it
+/// ([`super::EcbCell::complete`]).
+#[derive(Clone, Copy)]
+pub(crate) struct Completion {
+    pub(super) func: CompletionFn,
+    pub(super) context: usize,
 }

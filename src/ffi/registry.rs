@@ -8,7 +8,7 @@ use std::sync::{Arc, LazyLock, RwLock};
 
 use windows_sys::Win32::System::Iis::HCONN;
 
-use super::callbacks::Handler;
+use super::handler::Handler;
 
 /// Live requests by `HCONN`, sharded so that requests on different threads
 /// rarely meet on a lock.

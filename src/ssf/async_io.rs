@@ -70,7 +70,7 @@ pub(super) fn complete_on_io_thread(
         }
         let bytes = u32::try_from(n).unwrap_or(u32::MAX);
         ctx2.trace(format_args!("IoCompletion(cbIO={bytes}, dwError={err})"));
-        c.invoke(&ctx2.ecb, bytes, err);
+        ctx2.ecb.complete(c, bytes, err);
     });
 }
 
