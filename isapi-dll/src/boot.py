@@ -8,8 +8,13 @@ import os
 import sys
 
 
-def setup_paths(python_path, virtualenv, found=False):
+def setup_paths(python_path, virtualenv, site_dirs=(), venv_python=None, found=False):
     """Put `python_path` in front of sys.path and activate `virtualenv`.
+
+    `site_dirs` are the site-packages folders the virtualenv may have for this Python, and
+    `venv_python` its interpreter, as the Rust side computes them (`paths.rs`:
+    `Lib\\site-packages` and `Scripts\\python.exe` on Windows, `lib/pythonX.Y/site-packages`
+    and `bin/python` on Unix).
 
     A `found` virtualenv (not configured) that does not fit this interpreter is skipped:
     the reason is returned for the log. Otherwise returns None.
@@ -17,6 +22,8 @@ def setup_paths(python_path, virtualenv, found=False):
     The virtualenv is activated the way `activate_this.py` does it: its site-packages (with
     their .pth files) go before the system ones, and sys.prefix points at it. This works
     whatever executable the server process is, which PyConfig's venv detection does not.
+    sys.executable becomes the virtualenv's Python, so that multiprocessing and
+    subprocess calls of `sys.executable` start Python, not the server (w3wp.exe).
     """
     if virtualenv:
         import site
@@ -27,23 +34,20 @@ def setup_paths(python_path, virtualenv, found=False):
                 sys.path[:0] = [os.path.abspath(p) for p in python_path]
                 return f"virtualenv {venv} does not exist (skipped)"
             raise RuntimeError(f"virtualenv {venv} does not exist")
-        version = "python%d.%d" % sys.version_info[:2]
-        if os.name == "nt":
-            candidates = [os.path.join(venv, "Lib", "site-packages")]
-        else:
-            candidates = [os.path.join(venv, lib, version, "site-packages") for lib in ("lib", "lib64")]
         found_dirs = []
-        for path in candidates:
+        for path in map(os.path.abspath, site_dirs):
             if os.path.isdir(path) and os.path.realpath(path) not in map(os.path.realpath, found_dirs):
                 found_dirs.append(path)
         if not found_dirs:
             import glob
 
-            others = sorted(glob.glob(os.path.join(venv, "lib*", "python*")))
+            others = sorted(
+                glob.glob(os.path.join(venv, "lib*", "python*")) + glob.glob(os.path.join(venv, "Lib", "site-packages"))
+            )
             message = (
                 f"virtualenv {venv} has no site-packages for Python {sys.version_info[0]}.{sys.version_info[1]}"
-                f" (found: {others or 'nothing'}); create it with the Python pyisapie is built against:"
-                f" {sys.version.split()[0]}"
+                f" (looked for {list(site_dirs)}; found: {others or 'nothing'}); create it with the Python"
+                f" pyisapie is built against: {sys.version.split()[0]}"
             )
             if found:
                 sys.path[:0] = [os.path.abspath(p) for p in python_path]
@@ -55,6 +59,8 @@ def setup_paths(python_path, virtualenv, found=False):
         added = [p for p in sys.path if p not in before]
         sys.path[:] = added + before
         sys.prefix = sys.exec_prefix = venv
+        if venv_python and os.path.isfile(venv_python):
+            sys.executable = os.path.abspath(venv_python)
     sys.path[:0] = [os.path.abspath(p) for p in python_path]
     return None
 

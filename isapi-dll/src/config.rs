@@ -32,6 +32,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::paths::{self, Style};
+
 /// Name of the configuration file looked up beside the library.
 pub const CONFIG_FILE_NAME: &str = "pyisapie.toml";
 
@@ -230,12 +232,22 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
     let source = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::new(&source, format!("cannot read the file: {e}")))?;
-    let base_dir = path.parent().unwrap_or(Path::new("."));
-    parse_toml(&text, &source, base_dir)
+    let base_dir = paths::parent_native(path).unwrap_or_else(|| PathBuf::from("."));
+    parse_toml(&text, &source, &base_dir)
 }
 
 /// Parses TOML text; relative paths are resolved against `base_dir`.
 pub fn parse_toml(text: &str, source: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+    parse_toml_in(Style::NATIVE, text, source, base_dir)
+}
+
+/// [`parse_toml`] with the path rules of `style` (tests use the other platform's).
+fn parse_toml_in(
+    style: Style,
+    text: &str,
+    source: &str,
+    base_dir: &Path,
+) -> Result<Config, ConfigError> {
     let file: FileConfig =
         toml::from_str(text).map_err(|e| ConfigError::new(source, e.to_string()))?;
     if file.app.is_empty() {
@@ -256,13 +268,7 @@ pub fn parse_toml(text: &str, source: &str, base_dir: &Path) -> Result<Config, C
         apps.push(spec);
     }
     sort_apps(&mut apps);
-    let resolve = |p: &PathBuf| {
-        if p.is_absolute() {
-            p.clone()
-        } else {
-            base_dir.join(p)
-        }
-    };
+    let resolve = |p: &PathBuf| paths::resolve_path(style, base_dir, p);
     let optimize = file.optimize.unwrap_or(0);
     if optimize > 2 {
         return Err(ConfigError::new(
@@ -283,7 +289,7 @@ pub fn parse_toml(text: &str, source: &str, base_dir: &Path) -> Result<Config, C
         write_bytecode: file.write_bytecode.unwrap_or(true),
         python_home: file.python_home.as_ref().map(resolve),
         debug: file.debug.unwrap_or(false),
-        log: log_target(file.log.as_deref(), base_dir),
+        log: log_target(style, file.log.as_deref(), base_dir),
         log_level,
         base: base.map_err(|m| ConfigError::new(source, m))?,
     })
@@ -296,8 +302,9 @@ fn from_env(env: &Env, app: &str) -> Result<Config, ConfigError> {
         .python_path
         .as_deref()
         .map(|list| {
-            std::env::split_paths(list)
-                .filter(|p| !p.as_os_str().is_empty())
+            paths::split_list(Style::NATIVE, list)
+                .into_iter()
+                .map(PathBuf::from)
                 .collect()
         })
         .unwrap_or_default();
@@ -318,7 +325,7 @@ fn from_env(env: &Env, app: &str) -> Result<Config, ConfigError> {
         write_bytecode: true,
         python_home: None,
         debug,
-        log: log_target(env.log.as_deref(), Path::new(".")),
+        log: log_target(Style::NATIVE, env.log.as_deref(), Path::new(".")),
         log_level,
         base: None,
     })
@@ -341,13 +348,10 @@ fn check_level(level: &str) -> Result<(), String> {
     }
 }
 
-fn log_target(value: Option<&str>, base_dir: &Path) -> LogTarget {
+fn log_target(style: Style, value: Option<&str>, base_dir: &Path) -> LogTarget {
     match value {
         None | Some("" | "stderr") => LogTarget::Stderr,
-        Some(path) => {
-            let p = PathBuf::from(path);
-            LogTarget::File(if p.is_absolute() { p } else { base_dir.join(p) })
-        }
+        Some(path) => LogTarget::File(paths::resolve_path(style, base_dir, Path::new(path))),
     }
 }
 
@@ -438,6 +442,43 @@ mod tests {
             ("pkg.api", "make.app")
         );
         assert_eq!(c.apps[1].prefix, "");
+    }
+
+    #[test]
+    fn windows_paths_in_the_file() {
+        let text = r#"
+            python_path = ["app", 'D:\shared', '\\fs\share\lib', '\common']
+            virtualenv = "venv"
+            python_home = 'C:\Python311'
+            log = 'logs\pyisapie.log'
+            [[app]]
+            callable = "m:app"
+            "#;
+        let dir = Path::new(r"C:\inetpub\pyisapie");
+        let c = parse_toml_in(Style::Windows, text, "pyisapie.toml", dir).unwrap();
+        assert_eq!(
+            c.python_path,
+            [
+                PathBuf::from(r"C:\inetpub\pyisapie\app"),
+                PathBuf::from(r"D:\shared"),
+                PathBuf::from(r"\\fs\share\lib"),
+                PathBuf::from(r"C:\common"),
+            ]
+        );
+        assert_eq!(
+            c.virtualenv,
+            Some(PathBuf::from(r"C:\inetpub\pyisapie\venv"))
+        );
+        assert_eq!(c.python_home, Some(PathBuf::from(r"C:\Python311")));
+        assert_eq!(
+            c.log,
+            LogTarget::File(PathBuf::from(r"C:\inetpub\pyisapie\logs\pyisapie.log"))
+        );
+        // the same file beside a DLL on a share
+        let share = Path::new(r"\\fs\sites\a");
+        let c = parse_toml_in(Style::Windows, text, "pyisapie.toml", share).unwrap();
+        assert_eq!(c.python_path[0], PathBuf::from(r"\\fs\sites\a\app"));
+        assert_eq!(c.python_path[3], PathBuf::from(r"\\fs\sites\common"));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use windows_sys::Win32::System::Iis::HSE_STATUS_ERROR;
 
 use crate::config::{self, Config, Env};
 use crate::ffi::{self, Ecb, PythonSettings};
+use crate::paths::{self, Style};
 use crate::request::{self, BaseSource, RequestInfo};
 use crate::wsgi::{Context, Link};
 
@@ -100,18 +101,28 @@ fn load_apps(py: Python<'_>, config: &Config) -> Result<String, String> {
             .and_then(|s| s.extract::<String>())
             .unwrap_or_else(|_| e.to_string())
     };
-    let paths: Vec<String> = config
+    let python_path: Vec<String> = config
         .python_path
         .iter()
         .map(|p| p.display().to_string())
         .collect();
     let venv = config.virtualenv.as_ref().map(|p| p.display().to_string());
+    let version = py.version_info();
+    let (site_dirs, venv_python) = match &venv {
+        Some(v) => (
+            paths::venv_site_packages(Style::NATIVE, v, version.major, version.minor),
+            Some(paths::venv_python(Style::NATIVE, v)),
+        ),
+        None => (Vec::new(), None),
+    };
     let skipped = boot
         .call_method1(
             "setup_paths",
             (
-                PyList::new(py, &paths).map_err(|e| e.to_string())?,
+                PyList::new(py, &python_path).map_err(|e| e.to_string())?,
                 venv,
+                PyList::new(py, &site_dirs).map_err(|e| e.to_string())?,
+                venv_python,
                 config.virtualenv_found,
             ),
         )

@@ -544,7 +544,7 @@ pub(crate) fn library_dir() -> Option<PathBuf> {
         use std::os::unix::ffi::OsStrExt;
         let path = PathBuf::from(std::ffi::OsStr::from_bytes(name.to_bytes()));
         let path = std::fs::canonicalize(&path).unwrap_or(path);
-        path.parent().map(PathBuf::from)
+        crate::paths::parent_native(&path)
     }
     #[cfg(windows)]
     {
@@ -573,7 +573,7 @@ pub(crate) fn library_dir() -> Option<PathBuf> {
             return None;
         }
         let path = PathBuf::from(std::ffi::OsString::from_wide(&buf[..n]));
-        path.parent().map(PathBuf::from)
+        crate::paths::parent_native(&path)
     }
 }
 

@@ -12,6 +12,8 @@
 //! - [`ffi`]: the ISAPI exports and every `unsafe` block (ECB callbacks, Python start-up).
 //! - [`config`]: `pyisapie.toml`, `PYISAPIE_CONFIG`, `PYISAPIE_APP`.
 //! - [`mount`]: the app for a URL and the `SCRIPT_NAME`/`PATH_INFO` split.
+//! - [`paths`]: Windows and Unix path rules as pure functions (config paths, the
+//!   library's folder, a virtualenv's layout).
 //! - [`http`]: response validation and framing, as pure functions.
 //! - `wsgi`: the Python-facing types (`wsgi.input`, `start_response`/`write`,
 //!   `wsgi.file_wrapper`, `wsgi.errors`) and the per-interpreter context.
@@ -25,5 +27,6 @@ pub mod ffi;
 pub mod http;
 mod log;
 pub mod mount;
+pub mod paths;
 mod request;
 mod wsgi;

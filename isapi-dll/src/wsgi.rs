@@ -1224,7 +1224,8 @@ impl LogWriter {
 
     /// Logs a pending partial line.
     pub(crate) fn flush_pending(&self) {
-        let line = std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
+        let line =
+            std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
         if !line.trim().is_empty() {
             self.stream.emit(line.trim_end_matches('\r'));
         }

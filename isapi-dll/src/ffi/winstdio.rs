@@ -20,8 +20,8 @@
 use std::ffi::CStr;
 
 use windows_sys::Win32::Foundation::{
-    CloseHandle, DUPLICATE_SAME_ACCESS, DuplicateHandle, GetHandleInformation, GetLastError, HANDLE,
-    HANDLE_FLAG_INHERIT, INVALID_HANDLE_VALUE,
+    CloseHandle, DUPLICATE_SAME_ACCESS, DuplicateHandle, GetHandleInformation, GetLastError,
+    HANDLE, HANDLE_FLAG_INHERIT, INVALID_HANDLE_VALUE,
 };
 use windows_sys::Win32::Storage::FileSystem::{
     BY_HANDLE_FILE_INFORMATION, CreateFileW, FILE_GENERIC_READ, FILE_GENERIC_WRITE,
@@ -142,7 +142,9 @@ fn open_nul(crt: &Ucrt) -> Result<i32, String> {
     };
     if handle == INVALID_HANDLE_VALUE {
         // SAFETY: reads this thread's last-error value.
-        return Err(format!("cannot open NUL (error {})", unsafe { GetLastError() }));
+        return Err(format!("cannot open NUL (error {})", unsafe {
+            GetLastError()
+        }));
     }
     // SAFETY: hands the handle we just opened to the UCRT, which owns it from now on.
     let fd = unsafe { (crt.open_osfhandle)(handle as isize, 0) };
