@@ -11,24 +11,79 @@
 #   LICENSE-*         the licences
 #
 # Run ci/windows.sh first. Checks that INSTALL.txt's commands are the ones
-# docs/EXTENSION.md gives, so the two cannot drift apart.
+# docs/EXTENSION.md gives, so the two cannot drift apart, and tries each zip
+# under Wine: unzipped, with the sample pyisapie.toml pointed at a small app,
+# its isapi-host.exe serves that app through its pyisapie.dll, with Python
+# found on PATH in another folder, as IIS finds it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=${WINDOWS_OUT:-target/windows/out}
+# shellcheck source=ci/windows-lib.sh
+. ci/windows-lib.sh
+out=$WINDOWS_OUT
 dist=target/dist
 tmpl=ci/package-windows
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
 
 [ -f "$out/bin/isapi-host.exe" ] || { echo "package-windows: no $out/bin/isapi-host.exe: run ci/windows.sh first" >&2; exit 2; }
 
-# Every command line INSTALL.txt tells the admin to run must be in the docs too.
-while IFS= read -r line; do
-  grep -qF -- "$line" docs/EXTENSION.md || {
-    echo "package-windows: INSTALL.txt and docs/EXTENSION.md disagree; the docs lack:" >&2
-    echo "  $line" >&2
-    exit 1
-  }
-done < <(sed -n 's/^    \(%windir%.*\|icacls .*\|py -.*\)$/\1/p' "$tmpl/INSTALL.txt")
+# Every command line INSTALL.txt tells the admin to run must be in the docs
+# too (a Python version in the docs stands for @PYDOT@/@PYVER@).
+python3 - "$tmpl/INSTALL.txt" docs/EXTENSION.md <<'PY'
+import re, sys
+install, docs = (open(p, encoding="utf-8").read() for p in sys.argv[1:])
+missing = []
+for line in re.findall(r"^    ((?:%windir%|icacls |py -|C:\\pyisapie\\isapi-host).*)$", install, re.M):
+    pattern = re.escape(line).replace("@PYDOT@", r"3\.\d+").replace("@PYVER@", r"3\d+")
+    if not re.search(pattern, docs):
+        missing.append(line)
+if missing:
+    sys.exit("package-windows: INSTALL.txt and docs/EXTENSION.md disagree; the docs lack:\n  "
+             + "\n  ".join(missing))
+PY
+
+# winpath DIR: the Wine (Z:) path of a Linux path.
+winpath() { local p; p=$(realpath -m "$1"); echo "Z:${p//\//\\}"; }
+
+# smoke ZIP PYDIR: the package, unzipped, serves a WSGI app under Wine.
+smoke() {
+  local zip=$1 pydir=$2 t pid addr body i
+  t=$(mktemp -d "$dist/smoke.XXXXXX")
+  unzip -q "$zip" -d "$t/pyisapie"
+  mkdir -p "$t/site"
+  printf '%s\n' 'import sys' 'def app(environ, start_response):' \
+    '    start_response("200 OK", [("Content-Type", "text/plain")])' \
+    '    return [b"package ok, Python " + sys.version.split()[0].encode()]' > "$t/site/smokeapp.py"
+  # The sample configuration as shipped, but for this app, folder and log.
+  python3 - "$t/pyisapie/pyisapie.toml" "$(winpath "$t/site")" "$(winpath "$t/pyisapie.log")" <<'PY'
+import re, sys
+path, site, log = sys.argv[1:]
+text = open(path, newline="").read()
+for key, value in (("python_path", "['%s']" % site), ("callable", '"smokeapp:app"'), ("log", "'%s'" % log)):
+    text, n = re.subn(r"(?m)^%s = .*?(\r?)$" % key, lambda m: "%s = %s%s" % (key, value, m.group(1)), text)
+    assert n == 1, key
+open(path, "w", newline="").write(text)
+PY
+  : >"$t/stdout"
+  WINEPATH=$(winpath "$pydir") "$WINE64" "$t/pyisapie/isapi-host.exe" serve --bind 127.0.0.1:0 \
+    --extension "$(winpath "$t/pyisapie/pyisapie.dll")" >"$t/stdout" 2>"$t/stderr" &
+  pid=$!
+  addr=
+  for i in $(seq 1 120); do
+    addr=$(sed -n 's|.*listening on http://\([0-9.:]*\).*|\1|p' "$t/stdout" | head -n 1)
+    [ -n "$addr" ] || ! kill -0 "$pid" 2>/dev/null && break
+    sleep 0.5
+  done
+  body=$( [ -n "$addr" ] && curl -sS --max-time 20 "http://$addr/" || true)
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  if [[ "$body" != "package ok, Python "* ]]; then
+    echo "package-windows: $(basename "$zip") did not serve the app (got: ${body:-nothing})" >&2
+    cat "$t/stdout" "$t/stderr" "$t/pyisapie.log" 2>/dev/null | tail -n 30 >&2
+    return 1
+  fi
+  echo "package-windows: $(basename "$zip") under Wine: $body"
+  rm -rf "$t"
+}
 
 mkdir -p "$dist"
 made=0
@@ -40,8 +95,8 @@ for dir in "$out"/py3*/; do
   name="pyisapie-$version-win-amd64-$py"
   stage="$dist/stage/$name"
   rm -rf "$stage" && mkdir -p "$stage/static"
-  x86_64-w64-mingw32-strip -o "$stage/pyisapie.dll" "$dir/pyisapie.dll"
-  x86_64-w64-mingw32-strip -o "$stage/isapi-host.exe" "$out/bin/isapi-host.exe"
+  "$MINGW_PREFIX-strip" -o "$stage/pyisapie.dll" "$dir/pyisapie.dll"
+  "$MINGW_PREFIX-strip" -o "$stage/isapi-host.exe" "$out/bin/isapi-host.exe"
   for f in INSTALL.txt pyisapie.toml web.config; do
     sed -e "s/@PYVER@/$pyver/g" -e "s/@PYDOT@/$pydot/g" -e "s/@VERSION@/$version/g" \
       "$tmpl/$f" | sed 's/$/\r/' > "$stage/$f"   # CRLF: Notepad-friendly
@@ -53,13 +108,13 @@ for dir in "$out"/py3*/; do
   rm -f "$dist/$name.zip"
   (cd "$stage" && TZ=UTC zip -q -X -r "../../$name.zip" .)
   # The DLL must still export exactly the ISAPI entry points once stripped.
-  exports=$(x86_64-w64-mingw32-objdump -p "$stage/pyisapie.dll" \
-    | awk '/\[Ordinal\/Name Pointer\] Table/{t=1; next} t && /^\s*\[/{print $NF} t && /^$/{t=0}' | sort | tr '\n' ' ')
+  exports=$(windows_dll_exports "$stage/pyisapie.dll" | sort | tr '\n' ' ')
   if [ "$exports" != "GetExtensionVersion HttpExtensionProc TerminateExtension " ]; then
     echo "package-windows: $name/pyisapie.dll exports: $exports" >&2
     exit 1
   fi
   echo "package-windows: $dist/$name.zip ($(du -k "$dist/$name.zip" | cut -f1) KiB)"
+  smoke "$dist/$name.zip" "$dir"
   made=$((made + 1))
 done
 rm -rf "$dist/stage"
