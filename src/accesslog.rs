@@ -9,7 +9,9 @@ use crate::vars::RequestInfo;
 
 /// What one line records.
 pub(crate) struct Entry<'a> {
+    /// The request.
     pub(crate) info: &'a RequestInfo,
+    /// The status sent.
     pub(crate) status: u16,
     /// Body bytes sent.
     pub(crate) sent: u64,
@@ -17,6 +19,7 @@ pub(crate) struct Entry<'a> {
     pub(crate) log_data: String,
     /// `HSE_APPEND_LOG_PARAMETER` values, joined with `&`.
     pub(crate) params: String,
+    /// From the request's head to its end.
     pub(crate) elapsed: Duration,
 }
 

@@ -1,14 +1,22 @@
 //! `isapi-host`: runs ISAPI extensions the way IIS does, without IIS.
 //!
-//! The crate is laid out by concern:
-//! - [`config`]: the command line and the TOML file;
-//! - [`server`]: the hyper server, connections, routing and shutdown;
-//! - [`request`]: one request's response, framing and end;
-//! - [`body`]: the request body, read ahead of the extension in a bounded window;
-//! - [`vars`]: IIS server variables;
-//! - [`response`]: parsing of the heads extensions send;
-//! - [`ssf`]: the `HSE_REQ_*` support functions;
-//! - [`ffi`]: the ABI: loading, the ECB and the four callbacks (all `unsafe`).
+//! The crate is laid out in layers; a module uses only its own children and
+//! the modules below it. From the top:
+//! - [`server`]: start-up, the accept loop, connections, timeouts, head
+//!   checks, routing, and the hand-off of a request to an extension thread;
+//! - [`ssf`]: what the ISAPI callbacks do to a request: every `HSE_REQ_*`
+//!   handler, and the [`ffi::Handler`] implementation;
+//! - [`request`]: one request's context: its ECB, body reader, response
+//!   writer, and end;
+//! - [`body`]: the request body, read ahead of the extension in a bounded
+//!   window; [`accesslog`]: the access log line;
+//! - [`conn`]: a connection's signals; [`shared`]: server-wide state;
+//! - [`response`]: parsing of the heads extensions send; [`vars`]: IIS
+//!   server variables; [`config`]: the command line and the TOML file;
+//!   [`pool`]: the extension threads;
+//! - [`ffi`]: the ABI (loading, the ECB, the four callbacks, decoding
+//!   `ServerSupportFunction`): all the `unsafe` code, calling up only
+//!   through [`ffi::Handler`].
 #![deny(unsafe_code)]
 
 mod accesslog;

@@ -15,8 +15,11 @@ pub(crate) use crate::ffi::trim_nul;
 /// A parsed response head.
 #[derive(Debug)]
 pub(crate) struct Head {
+    /// The status.
     pub(crate) status: StatusCode,
+    /// A reason phrase other than the status's canonical one.
     pub(crate) reason: Option<String>,
+    /// The headers to send, without the framing ones.
     pub(crate) headers: HeaderMap,
     /// The body length the extension declared.
     pub(crate) content_length: Option<u64>,
@@ -106,6 +109,7 @@ pub(crate) struct HeaderLines<'a> {
 }
 
 impl<'a> HeaderLines<'a> {
+    /// The lines of `raw`.
     pub(crate) fn new(raw: &'a [u8]) -> Self {
         HeaderLines {
             raw,

@@ -15,17 +15,21 @@ use http::{HeaderMap, Method, Version};
 /// Everything the server variables are derived from, fixed for the request.
 #[derive(Debug)]
 pub(crate) struct RequestInfo {
+    /// The method.
     pub(crate) method: Method,
+    /// The HTTP version.
     pub(crate) version: Version,
     /// The request target as sent (`/path?query`).
     pub(crate) target: PathAndQuery,
     /// Percent-decoded path, without the query.
     pub(crate) url: Vec<u8>,
+    /// The request's headers.
     pub(crate) headers: HeaderMap,
     /// The connection's two ends.
     pub(crate) ends: Arc<Endpoints>,
     /// Mount prefix: `""` for the root mount, `/app` otherwise.
     pub(crate) script_name: Arc<str>,
+    /// The document root, which URLs map below.
     pub(crate) physical_path: Arc<Path>,
     /// `CONTENT_LENGTH` as sent, if any.
     pub(crate) content_length: Option<u64>,
@@ -35,14 +39,20 @@ pub(crate) struct RequestInfo {
 /// once per connection rather than on every request's server variables.
 #[derive(Debug)]
 pub(crate) struct Endpoints {
+    /// The client's address.
     pub(crate) remote: SocketAddr,
+    /// `REMOTE_ADDR`.
     pub(crate) remote_ip: Box<str>,
+    /// `REMOTE_PORT`.
     pub(crate) remote_port: Box<str>,
+    /// `LOCAL_ADDR`.
     pub(crate) local_ip: Box<str>,
+    /// `SERVER_PORT`.
     pub(crate) local_port: Box<str>,
 }
 
 impl Endpoints {
+    /// The two ends of a connection.
     pub(crate) fn new(remote: SocketAddr, local: SocketAddr) -> Arc<Self> {
         Arc::new(Self {
             remote,

@@ -22,35 +22,44 @@ use super::raw::SizedOut;
 use super::registry;
 
 /// Runs a callback body: a panic or a Win32 error becomes FALSE with the
-/// error code set; a stale `HCONN` is `ERROR_INVALID_PARAMETER`.
+/// error code set; a stale `HCONN` is `ERROR_INVALID_PARAMETER`. Nothing
+/// unwinds out of it.
 fn callback(
     name: &'static str,
     hconn: HCONN,
     f: impl FnOnce(&Arc<dyn Handler>) -> Result<(), u32>,
 ) -> BOOL {
-    let Some(h) = registry::lookup(hconn) else {
-        tracing::warn!(
-            callback = name,
-            hconn = hconn as usize,
-            "callback for a finished or unknown request (HCONN)"
-        );
-        set_last_error(ERROR_INVALID_PARAMETER);
-        return FALSE;
-    };
-    match catch_unwind(AssertUnwindSafe(|| f(&h))) {
-        Ok(Ok(())) => TRUE,
-        Ok(Err(code)) => {
-            h.trace(format_args!("{name} -> FALSE (error {code})"));
-            set_last_error(code);
-            FALSE
-        }
-        Err(_) => {
-            tracing::error!(
+    let run = || {
+        let Some(h) = registry::lookup(hconn) else {
+            tracing::warn!(
                 callback = name,
-                request = h.id(),
-                "host panicked inside an ISAPI callback"
+                hconn = hconn as usize,
+                "callback for a finished or unknown request (HCONN)"
             );
-            set_last_error(ERROR_INVALID_PARAMETER);
+            return Err(ERROR_INVALID_PARAMETER);
+        };
+        match catch_unwind(AssertUnwindSafe(|| f(&h))) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(code)) => {
+                h.trace(format_args!("{name} -> FALSE (error {code})"));
+                Err(code)
+            }
+            Err(_) => {
+                tracing::error!(
+                    callback = name,
+                    request = h.id(),
+                    "host panicked inside an ISAPI callback"
+                );
+                Err(ERROR_INVALID_PARAMETER)
+            }
+        }
+    };
+    // The outer guard catches what the inner one cannot: a panic while
+    // looking the request up or logging.
+    match catch_unwind(AssertUnwindSafe(run)).unwrap_or(Err(ERROR_INVALID_PARAMETER)) {
+        Ok(()) => TRUE,
+        Err(code) => {
+            set_last_error(code);
             FALSE
         }
     }

@@ -13,7 +13,7 @@
 //! - [`raw`]: what the extension hands over for an operation (memory,
 //!   files, its completion routine);
 //! - [`error`]: Win32 error codes, through `SetLastError` or `errno`;
-//! - [`env`]: the environment, set before threads start;
+//! - [`env`](mod@env): the environment, set before threads start;
 //! - `alloc`: the global allocator (mimalloc, on Unix).
 //!
 //! Errors go back the Win32 way: `SetLastError` on Windows; on other systems

@@ -168,6 +168,8 @@ pub(super) type CompletionFn =
 /// ([`super::EcbCell::complete`]).
 #[derive(Clone, Copy)]
 pub(crate) struct Completion {
+    /// The routine.
     pub(super) func: CompletionFn,
+    /// Its context, an opaque pointer.
     pub(super) context: usize,
 }

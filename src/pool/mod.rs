@@ -45,7 +45,7 @@
 //!   Jobs come in fast when the thread's last wait ended within the
 //!   yield time, or it was woken to more than one queued job; a wait
 //!   in vain ends that, so at a low request rate threads sleep at once (see
-//!   [`Patience`]). While a thread yields, it counts as on its way, and no
+//!   [`Patience`](patience::Patience)). While a thread yields, it counts as on its way, and no
 //!   job wakes another.
 //!
 //! The runtime's threads wait the same way for the pool ([`RuntimeWait`]).
@@ -145,7 +145,7 @@ impl Pool {
     /// backlog spreads over at most `parallel` running threads; threads
     /// beyond that are woken only when every running one is blocked. A
     /// thread out of work yields for the next job for up to `yield_time`
-    /// (zero: never; see [`Patience`]).
+    /// (zero: never; see [`Patience`](patience::Patience)).
     pub(crate) fn new(
         name: &str,
         threads: usize,

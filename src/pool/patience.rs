@@ -90,6 +90,7 @@ pub(crate) struct RuntimeWait {
 }
 
 impl RuntimeWait {
+    /// Waits that yield for up to `yield_time` (zero: never).
     pub(crate) fn new(yield_time: Duration) -> Self {
         RuntimeWait {
             yield_time,

@@ -12,6 +12,7 @@ use super::kernel::{current_tid, runnable};
 use super::patience::Patience;
 use super::{BUSY_STALL, Job, STALL};
 
+/// The queue and the threads, behind the pool's lock.
 pub(super) struct State {
     /// Queued jobs, with the time each was queued.
     pub(super) jobs: VecDeque<(Instant, Job)>,
@@ -25,6 +26,7 @@ pub(super) struct State {
     pub(super) running: usize,
     /// When a thread last took a job, and which one.
     pub(super) last_start: Instant,
+    /// The thread that last took a job.
     pub(super) last_starter: usize,
     /// The watcher is checking the queue for stalls.
     pub(super) watching: bool,
@@ -109,7 +111,9 @@ pub(super) struct Slot {
     tid: Option<u32>,
 }
 
+/// What the pool's threads, its watcher and its handle share.
 pub(super) struct Shared {
+    /// The queue and the threads.
     pub(super) state: Mutex<State>,
     /// Arms the watcher.
     pub(super) watch: Condvar,
@@ -118,10 +122,13 @@ pub(super) struct Shared {
 }
 
 impl Shared {
+    /// Locks the state (a panic while locked leaves it usable).
     pub(super) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Thread `me`'s loop: take a job, run it, and sleep when there is
+    /// none (or when it is one too many).
     pub(super) fn worker(&self, me: usize) {
         let mut st = self.lock();
         st.threads[me].tid = current_tid();
@@ -226,7 +233,7 @@ impl Shared {
         (self.lock(), computing)
     }
 
-    /// Thread `me` leaves its job for a bulk [`Transfer`]: it stops counting
+    /// Thread `me` leaves its job for a bulk [`Transfer`](super::Transfer): it stops counting
     /// as running, and a queued job may take its place.
     pub(super) fn step_aside(&self, me: usize) {
         let mut st = self.lock();
@@ -238,7 +245,7 @@ impl Shared {
         }
     }
 
-    /// Thread `me` is back at its job from a bulk [`Transfer`].
+    /// Thread `me` is back at its job from a bulk [`Transfer`](super::Transfer).
     pub(super) fn step_back(&self, me: usize) {
         let mut st = self.lock();
         st.set_working(me, true);

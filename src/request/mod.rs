@@ -9,7 +9,7 @@
 //! are built from its methods.
 //!
 //! - [`hyper_body`]: the response body hyper streams;
-//! - [`error_page`]: the responses the host writes itself;
+//! - [`error_page`](mod@error_page): the responses the host writes itself;
 //! - [`writer`]: the response writer and its framing.
 
 mod error_page;

@@ -87,28 +87,29 @@ pub(super) fn check<B>(
 /// What the host checks in a request head, read in one pass over its
 /// headers (a lookup per header name costs more for a typical head).
 #[derive(Default)]
-pub(super) struct HeadFacts<'a> {
+struct HeadFacts<'a> {
     /// The size of the head as it came on the wire (request line, headers
     /// and the blank line), for `--max-header`.
-    pub(super) size: usize,
-    /// How many Host headers there are, and whether one is not a valid
-    /// `uri-host[:port]`.
-    pub(super) hosts: usize,
-    pub(super) bad_host: bool,
+    size: usize,
+    /// How many Host headers there are.
+    hosts: usize,
+    /// A Host header is not a valid `uri-host[:port]`.
+    bad_host: bool,
     /// A Transfer-Encoding header is present.
-    pub(super) chunked: bool,
+    chunked: bool,
     /// The first Content-Length value.
-    pub(super) content_length: Option<&'a HeaderValue>,
+    content_length: Option<&'a HeaderValue>,
     /// `Connection` tokens.
-    pub(super) close: bool,
-    pub(super) keep_alive: bool,
+    close: bool,
+    /// `Connection: keep-alive`.
+    keep_alive: bool,
     /// `Expect: 100-continue`.
-    pub(super) expect_continue: bool,
+    expect_continue: bool,
 }
 
 impl<'a> HeadFacts<'a> {
     /// The facts of a request's head.
-    pub(super) fn of<B>(req: &'a Request<B>) -> Self {
+    fn of<B>(req: &'a Request<B>) -> Self {
         let target = req.uri().path_and_query().map_or(1, |p| p.as_str().len());
         let line = req.method().as_str().len() + 1 + target + " HTTP/1.1\r\n".len();
         let mut f = HeadFacts {
