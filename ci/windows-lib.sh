@@ -4,10 +4,14 @@
 # It only sets variables and defines functions; it runs nothing.
 #
 # Knobs (environment):
-#   WINDOWS_PYTHONS  Python versions to build pyisapie.dll for (default "3.11 3.12")
+#   WINDOWS_PYTHONS  Python versions to build pyisapie.dll for (default "3.11 3.12";
+#                    "none" for none)
 #   WINDOWS_DIR      root of everything Windows (default target/windows)
 
 WINDOWS_PYTHONS=${WINDOWS_PYTHONS:-"3.11 3.12"}
+# "none": only isapi-host.exe and the fixtures, no pyisapie.dll and no CPython
+# (for running another project's ISAPI DLLs, see the README).
+[ "$WINDOWS_PYTHONS" = none ] && WINDOWS_PYTHONS=""
 WINDOWS_DIR=${WINDOWS_DIR:-$PWD/target/windows}
 case $WINDOWS_DIR in /*) ;; *) WINDOWS_DIR=$PWD/$WINDOWS_DIR ;; esac
 WINDOWS_TRIPLE=x86_64-pc-windows-gnu
@@ -29,12 +33,19 @@ windows_py_tag() { echo "py${1/./}"; }
 windows_cargo_dir() { echo "$WINDOWS_DIR/cargo-$(windows_py_tag "$1")"; }
 
 # The Python version whose cargo target dir also builds isapi-host.exe:
-# 3.11 when it is in WINDOWS_PYTHONS, else the first one.
+# 3.11 when it is in WINDOWS_PYTHONS, else the first one, else none.
 windows_host_python() {
   local v
   for v in $WINDOWS_PYTHONS; do [ "$v" = 3.11 ] && { echo 3.11; return; }; done
   set -- $WINDOWS_PYTHONS
-  echo "$1"
+  echo "${1:-}"
+}
+
+# The cargo target dir that builds isapi-host.exe.
+windows_host_cargo_dir() {
+  local py
+  py=$(windows_host_python)
+  if [ -n "$py" ]; then windows_cargo_dir "$py"; else echo "$WINDOWS_DIR/cargo-host"; fi
 }
 
 # Names a PE file exports (one a line), from objdump's export table.

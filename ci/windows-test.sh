@@ -34,7 +34,7 @@ fi
 WINDOWS_DIR=${WINDOWS_DIR:-$PWD/target/windows}
 case $WINDOWS_DIR in /*) ;; *) WINDOWS_DIR=$PWD/$WINDOWS_DIR ;; esac
 WINDOWS_OUT=${WINDOWS_OUT:-$WINDOWS_DIR/out}
-WINDOWS_PYTHONS=${WINDOWS_PYTHONS:-"3.11 3.12"}
+WINDOWS_PYTHONS=${WINDOWS_PYTHONS-"3.11 3.12"}  # "" (WINDOWS_PYTHONS=none): no Python suites required
 WINE64=${WINE64:-/usr/lib/wine/wine64}
 export WINEPREFIX=${WINEPREFIX:-$WINDOWS_DIR/wineprefix}
 export WINEDEBUG=${WINEDEBUG:--all}

