@@ -130,7 +130,18 @@ fn missing_library_is_a_startup_error() {
     }
     let lib = dir.join("libdoesnotexist.so");
     let lib = lib.to_str().unwrap();
-    expect_startup_failure(&["--extension", lib], &["libdoesnotexist"]);
+    // dlerror()'s own words, with the path named once and no "dlopen failed".
+    let exit = expect_startup_failure(
+        &["--extension", lib],
+        &["libdoesnotexist", "No such file or directory"],
+    );
+    assert_eq!(
+        exit.stderr.matches("libdoesnotexist.so").count(),
+        1,
+        "the error names the library once:\n{}",
+        exit.stderr
+    );
+    assert!(!exit.stderr.contains("dlopen failed"), "{}", exit.stderr);
 }
 
 #[test]
