@@ -5,7 +5,7 @@ use std::cell::UnsafeCell;
 use std::ffi::c_void;
 
 use windows_sys::Win32::System::Iis::{
-    EXTENSION_CONTROL_BLOCK, HCONN, HSE_VERSION_MAJOR, HSE_VERSION_MINOR,
+    EXTENSION_CONTROL_BLOCK, HCONN, HSE_LOG_BUFFER_LEN, HSE_VERSION_MAJOR, HSE_VERSION_MINOR,
 };
 
 use super::callbacks::{get_server_variable, read_client, server_support_function, write_client};
@@ -105,7 +105,7 @@ impl EcbCell {
             dwVersion: HSE_VERSION,
             ConnID: id as HCONN,
             dwHttpStatusCode: 200,
-            lpszLogData: [0; 80],
+            lpszLogData: [0; HSE_LOG_BUFFER_LEN as usize],
             lpszMethod: ptr(0),
             lpszQueryString: ptr(1),
             lpszPathInfo: ptr(2),

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use windows_sys::Win32::Foundation::FALSE;
 use windows_sys::Win32::System::Iis::{
-    HSE_TERM_MUST_UNLOAD, HSE_VERSION_INFO, PFN_GETEXTENSIONVERSION, PFN_HTTPEXTENSIONPROC,
-    PFN_TERMINATEEXTENSION,
+    HSE_MAX_EXT_DLL_NAME_LEN, HSE_TERM_MUST_UNLOAD, HSE_VERSION_INFO, PFN_GETEXTENSIONVERSION,
+    PFN_HTTPEXTENSIONPROC, PFN_TERMINATEEXTENSION,
 };
 
 use super::ecb::EcbCell;
@@ -73,7 +73,7 @@ impl Extension {
         let proc_ = proc_.ok_or_else(|| symbol("HttpExtensionProc"))?;
         let mut info = HSE_VERSION_INFO {
             dwExtensionVersion: 0,
-            lpszExtensionDesc: [0; 256],
+            lpszExtensionDesc: [0; HSE_MAX_EXT_DLL_NAME_LEN as usize],
         };
         set_last_error(0);
         // SAFETY: `info` is a valid, writable HSE_VERSION_INFO for the call.

@@ -38,7 +38,7 @@ pub(super) fn map_url_to_path_ex(
     } else {
         0
     };
-    info.lpszPath = [0; 260];
+    info.lpszPath.fill(0);
     for (d, s) in info.lpszPath.iter_mut().zip(path.bytes()) {
         *d = s as _;
     }
