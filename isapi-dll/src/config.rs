@@ -560,7 +560,11 @@ mod tests {
     fn nothing_configured() {
         let e = load(&Env::default(), Some(Path::new("/nonexistent-dir"))).unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("PYISAPIE_APP") && msg.contains("/nonexistent-dir/pyisapie.toml"));
+        let looked = Path::new("/nonexistent-dir").join(CONFIG_FILE_NAME);
+        assert!(
+            msg.contains("PYISAPIE_APP") && msg.contains(&looked.display().to_string()),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -758,3 +758,27 @@ pub(crate) fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, 
     // SAFETY: PyUnicode_DecodeLatin1 returns a str.
     Ok(unsafe { obj.cast_into_unchecked::<PyString>() })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// In a test executable the module holding `library_dir` is the executable itself; on
+    /// Windows this goes through `GetModuleHandleExW` and `GetModuleFileNameW` (run it
+    /// under Wine, see `ci/windows.sh`).
+    #[test]
+    fn library_dir_is_the_folder_of_the_module() {
+        let dir = library_dir().expect("the module's folder");
+        let exe = std::env::current_exe().unwrap();
+        let canonical = |p: &std::path::Path| std::fs::canonicalize(p).unwrap();
+        assert_eq!(canonical(&dir), canonical(exe.parent().unwrap()));
+    }
+
+    #[test]
+    fn transmit_file_handles() {
+        assert!(RawFile::from_handle(-1).is_none());
+        assert!(RawFile::from_handle(3).is_some());
+        assert_eq!(RawFile::from_handle(0).is_none(), cfg!(windows));
+        assert_eq!(RawFile::from_handle(-2).is_none(), cfg!(not(windows)));
+    }
+}
