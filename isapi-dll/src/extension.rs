@@ -57,7 +57,8 @@ fn start_inner() -> Result<Extension, String> {
         optimize: config.optimize,
         write_bytecode: config.write_bytecode,
         home: config.python_home.as_deref(),
-    })?;
+    })
+    .map_err(|e| python_start_failed(e, config.python_home.as_deref()))?;
     if fresh {
         Python::attach(crate::wsgi::redirect_std_streams)
             .map_err(|e| format!("cannot send sys.stdout and sys.stderr to the log: {e}"))?;
@@ -86,6 +87,36 @@ fn start_inner() -> Result<Extension, String> {
     })
 }
 
+/// The message for a Python that did not start, with where its library was loaded from
+/// and what to configure (most often: the standard library is not where Python looks).
+fn python_start_failed(message: String, home: Option<&std::path::Path>) -> String {
+    let library = ffi::python_library()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "(unknown)".to_owned());
+    let (landmark, example) = if cfg!(windows) {
+        (
+            r"Lib\os.py, or the python3XX.zip of an embeddable Python",
+            r"'C:\Python311'",
+        )
+    } else {
+        ("lib/python3.X/os.py", "'/usr'")
+    };
+    match home {
+        Some(home) => format!(
+            "{message}. The Python library is {library}; python_home is {}: it must be the \
+             folder of that Python's installation, holding {landmark}",
+            home.display()
+        ),
+        None => format!(
+            "{message}. The Python library is {library}; Python looks for its standard \
+             library ({landmark}) from that library's folder. If the standard library is \
+             elsewhere (for example when python3XX.dll was copied away from its \
+             installation), set python_home = {example} in pyisapie.toml, the folder of \
+             that Python's installation"
+        ),
+    }
+}
+
 /// Sets up `sys.path`, imports every app and installs the interpreter's context. Returns
 /// the Python version. Errors carry the traceback.
 fn load_apps(py: Python<'_>, config: &Config) -> Result<String, String> {
@@ -96,6 +127,18 @@ fn load_apps(py: Python<'_>, config: &Config) -> Result<String, String> {
         c"_pyisapie_boot",
     )
     .map_err(|e| format!("cannot run the bootstrap code: {e}"))?;
+    if let Ok(sys) = py.import("sys") {
+        let get = |name: &str| sys.getattr(name).map(|v| v.to_string()).unwrap_or_default();
+        tracing::info!(
+            target: "pyisapie",
+            "Python {} from {} (sys.base_prefix {})",
+            Python::version_str().split_whitespace().next().unwrap_or("?"),
+            ffi::python_library()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "(unknown)".to_owned()),
+            get("base_prefix")
+        );
+    }
     let format = |e: &PyErr| {
         boot.call_method1("format_exception", (e.value(py), e.traceback(py)))
             .and_then(|s| s.extract::<String>())

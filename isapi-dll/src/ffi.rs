@@ -530,10 +530,43 @@ unsafe extern "system" fn on_io_completion(
 
 /// The directory holding this library (for `pyisapie.toml`).
 pub(crate) fn library_dir() -> Option<PathBuf> {
+    let path = module_path(library_dir as *const c_void)?;
+    #[cfg(unix)]
+    let path = std::fs::canonicalize(&path).unwrap_or(path);
+    crate::paths::parent_native(&path)
+}
+
+/// The file of the loaded Python library (`python3XX.dll`, `libpython3.X.so`), for
+/// messages: on Windows, Python looks for its standard library relative to it.
+pub(crate) fn python_library() -> Option<PathBuf> {
+    #[cfg(windows)]
+    {
+        // A function's address here is the import thunk inside this DLL: ask for the
+        // loaded module by the name this library imports instead.
+        let name: Vec<u16> = env!("PYISAPIE_LIBPYTHON")
+            .encode_utf16()
+            .chain([0])
+            .collect();
+        // SAFETY: `name` is NUL-terminated; GetModuleHandleW only looks up loaded modules
+        // and does not change reference counts.
+        let module =
+            unsafe { windows_sys::Win32::System::LibraryLoader::GetModuleHandleW(name.as_ptr()) };
+        if module.is_null() {
+            return None;
+        }
+        module_file(module)
+    }
+    #[cfg(not(windows))]
+    {
+        module_path(pyo3::ffi::Py_IsInitialized as *const c_void)
+    }
+}
+
+/// The file of the loaded module (executable or library) that holds `addr`.
+fn module_path(addr: *const c_void) -> Option<PathBuf> {
     #[cfg(unix)]
     {
         let mut info: libc::Dl_info = unsafe_zeroed_dl_info();
-        let addr = library_dir as *const c_void;
         // SAFETY: dladdr only inspects the loaded-object list; `info` is writable.
         let found = unsafe { libc::dladdr(addr, &mut info) };
         if found == 0 || info.dli_fname.is_null() {
@@ -542,39 +575,49 @@ pub(crate) fn library_dir() -> Option<PathBuf> {
         // SAFETY: dli_fname is a NUL-terminated path owned by the loader.
         let name = unsafe { CStr::from_ptr(info.dli_fname) };
         use std::os::unix::ffi::OsStrExt;
-        let path = PathBuf::from(std::ffi::OsStr::from_bytes(name.to_bytes()));
-        let path = std::fs::canonicalize(&path).unwrap_or(path);
-        crate::paths::parent_native(&path)
+        Some(PathBuf::from(std::ffi::OsStr::from_bytes(name.to_bytes())))
     }
     #[cfg(windows)]
     {
-        use std::os::windows::ffi::OsStringExt;
         use windows_sys::Win32::System::LibraryLoader::{
             GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS, GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
-            GetModuleFileNameW, GetModuleHandleExW,
+            GetModuleHandleExW,
         };
         let mut module = std::ptr::null_mut();
-        // SAFETY: looks up the module containing this function's address.
+        // SAFETY: looks up the module containing `addr` without changing its reference
+        // count; `module` is writable.
         let ok = unsafe {
             GetModuleHandleExW(
                 GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS
                     | GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
-                library_dir as *const u16,
+                addr.cast::<u16>(),
                 &mut module,
             )
         };
         if ok == 0 {
             return None;
         }
-        let mut buf = vec![0u16; 32768];
-        // SAFETY: buf is writable for its length.
-        let n = unsafe { GetModuleFileNameW(module, buf.as_mut_ptr(), buf.len() as u32) } as usize;
-        if n == 0 || n >= buf.len() {
-            return None;
-        }
-        let path = PathBuf::from(std::ffi::OsString::from_wide(&buf[..n]));
-        crate::paths::parent_native(&path)
+        module_file(module)
     }
+}
+
+/// The file of a loaded module.
+#[cfg(windows)]
+fn module_file(module: windows_sys::Win32::Foundation::HMODULE) -> Option<PathBuf> {
+    use std::os::windows::ffi::OsStringExt;
+    let mut buf = vec![0u16; 32768];
+    // SAFETY: buf is writable for its length; `module` is a loaded module.
+    let n = unsafe {
+        windows_sys::Win32::System::LibraryLoader::GetModuleFileNameW(
+            module,
+            buf.as_mut_ptr(),
+            buf.len() as u32,
+        )
+    } as usize;
+    if n == 0 || n >= buf.len() {
+        return None;
+    }
+    Some(PathBuf::from(std::ffi::OsString::from_wide(&buf[..n])))
 }
 
 #[cfg(unix)]
@@ -664,15 +707,8 @@ pub(crate) fn initialize_python(settings: PythonSettings<'_>) -> Result<bool, St
     config.optimization_level = i32::from(settings.optimize);
     config.write_bytecode = i32::from(settings.write_bytecode);
     if let Some(home) = settings.home {
-        let home = std::ffi::CString::new(home.to_string_lossy().into_owned())
-            .map_err(|_| "python_home contains a NUL byte".to_owned())?;
-        // SAFETY: `config` is initialised; `home` is NUL-terminated and only read during the
-        // call (PyConfig copies it, decoding with the locale encoding).
         let config_ptr = &raw mut config;
-        // SAFETY: raw pointers only (no overlapping references); see the comment above.
-        let status = unsafe {
-            ffi::PyConfig_SetBytesString(config_ptr, &raw mut (*config_ptr).home, home.as_ptr())
-        };
+        let status = set_home(config_ptr, home)?;
         // SAFETY: PyStatus_Exception only inspects the status value.
         if unsafe { ffi::PyStatus_Exception(status) } != 0 {
             // SAFETY: `config` was initialised and is not used again.
@@ -701,6 +737,40 @@ pub(crate) fn initialize_python(settings: PythonSettings<'_>) -> Result<bool, St
     // server threads can attach. The main thread state stays bound to this thread.
     unsafe { ffi::PyEval_SaveThread() };
     Ok(true)
+}
+
+/// Sets `PyConfig.home`: from UTF-16 on Windows (any path), from the path's bytes on Unix
+/// (decoded as Python decodes file names).
+fn set_home(
+    config: *mut pyo3::ffi::PyConfig,
+    home: &std::path::Path,
+) -> Result<pyo3::ffi::PyStatus, String> {
+    #[cfg(windows)]
+    {
+        use std::os::windows::ffi::OsStrExt;
+        let wide: Vec<u16> = home.as_os_str().encode_wide().chain([0]).collect();
+        if wide[..wide.len() - 1].contains(&0) {
+            return Err("python_home contains a NUL character".to_owned());
+        }
+        // SAFETY: `config` points to an initialised PyConfig (raw pointers only, no
+        // overlapping references); `wide` is NUL-terminated UTF-16, which is wchar_t on
+        // Windows, and only read during the call (PyConfig copies it).
+        Ok(unsafe {
+            pyo3::ffi::PyConfig_SetString(config, &raw mut (*config).home, wide.as_ptr().cast())
+        })
+    }
+    #[cfg(not(windows))]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let bytes = std::ffi::CString::new(home.as_os_str().as_bytes())
+            .map_err(|_| "python_home contains a NUL byte".to_owned())?;
+        // SAFETY: `config` points to an initialised PyConfig (raw pointers only);
+        // `bytes` is NUL-terminated and only read during the call (PyConfig copies it,
+        // decoding with the locale encoding, as for any file name).
+        Ok(unsafe {
+            pyo3::ffi::PyConfig_SetBytesString(config, &raw mut (*config).home, bytes.as_ptr())
+        })
+    }
 }
 
 thread_local! {
