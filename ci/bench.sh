@@ -16,7 +16,7 @@
 #                                  (JSON, Markdown, SVG) and the generated sections of
 #                                  BENCHMARKS.md; server logs go to target/bench/<section>/logs
 #   ROUNDS=1 ci/bench.sh           a quicker pass (about 12 minutes), no spread or ranges
-#   ROUNDS=3 ci/bench.sh           the run of sessions 1-8 (about 27 minutes)
+#   ROUNDS=3 ci/bench.sh           three rounds (about 27 minutes; wider ratio ranges)
 #   DURATION=10s WARMUP=2s ci/bench.sh    longer runs (about twice as long)
 #   SECTIONS="scaling wrk" ci/bench.sh   only those sections (the others keep their last results)
 #
