@@ -168,6 +168,7 @@ unsafe fn counted_str<'a>(p: *const u8, len: u32) -> Option<&'a [u8]> {
 /// # Safety
 /// The pointers are as the ABI defines them for `request` (the extension
 /// guarantees it), valid for `'a`.
+#[inline]
 pub(super) unsafe fn decode<'a>(
     request: u32,
     buf: *mut c_void,

@@ -64,6 +64,7 @@ fn push_cstr(out: &mut Vec<u8>, bytes: &[u8]) -> usize {
 impl EcbCell {
     /// Builds the ECB for request `id` (its `HCONN`); `preload` is the
     /// read-ahead body and `total_bytes` the `cbTotalBytes`.
+    #[inline]
     pub(crate) fn new(
         id: usize,
         s: &EcbStrings<'_>,

@@ -16,6 +16,7 @@ use crate::request::RequestCtx;
 /// The completion routine an operation with these `HSE_IO_*` flags
 /// completes with: none without `HSE_IO_ASYNC`; with it, the one
 /// `HSE_REQ_IO_COMPLETION` set, which must be there.
+#[inline]
 pub(super) fn completion_for(ctx: &RequestCtx, flags: u32) -> Result<Option<Completion>, u32> {
     if flags & HSE_IO_ASYNC == 0 {
         return Ok(None);
