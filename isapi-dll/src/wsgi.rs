@@ -1204,6 +1204,9 @@ fn complete_lines(pending: &mut String, text: &str) -> Vec<String> {
 pub(crate) struct LogWriter {
     stream: LogStream,
     pending: Mutex<String>,
+    /// The stream CPython made on the process's descriptor, if any: `fileno()` gives its
+    /// descriptor, for C-level writers such as `faulthandler.enable()`.
+    original: Option<Py<PyAny>>,
 }
 
 impl LogWriter {
@@ -1211,6 +1214,7 @@ impl LogWriter {
         Self {
             stream,
             pending: Mutex::new(String::new()),
+            original: None,
         }
     }
 
@@ -1275,8 +1279,13 @@ impl LogWriter {
         false
     }
 
-    /// No descriptor: `io.UnsupportedOperation`, as for an `io.StringIO`.
-    fn fileno(&self, py: Python<'_>) -> PyResult<i32> {
+    /// The descriptor of the stream CPython made on the process's standard descriptor
+    /// (for C-level writers such as `faulthandler`, which bypass the log); without one,
+    /// `io.UnsupportedOperation`, as for an `io.StringIO`.
+    fn fileno(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        if let Some(original) = &self.original {
+            return original.bind(py).call_method0("fileno").map(Bound::unbind);
+        }
         let unsupported = py.import("io")?.getattr("UnsupportedOperation")?;
         Err(PyErr::from_type(
             unsupported.cast_into()?,
@@ -1342,7 +1351,12 @@ pub(crate) fn redirect_std_streams(py: Python<'_>) -> PyResult<()> {
         ("stdout", "__stdout__", LogStream::Stdout),
         ("stderr", "__stderr__", LogStream::Stderr),
     ] {
-        let writer = Bound::new(py, LogWriter::new(stream))?;
+        let original = sys.getattr(name)?;
+        let writer = LogWriter {
+            original: (!original.is_none()).then(|| original.unbind()),
+            ..LogWriter::new(stream)
+        };
+        let writer = Bound::new(py, writer)?;
         sys.setattr(name, &writer)?;
         if sys.getattr(dunder)?.is_none() {
             sys.setattr(dunder, &writer)?;
