@@ -88,6 +88,8 @@ mkdir -p "$WINDOWS_OUT/bin" "$WINDOWS_OUT/fixtures" "$WINDOWS_DOWNLOADS"
 # comes first on PATH, so /usr/bin goes first and RUSTC is pinned. RUSTC_BOOTSTRAP
 # allows -Zbuild-std on the stable compiler. PYO3_CROSS + generate-import-lib (in
 # isapi-dll/Cargo.toml) link against python3XX.dll without any Windows Python.
+# No debug info (the Linux release profile keeps line tables for profiling):
+# it halves the link time, and the package strips the binaries anyway.
 HOST_PY=$(windows_host_python)
 for py in $WINDOWS_PYTHONS; do
   dir=$(windows_cargo_dir "$py")
@@ -95,7 +97,7 @@ for py in $WINDOWS_PYTHONS; do
   [ "$py" = "$HOST_PY" ] && pkgs=(-p isapi-host -p pyisapie)
   step "cargo build ${pkgs[*]} for Python $py ($dir)"
   env -u PYO3_PYTHON -u PYO3_CONFIG_FILE -u PYO3_CROSS_LIB_DIR -u CARGO_TARGET_DIR \
-    RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc PATH="/usr/bin:$PATH" \
+    RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc PATH="/usr/bin:$PATH" CARGO_PROFILE_RELEASE_DEBUG=0 \
     PYO3_CROSS=1 PYO3_CROSS_PYTHON_VERSION="$py" \
     /usr/bin/cargo build -Zbuild-std=std,panic_abort --target "$WINDOWS_TRIPLE" --release \
     --target-dir "$dir" --config "target.$WINDOWS_TRIPLE.linker=\"$MINGW_PREFIX-gcc\"" "${pkgs[@]}"
