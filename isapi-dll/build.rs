@@ -1,6 +1,6 @@
 //! Build script: pass the linked interpreter's library name to the crate, so that the
 //! extension can re-open libpython with global symbols at start-up (see
-//! `ffi::promote_libpython`) and, on Windows, name the `python3XX.dll` it loaded.
+//! `ffi::library::promote_libpython`) and, on Windows, name the `python3XX.dll` it loaded.
 
 fn main() {
     pyo3_build_config::use_pyo3_cfgs();

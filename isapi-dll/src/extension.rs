@@ -9,7 +9,10 @@ use pyo3::types::{PyList, PyModule};
 use windows_sys::Win32::System::Iis::HSE_STATUS_ERROR;
 
 use crate::config::{self, Config, Env};
-use crate::ffi::{self, Ecb, PythonSettings};
+use crate::ffi::Ecb;
+use crate::ffi::exports::Extension as IsapiExtension;
+use crate::ffi::library;
+use crate::ffi::python::{self, PythonSettings};
 use crate::paths::{self, Style};
 use crate::request::{self, BaseSource, RequestInfo};
 use crate::wsgi::{Context, Link};
@@ -24,8 +27,31 @@ struct Extension {
 static EXTENSION: OnceLock<Extension> = OnceLock::new();
 static START: Mutex<()> = Mutex::new(());
 
+/// The extension behind the ISAPI exports (the crate root names it with
+/// [`crate::ffi::exports::isapi_exports!`]).
+pub(crate) struct Pyisapie;
+
+impl IsapiExtension for Pyisapie {
+    fn start() -> Result<String, ()> {
+        start()
+    }
+
+    fn handle(ecb: Ecb) -> u32 {
+        handle(ecb)
+    }
+
+    fn terminate(flags: u32) {
+        terminate(flags);
+    }
+}
+
+/// The directory holding this library (for `pyisapie.toml`).
+fn library_dir() -> Option<std::path::PathBuf> {
+    paths::parent_native(&library::library_file()?)
+}
+
 /// `GetExtensionVersion`: starts everything once; later calls report the first result.
-pub(crate) fn start() -> Result<String, ()> {
+fn start() -> Result<String, ()> {
     let _serialised = START.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(ext) = EXTENSION.get() {
         return Ok(ext.description.clone());
@@ -45,15 +71,15 @@ pub(crate) fn start() -> Result<String, ()> {
 }
 
 fn start_inner() -> Result<Extension, String> {
-    let library_dir = ffi::library_dir();
+    let library_dir = library_dir();
     let config =
         config::load(&Env::from_process(), library_dir.as_deref()).map_err(|e| e.to_string())?;
     crate::log::init(&config.log, &config.log_level)?;
-    match ffi::promote_libpython() {
+    match library::promote_libpython() {
         Ok(lib) => tracing::debug!(target: "pyisapie", "libpython symbols made global: {lib}"),
         Err(e) => tracing::warn!(target: "pyisapie", "{e}"),
     }
-    let fresh = ffi::initialize_python(PythonSettings {
+    let fresh = python::initialize_python(PythonSettings {
         optimize: config.optimize,
         write_bytecode: config.write_bytecode,
         home: config.python_home.as_deref(),
@@ -90,7 +116,7 @@ fn start_inner() -> Result<Extension, String> {
 /// The message for a Python that did not start, with where its library was loaded from
 /// and what to configure (most often: the standard library is not where Python looks).
 fn python_start_failed(message: String, home: Option<&std::path::Path>) -> String {
-    let library = ffi::python_library()
+    let library = library::python_library()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "(unknown)".to_owned());
     let (landmark, example) = if cfg!(windows) {
@@ -133,7 +159,7 @@ fn load_apps(py: Python<'_>, config: &Config) -> Result<String, String> {
             target: "pyisapie",
             "Python {} from {} (sys.base_prefix {})",
             Python::version_str().split_whitespace().next().unwrap_or("?"),
-            ffi::python_library()
+            library::python_library()
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| "(unknown)".to_owned()),
             get("base_prefix")
@@ -210,11 +236,11 @@ fn load_apps(py: Python<'_>, config: &Config) -> Result<String, String> {
 }
 
 /// `HttpExtensionProc`.
-pub(crate) fn handle(ecb: Ecb) -> u32 {
+fn handle(ecb: Ecb) -> u32 {
     let Some(ext) = EXTENSION.get() else {
         return request::plain_response(ecb, "503 Service Unavailable", "pyisapie did not start\n");
     };
-    ffi::adopt_thread();
+    python::adopt_thread();
     let base = ext
         .base
         .get_or_init(|| BaseSource::detect(ext.config.base.as_deref(), ecb));
@@ -238,7 +264,7 @@ pub(crate) fn handle(ecb: Ecb) -> u32 {
 /// `TerminateExtension`: Python is deliberately not finalised (server threads may still
 /// be inside it); `sys.stdout`, `sys.stderr` and `wsgi.errors` are flushed (a partial line
 /// is logged) and the event is logged.
-pub(crate) fn terminate(flags: u32) {
+fn terminate(flags: u32) {
     tracing::info!(target: "pyisapie", "TerminateExtension({flags}): unloading");
     if EXTENSION.get().is_some() {
         let _ = Python::try_attach(|py| {
@@ -251,5 +277,21 @@ pub(crate) fn terminate(flags: u32) {
                 ctx.get().errors.get().flush_pending();
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// In a test executable the module holding this library's code is the executable
+    /// itself; on Windows this goes through `GetModuleHandleExW` and `GetModuleFileNameW`
+    /// (run it under Wine, see `ci/windows.sh`).
+    #[test]
+    fn library_dir_is_the_folder_of_the_module() {
+        let dir = library_dir().expect("the module's folder");
+        let exe = std::env::current_exe().unwrap();
+        let canonical = |p: &std::path::Path| std::fs::canonicalize(p).unwrap();
+        assert_eq!(canonical(&dir), canonical(exe.parent().unwrap()));
     }
 }

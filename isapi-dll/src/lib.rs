@@ -9,7 +9,7 @@
 //! `libpyisapie.so`).
 //!
 //! # Map of the crate
-//! - [`ffi`]: the ISAPI exports and every `unsafe` block (ECB callbacks, Python start-up).
+//! - `ffi`: the ISAPI exports and every `unsafe` block (ECB callbacks, Python start-up).
 //! - [`config`]: `pyisapie.toml`, `PYISAPIE_CONFIG`, `PYISAPIE_APP`.
 //! - [`mount`]: the app for a URL and the `SCRIPT_NAME`/`PATH_INFO` split.
 //! - [`paths`]: Windows and Unix path rules as pure functions (config paths, the
@@ -23,10 +23,15 @@
 
 pub mod config;
 mod extension;
-pub mod ffi;
+#[allow(unsafe_code)]
+mod ffi;
 pub mod http;
 mod log;
 pub mod mount;
 pub mod paths;
 mod request;
 mod wsgi;
+
+// The three exported ISAPI entry points, written in `ffi` and calling the extension's life
+// cycle through `ffi::exports::Extension`.
+ffi::exports::isapi_exports!(extension::Pyisapie);

@@ -5,7 +5,6 @@
 //! are also printed to stderr directly, so that a server that refuses to start shows why
 //! even when the log goes to a file.
 
-use std::any::Any;
 use std::fs::OpenOptions;
 use std::sync::Mutex;
 
@@ -41,15 +40,4 @@ pub(crate) fn init(target: &LogTarget, level: &str) -> Result<(), String> {
     // An error here means a subscriber is already installed: keep it.
     drop(result);
     Ok(())
-}
-
-/// Reports a panic caught at the ABI boundary.
-pub(crate) fn panic_caught(entry: &str, payload: &(dyn Any + Send)) {
-    let message = payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-string panic payload".to_owned());
-    tracing::error!(target: "pyisapie", "panic in {entry}: {message}");
-    eprintln!("pyisapie: panic in {entry}: {message}");
 }

@@ -507,26 +507,32 @@ fn build_environ<'py>(
         b"GET" => k.get.bind(py).clone(),
         b"HEAD" => k.head.bind(py).clone(),
         b"POST" => k.post.bind(py).clone(),
-        _ => ffi::latin1(py, method)?,
+        _ => ffi::python::latin1(py, method)?,
     };
     env.set_item(k.request_method.bind(py), method)?;
     let script_name = ctx.repeated(py, Repeated::ScriptName, &route.script_name)?;
     env.set_item(k.script_name.bind(py), script_name)?;
-    env.set_item(k.path_info.bind(py), ffi::latin1(py, route.path_info)?)?;
+    env.set_item(
+        k.path_info.bind(py),
+        ffi::python::latin1(py, route.path_info)?,
+    )?;
     let query = ecb.query_string();
     if query.is_empty() {
         env.set_item(k.query_string.bind(py), k.empty.bind(py))?;
     } else {
-        env.set_item(k.query_string.bind(py), ffi::latin1(py, query)?)?;
+        env.set_item(k.query_string.bind(py), ffi::python::latin1(py, query)?)?;
     }
     let content_type = ecb.content_type();
     if !content_type.is_empty() {
-        env.set_item(k.content_type.bind(py), ffi::latin1(py, content_type)?)?;
+        env.set_item(
+            k.content_type.bind(py),
+            ffi::python::latin1(py, content_type)?,
+        )?;
     }
     let protocol = match info.protocol() {
         b"HTTP/1.1" => k.http11.bind(py).clone(),
         b"HTTP/1.0" => k.http10.bind(py).clone(),
-        other => ffi::latin1(py, other)?,
+        other => ffi::python::latin1(py, other)?,
     };
     env.set_item(k.server_protocol.bind(py), protocol)?;
     let server_name = ctx.repeated(py, Repeated::ServerName, info.server_name())?;
@@ -538,7 +544,10 @@ fn build_environ<'py>(
     if info.remote_port().is_empty() {
         env.del_item(k.remote_port.bind(py))?;
     } else {
-        env.set_item(k.remote_port.bind(py), ffi::latin1(py, info.remote_port())?)?;
+        env.set_item(
+            k.remote_port.bind(py),
+            ffi::python::latin1(py, info.remote_port())?,
+        )?;
     }
     let mut content_length = None;
     for line in info.all_raw().split(|&b| b == b'\n') {
@@ -564,7 +573,7 @@ fn build_environ<'py>(
             Some(key) => key.bind(py).clone(),
             None => header_key(py, name),
         };
-        let value = ffi::latin1(py, value)?;
+        let value = ffi::python::latin1(py, value)?;
         let value = match env.get_item(&py_key)? {
             Some(prev) => {
                 let sep = if name.eq_ignore_ascii_case(b"cookie") {
@@ -592,7 +601,7 @@ fn build_environ<'py>(
         }
     } else if let Some(value) = content_length {
         // a body of 4 GiB or more: the ECB cannot say, the header can
-        env.set_item(k.content_length.bind(py), ffi::latin1(py, value)?)?;
+        env.set_item(k.content_length.bind(py), ffi::python::latin1(py, value)?)?;
     }
     if info.https {
         env.set_item(k.https.bind(py), k.on.bind(py))?;

@@ -223,12 +223,12 @@ impl Context {
             debug,
             errors,
         };
-        crate::ffi::interpreter_dict(py)?.set_item(CONTEXT_KEY, Bound::new(py, context)?)
+        crate::ffi::python::interpreter_dict(py)?.set_item(CONTEXT_KEY, Bound::new(py, context)?)
     }
 
     /// The current interpreter's context.
     pub(crate) fn get(py: Python<'_>) -> PyResult<Bound<'_, Self>> {
-        let dict = crate::ffi::interpreter_dict(py)?;
+        let dict = crate::ffi::python::interpreter_dict(py)?;
         let item = dict
             .get_item(pyo3::intern!(py, CONTEXT_KEY))?
             .ok_or_else(|| {
@@ -262,7 +262,7 @@ impl Context {
                 return Ok(s.bind(py).clone());
             }
         }
-        let s = crate::ffi::latin1(py, bytes)?;
+        let s = crate::ffi::python::latin1(py, bytes)?;
         last.0.clear();
         last.0.extend_from_slice(bytes);
         last.1 = Some(s.clone().unbind());

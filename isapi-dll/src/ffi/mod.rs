@@ -1,0 +1,69 @@
+//! Every `unsafe` line of the extension lives here, at the bottom of the crate. This layer
+//! knows nothing of WSGI, applications or configuration: it reaches the extension above it
+//! only through the [`exports::Extension`] trait, which the crate root names.
+//!
+//! - [`exports`]: the three ISAPI exports (`GetExtensionVersion`, `HttpExtensionProc`,
+//!   `TerminateExtension`), each behind `ffi_guard!` so that no panic crosses the ABI.
+//! - [`ecb`]: [`Ecb`], a safe handle on the `EXTENSION_CONTROL_BLOCK` with the callbacks
+//!   the extension uses (ReadClient, WriteClient, GetServerVariable with size probing, and
+//!   the ServerSupportFunction requests), and the Win32 error codes they report.
+//! - [`python`]: starting the interpreter from a `PyConfig`, giving each server thread a
+//!   lasting Python thread state, the per-interpreter dictionary, latin-1 strings.
+//! - [`library`]: this library's own file, the loaded Python library, and making
+//!   libpython's symbols global.
+//! - `winstdio` (Windows only): standard handles CPython cannot use, hidden from it before
+//!   it starts.
+//!
+//! Errors: ISAPI reports failures through `GetLastError` on Windows. On other systems the
+//! host sets `errno` to the same Win32 code (122 `ERROR_INSUFFICIENT_BUFFER`, 1413
+//! `ERROR_INVALID_INDEX`, ...) before it returns FALSE; the [`ecb`] callbacks read
+//! whichever applies.
+
+use std::any::Any;
+
+use windows_sys::Win32::System::Iis::{
+    EXTENSION_CONTROL_BLOCK, HSE_SEND_HEADER_EX_INFO, HSE_TF_INFO, HSE_VERSION_INFO,
+};
+
+pub(crate) mod exports;
+
+pub(crate) mod ecb;
+pub(crate) mod library;
+pub(crate) mod python;
+#[cfg(windows)]
+mod winstdio;
+
+pub(crate) use ecb::{Ecb, RawFile};
+
+#[cfg(target_pointer_width = "64")]
+const _: () = {
+    assert!(size_of::<EXTENSION_CONTROL_BLOCK>() == 192);
+    assert!(size_of::<HSE_VERSION_INFO>() == 260);
+    assert!(size_of::<HSE_SEND_HEADER_EX_INFO>() == 32);
+    assert!(size_of::<HSE_TF_INFO>() == 72);
+};
+
+/// Runs `$body`, catching any panic: the panic is logged and `$default` returned.
+macro_rules! ffi_guard {
+    ($name:literal, $default:expr, $body:block) => {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| $body)) {
+            Ok(value) => value,
+            Err(payload) => {
+                $crate::ffi::panic_caught($name, &*payload);
+                $default
+            }
+        }
+    };
+}
+use ffi_guard;
+
+/// Reports a panic caught at the ABI boundary.
+fn panic_caught(entry: &str, payload: &(dyn Any + Send)) {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned());
+    tracing::error!(target: "pyisapie", "panic in {entry}: {message}");
+    eprintln!("pyisapie: panic in {entry}: {message}");
+}
