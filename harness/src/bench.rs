@@ -32,6 +32,7 @@ use crate::cli::{LaunchArgs, make_env};
 use crate::machine;
 use crate::servers::{self, Env, Running, ServerSpec};
 use crate::svg;
+use crate::wire::{AsyncConn, Framing, Head, ReadOptions, Sink, WireError};
 
 /// The benchmark workloads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum, Serialize)]
@@ -318,185 +319,47 @@ async fn connect(addr: SocketAddr) -> Result<Sender> {
     Ok(sender)
 }
 
-/// A minimal keep-alive HTTP/1.1 client connection for the hot loop: the
-/// request is pre-serialised, the response parsed in place (httparse for the
-/// head; Content-Length, chunked or close-delimited bodies). One task, no
-/// channel between a request handle and a connection driver.
-struct RawConn {
-    stream: tokio::net::TcpStream,
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
-}
-
-/// What one exchange produced.
+/// What one exchange produced: the status, the body's length and first bytes,
+/// and whether the server will close (Connection: close or a close-delimited
+/// body). Nothing else of the response is kept.
+#[derive(Default)]
 struct Answer {
     status: u16,
     body_len: usize,
     head: Vec<u8>,
-    /// The server will close (Connection: close or a close-delimited body).
     closing: bool,
 }
 
-impl RawConn {
-    async fn connect(addr: SocketAddr) -> std::io::Result<RawConn> {
-        let stream = tokio::net::TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        Ok(RawConn {
-            stream,
-            buf: vec![0; 64 * 1024],
-            start: 0,
-            end: 0,
-        })
+impl Sink for Answer {
+    fn head(&mut self, head: &Head<'_>, framing: Framing) {
+        self.status = head.status;
+        self.closing =
+            framing == Framing::CloseDelimited || head.fields.has_token("connection", "close");
     }
 
-    /// Read more bytes into the buffer; false at EOF.
-    async fn fill(&mut self) -> std::io::Result<bool> {
-        use tokio::io::AsyncReadExt;
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-        } else if self.end == self.buf.len() {
-            if self.start > 0 {
-                self.buf.copy_within(self.start..self.end, 0);
-                self.end -= self.start;
-                self.start = 0;
-            } else {
-                self.buf.resize(self.buf.len() * 2, 0);
-            }
+    fn data(&mut self, bytes: &[u8]) {
+        self.body_len += bytes.len();
+        if self.head.len() < 32 {
+            let k = bytes.len().min(32 - self.head.len());
+            self.head.extend_from_slice(&bytes[..k]);
         }
-        let n = self.stream.read(&mut self.buf[self.end..]).await?;
-        self.end += n;
-        Ok(n > 0)
     }
+}
 
-    /// Consume up to `n` body bytes, returning how many; `want_head` collects the first bytes.
-    async fn skip(&mut self, mut n: usize, head: &mut Vec<u8>) -> std::io::Result<()> {
-        while n > 0 {
-            if self.start == self.end && !self.fill().await? {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-            let take = n.min(self.end - self.start);
-            if head.len() < 32 {
-                let k = take.min(32 - head.len());
-                head.extend_from_slice(&self.buf[self.start..self.start + k]);
-            }
-            self.start += take;
-            n -= take;
-        }
-        Ok(())
-    }
-
-    /// A CRLF-terminated line (without CRLF), consumed.
-    async fn line(&mut self) -> std::io::Result<Vec<u8>> {
-        loop {
-            if let Some(i) = self.buf[self.start..self.end]
-                .windows(2)
-                .position(|w| w == b"\r\n")
-            {
-                let l = self.buf[self.start..self.start + i].to_vec();
-                self.start += i + 2;
-                return Ok(l);
-            }
-            if !self.fill().await? {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-        }
-    }
-
-    async fn exchange(&mut self, request: &[u8], is_head: bool) -> std::io::Result<Answer> {
-        use tokio::io::AsyncWriteExt;
-        let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_owned());
-        self.stream.write_all(request).await?;
-        loop {
-            // parse the head in place
-            let (status, head_len, length, chunked, closing) = {
-                let mut headers = [httparse::EMPTY_HEADER; 32];
-                let mut resp = httparse::Response::new(&mut headers);
-                match resp.parse(&self.buf[self.start..self.end]) {
-                    Ok(httparse::Status::Complete(n)) => {
-                        let status = resp.code.unwrap_or(0);
-                        let mut length = None;
-                        let mut chunked = false;
-                        let mut closing = false;
-                        for h in resp.headers.iter() {
-                            if h.name.eq_ignore_ascii_case("content-length") {
-                                length = std::str::from_utf8(h.value)
-                                    .ok()
-                                    .and_then(|v| v.trim().parse::<usize>().ok());
-                            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                                chunked = h
-                                    .value
-                                    .windows(7)
-                                    .any(|w| w.eq_ignore_ascii_case(b"chunked"));
-                            } else if h.name.eq_ignore_ascii_case("connection") {
-                                closing =
-                                    h.value.windows(5).any(|w| w.eq_ignore_ascii_case(b"close"));
-                            }
-                        }
-                        (status, n, length, chunked, closing)
-                    }
-                    Ok(httparse::Status::Partial) => {
-                        if !self.fill().await? {
-                            return Err(std::io::ErrorKind::UnexpectedEof.into());
-                        }
-                        continue;
-                    }
-                    Err(_) => return Err(bad("malformed response head")),
-                }
-            };
-            self.start += head_len;
-            if (100..200).contains(&status) {
-                continue; // interim response
-            }
-            let mut head = Vec::new();
-            let no_body = is_head || status == 204 || status == 304;
-            let (body_len, closing) = if no_body {
-                (0, closing)
-            } else if chunked {
-                let mut total = 0;
-                loop {
-                    let l = self.line().await?;
-                    let hex = l.split(|&b| b == b';').next().unwrap_or(&[]);
-                    let size = std::str::from_utf8(hex)
-                        .ok()
-                        .and_then(|h| usize::from_str_radix(h.trim(), 16).ok())
-                        .ok_or_else(|| bad("bad chunk size"))?;
-                    if size == 0 {
-                        while !self.line().await?.is_empty() {}
-                        break;
-                    }
-                    self.skip(size, &mut head).await?;
-                    if !self.line().await?.is_empty() {
-                        return Err(bad("chunk not followed by CRLF"));
-                    }
-                    total += size;
-                }
-                (total, closing)
-            } else if let Some(n) = length {
-                self.skip(n, &mut head).await?;
-                (n, closing)
-            } else {
-                // close-delimited
-                let mut total = 0;
-                loop {
-                    let avail = self.end - self.start;
-                    self.skip(avail, &mut head).await?;
-                    total += avail;
-                    if !self.fill().await? {
-                        break;
-                    }
-                }
-                (total, true)
-            };
-            return Ok(Answer {
-                status,
-                body_len,
-                head,
-                closing,
-            });
-        }
-    }
+/// Sends the pre-serialised `request` and reads its response (1xx skipped).
+async fn exchange(
+    conn: &mut AsyncConn,
+    request: &[u8],
+    head_request: bool,
+) -> Result<Answer, WireError> {
+    conn.send(request).await?;
+    let mut answer = Answer::default();
+    let opts = ReadOptions {
+        head_request,
+        return_interim: false,
+    };
+    conn.read_with(opts, &mut answer).await?;
+    Ok(answer)
 }
 
 fn serialize_request(app: App) -> Vec<u8> {
@@ -521,12 +384,12 @@ async fn worker(
     shared: Arc<Shared>,
 ) -> Histogram<u64> {
     let mut hist = new_histogram();
-    let mut conn: Option<RawConn> = None;
+    let mut conn: Option<AsyncConn> = None;
     let mut first = true;
     while Instant::now() < end {
         let c = match &mut conn {
             Some(c) => c,
-            None => match RawConn::connect(addr).await {
+            None => match AsyncConn::connect(addr).await {
                 Ok(c) => {
                     if !first {
                         shared.reconnects.fetch_add(1, Ordering::Relaxed);
@@ -542,7 +405,7 @@ async fn worker(
             },
         };
         let t0 = Instant::now();
-        let answer = match c.exchange(&request, false).await {
+        let answer = match exchange(c, &request, false).await {
             Ok(a) => a,
             Err(_) => {
                 shared.errors_io.fetch_add(1, Ordering::Relaxed);
@@ -1855,15 +1718,15 @@ mod tests {
                     s.write_all(a).await.unwrap();
                 }
             });
-            let mut c = RawConn::connect(addr).await.unwrap();
+            let mut c = AsyncConn::connect(addr).await.unwrap();
             let req = b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n";
-            let a = c.exchange(req, false).await.unwrap();
+            let a = exchange(&mut c, req, false).await.unwrap();
             assert_eq!((a.status, a.body_len, a.head.as_slice(), a.closing), (200, 13, &b"Hello, world!"[..], false));
-            let a = c.exchange(req, false).await.unwrap();
+            let a = exchange(&mut c, req, false).await.unwrap();
             assert_eq!((a.body_len, a.head.as_slice()), (13, &b"Hello, world!"[..]));
-            let a = c.exchange(req, true).await.unwrap();
+            let a = exchange(&mut c, req, true).await.unwrap();
             assert_eq!(a.body_len, 0);
-            let a = c.exchange(req, false).await.unwrap();
+            let a = exchange(&mut c, req, false).await.unwrap();
             assert_eq!((a.body_len, a.closing), (15, true));
         });
     }

@@ -816,12 +816,13 @@ pub fn pyisapie_lib() -> PathBuf {
 // Raw TCP client
 // ---------------------------------------------------------------------------
 
-/// A raw HTTP/1.x client connection. Requests are written verbatim; responses
-/// are read with the harness's strict reader, which never consumes bytes past
-/// the end of one response (so keep-alive and pipelining can be checked).
+/// A raw HTTP/1.x client connection: the harness's [`wire::Conn`] (requests
+/// written verbatim, responses read by its strict reader, which never consumes
+/// bytes past the end of one response, so keep-alive and pipelining can be
+/// checked), with conveniences that panic instead of returning errors.
 #[derive(Debug)]
 pub struct RawConn {
-    reader: BufReader<TcpStream>,
+    conn: wire::Conn,
 }
 
 impl RawConn {
@@ -832,24 +833,24 @@ impl RawConn {
         stream.set_read_timeout(Some(READ_TIMEOUT))?;
         stream.set_write_timeout(Some(Duration::from_secs(30)))?;
         Ok(RawConn {
-            reader: BufReader::with_capacity(64 * 1024, stream),
+            conn: wire::Conn::new(stream),
         })
     }
 
     /// The socket.
     pub fn stream(&self) -> &TcpStream {
-        self.reader.get_ref()
+        self.conn.stream()
     }
 
-    /// The buffered reader over the socket (for custom raw reads that must not
-    /// lose buffered bytes).
-    pub fn reader(&mut self) -> &mut BufReader<TcpStream> {
-        &mut self.reader
+    /// The buffered connection (for custom raw reads that must not lose
+    /// buffered bytes).
+    pub fn reader(&mut self) -> &mut wire::Conn {
+        &mut self.conn
     }
 
     /// Set the read timeout.
     pub fn set_read_timeout(&self, t: Option<Duration>) {
-        self.stream().set_read_timeout(t).expect("set_read_timeout");
+        self.conn.set_read_timeout(t).expect("set_read_timeout");
     }
 
     /// Write all bytes (panics on error).
@@ -859,9 +860,7 @@ impl RawConn {
 
     /// Write all bytes.
     pub fn try_send(&mut self, bytes: &[u8]) -> io::Result<()> {
-        let mut s = self.reader.get_ref();
-        s.write_all(bytes)?;
-        s.flush()
+        self.conn.send(bytes)
     }
 
     /// Half-close the sending side (the server sees EOF).
@@ -872,23 +871,20 @@ impl RawConn {
     /// Read the next final response (1xx interim responses are collected into
     /// [`Response::interim`]).
     pub fn read_response(&mut self) -> Result<Response, WireError> {
-        wire::read_response(&mut self.reader, false)
+        self.conn.read_response(false)
     }
 
     /// Read the response to a HEAD request (no body whatever the headers say).
     pub fn read_response_to_head(&mut self) -> Result<Response, WireError> {
-        wire::read_response(&mut self.reader, true)
+        self.conn.read_response(true)
     }
 
     /// Read the next response, returning 1xx interim responses on their own.
     pub fn read_response_or_interim(&mut self) -> Result<Response, WireError> {
-        wire::read_response_with(
-            &mut self.reader,
-            ReadOptions {
-                head_request: false,
-                return_interim: true,
-            },
-        )
+        self.conn.read_response_with(ReadOptions {
+            head_request: false,
+            return_interim: true,
+        })
     }
 
     /// Send a request and read its response (panics on a wire error).
@@ -909,7 +905,7 @@ impl RawConn {
         let mut buf = [0u8; 8192];
         while out.len() < n {
             let want = (n - out.len()).min(buf.len());
-            match self.reader.read(&mut buf[..want]) {
+            match self.conn.read(&mut buf[..want]) {
                 Ok(0) => break,
                 Ok(k) => out.extend_from_slice(&buf[..k]),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -925,7 +921,7 @@ impl RawConn {
         let mut out = Vec::new();
         let mut buf = [0u8; 8192];
         loop {
-            match self.reader.read(&mut buf) {
+            match self.conn.read(&mut buf) {
                 Ok(0) => return (out, true),
                 Ok(k) => out.extend_from_slice(&buf[..k]),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -946,19 +942,13 @@ impl RawConn {
 
     /// Bytes received but not yet consumed.
     pub fn buffered(&self) -> &[u8] {
-        self.reader.buffer()
+        self.conn.buffered()
     }
 
     /// What the peer does within `timeout`: closes, stays silent, or sends
     /// unexpected bytes (buffered leftovers count as data).
     pub fn peer_state(&mut self, timeout: Duration) -> PeerState {
-        if !self.reader.buffer().is_empty() {
-            let data = self.reader.buffer().to_vec();
-            let n = data.len();
-            self.reader.consume(n);
-            return PeerState::Data(data);
-        }
-        wire::wait_closed(self.reader.get_ref(), timeout).unwrap_or(PeerState::Closed)
+        self.conn.wait_closed(timeout).unwrap_or(PeerState::Closed)
     }
 
     /// True if the peer closes the connection within 3 s (a leftover or new
