@@ -29,8 +29,9 @@ pub(crate) enum LoadError {
     /// A required export is missing.
     #[error("ISAPI extension {path} does not export {symbol}")]
     Symbol { path: String, symbol: &'static str },
-    /// `GetExtensionVersion` returned FALSE.
-    #[error("ISAPI extension {path}: GetExtensionVersion returned FALSE (error {code})")]
+    /// `GetExtensionVersion` returned FALSE. `code` is the last error the
+    /// extension left, which it may not have set: shown only when not 0.
+    #[error("ISAPI extension {path} refused to start (GetExtensionVersion returned FALSE{}); its own messages, above, say why", last_error_note(*code))]
     Refused { path: String, code: i32 },
 }
 
@@ -49,9 +50,13 @@ impl Extension {
         let shown = path.display().to_string();
         // SAFETY: loading a library runs its initialisers; loading the
         // extension the user named is the purpose of this program.
-        let lib = unsafe { open_library(path) }.map_err(|e| LoadError::Open {
-            path: shown.clone(),
-            reason: loader_message(&e, &shown),
+        let lib = unsafe { open_library(path) }.map_err(|e| {
+            let reason = loader_message(&e, &shown);
+            let hint = missing_import_hint(path, &reason);
+            LoadError::Open {
+                path: shown.clone(),
+                reason: reason + hint,
+            }
         })?;
         let symbol = |name: &'static str| LoadError::Symbol {
             path: shown.clone(),
@@ -120,6 +125,29 @@ impl Extension {
             }
             None => tracing::debug!(path = %path, "extension has no TerminateExtension"),
         }
+    }
+}
+
+/// `, last error N` when the extension left one.
+fn last_error_note(code: i32) -> String {
+    match code {
+        0 => String::new(),
+        code => format!(", last error {code}"),
+    }
+}
+
+/// Windows says "module not found" (error 126, `reason`'s end) both for a
+/// missing DLL and for a DLL whose own imports are missing; when the file is
+/// there, it is the second, and the likely culprit for pyisapie is
+/// `python3XX.dll`.
+fn missing_import_hint(path: &Path, reason: &str) -> &'static str {
+    // libloading keeps the Windows code private; its message ends with
+    // std's "(os error N)".
+    if cfg!(windows) && reason.ends_with("(os error 126)") && path.is_file() {
+        " (the file exists, so a DLL it imports was not found: for pyisapie.dll, the \
+         python3XX.dll of the Python it was built for, whose folder must be on PATH)"
+    } else {
+        ""
     }
 }
 
