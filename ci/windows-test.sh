@@ -10,7 +10,9 @@
 #   3. for each out/py3XX folder (embeddable CPython + pyisapie.dll + isapi-host.exe):
 #      the WSGI end-to-end tests (cargo test --test wsgi), with a Windows virtualenv
 #      holding ci/python-requirements.txt (target/windows/venv/py3XX, made here with
-#      pip for win_amd64), and the WSGI conformance cases against host-py-win-py3XX.
+#      pip for win_amd64), and the WSGI conformance cases against host-py-win-py3XX;
+#   4. pyisapie's unit tests built as a Windows program and run under Wine, beside the
+#      first out/py3XX folder.
 # The test binaries are the ordinary Linux ones; tests/support/mod.rs runs the .exe
 # through Wine (ISAPI_HOST_TEST_BIN, ISAPI_HOST_TEST_RUNNER, ISAPI_TEST_FIXTURE_DIR,
 # ISAPI_TEST_PYISAPIE). A test that cannot run on the Windows host says
@@ -226,6 +228,22 @@ for tag in "${folders[@]}"; do
       --server "host-py-win-$tag" --windows-out "$WINDOWS_OUT" --wine "$WINE64" --fragment random
   fi
 done
+
+# ---- 4. pyisapie's own unit tests, as a Windows program --------------------------------
+# The Windows-only code (the library's folder, TRANSMIT_FILE handles from Python's C
+# runtime, the path rules) runs natively under Wine, next to the first CPython laid out.
+# Its own target dir: `test` in -Zbuild-std would rebuild std in cargo-py3XX each time.
+if [ ${#folders[@]} -gt 0 ]; then
+  tag=${folders[0]}
+  ver="3.${tag#py3}"
+  unit_dir=$WINDOWS_DIR/cargo-unit-$tag
+  PATH="/usr/bin:$PATH" RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 CARGO_PROFILE_RELEASE_DEBUG=0 \
+    PYO3_CROSS=1 PYO3_CROSS_PYTHON_VERSION="$ver" PYISAPIE_TEST_PYTHON_DIR="$WINDOWS_OUT/$tag" \
+    CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER="$PWD/isapi-dll/scripts/wine-test-runner.sh" \
+    run_cargo_suite "pyisapie unit tests ($tag, native)" "unit-$tag" -- \
+    -Zbuild-std=std,panic_abort,test --target x86_64-pc-windows-gnu --target-dir "$unit_dir" \
+    --config 'target.x86_64-pc-windows-gnu.linker="x86_64-w64-mingw32-gcc"' -p pyisapie --lib
+fi
 
 # ---- summary ---------------------------------------------------------------------------
 echo
