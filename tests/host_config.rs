@@ -138,15 +138,6 @@ fn access_log_w3c_has_iis_default_fields() {
     assert!(f[14].parse::<u64>().is_ok(), "time-taken in ms: {entry:?}");
 }
 
-/// The host's threads whose kernel name (`comm`) is `name`.
-fn threads_named(pid: u32, name: &str) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .filter(|comm| comm.trim_end() == name)
-        .count()
-}
-
 #[test]
 fn io_threads_sets_the_runtime_threads() {
     let hello = c_fixture_str("hello");

@@ -29,10 +29,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::cli::{LaunchArgs, make_env};
-use crate::machine;
 use crate::servers::{self, Env, Running, ServerSpec};
 use crate::svg;
 use crate::wire::{AsyncConn, Framing, Head, ReadOptions, Sink, WireError};
+use crate::{machine, procfs};
 
 /// The benchmark workloads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum, Serialize)]
@@ -434,32 +434,6 @@ fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds")
 }
 
-/// CPU time (user+system, in clock ticks) of a process tree.
-fn tree_cpu_ticks(pid: u32) -> u64 {
-    let mut total = 0;
-    for p in servers::tree_pids(pid) {
-        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat"))
-            && let Some((_, after)) = stat.rsplit_once(')')
-        {
-            let f: Vec<&str> = after.split_whitespace().collect();
-            // fields after ')' start at index 0 = state (field 3); utime = field 14, stime = field 15
-            let ut: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0);
-            let st: u64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-            total += ut + st;
-        }
-    }
-    total
-}
-
-fn ticks_per_sec() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
 fn progress_bar(label: &str, total: Duration) -> ProgressBar {
     let pb = ProgressBar::new(total.as_millis() as u64);
     pb.set_style(
@@ -584,7 +558,7 @@ pub fn load(
     let (mut last, mut last_t) = (0, Instant::now());
     let (hist, shared) = client.drive(addr, app, conns, measure_from, end, |shared| {
         if cpu_before.is_none() && Instant::now() >= measure_from {
-            cpu_before = Some(tree_cpu_ticks(cpu_pid));
+            cpu_before = Some(procfs::tree_cpu_ticks(cpu_pid));
         }
         let done = shared.done.load(Ordering::Relaxed);
         let dt = last_t.elapsed().as_secs_f64();
@@ -601,11 +575,11 @@ pub fn load(
         last_t = Instant::now();
     });
     let cpu_before = cpu_before.unwrap_or(0);
-    let cpu_after = tree_cpu_ticks(cpu_pid);
+    let cpu_after = procfs::tree_cpu_ticks(cpu_pid);
     pb.finish_and_clear();
     let secs = duration.as_secs_f64();
     let requests = hist.len();
-    let cpu_s = cpu_after.saturating_sub(cpu_before) as f64 / ticks_per_sec();
+    let cpu_s = cpu_after.saturating_sub(cpu_before) as f64 / procfs::ticks_per_sec();
     let r = RunResult {
         server: srv.spec.label(),
         app,
@@ -756,7 +730,7 @@ pub fn idle_rss(srv: &Running, n: usize) -> Result<IdleResult> {
             }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let after = tree_rss_now(srv.pid());
+        let after = procfs::tree_rss_kib(srv.pid());
         let open = senders.iter().filter(|s| !s.is_closed()).count();
         (senders.len(), open, after)
     });
@@ -768,10 +742,6 @@ pub fn idle_rss(srv: &Running, n: usize) -> Result<IdleResult> {
         rss_before_kib: before,
         rss_after_kib: after,
     })
-}
-
-fn tree_rss_now(pid: u32) -> u64 {
-    servers::tree_rss_kib(pid)
 }
 
 /// Stream a chunked upload of `mib` MiB to /count, sampling the server's RSS every 20 ms.
@@ -786,7 +756,7 @@ pub fn upload(srv: &Running, mib: u64) -> UploadResult {
         let peak = peak.clone();
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                peak.fetch_max(servers::tree_rss_kib(pid), Ordering::Relaxed);
+                peak.fetch_max(procfs::tree_rss_kib(pid), Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(20));
             }
         })

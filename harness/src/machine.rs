@@ -2,6 +2,8 @@
 
 use std::process::Command;
 
+use crate::procfs;
+
 fn cmd(program: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(program).args(args).output().ok()?;
     out.status
@@ -16,14 +18,7 @@ pub fn utc_now() -> String {
 
 /// CPU model.
 pub fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':').map(|(_, v)| v.trim().to_owned()))
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
+    procfs::cpu_model().unwrap_or_else(|| "unknown CPU".into())
 }
 
 /// Logical CPUs available to this process.
@@ -35,19 +30,7 @@ pub fn cpus() -> usize {
 
 /// Total memory in MiB.
 pub fn mem_mib() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| {
-                    l.split_whitespace()
-                        .nth(1)
-                        .and_then(|v| v.parse::<u64>().ok())
-                })
-        })
-        .map(|kib| kib / 1024)
-        .unwrap_or(0)
+    procfs::mem_total_kib().map(|kib| kib / 1024).unwrap_or(0)
 }
 
 /// One line: CPU, cores, memory, kernel.

@@ -16,7 +16,6 @@
 //! `Z:\...` form; their stdout and stderr are pipes (embedded CPython under
 //! Wine cannot start with a regular file as its stderr).
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -26,9 +25,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 
 use crate::cases::Target;
+use crate::{fixtures, procfs};
 
 /// The names `--server` accepts besides `cmd:...` and `host-py-win-py3XX`.
 pub const KNOWN: &[&str] = &[
@@ -202,11 +202,7 @@ impl Env {
 
     /// A PE fixture of `windows_out/fixtures` (`<name>.dll`), if it exists.
     pub fn windows_fixture(&self, name: &str) -> Option<PathBuf> {
-        let p = self
-            .windows_out
-            .join("fixtures")
-            .join(format!("{name}.dll"));
-        p.is_file().then_some(p)
+        fixtures::prebuilt(&self.windows_out.join("fixtures"), name, true)
     }
 
     /// `wine64 --version`, for reports.
@@ -304,8 +300,6 @@ pub struct Running {
     child: Child,
 }
 
-static COMPILED: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
-
 /// Process groups of the servers currently running (for cleanup on SIGINT/SIGTERM).
 static GROUPS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
@@ -328,41 +322,9 @@ pub fn kill_all_groups() {
     }
 }
 
-/// Compile `fixtures/isapi-c/<name>.c` into a shared library (once per process).
+/// Compile `fixtures/isapi-c/<name>.c` into `OUT/isapi-c` (once per process).
 pub fn compile_c_fixture(env: &Env, name: &str) -> Result<PathBuf> {
-    let mut guard = COMPILED
-        .lock()
-        .map_err(|_| anyhow!("fixture cache poisoned"))?;
-    let map = guard.get_or_insert_with(HashMap::new);
-    if let Some(p) = map.get(name) {
-        return Ok(p.clone());
-    }
-    let src_dir = env.repo.join("fixtures/isapi-c");
-    let src = src_dir.join(format!("{name}.c"));
-    if !src.exists() {
-        bail!("C fixture {} does not exist", src.display());
-    }
-    let out_dir = env.out_dir.join("isapi-c");
-    std::fs::create_dir_all(&out_dir)?;
-    let out = out_dir.join(format!("lib{name}.so"));
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_owned());
-    let output = Command::new(&cc)
-        .args(["-O2", "-shared", "-fPIC", "-pthread", "-Wall", "-I"])
-        .arg(&src_dir)
-        .arg("-o")
-        .arg(&out)
-        .arg(&src)
-        .output()
-        .with_context(|| format!("running {cc}"))?;
-    if !output.status.success() {
-        bail!(
-            "compiling {} failed:\n{}",
-            src.display(),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    map.insert(name.to_owned(), out.clone());
-    Ok(out)
+    fixtures::compile(&env.repo.join("fixtures/isapi-c"), name, &env.out_dir, &[])
 }
 
 /// Which C fixtures `host-c` has (those that compiled).
@@ -743,7 +705,7 @@ impl Running {
 
     /// Resident memory (KiB) of the server process and all its descendants.
     pub fn rss_kib(&self) -> u64 {
-        tree_rss_kib(self.child.id())
+        procfs::tree_rss_kib(self.child.id())
     }
 
     /// SIGTERM the process group, then SIGKILL after a grace period.
@@ -765,52 +727,6 @@ impl Drop for Running {
             let _ = kill_group(&mut self.child, Duration::from_secs(2));
         }
     }
-}
-
-/// Sum of VmRSS (KiB) over `pid` and its descendants, from /proc.
-pub fn tree_rss_kib(pid: u32) -> u64 {
-    tree_pids(pid).iter().map(|p| vm_rss_kib(*p)).sum()
-}
-
-/// `pid` and all its descendants, from /proc.
-pub fn tree_pids(pid: u32) -> Vec<u32> {
-    let mut parent_of: Vec<(u32, u32)> = Vec::new();
-    if let Ok(rd) = std::fs::read_dir("/proc") {
-        for e in rd.flatten() {
-            let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-                continue;
-            };
-            if let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat"))
-                && let Some(after) = stat.rsplit_once(')').map(|(_, a)| a)
-                && let Some(ppid) = after.split_whitespace().nth(1).and_then(|s| s.parse().ok())
-            {
-                parent_of.push((p, ppid));
-            }
-        }
-    }
-    let mut family = vec![pid];
-    let mut i = 0;
-    while i < family.len() {
-        let cur = family[i];
-        for &(p, pp) in &parent_of {
-            if pp == cur && !family.contains(&p) {
-                family.push(p);
-            }
-        }
-        i += 1;
-    }
-    family
-}
-
-fn vm_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
 }
 
 /// Locate the repository root: `--repo`, else the harness's source checkout,
@@ -889,10 +805,5 @@ mod tests {
             r"Z:\work\main\fixtures\wsgi"
         );
         assert_eq!(wine_path(Path::new("rel/x.dll")), r"rel\x.dll");
-    }
-
-    #[test]
-    fn rss_of_self_is_positive() {
-        assert!(tree_rss_kib(std::process::id()) > 0);
     }
 }

@@ -37,10 +37,10 @@
 //! that cannot run there call [`skip_on_windows`], which prints
 //! `SKIPPED: <test>: <reason>` and makes the test return without asserting.
 //!
-//! Each binary uses a subset of these helpers, hence the `dead_code` allowance.
-#![allow(dead_code, unreachable_pub)]
+//! Each binary uses a subset of these helpers (and of the re-exports), hence
+//! the `dead_code` and `unused_imports` allowances.
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
-use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -51,6 +51,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub use isapi_harness::fixtures::{self, FNV1A64_INIT, fnv1a64};
+pub use isapi_harness::procfs::{
+    self, listening_on_port, listening_sockets, peak_rss_kib, rss_kib, threads_named,
+};
 pub use isapi_harness::wire::{self, Framing, PeerState, ReadOptions, Response, WireError};
 
 /// The host binary cargo built for these tests (the Linux one).
@@ -566,70 +570,6 @@ pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> 
     }
 }
 
-/// VmRSS (current resident set size) of process `pid` in KiB.
-pub fn rss_kib(pid: u32) -> Option<u64> {
-    proc_status_kib(pid, "VmRSS:")
-}
-
-/// VmHWM (peak resident set size) of process `pid` in KiB.
-pub fn peak_rss_kib(pid: u32) -> Option<u64> {
-    proc_status_kib(pid, "VmHWM:")
-}
-
-/// How many TCP sockets process `pid` holds in the LISTEN state, from its
-/// `/proc/<pid>/fd` socket inodes matched against `/proc/<pid>/net/tcp{,6}`.
-/// Unlike a connect attempt, this cannot be fooled by another process that
-/// binds the same port once it is free.
-pub fn listening_sockets(pid: u32) -> usize {
-    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|dir| {
-            dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-                .filter_map(|l| {
-                    let l = l.to_str()?;
-                    Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    ["tcp", "tcp6"]
-        .iter()
-        .filter_map(|t| std::fs::read_to_string(format!("/proc/{pid}/net/{t}")).ok())
-        .flat_map(|table| {
-            table
-                .lines()
-                .skip(1)
-                .filter_map(|line| {
-                    let cols: Vec<&str> = line.split_whitespace().collect();
-                    // Column 3 is the state (0A = LISTEN), column 9 the inode.
-                    (cols.get(3) == Some(&"0A")).then(|| cols.get(9).map(|s| s.to_string()))?
-                })
-                .collect::<Vec<_>>()
-        })
-        .filter(|inode| inodes.contains(inode))
-        .count()
-}
-
-/// How many TCP sockets, of any process, listen on `port` (from
-/// `/proc/net/tcp{,6}`).
-pub fn listening_on_port(port: u16) -> usize {
-    let local = format!(":{port:04X}");
-    ["tcp", "tcp6"]
-        .iter()
-        .filter_map(|t| std::fs::read_to_string(format!("/proc/net/{t}")).ok())
-        .map(|table| {
-            table
-                .lines()
-                .skip(1)
-                .filter(|line| {
-                    let cols: Vec<&str> = line.split_whitespace().collect();
-                    // Column 1 is the local address (hex ip:port), column 3 the state.
-                    cols.get(3) == Some(&"0A") && cols.get(1).is_some_and(|a| a.ends_with(&local))
-                })
-                .count()
-        })
-        .sum()
-}
-
 /// A text file an extension wrote, with the C runtime's text-mode line ends
 /// (`\r\n` on Windows) read back as `\n`; "" if it does not exist.
 pub fn read_extension_text(path: &Path) -> String {
@@ -641,14 +581,6 @@ pub fn read_extension_text(path: &Path) -> String {
     }
 }
 
-fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
 // ---------------------------------------------------------------------------
 // Extensions under test
 // ---------------------------------------------------------------------------
@@ -658,112 +590,29 @@ pub fn c_fixture_dir() -> PathBuf {
     repo_root().join("fixtures").join("isapi-c")
 }
 
-fn target_triple() -> String {
-    if let Ok(t) = std::env::var("TARGET") {
-        return t;
-    }
-    let arch = std::env::consts::ARCH;
-    match std::env::consts::OS {
-        "linux" => format!("{arch}-unknown-linux-gnu"),
-        "macos" => format!("{arch}-apple-darwin"),
-        "windows" => format!("{arch}-pc-windows-msvc"),
-        os => format!("{arch}-unknown-{os}"),
-    }
-}
-
 /// Compile `fixtures/isapi-c/<name>.c` into a shared library (once per test
-/// process) under `CARGO_TARGET_TMPDIR` and return its path. Uses the `cc`
-/// crate to find the C compiler, with `-shared -fPIC -pthread -Wall -Wextra
-/// -Werror` plus `$ISAPI_FIXTURE_CFLAGS`. Panics with the compiler output on
-/// failure.
+/// process) under `CARGO_TARGET_TMPDIR` and return its path: the harness's
+/// [`fixtures::compile`] (`-shared -fPIC -pthread -Wall -Wextra -Werror`) plus
+/// `$ISAPI_FIXTURE_CFLAGS`, e.g. `"-fsanitize=address -g"` (run the host with
+/// `ISAPI_HOST_TEST_LD_PRELOAD=libasan.so.8`); builds with extra flags go to
+/// their own directory. With `$ISAPI_TEST_FIXTURE_DIR`, the prebuilt library
+/// there instead. Panics with the compiler output on failure.
 pub fn c_fixture(name: &str) -> PathBuf {
     if let Some(dir) = std::env::var_os("ISAPI_TEST_FIXTURE_DIR").filter(|d| !d.is_empty()) {
-        return prebuilt_fixture(Path::new(&dir), name);
+        let dir = Path::new(&dir);
+        return fixtures::prebuilt(dir, name, windows_host()).unwrap_or_else(|| {
+            panic!(
+                "fixture {name} not found in ISAPI_TEST_FIXTURE_DIR={} (looked for {:?})",
+                dir.display(),
+                fixtures::prebuilt_names(name, windows_host())
+            )
+        });
     }
-    static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
-    let mut built = BUILT
-        .get_or_init(|| Mutex::new(HashMap::new()))
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    if let Some(p) = built.get(name) {
-        return p.clone();
-    }
-    let src = c_fixture_dir().join(format!("{name}.c"));
-    assert!(src.is_file(), "no C fixture {}", src.display());
-    // Extra flags, e.g. ISAPI_FIXTURE_CFLAGS="-fsanitize=address -g" (run the
-    // host with ISAPI_HOST_TEST_LD_PRELOAD=libasan.so.8). Builds with extra
-    // flags go to their own directory.
     let extra: Vec<String> = std::env::var("ISAPI_FIXTURE_CFLAGS")
         .map(|v| v.split_whitespace().map(str::to_owned).collect())
         .unwrap_or_default();
-    let sub = if extra.is_empty() {
-        "isapi-c".to_owned()
-    } else {
-        format!(
-            "isapi-c-{:016x}",
-            fnv1a64(FNV1A64_INIT, extra.join(" ").as_bytes())
-        )
-    };
-    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(sub);
-    std::fs::create_dir_all(&out_dir).expect("create fixture output dir");
-    let out = out_dir.join(format!("lib{name}.{}", std::env::consts::DLL_EXTENSION));
-    // Build under a process-unique name, then rename: several test binaries
-    // may compile the same fixture concurrently.
-    let tmp = out_dir.join(format!("lib{name}.{}.tmp", std::process::id()));
-    let triple = target_triple();
-    let compiler = cc::Build::new()
-        .target(&triple)
-        .host(&triple)
-        .opt_level(2)
-        .cargo_metadata(false)
-        .cargo_warnings(false)
-        .get_compiler();
-    let mut cmd = compiler.to_command();
-    cmd.args([
-        "-shared", "-fPIC", "-pthread", "-Wall", "-Wextra", "-Werror", "-o",
-    ])
-    .arg(&tmp)
-    .args(&extra)
-    .arg(&src)
-    .arg("-I")
-    .arg(c_fixture_dir());
-    let output = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run C compiler {cmd:?}: {e}"));
-    assert!(
-        output.status.success(),
-        "compiling {} failed ({}):\n{}{}",
-        src.display(),
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    std::fs::rename(&tmp, &out).expect("rename compiled fixture");
-    built.insert(name.to_owned(), out.clone());
-    out
-}
-
-/// The prebuilt fixture `name` in `dir` (`$ISAPI_TEST_FIXTURE_DIR`): `name.dll`
-/// for a Windows host, else `libname.so` (or `name.so`). Panics if missing.
-fn prebuilt_fixture(dir: &Path, name: &str) -> PathBuf {
-    let candidates = if windows_host() {
-        vec![format!("{name}.dll")]
-    } else {
-        vec![
-            format!("lib{name}.{}", std::env::consts::DLL_EXTENSION),
-            format!("{name}.{}", std::env::consts::DLL_EXTENSION),
-        ]
-    };
-    candidates
-        .iter()
-        .map(|c| dir.join(c))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "fixture {name} not found in ISAPI_TEST_FIXTURE_DIR={} (looked for {candidates:?})",
-                dir.display()
-            )
-        })
+    let out_root = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    fixtures::compile(&c_fixture_dir(), name, out_root, &extra).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// The file name (without extension) of the fixture library `name` as the host
@@ -1026,18 +875,6 @@ pub fn pattern_bytes(len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
-/// FNV-1a 64-bit (the same hash as fixtures/isapi-c/fixture.h).
-pub fn fnv1a64(mut h: u64, data: &[u8]) -> u64 {
-    for &b in data {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
-/// Initial value for [`fnv1a64`].
-pub const FNV1A64_INIT: u64 = 0xcbf2_9ce4_8422_2325;
-
 /// `GET path HTTP/1.1` request bytes (keep-alive, no body).
 pub fn get_req(path: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").into_bytes()
@@ -1058,7 +895,7 @@ pub fn temp_dir(tag: &str) -> PathBuf {
                 let alive = name
                     .to_str()
                     .and_then(|n| n.parse::<u32>().ok())
-                    .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+                    .is_some_and(procfs::process_exists);
                 if !alive {
                     let _ = std::fs::remove_dir_all(e.path());
                 }
