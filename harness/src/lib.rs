@@ -12,5 +12,4 @@ pub mod machine;
 pub mod procfs;
 pub mod report;
 pub mod servers;
-pub mod svg;
 pub mod wire;

@@ -1,0 +1,99 @@
+//! The command line of `bench`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::model::App;
+use crate::cli::LaunchArgs;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Servers (repeatable): bare-hyper, host-c, host-py, granian, gunicorn, waitress, cmd:TEMPLATE.
+    #[arg(long = "server", default_values_t = ["bare-hyper", "host-c", "host-py", "granian", "gunicorn", "waitress"].map(String::from))]
+    pub servers: Vec<String>,
+    /// Workloads (comma-separated or repeated).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "hello")]
+    pub app: Vec<App>,
+    /// Concurrent keep-alive connections (comma-separated list for scaling runs).
+    #[arg(
+        short = 'c',
+        long = "concurrency",
+        value_delimiter = ',',
+        default_value = "64"
+    )]
+    pub concurrency: Vec<usize>,
+    /// Measured duration of each run (e.g. 10s, 500ms).
+    #[arg(short = 'd', long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Warm-up before each measured run (not recorded).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Interleaved rounds: each round runs every workload and concurrency on every server
+    /// (servers in an order rotated by the round); the median round is reported.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Threads of the load generator, each a single-threaded tokio runtime
+    /// driving its share of the connections.
+    #[arg(long, default_value_t = 2)]
+    pub client_threads: usize,
+    /// Also run wrk on the same server and workload (GET workloads) and record its rps.
+    #[arg(long)]
+    pub wrk: bool,
+    /// Rounds of the `--wrk` comparison (after the interleaved rounds, per server): this
+    /// generator and wrk alternate, medians are compared.
+    #[arg(long, default_value_t = 3)]
+    pub wrk_rounds: usize,
+    /// Also measure the servers' resident memory holding this many idle keep-alive connections.
+    #[arg(long)]
+    pub idle_conns: Option<usize>,
+    /// Also stream a chunked upload of this many MiB to /count, sampling the server's RSS.
+    #[arg(long)]
+    pub upload_mib: Option<u64>,
+    /// JSON output (default OUT/bench.json).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Markdown tables output (default OUT/bench.md).
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
+    /// Directory for the SVG charts (default OUT).
+    #[arg(long)]
+    pub svg_dir: Option<PathBuf>,
+    /// Skip the load runs (only idle/upload measurements).
+    #[arg(long)]
+    pub no_load: bool,
+    #[command(flatten)]
+    pub launch: LaunchArgs,
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map(|i| s.split_at(i))
+        .unwrap_or((s, "s"));
+    let v: f64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
+    let secs = match unit {
+        "ms" => v / 1000.0,
+        "s" | "" => v,
+        "m" => v * 60.0,
+        _ => return Err(format!("bad duration unit in {s:?} (ms, s, m)")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert!(parse_duration("3h").is_err());
+        assert!(parse_duration("x").is_err());
+    }
+}

@@ -1,0 +1,401 @@
+//! The Markdown report of a benchmark: the launch of every server, a table
+//! per workload with the ratios the targets are stated in, the wrk
+//! comparison, per-run details, idle memory, uploads, charts and problems.
+
+use std::path::PathBuf;
+
+use super::model::{App, Report, RunResult};
+use super::stats::{fmt_us, median, paired_ratio, spread_pct};
+
+fn find<'a>(r: &'a Report, server: &str, app: App, c: usize) -> Option<&'a RunResult> {
+    r.runs
+        .iter()
+        .find(|x| x.server == server && x.app == app && x.concurrency == c)
+}
+
+/// The header's words on the rounds.
+fn rounds_sentence(rounds: usize) -> String {
+    if rounds == 1 {
+        "one round (the servers interleaved per workload and concurrency); cells: requests/s (p99)"
+            .into()
+    } else {
+        format!(
+            "{rounds} interleaved rounds (each runs every server once per workload and concurrency, \
+             the servers in an order rotated by the round); cells: requests/s of the median-rps round \
+             ± half the range of the rounds in % of it (p99 of that round); ratios: median of the \
+             same-round ratios (min–max)"
+        )
+    }
+}
+
+/// A ratio-table cell for servers `x` / `y`: the median of the same-round rps ratios, their
+/// range when there are several rounds, and the median same-round p99 ratio.
+fn ratio_cell(x: &RunResult, y: &RunResult) -> Option<String> {
+    let rps = paired_ratio(&x.round_rps, &y.round_rps)?;
+    let p99s = |r: &RunResult| r.round_p99_us.iter().map(|&u| u as f64).collect::<Vec<_>>();
+    let p99 = paired_ratio(&p99s(x), &p99s(y))
+        .map(|q| format!("{:.2}×", q.median))
+        .unwrap_or_else(|| "—".into());
+    Some(if rps.pairs > 1 {
+        format!(
+            "{:.2}× ({:.2}–{:.2}; p99 {p99})",
+            rps.median, rps.min, rps.max
+        )
+    } else {
+        format!("{:.2}× (p99 {p99})", rps.median)
+    })
+}
+
+/// Markdown tables of a report; chart paths are made relative to `rel_to`.
+pub fn markdown(r: &Report, charts: &[PathBuf], rel_to: Option<&std::path::Path>) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let servers: Vec<String> = r.meta.servers.keys().cloned().collect();
+    let order: Vec<String> = {
+        // keep the command-line order
+        let mut seen = Vec::new();
+        for x in &r.runs {
+            if !seen.contains(&x.server) {
+                seen.push(x.server.clone());
+            }
+        }
+        for x in &servers {
+            if !seen.contains(x) {
+                seen.push(x.clone());
+            }
+        }
+        seen
+    };
+    let _ = writeln!(
+        s,
+        "Run {} on {} (git {}); every server 1 process with {} request threads; load generator: {} tokio thread(s), \
+         {} s measured after {} s warm-up per run; {}; command: `{}`.\n",
+        r.meta.date,
+        r.meta.machine,
+        r.meta.git_rev,
+        r.meta.threads,
+        r.meta.client_threads,
+        r.meta.duration_s,
+        r.meta.warmup_s,
+        rounds_sentence(r.meta.rounds),
+        r.meta.command
+    );
+    let _ = writeln!(s, "| server | launched as |\n|---|---|");
+    for (k, v) in &r.meta.servers {
+        let _ = writeln!(s, "| {k} | {v} |");
+    }
+    let _ = writeln!(s);
+    let list = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut apps: Vec<App> = r.runs.iter().map(|x| x.app).collect();
+    apps.sort();
+    apps.dedup();
+    let mut concs: Vec<usize> = r.runs.iter().map(|x| x.concurrency).collect();
+    concs.sort_unstable();
+    concs.dedup();
+    for app in &apps {
+        let _ = writeln!(s, "### {} — requests/s (p99 latency)\n", app.name());
+        let _ = write!(s, "| server |");
+        for c in &concs {
+            let _ = write!(s, " c={c} |");
+        }
+        let _ = writeln!(s);
+        let _ = write!(s, "|---|");
+        for _ in &concs {
+            let _ = write!(s, "---:|");
+        }
+        let _ = writeln!(s);
+        for srv in &order {
+            if !r.runs.iter().any(|x| &x.server == srv && x.app == *app) {
+                continue;
+            }
+            let _ = write!(s, "| {srv} |");
+            for c in &concs {
+                match find(r, srv, *app, *c) {
+                    Some(x) => {
+                        let err = if x.errors.total() > 0 {
+                            format!(", **{} errors**", x.errors.total())
+                        } else {
+                            String::new()
+                        };
+                        let spread = spread_pct(&x.round_rps, x.rps)
+                            .map(|p| format!(" ±{p:.0}%"))
+                            .unwrap_or_default();
+                        let _ = write!(s, " {:.0}{spread} ({}{err}) |", x.rps, fmt_us(x.p99_us));
+                    }
+                    None => {
+                        let _ = write!(s, " — |");
+                    }
+                }
+            }
+            let _ = writeln!(s);
+        }
+        let _ = writeln!(s);
+        // ratios that the targets are stated in
+        let pairs = [
+            ("host-c", "bare-hyper", 0.9),
+            ("host-py", "granian", 1.0),
+            ("host-py", "gunicorn", 3.0),
+            ("host-py", "waitress", 1.0),
+        ];
+        let mut rows = Vec::new();
+        for (a_, b_, target) in pairs {
+            let mut cells = Vec::new();
+            let mut any = false;
+            for c in &concs {
+                let cell = find(r, a_, *app, *c)
+                    .zip(find(r, b_, *app, *c))
+                    .and_then(|(x, y)| ratio_cell(x, y));
+                any |= cell.is_some();
+                cells.push(cell.unwrap_or_else(|| "—".into()));
+            }
+            if any {
+                rows.push(format!(
+                    "| {a_} / {b_} (target ≥ {target}×) | {} |",
+                    cells.join(" | ")
+                ));
+            }
+        }
+        if !rows.is_empty() {
+            let _ = write!(
+                s,
+                "| ratio: median of same-round ratios (min–max; p99 ratio, lower is better) |"
+            );
+            for c in &concs {
+                let _ = write!(s, " c={c} |");
+            }
+            let _ = writeln!(s);
+            let _ = write!(s, "|---|");
+            for _ in &concs {
+                let _ = write!(s, "---:|");
+            }
+            let _ = writeln!(s);
+            for row in rows {
+                let _ = writeln!(s, "{row}");
+            }
+            let _ = writeln!(s);
+        }
+    }
+    if r.runs.iter().any(|x| x.wrk_rps.is_some()) {
+        let _ = writeln!(
+            s,
+            "### Load generator vs wrk (same server, same workload)\n"
+        );
+        let _ = writeln!(
+            s,
+            "After the interleaved rounds, comparison rounds alternate this generator and wrk (same connections, \
+             threads and duration; the first generator round is the median interleaved round); medians compared.\n"
+        );
+        let _ = writeln!(
+            s,
+            "| server | workload | c | isapi-harness rps (rounds) | wrk rps (rounds) | ratio of medians | harness p99 | wrk p99 |"
+        );
+        let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|");
+        for x in r.runs.iter().filter(|x| x.wrk_rps.is_some()) {
+            let w = x.wrk_rps.unwrap_or(0.0);
+            let ours = if x.rounds_rps.is_empty() {
+                x.rps
+            } else {
+                median(&x.rounds_rps)
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {:.0} ({}) | {:.0} ({}) | {:.3} | {} | {} |",
+                x.server,
+                x.app.name(),
+                x.concurrency,
+                ours,
+                list(&x.rounds_rps),
+                w,
+                list(&x.wrk_rounds_rps),
+                ours / w.max(1.0),
+                fmt_us(x.p99_us),
+                x.wrk_p99_us.map(fmt_us).unwrap_or_else(|| "—".into())
+            );
+        }
+        let _ = writeln!(s);
+    }
+    if !r.runs.is_empty() {
+        let _ = writeln!(s, "### Details (the median round of each)\n");
+        let _ = writeln!(
+            s,
+            "| server | workload | c | requests | rps | rps by round | mean | p50 | p90 | p99 | p99.9 | max | errors | reconnects | server CPU ms / 1k req | server RSS |"
+        );
+        let _ = writeln!(
+            s,
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        for x in &r.runs {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {} MiB |",
+                x.server,
+                x.app.name(),
+                x.concurrency,
+                x.requests,
+                x.rps,
+                list(&x.round_rps),
+                fmt_us(x.mean_us as u64),
+                fmt_us(x.p50_us),
+                fmt_us(x.p90_us),
+                fmt_us(x.p99_us),
+                fmt_us(x.p999_us),
+                fmt_us(x.max_us),
+                x.errors.total(),
+                x.reconnects,
+                x.server_cpu_ms_per_1k,
+                x.server_rss_kib / 1024
+            );
+        }
+        let _ = writeln!(s);
+    }
+    if !r.idle.is_empty() {
+        let _ = writeln!(s, "### Resident memory with idle keep-alive connections\n");
+        let _ = writeln!(
+            s,
+            "| server | connections asked | established | still open | RSS before | RSS with connections | per connection |"
+        );
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|");
+        for x in &r.idle {
+            let per = if x.still_open > 0 {
+                format!(
+                    "{:.1} KiB",
+                    x.rss_after_kib.saturating_sub(x.rss_before_kib) as f64 / x.still_open as f64
+                )
+            } else {
+                "—".into()
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {:.1} MiB | {:.1} MiB | {per} |",
+                x.server,
+                x.connections,
+                x.established,
+                x.still_open,
+                x.rss_before_kib as f64 / 1024.0,
+                x.rss_after_kib as f64 / 1024.0
+            );
+        }
+        let _ = writeln!(s);
+    }
+    if !r.uploads.is_empty() {
+        let _ = writeln!(s, "### Chunked upload streamed to /count\n");
+        let _ = writeln!(
+            s,
+            "| server | size | result | time | throughput | RSS before | RSS peak | growth |"
+        );
+        let _ = writeln!(s, "|---|---:|---|---:|---:|---:|---:|---:|");
+        for x in &r.uploads {
+            let _ = writeln!(
+                s,
+                "| {} | {} MiB | {} | {:.2} s | {:.0} MiB/s | {:.1} MiB | {:.1} MiB | {:.1} MiB |",
+                x.server,
+                x.bytes >> 20,
+                if x.ok {
+                    "ok".to_owned()
+                } else {
+                    format!("**{}**", x.response)
+                },
+                x.seconds,
+                x.mib_per_s,
+                x.rss_before_kib as f64 / 1024.0,
+                x.rss_peak_kib as f64 / 1024.0,
+                x.rss_growth_kib as f64 / 1024.0
+            );
+        }
+        let _ = writeln!(s);
+    }
+    if !charts.is_empty() {
+        let _ = writeln!(s, "### Charts\n");
+        for c in charts {
+            let p = rel_to
+                .and_then(|base| c.strip_prefix(base).ok())
+                .unwrap_or(c.as_path());
+            let _ = writeln!(s, "![{}]({})\n", p.display(), p.display());
+        }
+    }
+    if !r.errors.is_empty() {
+        let _ = writeln!(s, "### Problems during the run\n");
+        for e in &r.errors {
+            let _ = writeln!(s, "- {}", e.replace('\n', " "));
+        }
+        let _ = writeln!(s);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::bench::model::{Meta, run_of};
+    use crate::bench::stats::median_round;
+
+    /// The tables show the median round ± spread and median same-round ratios.
+    #[test]
+    fn markdown_rounds_and_paired_ratios() {
+        let with_rounds = |server: &str, rps: &[f64], p99: &[u64]| {
+            let rounds = rps
+                .iter()
+                .zip(p99)
+                .map(|(&r, &p)| run_of(server, r, p))
+                .collect();
+            median_round(rounds).unwrap()
+        };
+        let report = |rounds, runs| Report {
+            meta: Meta {
+                date: "d".into(),
+                machine: "m".into(),
+                git_rev: "g".into(),
+                threads: 4,
+                client_threads: 1,
+                duration_s: 1.0,
+                warmup_s: 0.5,
+                rounds,
+                servers: BTreeMap::new(),
+                command: "c".into(),
+            },
+            runs,
+            idle: Vec::new(),
+            uploads: Vec::new(),
+            errors: Vec::new(),
+        };
+        let md = markdown(
+            &report(
+                3,
+                vec![
+                    with_rounds("bare-hyper", &[100.0, 90.0, 110.0], &[1000, 1000, 2000]),
+                    with_rounds("host-c", &[90.0, 90.0, 88.0], &[1100, 900, 2000]),
+                ],
+            ),
+            &[],
+            None,
+        );
+        assert!(md.contains("3 interleaved rounds"), "{md}");
+        assert!(md.contains("| bare-hyper | 100 ±10% (1.00ms) |"), "{md}");
+        assert!(md.contains("| host-c | 90 ±1% (1.10ms) |"), "{md}");
+        // ratios 0.90, 1.00, 0.80; p99 ratios 1.10, 0.90, 1.00
+        assert!(
+            md.contains("| host-c / bare-hyper (target ≥ 0.9×) | 0.90× (0.80–1.00; p99 1.00×) |"),
+            "{md}"
+        );
+        let md = markdown(
+            &report(
+                1,
+                vec![
+                    with_rounds("bare-hyper", &[100.0], &[1000]),
+                    with_rounds("host-c", &[93.0], &[910]),
+                ],
+            ),
+            &[],
+            None,
+        );
+        assert!(md.contains("| host-c | 93 (910µs) |"), "{md}");
+        assert!(md.contains("| 0.93× (p99 0.91×) |"), "{md}");
+    }
+}

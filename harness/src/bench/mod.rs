@@ -1,0 +1,157 @@
+//! `bench`: an in-process HTTP/1.1 load generator (tokio + hyper client,
+//! keep-alive, every response validated), run against several servers in one
+//! go, with HdrHistogram latencies, JSON, Markdown and SVG output; plus idle
+//! keep-alive memory and a large chunked upload.
+//!
+//! All servers run at once and are measured in interleaved rounds (every
+//! workload and concurrency on every server once per round, the servers in an
+//! order rotated by the round), so that the machine's drift over minutes
+//! lands on all of them alike; the median round is reported and server ratios
+//! are medians of same-round ratios.
+
+pub mod args;
+pub mod client;
+pub mod markdown;
+pub mod model;
+pub mod probes;
+pub mod rounds;
+pub mod stats;
+pub mod svg;
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+
+pub use args::BenchArgs;
+pub use model::{App, Report, RunResult};
+
+use crate::cli::make_env;
+use crate::machine;
+use crate::servers::{self, Running, ServerSpec};
+use client::Client;
+use model::Meta;
+use probes::{idle_rss, upload};
+use rounds::{compare_wrk, interleaved_rounds, revive};
+use stats::{median_round, unique};
+
+pub fn run(a: BenchArgs) -> Result<ExitCode> {
+    if a.rounds == 0 {
+        bail!("--rounds must be at least 1");
+    }
+    let env = make_env(&a.launch, "bench_app:app", "bench", true)?;
+    let specs: Vec<ServerSpec> = a
+        .servers
+        .iter()
+        .map(|s| ServerSpec::parse(s))
+        .collect::<Result<_>>()?;
+    let client = Client::new(a.client_threads)?;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut report = Report {
+        meta: Meta {
+            date: machine::utc_now(),
+            machine: machine::summary(),
+            git_rev: machine::git_rev(&env.repo),
+            threads: env.threads,
+            client_threads: a.client_threads,
+            duration_s: a.duration.as_secs_f64(),
+            warmup_s: a.warmup.as_secs_f64(),
+            rounds: a.rounds,
+            servers: specs.iter().map(|s| (s.label(), env.describe(s))).collect(),
+            command: format!("isapi-harness {}", args.join(" ")),
+        },
+        runs: Vec::new(),
+        idle: Vec::new(),
+        uploads: Vec::new(),
+        errors: Vec::new(),
+    };
+    // every server runs until the end; `Running` stops its server when dropped, on any exit path
+    let mut running: Vec<Option<Running>> = specs
+        .iter()
+        .map(|spec| {
+            eprintln!("bench: starting {} ({})", spec.label(), env.describe(spec));
+            servers::start(&env, spec)
+                .inspect_err(|e| {
+                    eprintln!("  did not start: {e:#}");
+                    report
+                        .errors
+                        .push(format!("{}: did not start: {e:#}", spec.label()));
+                })
+                .ok()
+        })
+        .collect();
+    if !a.no_load {
+        let (apps, concs) = (unique(&a.app), unique(&a.concurrency));
+        let mut rounds = interleaved_rounds(&client, &env, &a, &mut running, &mut report.errors);
+        for (i, slot) in running.iter_mut().enumerate() {
+            for &app in &apps {
+                for &c in &concs {
+                    let Some(mut r) = rounds.remove(&(i, app, c)).and_then(median_round) else {
+                        continue;
+                    };
+                    if a.wrk && app.method_path().0 == "GET" {
+                        let what = format!("the wrk comparison of {} c={c}", app.name());
+                        if let Some(srv) = revive(&env, slot, &what, &mut report.errors) {
+                            eprintln!("bench: {} {what}", srv.spec.label());
+                            compare_wrk(&client, srv, &mut r, &a, &mut report.errors);
+                        }
+                    }
+                    report.runs.push(r);
+                }
+            }
+        }
+    }
+    for srv in running.iter().flatten() {
+        let label = srv.spec.label();
+        if let Some(n) = a.idle_conns {
+            match idle_rss(srv, n) {
+                Ok(r) => {
+                    eprintln!(
+                        "  {label} idle: {} of {} connections held open, RSS {} → {} KiB",
+                        r.still_open, r.connections, r.rss_before_kib, r.rss_after_kib
+                    );
+                    report.idle.push(r);
+                }
+                Err(e) => report
+                    .errors
+                    .push(format!("{label}: idle connections: {e:#}")),
+            }
+        }
+        if let Some(mib) = a.upload_mib {
+            let r = upload(srv, mib);
+            eprintln!(
+                "  {label} upload {mib} MiB chunked: {} in {:.1}s ({:.0} MiB/s), RSS +{} KiB (peak {} KiB)",
+                r.response, r.seconds, r.mib_per_s, r.rss_growth_kib, r.rss_peak_kib
+            );
+            report.uploads.push(r);
+        }
+    }
+    running.into_iter().flatten().for_each(Running::stop);
+    let json_path = a
+        .json
+        .clone()
+        .unwrap_or_else(|| env.out_dir.join("bench.json"));
+    let md_path = a
+        .markdown
+        .clone()
+        .unwrap_or_else(|| env.out_dir.join("bench.md"));
+    let svg_dir = a.svg_dir.clone().unwrap_or_else(|| env.out_dir.clone());
+    for p in [&json_path, &md_path] {
+        if let Some(d) = p.parent() {
+            std::fs::create_dir_all(d)?;
+        }
+    }
+    std::fs::create_dir_all(&svg_dir)?;
+    std::fs::write(&json_path, serde_json::to_string_pretty(&report)?)?;
+    let charts = svg::write_charts(&report, &svg_dir)?;
+    let md = markdown::markdown(&report, &charts, md_path.parent());
+    std::fs::File::create(&md_path)?.write_all(md.as_bytes())?;
+    eprintln!(
+        "wrote {}, {} and {} charts in {}",
+        json_path.display(),
+        md_path.display(),
+        charts.len(),
+        svg_dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

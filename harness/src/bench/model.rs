@@ -1,0 +1,252 @@
+//! What a benchmark measures and reports: the workloads ([`App`]) and the
+//! results of load runs, idle connections and uploads, gathered in a
+//! [`Report`] (also the JSON output).
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use clap::ValueEnum;
+use serde::Serialize;
+
+use crate::cases::pattern;
+use crate::servers::ServerSpec;
+
+/// The benchmark workloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum App {
+    /// GET /hello: 13 bytes.
+    Hello,
+    /// POST /echo with a 10 KiB body, echoed.
+    #[value(name = "echo-10k")]
+    Echo10k,
+    /// GET /stream: 10 × 1 KiB from a generator, no Content-Length.
+    Stream,
+    /// POST /count with a 1 MiB body.
+    #[value(name = "upload-1m")]
+    Upload1m,
+    /// GET /bytes?n=0.
+    #[value(name = "body-0")]
+    Body0,
+    /// GET /bytes?n=10240.
+    #[value(name = "body-10k")]
+    Body10k,
+    /// GET /bytes?n=1048576.
+    #[value(name = "body-1m")]
+    Body1m,
+    /// GET /work: about 0.1 ms of Python computation per request (WSGI servers only).
+    Work,
+}
+
+/// The body `bench_app`'s `/work` route computes (the sum of i*i below 2000).
+const WORK_BODY: &[u8] = b"work=2664667000\n";
+
+impl App {
+    pub fn name(self) -> &'static str {
+        match self {
+            App::Hello => "hello",
+            App::Echo10k => "echo-10k",
+            App::Stream => "stream",
+            App::Upload1m => "upload-1m",
+            App::Body0 => "body-0",
+            App::Body10k => "body-10k",
+            App::Body1m => "body-1m",
+            App::Work => "work",
+        }
+    }
+
+    pub(super) fn method_path(self) -> (&'static str, &'static str) {
+        match self {
+            App::Hello => ("GET", "/hello"),
+            App::Echo10k => ("POST", "/echo"),
+            App::Stream => ("GET", "/stream"),
+            App::Upload1m => ("POST", "/count"),
+            App::Body0 => ("GET", "/bytes?n=0"),
+            App::Body10k => ("GET", "/bytes?n=10240"),
+            App::Body1m => ("GET", "/bytes?n=1048576"),
+            App::Work => ("GET", "/work"),
+        }
+    }
+
+    pub(super) fn request_body(self) -> Bytes {
+        match self {
+            App::Echo10k => pattern(10240).into(),
+            App::Upload1m => pattern(1 << 20).into(),
+            _ => Bytes::new(),
+        }
+    }
+
+    /// Whether a response body is the right one (length, or the count line).
+    pub(super) fn valid_body(self, len: usize, first: &[u8]) -> bool {
+        match self {
+            App::Hello => len == 13,
+            App::Echo10k | App::Stream | App::Body10k => len == 10240,
+            App::Upload1m => first.starts_with(b"bytes=1048576"),
+            App::Body0 => len == 0,
+            App::Body1m => len == 1 << 20,
+            App::Work => first.starts_with(WORK_BODY),
+        }
+    }
+
+    /// Whether a server can run this workload (host-c has only hello, echo and count;
+    /// `work` is Python, so only the WSGI servers run it).
+    pub fn supported_by(self, spec: &ServerSpec) -> bool {
+        match spec.name.as_str() {
+            "host-c" => matches!(self, App::Hello | App::Echo10k | App::Upload1m),
+            "bare-hyper" => self != App::Work,
+            _ => true,
+        }
+    }
+}
+
+/// Error counters of one run.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Errors {
+    pub connect: u64,
+    pub io: u64,
+    pub status: u64,
+    pub body: u64,
+}
+
+impl Errors {
+    pub fn total(&self) -> u64 {
+        self.connect + self.io + self.status + self.body
+    }
+}
+
+/// One measured run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    pub server: String,
+    pub app: App,
+    pub concurrency: usize,
+    pub seconds: f64,
+    pub requests: u64,
+    pub rps: f64,
+    pub errors: Errors,
+    /// Connections re-opened after the server closed them (e.g. after a close-delimited response).
+    pub reconnects: u64,
+    pub mean_us: f64,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+    /// Server CPU seconds (user+system, whole process tree) per 1000 requests.
+    pub server_cpu_ms_per_1k: f64,
+    pub server_rss_kib: u64,
+    /// rps of each interleaved round (index = round); this run is the median-rps one.
+    pub round_rps: Vec<f64>,
+    /// p99 latency of each interleaved round (index = round).
+    pub round_p99_us: Vec<u64>,
+    /// `--wrk` comparison: median wrk rps over the wrk comparison rounds (wrk and this
+    /// generator alternate, after the interleaved rounds).
+    pub wrk_rps: Option<f64>,
+    /// `--wrk` comparison: median wrk p99 over the wrk comparison rounds.
+    pub wrk_p99_us: Option<u64>,
+    /// `--wrk` comparison: this generator's rps in each wrk comparison round (the first is
+    /// `rps`, the median interleaved round; the others are extra runs); empty without `--wrk`.
+    pub rounds_rps: Vec<f64>,
+    /// `--wrk` comparison: wrk's rps in each wrk comparison round; empty without `--wrk`.
+    pub wrk_rounds_rps: Vec<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IdleResult {
+    pub server: String,
+    pub connections: usize,
+    pub established: usize,
+    pub still_open: usize,
+    pub rss_before_kib: u64,
+    pub rss_after_kib: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UploadResult {
+    pub server: String,
+    pub bytes: u64,
+    pub seconds: f64,
+    pub mib_per_s: f64,
+    pub ok: bool,
+    pub response: String,
+    pub rss_before_kib: u64,
+    pub rss_peak_kib: u64,
+    pub rss_growth_kib: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Meta {
+    pub date: String,
+    pub machine: String,
+    pub git_rev: String,
+    pub threads: usize,
+    pub client_threads: usize,
+    pub duration_s: f64,
+    pub warmup_s: f64,
+    /// Interleaved rounds (`--rounds`); every reported run is the median round.
+    pub rounds: usize,
+    pub servers: BTreeMap<String, String>,
+    pub command: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub meta: Meta,
+    pub runs: Vec<RunResult>,
+    pub idle: Vec<IdleResult>,
+    pub uploads: Vec<UploadResult>,
+    pub errors: Vec<String>,
+}
+
+/// A run of `server` with only the fields the round logic reads set.
+#[cfg(test)]
+pub(super) fn run_of(server: &str, rps: f64, p99_us: u64) -> RunResult {
+    RunResult {
+        server: server.into(),
+        app: App::Hello,
+        concurrency: 64,
+        seconds: 1.0,
+        requests: rps as u64,
+        rps,
+        errors: Errors::default(),
+        reconnects: 0,
+        mean_us: 0.0,
+        p50_us: 0,
+        p90_us: 0,
+        p99_us,
+        p999_us: 0,
+        max_us: 0,
+        server_cpu_ms_per_1k: 0.0,
+        server_rss_kib: 0,
+        round_rps: Vec::new(),
+        round_p99_us: Vec::new(),
+        wrk_rps: None,
+        wrk_p99_us: None,
+        rounds_rps: Vec::new(),
+        wrk_rounds_rps: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_validation() {
+        assert!(App::Hello.valid_body(13, b"Hello, world!"));
+        assert!(!App::Hello.valid_body(12, b"Hello, world"));
+        assert!(App::Upload1m.valid_body(14, b"bytes=1048576\n"));
+        assert!(App::Upload1m.valid_body(40, b"bytes=1048576 fnv=0123456789abcdef"));
+        assert!(!App::Upload1m.valid_body(14, b"bytes=1048575\n"));
+        assert!(App::Body1m.valid_body(1 << 20, b""));
+        let c = ServerSpec::parse("host-c").unwrap();
+        assert!(App::Hello.supported_by(&c));
+        assert!(!App::Body10k.supported_by(&c));
+        assert!(App::Body10k.supported_by(&ServerSpec::parse("granian").unwrap()));
+        assert!(App::Work.valid_body(16, b"work=2664667000\n"));
+        assert!(!App::Work.valid_body(13, b"Hello, world!"));
+        assert!(!App::Work.supported_by(&c));
+        assert!(!App::Work.supported_by(&ServerSpec::parse("bare-hyper").unwrap()));
+        assert!(App::Work.supported_by(&ServerSpec::parse("host-py").unwrap()));
+    }
+}
