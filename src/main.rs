@@ -21,6 +21,7 @@
 
 mod accesslog;
 mod body;
+mod chunk;
 mod config;
 mod conn;
 mod ffi;
