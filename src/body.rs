@@ -21,6 +21,8 @@ use tokio::sync::Notify;
 
 use windows_sys::Win32::Foundation::{ERROR_INVALID_DATA, ERROR_NETNAME_DELETED};
 
+use crate::chunk::BodyCheck;
+
 /// Body bytes the pump reads ahead of the extension, at most (plus one
 /// frame of hyper's).
 pub(crate) const WINDOW: usize = 256 * 1024;
@@ -78,15 +80,33 @@ impl BodyError {
     }
 }
 
-/// hyper's body with the host's `--max-body` limit.
+/// hyper's body with the host's `--max-body` limit and strict chunk framing.
 #[derive(Default)]
 struct Source {
     incoming: Option<Incoming>,
     received: u64,
     max: u64,
+    /// The connection's verdict on a chunked body's lines hyper skips
+    /// (`crate::chunk`): a frame or end after an invalid one is an error.
+    check: Option<Arc<BodyCheck>>,
 }
 
 impl Source {
+    /// Is the body broken before the frame (or end) that follows the
+    /// bytes received so far?
+    fn broken(&mut self) -> bool {
+        if self
+            .check
+            .as_ref()
+            .is_some_and(|c| c.broken_at(self.received))
+        {
+            self.incoming = None;
+            tracing::warn!("request body failed: invalid chunk-size or trailer line");
+            return true;
+        }
+        false
+    }
+
     /// The next data frame, skipping trailers; `None` at the end.
     async fn next_frame(&mut self) -> Result<Option<Bytes>, BodyError> {
         loop {
@@ -95,6 +115,9 @@ impl Source {
             };
             match body.frame().await {
                 None => {
+                    if self.broken() {
+                        return Err(BodyError::Malformed);
+                    }
                     self.incoming = None;
                     return Ok(None);
                 }
@@ -107,6 +130,9 @@ impl Source {
                     let Ok(data) = frame.into_data() else {
                         continue;
                     };
+                    if self.broken() {
+                        return Err(BodyError::Malformed);
+                    }
                     self.received += data.len() as u64;
                     if self.received > self.max {
                         self.incoming = None;
@@ -132,13 +158,15 @@ pub(crate) struct BodyReader {
 
 impl BodyReader {
     /// A reader of `incoming` (`None`: the request has no body), which may
-    /// deliver at most `max` bytes.
-    pub(crate) fn new(incoming: Option<Incoming>, max: u64) -> Self {
+    /// deliver at most `max` bytes; `check` is the connection's verdict on
+    /// its chunk lines (chunked bodies).
+    pub(crate) fn new(incoming: Option<Incoming>, max: u64, check: Option<Arc<BodyCheck>>) -> Self {
         BodyReader {
             source: Source {
                 incoming,
                 received: 0,
                 max,
+                check,
             },
             pending: Bytes::new(),
             error: None,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use hyper::body::Body as _;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -15,13 +16,18 @@ use tokio::net::TcpStream;
 
 use super::dispatch::{begin, respond};
 use super::routing::App;
+use crate::chunk::{BodyFraming, Framing};
 use crate::conn::ConnSignals;
+use crate::request::Aborted;
 use crate::vars::Endpoints;
 
-/// Records I/O activity for the keep-alive idle timeout.
+/// Records I/O activity for the keep-alive idle timeout, and shows the
+/// client's bytes to the connection's strict request framing before hyper
+/// reads them.
 struct ActivityIo {
     inner: TcpStream,
     signals: Arc<ConnSignals>,
+    framing: Arc<Framing>,
 }
 
 impl AsyncRead for ActivityIo {
@@ -34,6 +40,9 @@ impl AsyncRead for ActivityIo {
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
             self.signals.received();
+            if self.framing.received(&buf.filled()[before..]) {
+                self.signals.request_close();
+            }
         }
         r
     }
@@ -86,15 +95,37 @@ pub(super) async fn serve_connection(
     app: Arc<App>,
     signals: Arc<ConnSignals>,
 ) {
+    let framing = Arc::new(Framing::default());
     let io = TokioIo::new(ActivityIo {
         inner: stream,
         signals: signals.clone(),
+        framing: framing.clone(),
     });
     let cfg = &app.shared.cfg;
     let svc = {
         let (app, signals) = (app.clone(), signals.clone());
         let ends = Endpoints::new(remote, local);
-        service_fn(move |req| respond(begin(req, &app, &signals, &ends), signals.clone()))
+        service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            // hyper frames the body: a known length, or chunked.
+            let body = match req.body().size_hint().exact() {
+                Some(n) => BodyFraming::Length(n),
+                None => BodyFraming::Chunked,
+            };
+            // After a request with invalid framing, nothing more is served.
+            let begun = framing.begin_request(body).ok().map(|check| {
+                if let Some(check) = check {
+                    req.extensions_mut().insert(check);
+                }
+                begin(req, &app, &signals, &ends)
+            });
+            let signals = signals.clone();
+            async move {
+                match begun {
+                    Some(begun) => respond(begun, signals).await,
+                    None => Err(Aborted),
+                }
+            }
+        })
     };
     let conn = http1::Builder::new()
         // The sweeper enforces `--header-timeout`: hyper's own timer costs

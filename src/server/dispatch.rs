@@ -153,13 +153,14 @@ fn admit(
         0
     };
     let (parts, body) = req.into_parts();
+    let check = parts.extensions.get().cloned();
     Ok(Admitted {
         parts,
         url,
         script_name: mount.script_name.clone(),
         ext: mount.ext.clone(),
         ends,
-        reader: BodyReader::new(has_body.then_some(body), cfg.max_body),
+        reader: BodyReader::new(has_body.then_some(body), cfg.max_body, check),
         read_ahead,
         content_length,
         total_bytes,
