@@ -99,7 +99,10 @@ enum State {
     /// In a head (or between requests): `started` once the request line
     /// (a non-empty line) began, `nonempty` while the current line has a
     /// byte other than CR.
-    Head { started: bool, nonempty: bool },
+    Head {
+        started: bool,
+        nonempty: bool,
+    },
     /// The head ended; the bytes after it wait for [`Framing::begin_request`].
     Await(Vec<u8>),
     /// `Content-Length` body bytes still to come.
@@ -401,7 +404,11 @@ mod tests {
             b"20 ; a ; b = c\r\n",
         ];
         for line in valid {
-            assert!(valid_size_line(line), "{:?}", line.escape_ascii().to_string());
+            assert!(
+                valid_size_line(line),
+                "{:?}",
+                line.escape_ascii().to_string()
+            );
         }
         let invalid: &[&[u8]] = &[
             b"20;invalid=\r\n",
@@ -443,13 +450,22 @@ mod tests {
             b"10000000000000000\r\n",
         ];
         for line in invalid {
-            assert!(!valid_size_line(line), "{:?}", line.escape_ascii().to_string());
+            assert!(
+                !valid_size_line(line),
+                "{:?}",
+                line.escape_ascii().to_string()
+            );
         }
     }
 
     /// Feeds `wire` (head, then body) in pieces of `step` bytes; returns the
     /// check and whether the connection was poisoned, and the state.
-    fn run(head: &[u8], framing: BodyFraming, body: &[u8], step: usize) -> (Framing, Option<Arc<BodyCheck>>) {
+    fn run(
+        head: &[u8],
+        framing: BodyFraming,
+        body: &[u8],
+        step: usize,
+    ) -> (Framing, Option<Arc<BodyCheck>>) {
         let f = Framing::default();
         let wire = [head, body].concat();
         let mut check = None;
@@ -475,7 +491,17 @@ mod tests {
             assert!(!check.broken_at(u64::MAX - 1), "step {step}");
             let t = f.lock();
             assert!(!t.poisoned);
-            assert!(matches!(t.state, State::Head { started: false, nonempty: false }), "step {step}: {:?}", t.state);
+            assert!(
+                matches!(
+                    t.state,
+                    State::Head {
+                        started: false,
+                        nonempty: false
+                    }
+                ),
+                "step {step}: {:?}",
+                t.state
+            );
         }
     }
 
@@ -496,9 +522,15 @@ mod tests {
                 let (f, check) = run(HEAD, BodyFraming::Chunked, body, step);
                 let check = check.expect("chunked");
                 assert!(check.broken_at(at), "{body:?} step {step}");
-                assert!(!check.broken_at(at.wrapping_sub(1)) || at == 0, "{body:?} step {step}");
+                assert!(
+                    !check.broken_at(at.wrapping_sub(1)) || at == 0,
+                    "{body:?} step {step}"
+                );
                 assert!(f.lock().poisoned);
-                assert_eq!(f.begin_request(BodyFraming::Length(0)).unwrap_err(), Poisoned);
+                assert_eq!(
+                    f.begin_request(BodyFraming::Length(0)).unwrap_err(),
+                    Poisoned
+                );
             }
         }
     }
@@ -520,6 +552,9 @@ mod tests {
     fn a_request_where_no_head_ended_poisons() {
         let f = Framing::default();
         f.received(b"GET / HTTP/1.1\r\n");
-        assert_eq!(f.begin_request(BodyFraming::Length(0)).unwrap_err(), Poisoned);
+        assert_eq!(
+            f.begin_request(BodyFraming::Length(0)).unwrap_err(),
+            Poisoned
+        );
     }
 }
