@@ -135,7 +135,7 @@ fn run_conform(a: ConformArgs) -> Result<ExitCode> {
         }
     }
     std::fs::write(&md_path, report::markdown(&all, &results, &meta))?;
-    std::fs::write(&junit_path, report::junit(&all, &results))?;
+    std::fs::write(&junit_path, report::junit(&all, &results)?)?;
     eprintln!("wrote {} and {}", md_path.display(), junit_path.display());
     let ours_failed = results
         .iter()

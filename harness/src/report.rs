@@ -2,6 +2,9 @@
 
 use std::fmt::Write as _;
 
+use anyhow::Result;
+use quick_junit as junit;
+
 use crate::cases::{Case, Target};
 use crate::conform::{Outcome, ServerResult};
 
@@ -167,87 +170,42 @@ fn anchor(name: &str) -> String {
         .collect()
 }
 
-fn xml_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c if (c as u32) < 0x20 && c != '\n' && c != '\t' => {
-                out.push_str(&format!("\\u{:04x}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// JUnit XML: one `<testsuite>` per server, one `<testcase>` per case.
-pub fn junit(cases: &[Case], servers: &[ServerResult]) -> String {
-    let mut s = String::new();
-    let (mut tests, mut failures, mut skipped) = (0, 0, 0);
+/// JUnit XML: one `<testsuite>` per server, one `<testcase>` per case (a
+/// failure carries the reason and the rule, an n/a case is skipped).
+pub fn junit(cases: &[Case], servers: &[ServerResult]) -> Result<String> {
+    let mut report = junit::Report::new("isapi-harness conform");
     for r in servers {
-        let (p, f, n) = r.count();
-        tests += p + f + n;
-        failures += f;
-        skipped += n;
-    }
-    let _ = writeln!(s, r#"<?xml version="1.0" encoding="UTF-8"?>"#);
-    let _ = writeln!(
-        s,
-        r#"<testsuites name="isapi-harness conform" tests="{tests}" failures="{failures}" skipped="{skipped}">"#
-    );
-    for r in servers {
-        let (p, f, n) = r.count();
-        let time: f64 = r.results.iter().map(|x| x.duration.as_secs_f64()).sum();
-        let _ = writeln!(
-            s,
-            r#"  <testsuite name="{}" tests="{}" failures="{f}" skipped="{n}" time="{time:.3}">"#,
-            xml_escape(&r.spec.label()),
-            p + f + n
-        );
+        let label = r.spec.label();
+        let mut suite = junit::TestSuite::new(label.as_str());
+        suite.set_time(r.results.iter().map(|x| x.duration).sum());
         for x in &r.results {
             let cite = cases
                 .iter()
                 .find(|c| c.name == x.case)
                 .map(|c| c.cite.as_str())
                 .unwrap_or("");
-            let _ = write!(
-                s,
-                r#"    <testcase classname="conform.{}" name="{}" time="{:.3}""#,
-                xml_escape(&r.spec.label()),
-                xml_escape(&x.case),
-                x.duration.as_secs_f64()
-            );
-            match &x.outcome {
-                Outcome::Pass => {
-                    let _ = writeln!(s, "/>");
-                }
+            let status = match &x.outcome {
+                Outcome::Pass => junit::TestCaseStatus::success(),
                 Outcome::Fail(reason) => {
-                    let _ = writeln!(
-                        s,
-                        ">\n      <failure message=\"{}\">{}\nrule: {}</failure>\n    </testcase>",
-                        xml_escape(&one_line(reason, 300)),
-                        xml_escape(reason),
-                        xml_escape(cite)
-                    );
+                    let mut s = junit::TestCaseStatus::non_success(junit::NonSuccessKind::Failure);
+                    s.set_message(one_line(reason, 300))
+                        .set_description(format!("{reason}\nrule: {cite}"));
+                    s
                 }
                 Outcome::NotApplicable(why) => {
-                    let _ = writeln!(
-                        s,
-                        ">\n      <skipped message=\"{}\"/>\n    </testcase>",
-                        xml_escape(why)
-                    );
+                    let mut s = junit::TestCaseStatus::skipped();
+                    s.set_message(why.as_str());
+                    s
                 }
-            }
+            };
+            let mut case = junit::TestCase::new(x.case.as_str(), status);
+            case.set_classname(format!("conform.{label}"))
+                .set_time(x.duration);
+            suite.add_test_case(case);
         }
-        let _ = writeln!(s, "  </testsuite>");
+        report.add_test_suite(suite);
     }
-    let _ = writeln!(s, "</testsuites>");
-    s
+    Ok(report.to_string()?)
 }
 
 #[cfg(test)]
@@ -302,9 +260,9 @@ mod tests {
     #[test]
     fn junit_is_well_formed_enough() {
         let (cases, servers) = fixture();
-        let x = junit(&cases, &servers);
+        let x = junit(&cases, &servers).unwrap();
         assert!(x.contains(
-            r#"<testsuites name="isapi-harness conform" tests="2" failures="1" skipped="1">"#
+            r#"<testsuites name="isapi-harness conform" tests="2" skipped="1" failures="1" errors="0">"#
         ));
         assert!(x.contains(
             r#"<failure message="status 200, want 400 | &lt;x&gt; &amp; &quot;y&quot;">"#
@@ -312,5 +270,15 @@ mod tests {
         assert!(x.contains("<skipped message=\"wsgi only\"/>"));
         assert_eq!(x.matches("<testcase ").count(), 2);
         assert_eq!(x.matches("</testcase>").count(), 2);
+    }
+
+    /// A reason quoting raw server bytes stays well-formed XML.
+    #[test]
+    fn junit_control_characters() {
+        let (cases, mut servers) = fixture();
+        servers[0].results[0].outcome = Outcome::Fail("body \"\x01\x1b[31m\x7f\"".into());
+        let x = junit(&cases, &servers).unwrap();
+        assert!(!x.contains('\x01') && !x.contains('\x1b'), "{x:?}");
+        assert!(x.contains("<failure message=\"body "), "{x:?}");
     }
 }
