@@ -92,6 +92,11 @@ impl Framing {
 struct Tracker {
     state: State,
     poisoned: bool,
+    /// Bytes received after a head ended (from `pending_at`), before hyper
+    /// handed over its request: each byte is copied at most once, however
+    /// many pipelined requests they hold.
+    pending: Vec<u8>,
+    pending_at: usize,
 }
 
 #[derive(Debug)]
@@ -103,8 +108,9 @@ enum State {
         started: bool,
         nonempty: bool,
     },
-    /// The head ended; the bytes after it wait for [`Framing::begin_request`].
-    Await(Vec<u8>),
+    /// The head ended; the bytes after it wait in `Tracker::pending` for
+    /// [`Framing::begin_request`].
+    Await,
     /// `Content-Length` body bytes still to come.
     Length(u64),
     Chunked(Chunked),
@@ -136,10 +142,11 @@ impl Tracker {
         if self.poisoned {
             return Err(Poisoned);
         }
-        let State::Await(rest) = std::mem::replace(&mut self.state, State::Off) else {
+        let State::Await = self.state else {
             // hyper parsed a head where none ended: never expected.
             tracing::error!("request framing lost track of the connection");
             self.poisoned = true;
+            self.state = State::Off;
             return Err(Poisoned);
         };
         let check = match framing {
@@ -158,18 +165,35 @@ impl Tracker {
                 Some(check)
             }
         };
-        self.feed(&rest);
+        let mut pending = std::mem::take(&mut self.pending);
+        let n = self.advance(&pending[self.pending_at..]);
+        self.pending_at += n;
+        if self.pending_at == pending.len() {
+            pending.clear();
+            self.pending_at = 0;
+        }
+        self.pending = pending;
         Ok(check)
     }
 
-    fn feed(&mut self, mut bytes: &[u8]) {
+    /// Takes bytes the client sent.
+    fn feed(&mut self, bytes: &[u8]) {
+        let n = if matches!(self.state, State::Await) {
+            0
+        } else {
+            self.advance(bytes)
+        };
+        self.pending.extend_from_slice(&bytes[n..]);
+    }
+
+    /// Consumes bytes up to the end of the next head (then the state is
+    /// `Await`) or all of them: how many.
+    fn advance(&mut self, all: &[u8]) -> usize {
+        let mut bytes = all;
         while !bytes.is_empty() {
             match &mut self.state {
-                State::Off => return,
-                State::Await(buf) => {
-                    buf.extend_from_slice(bytes);
-                    return;
-                }
+                State::Off => return all.len(),
+                State::Await => break,
                 State::Head { started, nonempty } => {
                     let mut end = None;
                     for (i, &b) in bytes.iter().enumerate() {
@@ -186,9 +210,11 @@ impl Tracker {
                             _ => *nonempty = true,
                         }
                     }
-                    let Some(end) = end else { return };
+                    let Some(end) = end else {
+                        return all.len();
+                    };
                     bytes = &bytes[end..];
-                    self.state = State::Await(Vec::new());
+                    self.state = State::Await;
                 }
                 State::Length(left) => {
                     let n = (*left).min(bytes.len() as u64);
@@ -213,6 +239,7 @@ impl Tracker {
                 },
             }
         }
+        all.len() - bytes.len()
     }
 }
 
@@ -472,7 +499,7 @@ mod tests {
         let mut begun = false;
         for piece in wire.chunks(step) {
             f.received(piece);
-            if !begun && matches!(f.lock().state, State::Await(_)) {
+            if !begun && matches!(f.lock().state, State::Await) {
                 begun = true;
                 check = f.begin_request(framing).ok().flatten();
             }
