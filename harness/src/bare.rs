@@ -15,6 +15,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 
+/// The options of `isapi-harness serve-bare`.
 #[derive(Args, Debug)]
 pub struct BareArgs {
     /// Address to bind.

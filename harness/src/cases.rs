@@ -97,19 +97,34 @@ pub enum Part {
     /// Literal text. TOML escapes apply, plus `\xHH` for arbitrary bytes.
     Text(String),
     /// `times` copies of `repeat`.
-    Repeat { repeat: String, times: usize },
+    Repeat {
+        /// The text to repeat (escapes as in `Text`).
+        repeat: String,
+        /// How many copies.
+        times: usize,
+    },
     /// `pattern` bytes of the shared body pattern (`i % 251`).
-    Pattern { pattern: usize },
+    Pattern {
+        /// How many bytes.
+        pattern: usize,
+    },
     /// The body pattern of `chunked` bytes, chunk-encoded in `chunk_size`
     /// pieces, including the last-chunk and the final CRLF.
-    Chunked { chunked: usize, chunk_size: usize },
+    Chunked {
+        /// Body bytes in all.
+        chunked: usize,
+        /// Bytes per chunk.
+        chunk_size: usize,
+    },
 }
 
 /// Request bytes: a string or a list of parts.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum Send {
+    /// One text (escapes as in [`Part::Text`]).
     One(String),
+    /// Parts, concatenated.
     Parts(Vec<Part>),
 }
 
@@ -117,17 +132,21 @@ pub enum Send {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(untagged)]
 pub enum OneOrMany<T> {
+    /// The only allowed value.
     One(T),
+    /// Each of these is allowed.
     Many(Vec<T>),
 }
 
 impl<T: PartialEq> OneOrMany<T> {
+    /// Whether `v` is allowed.
     pub fn contains(&self, v: &T) -> bool {
         match self {
             OneOrMany::One(x) => x == v,
             OneOrMany::Many(xs) => xs.contains(v),
         }
     }
+    /// The allowed values.
     pub fn as_slice(&self) -> &[T] {
         match self {
             OneOrMany::One(x) => std::slice::from_ref(x),
@@ -140,15 +159,20 @@ impl<T: PartialEq> OneOrMany<T> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FramingName {
+    /// `content-length`.
     ContentLength,
+    /// `chunked`.
     Chunked,
+    /// `close`: delimited by the server closing the connection.
     Close,
+    /// `none`: no body (HEAD, 1xx, 204, 304).
     None,
     /// Content-Length or chunked.
     SelfDelimited,
 }
 
 impl FramingName {
+    /// Whether framing `f` is the one named.
     pub fn matches(self, f: crate::wire::Framing) -> bool {
         use crate::wire::Framing as F;
         matches!(
@@ -222,6 +246,7 @@ pub struct Expect {
     pub or_timeout: bool,
     /// Before parsing, this text must arrive within `marker_within_ms`.
     pub marker: Option<String>,
+    /// How long `marker` may take (default 1000 ms).
     pub marker_within_ms: Option<u64>,
     /// Any one of these alternative expectations must hold (each is checked
     /// on its own; fields above apply too).
@@ -264,6 +289,7 @@ pub struct Case {
     pub targets: Vec<Target>,
     /// The C fixture (without .c) the isapi variant needs, when not just hello/echo.
     pub isapi_fixture: Option<String>,
+    /// How the request bytes are split into writes.
     #[serde(default)]
     pub fragment: Fragment,
     /// Pause between fragments (default 1 ms when fragmenting).
@@ -277,10 +303,13 @@ pub struct Case {
     /// How long to wait for a close when `after` is `closed`.
     #[serde(default = "default_close_timeout")]
     pub close_timeout_ms: u64,
+    /// The state the connection must be in after the last response.
     #[serde(default)]
     pub after: After,
+    /// Free-form labels.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// What to send and read, in order (`[[step]]` tables).
     #[serde(rename = "step")]
     pub steps: Vec<Step>,
     /// Where it was loaded from.
@@ -476,6 +505,7 @@ pub fn fragment(bytes: &[u8], mode: Fragment, seed: u64) -> Vec<&[u8]> {
 pub struct SplitMix64(pub u64);
 
 impl SplitMix64 {
+    /// The next number.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;

@@ -10,38 +10,53 @@ use crate::wire::{Conn, PeerState, ReadOptions, Response, WireError};
 
 /// The follow-up request used to prove a connection is still usable, and its answer.
 pub const FOLLOW_UP: &[u8] = b"GET /hello HTTP/1.1\r\nHost: conform\r\n\r\n";
+/// The body of the answer to [`FOLLOW_UP`].
 pub const FOLLOW_UP_BODY: &[u8] = b"Hello, world!";
 
 /// Result of one case on one server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
+    /// Every expectation held.
     Pass,
+    /// Why the case failed.
     Fail(String),
+    /// Why the case does not apply to this server.
     NotApplicable(String),
 }
 
 impl Outcome {
+    /// Whether the case failed.
     pub fn is_fail(&self) -> bool {
         matches!(self, Outcome::Fail(_))
     }
 }
 
+/// One case on one server.
 #[derive(Debug, Clone)]
 pub struct CaseResult {
+    /// The case's name.
     pub case: String,
+    /// What happened.
     pub outcome: Outcome,
+    /// How long it took.
     pub duration: Duration,
 }
 
+/// Every case on one server.
 #[derive(Debug, Clone)]
 pub struct ServerResult {
+    /// The server.
     pub spec: ServerSpec,
+    /// How it was launched.
     pub description: String,
+    /// Why it did not start, if it did not (every case then fails).
     pub start_error: Option<String>,
+    /// One result per case, in case order.
     pub results: Vec<CaseResult>,
 }
 
 impl ServerResult {
+    /// How many cases passed, failed and did not apply.
     pub fn count(&self) -> (usize, usize, usize) {
         let mut c = (0, 0, 0);
         for r in &self.results {
@@ -582,6 +597,7 @@ fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or("")
 }
 
+/// The servers a case target is for, in words.
 pub fn target_label(t: Target) -> &'static str {
     match t {
         Target::Wsgi => "WSGI servers",

@@ -1,6 +1,7 @@
 //! `isapi-harness`: conformance (`conform`) and load (`bench`) tooling for
 //! pyisapie-rs, plus a raw HTTP/1.x response reader ([`wire`]) used by tests.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod bare;
 pub mod bench;

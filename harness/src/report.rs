@@ -11,10 +11,15 @@ use crate::conform::{Outcome, ServerResult};
 /// Context printed at the top of the Markdown report.
 #[derive(Debug, Clone, Default)]
 pub struct ReportMeta {
+    /// The command line.
     pub command: String,
+    /// When (UTC).
     pub date: String,
+    /// CPU, cores, memory and kernel.
     pub machine: String,
+    /// The request threads of every server.
     pub threads: usize,
+    /// `--fragment`, when it overrides the cases' own.
     pub fragment: Option<String>,
 }
 

@@ -62,10 +62,12 @@ pub const HOST_C_MAPS: &[(&str, &str)] = &[
 /// A server as named on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerSpec {
+    /// The name as given (`host-py`, `cmd:...`).
     pub name: String,
 }
 
 impl ServerSpec {
+    /// Checks a `--server` name.
     pub fn parse(name: &str) -> Result<ServerSpec> {
         let py_win_folder = name
             .strip_prefix(HOST_PY_WIN_PREFIX)
@@ -91,9 +93,16 @@ impl ServerSpec {
         }
     }
 
-    /// One of ours (a failure fails the run).
+    /// One of ours: the host, Linux or Windows build, with pyisapie or the C fixtures.
     pub fn is_ours(&self) -> bool {
         self.name == "host-py" || self.name == "host-c" || self.is_windows()
+    }
+
+    /// Whether a failed case fails a `conform` run: for our servers, and for a
+    /// `cmd:` server (one under test); not for the named peers, which are
+    /// reference columns known to fail some cases.
+    pub fn must_pass(&self) -> bool {
+        self.is_ours() || self.name.starts_with("cmd:")
     }
 
     /// A Windows build of our host, run under Wine.
@@ -161,6 +170,7 @@ pub fn wine_path(path: &Path) -> String {
 }
 
 impl Env {
+    /// The WSGI fixture directory (`fixtures/wsgi`), every server's working directory.
     pub fn wsgi_dir(&self) -> PathBuf {
         self.repo.join("fixtures/wsgi")
     }
@@ -294,8 +304,11 @@ impl Env {
 /// A running server process (or process group).
 #[derive(Debug)]
 pub struct Running {
+    /// Which server.
     pub spec: ServerSpec,
+    /// Where it listens.
     pub addr: SocketAddr,
+    /// Its stdout and stderr.
     pub log: PathBuf,
     child: Child,
 }
@@ -668,6 +681,7 @@ fn kill_group(child: &mut Child, grace: Duration) -> Result<()> {
 }
 
 impl Running {
+    /// The process id (of the process group's leader).
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -772,6 +786,9 @@ mod tests {
         assert!(!ServerSpec::parse("waitress").unwrap().is_ours());
         let c = ServerSpec::parse("cmd:/opt/bin/uwsgi --http :{port}").unwrap();
         assert_eq!(c.label(), "cmd:uwsgi");
+        assert!(c.must_pass() && !c.is_ours());
+        assert!(ServerSpec::parse("host-c").unwrap().must_pass());
+        assert!(!ServerSpec::parse("gunicorn").unwrap().must_pass());
         assert!(ServerSpec::parse("cmd:").is_err());
         assert!(ServerSpec::parse("nginx").is_err());
     }

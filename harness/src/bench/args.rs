@@ -8,9 +8,11 @@ use clap::Args;
 use super::model::App;
 use crate::cli::LaunchArgs;
 
+/// The options of `isapi-harness bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Servers (repeatable): bare-hyper, host-c, host-py, granian, gunicorn, waitress, cmd:TEMPLATE.
+    /// Servers (repeatable): bare-hyper, host-c, host-py, host-c-win, host-py-win[-py3XX],
+    /// granian, gunicorn, waitress, cmd:TEMPLATE.
     #[arg(long = "server", default_values_t = ["bare-hyper", "host-c", "host-py", "granian", "gunicorn", "waitress"].map(String::from))]
     pub servers: Vec<String>,
     /// Workloads (comma-separated or repeated).
@@ -63,6 +65,7 @@ pub struct BenchArgs {
     /// Skip the load runs (only idle/upload measurements).
     #[arg(long)]
     pub no_load: bool,
+    /// Where the servers are and how they run.
     #[command(flatten)]
     pub launch: LaunchArgs,
 }

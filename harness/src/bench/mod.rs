@@ -35,6 +35,8 @@ use probes::{idle_rss, upload};
 use rounds::{compare_wrk, interleaved_rounds, revive};
 use stats::{median_round, unique};
 
+/// Runs `isapi-harness bench`: starts the servers, measures them in
+/// interleaved rounds and the extra probes, and writes JSON, Markdown and SVG.
 pub fn run(a: BenchArgs) -> Result<ExitCode> {
     if a.rounds == 0 {
         bail!("--rounds must be at least 1");

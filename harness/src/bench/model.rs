@@ -42,6 +42,7 @@ pub enum App {
 const WORK_BODY: &[u8] = b"work=2664667000\n";
 
 impl App {
+    /// The workload's name on the command line and in reports.
     pub fn name(self) -> &'static str {
         match self {
             App::Hello => "hello",
@@ -102,13 +103,18 @@ impl App {
 /// Error counters of one run.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Errors {
+    /// Connections that could not be opened.
     pub connect: u64,
+    /// Exchanges that failed on the wire (I/O error, malformed or cut-short response).
     pub io: u64,
+    /// Responses with a status other than 200.
     pub status: u64,
+    /// 200 responses with the wrong body.
     pub body: u64,
 }
 
 impl Errors {
+    /// All errors.
     pub fn total(&self) -> u64 {
         self.connect + self.io + self.status + self.body
     }
@@ -117,23 +123,37 @@ impl Errors {
 /// One measured run.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunResult {
+    /// The server's label.
     pub server: String,
+    /// The workload.
     pub app: App,
+    /// Concurrent connections.
     pub concurrency: usize,
+    /// Measured seconds (after the warm-up).
     pub seconds: f64,
+    /// Valid responses to requests sent in the measured time.
     pub requests: u64,
+    /// `requests / seconds`.
     pub rps: f64,
+    /// Error counters (over the warm-up too).
     pub errors: Errors,
     /// Connections re-opened after the server closed them (e.g. after a close-delimited response).
     pub reconnects: u64,
+    /// Mean latency in µs.
     pub mean_us: f64,
+    /// Median latency in µs.
     pub p50_us: u64,
+    /// 90th percentile latency in µs.
     pub p90_us: u64,
+    /// 99th percentile latency in µs.
     pub p99_us: u64,
+    /// 99.9th percentile latency in µs.
     pub p999_us: u64,
+    /// Highest latency in µs.
     pub max_us: u64,
     /// Server CPU seconds (user+system, whole process tree) per 1000 requests.
     pub server_cpu_ms_per_1k: f64,
+    /// Resident memory of the server's process tree after the run, in KiB.
     pub server_rss_kib: u64,
     /// rps of each interleaved round (index = round); this run is the median-rps one.
     pub round_rps: Vec<f64>,
@@ -151,50 +171,83 @@ pub struct RunResult {
     pub wrk_rounds_rps: Vec<f64>,
 }
 
+/// Resident memory of a server holding idle keep-alive connections.
 #[derive(Debug, Clone, Serialize)]
 pub struct IdleResult {
+    /// The server's label.
     pub server: String,
+    /// Connections asked for.
     pub connections: usize,
+    /// Connections that were opened and served one request.
     pub established: usize,
+    /// Of those, still open when the memory was measured.
     pub still_open: usize,
+    /// The server's resident memory before, in KiB.
     pub rss_before_kib: u64,
+    /// The server's resident memory with the connections open, in KiB.
     pub rss_after_kib: u64,
 }
 
+/// A large chunked upload to `/count`, with the server's memory sampled meanwhile.
 #[derive(Debug, Clone, Serialize)]
 pub struct UploadResult {
+    /// The server's label.
     pub server: String,
+    /// Body bytes sent.
     pub bytes: u64,
+    /// Seconds from the first byte sent to the response.
     pub seconds: f64,
+    /// Throughput in MiB/s.
     pub mib_per_s: f64,
+    /// The server answered 200 with the right count.
     pub ok: bool,
+    /// The response's status and body (or the error).
     pub response: String,
+    /// The server's resident memory before, in KiB.
     pub rss_before_kib: u64,
+    /// The highest resident memory sampled (every 20 ms), in KiB.
     pub rss_peak_kib: u64,
+    /// `rss_peak_kib - rss_before_kib`.
     pub rss_growth_kib: u64,
 }
 
+/// How, where and when a benchmark ran.
 #[derive(Debug, Clone, Serialize)]
 pub struct Meta {
+    /// When (UTC).
     pub date: String,
+    /// CPU, cores, memory and kernel.
     pub machine: String,
+    /// The repository's commit.
     pub git_rev: String,
+    /// The request threads of every server (`--threads`).
     pub threads: usize,
+    /// The load generator's threads (`--client-threads`).
     pub client_threads: usize,
+    /// Measured seconds per run.
     pub duration_s: f64,
+    /// Warm-up seconds before each run.
     pub warmup_s: f64,
     /// Interleaved rounds (`--rounds`); every reported run is the median round.
     pub rounds: usize,
+    /// Each server's label and how it was launched.
     pub servers: BTreeMap<String, String>,
+    /// The command line.
     pub command: String,
 }
 
+/// Everything a benchmark measured (written as `bench.json`).
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// How, where and when.
     pub meta: Meta,
+    /// The load runs (the median round of each).
     pub runs: Vec<RunResult>,
+    /// Idle keep-alive memory (`--idle-conns`).
     pub idle: Vec<IdleResult>,
+    /// Chunked uploads (`--upload-mib`).
     pub uploads: Vec<UploadResult>,
+    /// Problems during the run (a server that did not start or died, a wrk failure).
     pub errors: Vec<String>,
 }
 

@@ -3,6 +3,7 @@
 
 use super::model::RunResult;
 
+/// The median of `v` (the mean of the middle two for an even count; 0 when empty).
 pub fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(|a, b| a.total_cmp(b));
@@ -92,6 +93,7 @@ pub fn spread_pct(rounds: &[f64], mid: f64) -> Option<f64> {
     Some((max - min) / 2.0 / mid * 100.0)
 }
 
+/// A latency in µs as reports write it: `870µs`, `1.23ms`, `45ms`.
 pub fn fmt_us(us: u64) -> String {
     if us >= 10_000 {
         format!("{:.0}ms", us as f64 / 1000.0)
