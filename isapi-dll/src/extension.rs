@@ -14,7 +14,8 @@ use crate::ffi::exports::Extension as IsapiExtension;
 use crate::ffi::library;
 use crate::ffi::python::{self, PythonSettings};
 use crate::paths::{self, Style};
-use crate::request::{self, BaseSource, RequestInfo};
+use crate::request;
+use crate::server_vars::{BaseSource, RequestInfo, Var};
 use crate::wsgi::{Context, Link};
 
 /// Process-wide, Rust-only state of a started extension.
@@ -251,7 +252,9 @@ fn handle(ecb: Ecb) -> u32 {
             return HSE_STATUS_ERROR;
         }
     };
-    let Some(route) = crate::mount::route(&ext.config.apps, info.base(), info.url()) else {
+    let Some(route) =
+        crate::mount::route(&ext.config.apps, info.get(Var::Base), info.get(Var::Url))
+    else {
         return request::plain_response(ecb, "404 Not Found", "Not Found\n");
     };
     let link = Link::new(ecb);

@@ -9,17 +9,27 @@
 //! `libpyisapie.so`).
 //!
 //! # Map of the crate
-//! - `ffi`: the ISAPI exports and every `unsafe` block (ECB callbacks, Python start-up).
-//! - [`config`]: `pyisapie.toml`, `PYISAPIE_CONFIG`, `PYISAPIE_APP`.
+//! From the top down; each module uses only those listed below it.
+//! - `extension`: the life cycle (start-up, the per-request entry, termination), behind
+//!   the ISAPI exports.
+//! - `request`: one request: the call of the application and sending what it returns.
+//! - `wsgi`: the Python-facing types, one file per WSGI concept (the environ,
+//!   `wsgi.input`, `start_response` and the response writer, `wsgi.file_wrapper`,
+//!   `wsgi.errors`) and the per-interpreter context.
+//! - `server_vars`: the server variables of one request, fetched before the GIL is taken.
 //! - [`mount`]: the app for a URL and the `SCRIPT_NAME`/`PATH_INFO` split.
+//! - [`http`]: response validation and framing, as pure functions.
+//! - `log`: the library's own `tracing` subscriber.
+//! - [`config`]: `pyisapie.toml`, `PYISAPIE_CONFIG`, `PYISAPIE_APP`.
 //! - [`paths`]: Windows and Unix path rules as pure functions (config paths, the
 //!   library's folder, a virtualenv's layout).
-//! - [`http`]: response validation and framing, as pure functions.
-//! - `wsgi`: the Python-facing types (`wsgi.input`, `start_response`/`write`,
-//!   `wsgi.file_wrapper`, `wsgi.errors`) and the per-interpreter context.
-//! - `request`: the environ and the run of one request.
-//! - `extension`: start-up, per-request entry and termination.
+//! - `ffi`: every `unsafe` block, at the bottom: the ISAPI exports, the ECB and its
+//!   callbacks, Python's start-up, the loaded libraries, Windows' standard handles.
+//!
+//! The exported functions ([`GetExtensionVersion`], [`HttpExtensionProc`],
+//! [`TerminateExtension`]) are defined here, at the root, by `ffi`'s `isapi_exports!`.
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod config;
 mod extension;
@@ -30,6 +40,7 @@ mod log;
 pub mod mount;
 pub mod paths;
 mod request;
+mod server_vars;
 mod wsgi;
 
 // The three exported ISAPI entry points, written in `ffi` and calling the extension's life

@@ -1,151 +1,20 @@
-//! One request: the facts fetched from the server (without the GIL), the WSGI environ, the
-//! call of the application, and sending what it returns.
+//! One request: the call of the application with its environ and `start_response`,
+//! sending what it returns (a list, an iterable or a `wsgi.file_wrapper`), and the error
+//! page when it fails.
 
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::io;
-use std::ops::Range;
 use std::sync::Arc;
 
 use pyo3::exceptions::{PyAssertionError, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyList, PyTuple};
 use windows_sys::Win32::System::Iis::{HSE_STATUS_ERROR, HSE_STATUS_SUCCESS};
 
-use crate::ffi::{self, Ecb, RawFile};
-use crate::mount::{self, Route};
-use crate::wsgi::{Context, Deferred, Disconnected, FileWrapper, Input, Link, Repeated, Response};
-
-/// Where the extension's own URL prefix comes from (decided once per process).
-#[derive(Debug, Clone)]
-pub(crate) enum BaseSource {
-    /// `base` from the configuration.
-    Fixed(Vec<u8>),
-    /// The server's `SCRIPT_NAME` (isapi-host: the mount prefix).
-    ScriptName,
-    /// IIS: the application's virtual path from `APPL_MD_PATH` (IIS puts the whole URL in
-    /// `SCRIPT_NAME` for wildcard handler mappings).
-    IisApplication,
-}
-
-impl BaseSource {
-    /// Decides from the configuration and the server's `SERVER_SOFTWARE`.
-    pub(crate) fn detect(configured: Option<&str>, ecb: Ecb) -> Self {
-        if let Some(base) = configured {
-            return Self::Fixed(base.as_bytes().to_vec());
-        }
-        let mut buf = Vec::new();
-        let iis = ecb
-            .server_variable(c"SERVER_SOFTWARE", &mut buf)
-            .unwrap_or(false)
-            && buf.starts_with(b"Microsoft-IIS");
-        if iis {
-            Self::IisApplication
-        } else {
-            Self::ScriptName
-        }
-    }
-}
-
-/// Server variables of one request, fetched before taking the GIL, in one buffer.
-#[derive(Debug, Default)]
-pub(crate) struct RequestInfo {
-    buf: Vec<u8>,
-    url: Range<usize>,
-    base: Range<usize>,
-    protocol: Range<usize>,
-    server_name: Range<usize>,
-    server_port: Range<usize>,
-    remote_addr: Range<usize>,
-    remote_port: Range<usize>,
-    all_raw: Range<usize>,
-    pub(crate) https: bool,
-}
-
-impl RequestInfo {
-    pub(crate) fn gather(ecb: Ecb, base: &BaseSource) -> io::Result<Self> {
-        let mut buf = Vec::with_capacity(1024);
-        let var = |name: &CStr, buf: &mut Vec<u8>| -> io::Result<Range<usize>> {
-            let start = buf.len();
-            ecb.append_server_variable(name, buf)?;
-            Ok(start..buf.len())
-        };
-        let base = match base {
-            BaseSource::Fixed(b) => {
-                let start = buf.len();
-                buf.extend_from_slice(b);
-                start..buf.len()
-            }
-            BaseSource::ScriptName => var(c"SCRIPT_NAME", &mut buf)?,
-            BaseSource::IisApplication => {
-                let md = var(c"APPL_MD_PATH", &mut buf)?;
-                let path = mount::iis_application_path(&buf[md.clone()]);
-                buf.truncate(md.start);
-                buf.extend_from_slice(&path);
-                md.start..buf.len()
-            }
-        };
-        let url = var(c"URL", &mut buf)?;
-        let protocol = var(c"SERVER_PROTOCOL", &mut buf)?;
-        let server_name = var(c"SERVER_NAME", &mut buf)?;
-        let server_port = var(c"SERVER_PORT", &mut buf)?;
-        let remote_addr = var(c"REMOTE_ADDR", &mut buf)?;
-        let remote_port = var(c"REMOTE_PORT", &mut buf)?;
-        let https = var(c"HTTPS", &mut buf)?;
-        let all_raw = var(c"ALL_RAW", &mut buf)?;
-        Ok(Self {
-            https: buf[https].eq_ignore_ascii_case(b"on"),
-            buf,
-            url,
-            base,
-            protocol,
-            server_name,
-            server_port,
-            remote_addr,
-            remote_port,
-            all_raw,
-        })
-    }
-
-    /// `URL`: the request path, percent-decoded.
-    pub(crate) fn url(&self) -> &[u8] {
-        &self.buf[self.url.clone()]
-    }
-
-    /// The extension's own URL prefix ([`BaseSource`]).
-    pub(crate) fn base(&self) -> &[u8] {
-        &self.buf[self.base.clone()]
-    }
-
-    /// `SERVER_PROTOCOL`.
-    pub(crate) fn protocol(&self) -> &[u8] {
-        &self.buf[self.protocol.clone()]
-    }
-
-    /// `SERVER_NAME`.
-    pub(crate) fn server_name(&self) -> &[u8] {
-        &self.buf[self.server_name.clone()]
-    }
-
-    /// `SERVER_PORT`.
-    pub(crate) fn server_port(&self) -> &[u8] {
-        &self.buf[self.server_port.clone()]
-    }
-
-    /// `REMOTE_ADDR`.
-    pub(crate) fn remote_addr(&self) -> &[u8] {
-        &self.buf[self.remote_addr.clone()]
-    }
-
-    /// `REMOTE_PORT` (empty if the server has none).
-    pub(crate) fn remote_port(&self) -> &[u8] {
-        &self.buf[self.remote_port.clone()]
-    }
-
-    /// `ALL_RAW`: the request headers as `Name: value` lines.
-    pub(crate) fn all_raw(&self) -> &[u8] {
-        &self.buf[self.all_raw.clone()]
-    }
-}
+use crate::ffi::{Ecb, RawFile};
+use crate::mount::Route;
+use crate::server_vars::{RequestInfo, Var};
+use crate::wsgi::{Context, Deferred, Disconnected, FileWrapper, Input, Link, Response};
 
 /// Sends a small plain-text response without Python (no app mounted, not started).
 pub(crate) fn plain_response(ecb: Ecb, status: &str, body: &str) -> u32 {
@@ -238,7 +107,7 @@ pub(crate) fn run(
         }
     };
     let ctx = ctx.get();
-    let http11 = info.protocol().eq_ignore_ascii_case(b"HTTP/1.1");
+    let http11 = info.get(Var::Protocol).eq_ignore_ascii_case(b"HTTP/1.1");
     let setup = Bound::new(py, Response::new(Arc::clone(link), http11)).and_then(|r| {
         Ok((
             r,
@@ -292,7 +161,7 @@ fn call_app(
     response: &Bound<'_, Response>,
     input: &Bound<'_, Input>,
 ) -> Result<u32, Failure> {
-    let environ = build_environ(py, ctx, ecb, info, route, input)?;
+    let environ = ctx.environ.build(py, ecb, info, route, input)?;
     let app = ctx.apps[route.app].bind(py);
     let result = app.call1((environ, response))?;
     let body = send_result(py, ctx, response, &result)
@@ -317,7 +186,7 @@ fn close_result(ctx: &Context, result: &Bound<'_, PyAny>) -> PyResult<()> {
         return Ok(()); // no close() to call (and no AttributeError to build)
     }
     let py = result.py();
-    let close = ctx.keys.close.bind(py);
+    let close = ctx.environ.keys.close.bind(py);
     if result.hasattr(close)? {
         result.call_method0(close)?;
     }
@@ -427,7 +296,7 @@ fn app_failed(
 ) -> u32 {
     let mut r = response.borrow_mut();
     let method = String::from_utf8_lossy(ecb.method()).into_owned();
-    let url = String::from_utf8_lossy(info.url()).into_owned();
+    let url = String::from_utf8_lossy(info.get(Var::Url)).into_owned();
     if r.failed() {
         tracing::info!(target: "pyisapie", "{method} {url}: client went away; the application stopped with: {err}");
         return r.abort();
@@ -464,149 +333,4 @@ fn app_failed(
         Ok(_) => HSE_STATUS_SUCCESS,
         Err(_) => r.abort(),
     }
-}
-
-/// `HTTP_` and the header's name, upper-cased with `-` as `_`. `name` is ASCII letters,
-/// digits and dashes (checked by the caller).
-fn header_key<'py>(py: Python<'py>, name: &[u8]) -> Bound<'py, PyString> {
-    let mut key = Vec::with_capacity(5 + name.len());
-    key.extend_from_slice(b"HTTP_");
-    key.extend(name.iter().map(|&b| {
-        if b == b'-' {
-            b'_'
-        } else {
-            b.to_ascii_uppercase()
-        }
-    }));
-    PyString::new(py, std::str::from_utf8(&key).unwrap_or_default())
-}
-
-fn trim(mut s: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = s {
-        s = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = s {
-        s = rest;
-    }
-    s
-}
-
-fn build_environ<'py>(
-    py: Python<'py>,
-    ctx: &Context,
-    ecb: Ecb,
-    info: &RequestInfo,
-    route: &Route<'_>,
-    input: &Bound<'py, Input>,
-) -> PyResult<Bound<'py, PyDict>> {
-    let k = &ctx.keys;
-    // Holds the constant WSGI entries, and placeholders for the keys set below.
-    let env = ctx.new_environ(py)?;
-    let method = ecb.method();
-    let method = match method {
-        b"GET" => k.get.bind(py).clone(),
-        b"HEAD" => k.head.bind(py).clone(),
-        b"POST" => k.post.bind(py).clone(),
-        _ => ffi::python::latin1(py, method)?,
-    };
-    env.set_item(k.request_method.bind(py), method)?;
-    let script_name = ctx.repeated(py, Repeated::ScriptName, &route.script_name)?;
-    env.set_item(k.script_name.bind(py), script_name)?;
-    env.set_item(
-        k.path_info.bind(py),
-        ffi::python::latin1(py, route.path_info)?,
-    )?;
-    let query = ecb.query_string();
-    if query.is_empty() {
-        env.set_item(k.query_string.bind(py), k.empty.bind(py))?;
-    } else {
-        env.set_item(k.query_string.bind(py), ffi::python::latin1(py, query)?)?;
-    }
-    let content_type = ecb.content_type();
-    if !content_type.is_empty() {
-        env.set_item(
-            k.content_type.bind(py),
-            ffi::python::latin1(py, content_type)?,
-        )?;
-    }
-    let protocol = match info.protocol() {
-        b"HTTP/1.1" => k.http11.bind(py).clone(),
-        b"HTTP/1.0" => k.http10.bind(py).clone(),
-        other => ffi::python::latin1(py, other)?,
-    };
-    env.set_item(k.server_protocol.bind(py), protocol)?;
-    let server_name = ctx.repeated(py, Repeated::ServerName, info.server_name())?;
-    env.set_item(k.server_name.bind(py), server_name)?;
-    let server_port = ctx.repeated(py, Repeated::ServerPort, info.server_port())?;
-    env.set_item(k.server_port.bind(py), server_port)?;
-    let remote_addr = ctx.repeated(py, Repeated::RemoteAddr, info.remote_addr())?;
-    env.set_item(k.remote_addr.bind(py), remote_addr)?;
-    if info.remote_port().is_empty() {
-        env.del_item(k.remote_port.bind(py))?;
-    } else {
-        env.set_item(
-            k.remote_port.bind(py),
-            ffi::python::latin1(py, info.remote_port())?,
-        )?;
-    }
-    let mut content_length = None;
-    for line in info.all_raw().split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            continue;
-        };
-        let (name, value) = (trim(&line[..colon]), trim(&line[colon + 1..]));
-        if name.eq_ignore_ascii_case(b"content-length") {
-            content_length = Some(value);
-            continue;
-        }
-        if name.eq_ignore_ascii_case(b"content-type") || name.is_empty() {
-            continue;
-        }
-        // Underscores would collide with dashes (X-Auth vs X_Auth): drop such headers, as
-        // gunicorn and nginx do.
-        if !name.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-') {
-            tracing::debug!(target: "pyisapie", "dropped request header {:?}", String::from_utf8_lossy(name));
-            continue;
-        }
-        let py_key = match k.common_header(name) {
-            Some(key) => key.bind(py).clone(),
-            None => header_key(py, name),
-        };
-        let value = ffi::python::latin1(py, value)?;
-        let value = match env.get_item(&py_key)? {
-            Some(prev) => {
-                let sep = if name.eq_ignore_ascii_case(b"cookie") {
-                    "; "
-                } else {
-                    ", "
-                };
-                PyString::new(
-                    py,
-                    &format!(
-                        "{}{sep}{}",
-                        prev.cast::<PyString>()?.to_cow()?,
-                        value.to_cow()?
-                    ),
-                )
-            }
-            None => value,
-        };
-        env.set_item(py_key, value)?;
-    }
-    let total = ecb.total_bytes();
-    if total != u32::MAX {
-        if content_length.is_some() || total > 0 {
-            env.set_item(k.content_length.bind(py), total.to_string())?;
-        }
-    } else if let Some(value) = content_length {
-        // a body of 4 GiB or more: the ECB cannot say, the header can
-        env.set_item(k.content_length.bind(py), ffi::python::latin1(py, value)?)?;
-    }
-    if info.https {
-        env.set_item(k.https.bind(py), k.on.bind(py))?;
-        env.set_item(k.wsgi_url_scheme.bind(py), k.https_scheme.bind(py))?;
-    }
-    env.set_item(k.wsgi_input.bind(py), input)?;
-    Ok(env)
 }

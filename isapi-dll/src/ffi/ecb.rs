@@ -19,7 +19,7 @@ use windows_sys::Win32::System::Iis::{
 };
 use windows_sys::core::BOOL;
 
-use super::ffi_guard;
+use super::guard::ffi_guard;
 
 // ---------------------------------------------------------------------------------------
 // Errors
@@ -63,7 +63,7 @@ fn isapi_error(op: &str, code: u32) -> io::Error {
 
 /// A handle on the server's `EXTENSION_CONTROL_BLOCK` for one request.
 ///
-/// Only `HttpExtensionProc` creates one ([`super::exports`]). It is valid until
+/// Only `HttpExtensionProc` creates one (in `exports`). It is valid until
 /// `HttpExtensionProc` returns; code that may outlive the request reaches it through
 /// `wsgi::Link`, which is cleared before the return.
 #[derive(Clone, Copy, Debug)]

@@ -16,7 +16,8 @@ use windows_sys::Win32::System::Iis::{
 };
 use windows_sys::core::BOOL;
 
-use super::{Ecb, ffi_guard};
+use super::Ecb;
+use super::guard::ffi_guard;
 
 /// What the exports call: the extension's life cycle, in safe Rust.
 pub(crate) trait Extension {

@@ -2,7 +2,9 @@
 //! the Python library it loaded, and making libpython's symbols global so that C extension
 //! modules import under any host.
 
-use std::ffi::{CStr, c_void};
+#[cfg(unix)]
+use std::ffi::CStr;
+use std::ffi::c_void;
 use std::path::PathBuf;
 
 /// The file of this library (`pyisapie.dll`, `libpyisapie.so`; symbolic links resolved on

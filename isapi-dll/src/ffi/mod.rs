@@ -13,13 +13,13 @@
 //!   libpython's symbols global.
 //! - `winstdio` (Windows only): standard handles CPython cannot use, hidden from it before
 //!   it starts.
+//! - `guard`: `ffi_guard!`, which catches panics at the ABI boundary (exports and the
+//!   I/O completion callback).
 //!
 //! Errors: ISAPI reports failures through `GetLastError` on Windows. On other systems the
 //! host sets `errno` to the same Win32 code (122 `ERROR_INSUFFICIENT_BUFFER`, 1413
 //! `ERROR_INVALID_INDEX`, ...) before it returns FALSE; the [`ecb`] callbacks read
 //! whichever applies.
-
-use std::any::Any;
 
 use windows_sys::Win32::System::Iis::{
     EXTENSION_CONTROL_BLOCK, HSE_SEND_HEADER_EX_INFO, HSE_TF_INFO, HSE_VERSION_INFO,
@@ -28,6 +28,7 @@ use windows_sys::Win32::System::Iis::{
 pub(crate) mod exports;
 
 pub(crate) mod ecb;
+mod guard;
 pub(crate) mod library;
 pub(crate) mod python;
 #[cfg(windows)]
@@ -42,28 +43,3 @@ const _: () = {
     assert!(size_of::<HSE_SEND_HEADER_EX_INFO>() == 32);
     assert!(size_of::<HSE_TF_INFO>() == 72);
 };
-
-/// Runs `$body`, catching any panic: the panic is logged and `$default` returned.
-macro_rules! ffi_guard {
-    ($name:literal, $default:expr, $body:block) => {
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| $body)) {
-            Ok(value) => value,
-            Err(payload) => {
-                $crate::ffi::panic_caught($name, &*payload);
-                $default
-            }
-        }
-    };
-}
-use ffi_guard;
-
-/// Reports a panic caught at the ABI boundary.
-fn panic_caught(entry: &str, payload: &(dyn Any + Send)) {
-    let message = payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-string panic payload".to_owned());
-    tracing::error!(target: "pyisapie", "panic in {entry}: {message}");
-    eprintln!("pyisapie: panic in {entry}: {message}");
-}
