@@ -1,6 +1,6 @@
 //! [`Decoder`]: one response as a state machine fed with byte slices, with no
 //! I/O, so that a blocking and an async front end share every rule. What it
-//! decodes goes to a [`Sink`]: the [`Response`](super::Response) collector, or
+//! decodes goes to a [`Sink`]: the collector that builds an owned response, or
 //! a counter that keeps nothing (the load generator).
 
 use super::error::{MAX_HEAD_BYTES, WireError};

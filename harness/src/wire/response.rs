@@ -38,7 +38,7 @@ pub struct Response {
     /// terminating zero-size chunk).
     pub chunk_sizes: Vec<u64>,
     /// 1xx interim responses skipped before this one (see
-    /// [`ReadOptions`](super::ReadOptions)).
+    /// [`ReadOptions`](super::decode::ReadOptions)).
     pub interim: Vec<Interim>,
 }
 
