@@ -14,6 +14,9 @@
 //! - [`response`]: parsing of the heads extensions send; [`vars`]: IIS
 //!   server variables; [`config`]: the command line and the TOML file;
 //!   [`pool`]: the extension threads;
+//! - `os` (Unix): the supervisor's and workers' process plumbing
+//!   (inherited descriptors, signals, the shared in-flight table), unsafe
+//!   like [`ffi`];
 //! - [`ffi`]: the ABI (loading, the ECB, the four callbacks, decoding
 //!   `ServerSupportFunction`): all the `unsafe` code, calling up only
 //!   through [`ffi::Handler`].
@@ -25,6 +28,8 @@ mod chunk;
 mod config;
 mod conn;
 mod ffi;
+#[cfg(unix)]
+mod os;
 mod pool;
 mod request;
 mod response;

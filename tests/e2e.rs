@@ -16,3 +16,4 @@ mod host_response;
 mod host_robustness;
 mod host_ssf;
 mod host_vars;
+mod host_workers;

@@ -19,8 +19,9 @@ pub(crate) use settings::{AccessLogFormat, Cli, Command, Mapping, ServeArgs, Set
 use settings::{
     DEFAULT_BIND, DEFAULT_HEADER_TIMEOUT, DEFAULT_IO_TIMEOUT, DEFAULT_KEEPALIVE_TIMEOUT,
     DEFAULT_MAX_BODY, DEFAULT_MAX_HEADER, DEFAULT_MAX_REQUESTS, DEFAULT_PYTHON_PARALLEL,
-    DEFAULT_PYTHON_THREADS, DEFAULT_READ_AHEAD, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_THREADS,
-    DEFAULT_YIELD, MAX_YIELD_US, MIN_MAX_HEADER, normalize_prefix, parse_app,
+    DEFAULT_PYTHON_THREADS, DEFAULT_RAPID_FAIL_COUNT, DEFAULT_RAPID_FAIL_SECS, DEFAULT_READ_AHEAD,
+    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_THREADS, DEFAULT_YIELD, MAX_YIELD_US, MIN_MAX_HEADER,
+    normalize_prefix, parse_app, rapid_fail_parts,
 };
 
 /// What the WSGI sugar (`--app`, or no extension at all) asks of pyisapie.
@@ -71,6 +72,12 @@ pub(crate) struct ServeConfig {
     pub(crate) max_requests: usize,
     /// How long shutdown waits for requests in flight.
     pub(crate) shutdown_timeout: Duration,
+    /// Worker processes (the web garden).
+    pub(crate) workers: usize,
+    /// Whether a supervisor runs the workers (else one process serves).
+    pub(crate) supervisor: bool,
+    /// Rapid-fail protection: this many crashes within the window stop restarts.
+    pub(crate) rapid_fail: (u32, Duration),
 }
 
 /// Async runtime threads by default: one per CPU. Every request's work is
@@ -203,6 +210,21 @@ impl ServeConfig {
             );
         }
         let secs = |given: Option<u64>, default: u64| Duration::from_secs(given.unwrap_or(default));
+        let workers = at_least_one(s.workers.unwrap_or(1), "--workers")?;
+        let rapid_fail = match &s.rapid_fail {
+            Some(text) => rapid_fail_parts(text).map_err(anyhow::Error::msg)?,
+            None => (DEFAULT_RAPID_FAIL_COUNT, DEFAULT_RAPID_FAIL_SECS),
+        };
+        // The supervisor is built on Unix only; on Windows one process serves.
+        let supervisor = cfg!(unix) && !s.no_supervisor;
+        if !supervisor && workers > 1 {
+            if cfg!(windows) {
+                bail!(
+                    "--workers {workers}: worker processes are not supported on Windows yet (docs/ARCHITECTURE.md, \"Process model\"); one process serves"
+                );
+            }
+            bail!("--workers {workers} needs the supervisor: drop --no-supervisor");
+        }
         Ok(ServeConfig {
             bind: s.bind.unwrap_or(DEFAULT_BIND),
             maps,
@@ -222,6 +244,9 @@ impl ServeConfig {
             io_timeout: secs(s.io_timeout, DEFAULT_IO_TIMEOUT),
             max_requests: s.max_requests.unwrap_or(DEFAULT_MAX_REQUESTS).max(1),
             shutdown_timeout: secs(s.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT),
+            workers,
+            supervisor,
+            rapid_fail: (rapid_fail.0, Duration::from_secs(rapid_fail.1)),
         })
     }
 }

@@ -46,6 +46,30 @@ pub(crate) const DEFAULT_MAX_REQUESTS: usize = 5000;
 /// `--shutdown-timeout`'s default, in seconds.
 pub(crate) const DEFAULT_SHUTDOWN_TIMEOUT: u64 = 30;
 
+/// IIS's rapid-fail protection: this many worker crashes...
+pub(crate) const DEFAULT_RAPID_FAIL_COUNT: u32 = 5;
+/// ... within this many seconds stop the application pool.
+pub(crate) const DEFAULT_RAPID_FAIL_SECS: u64 = 300;
+
+/// Parses `--rapid-fail COUNT/SECONDS` (both at least 1).
+pub(crate) fn rapid_fail_parts(s: &str) -> Result<(u32, u64), String> {
+    let err = || format!("expected COUNT/SECONDS (e.g. 5/300), got {s:?}");
+    let (count, secs) = s.split_once('/').ok_or_else(err)?;
+    let count: u32 = count.trim().parse().map_err(|_| err())?;
+    let secs: u64 = secs.trim().parse().map_err(|_| err())?;
+    if count == 0 || secs == 0 {
+        return Err(format!(
+            "--rapid-fail COUNT and SECONDS must be at least 1, got {s:?}"
+        ));
+    }
+    Ok((count, secs))
+}
+
+/// `--rapid-fail`'s value parser: checks it, keeps the text.
+fn parse_rapid_fail(s: &str) -> Result<String, String> {
+    rapid_fail_parts(s).map(|_| s.to_owned())
+}
+
 /// An IIS-compatible host for ISAPI extensions.
 #[derive(Debug, Parser)]
 #[command(name = "isapi-host", version, about)]
@@ -216,6 +240,18 @@ settings! {
             "Seconds to wait for in-flight requests on shutdown [default: {DEFAULT_SHUTDOWN_TIMEOUT}]"
         ))]
         shutdown_timeout: Option<u64>,
+        /// Worker processes that serve requests, each with its own extensions (IIS's web garden, `maxProcesses`) [default: 1].
+        #[arg(long, value_name = "N")]
+        workers: Option<usize>,
+        /// One process, no supervisor: the extensions run in the process that listens, and a crash ends the server (for debuggers).
+        #[arg(long)]
+        no_supervisor: bool,
+        #[arg(long, value_name = "COUNT/SECONDS", value_parser = parse_rapid_fail, help = format!(
+            "Rapid-fail protection: after COUNT worker crashes within SECONDS the supervisor \
+             stops restarting workers and answers 503 until SIGHUP \
+             [default: {DEFAULT_RAPID_FAIL_COUNT}/{DEFAULT_RAPID_FAIL_SECS}]"
+        ))]
+        rapid_fail: Option<String>,
     }
 }
 

@@ -195,6 +195,9 @@ impl Admitted {
     /// thread; the response head arrives on the receiver.
     fn start(self, app: &App, conn: &Arc<ConnSignals>, preload: Vec<u8>) -> HeadReceiver {
         let parts = self.parts;
+        // What a crash log names, if this worker dies in the extension.
+        #[cfg(unix)]
+        let label = (parts.method.clone(), parts.uri.path_and_query().cloned());
         let info = RequestInfo {
             target: parts
                 .uri
@@ -225,6 +228,11 @@ impl Admitted {
         app.shared.request_started();
         let ext = self.ext;
         app.workers.spawn(move || {
+            #[cfg(unix)]
+            let _in_flight = crate::os::inflight::claim(
+                label.0.as_str(),
+                label.1.as_ref().map_or("/", |t| t.as_str()),
+            );
             let status = ext.call(&ctx.ecb);
             if status != HSE_STATUS_PENDING {
                 ctx.finish(status);

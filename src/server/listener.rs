@@ -12,20 +12,47 @@ use super::connections::Connections;
 use super::routing::App;
 use super::sweeper::{Limits, sweep};
 
+/// Where the listening socket comes from.
+pub(super) enum Listen {
+    /// Bind `--bind` here (one process, no supervisor).
+    Bind,
+    /// A worker's: the supervisor's socket, and the pipe to tell it this
+    /// worker is ready.
+    #[cfg_attr(not(unix), allow(dead_code))]
+    Inherited(std::net::TcpListener, std::fs::File),
+}
+
 /// Listens until SIGINT or SIGTERM (or their Windows console kin), then
 /// drains: connections close after their current response, and requests
 /// get `--shutdown-timeout` to finish.
-pub(super) async fn serve(app: Arc<App>) -> anyhow::Result<()> {
+pub(super) async fn serve(app: Arc<App>, listen: Listen) -> anyhow::Result<()> {
     let cfg = &app.shared.cfg;
-    let listener = TcpListener::bind(cfg.bind)
-        .await
-        .with_context(|| format!("cannot listen on {}", cfg.bind))?;
+    let (listener, control) = match listen {
+        Listen::Bind => (
+            TcpListener::bind(cfg.bind)
+                .await
+                .with_context(|| format!("cannot listen on {}", cfg.bind))?,
+            None,
+        ),
+        Listen::Inherited(listener, control) => {
+            listener.set_nonblocking(true)?;
+            (TcpListener::from_std(listener)?, Some(control))
+        }
+    };
     let addr = listener.local_addr()?;
-    {
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "isapi-host listening on http://{addr}")?;
-        out.flush()?;
+    match &control {
+        // A worker: the supervisor prints the address once the first
+        // worker says it is ready.
+        Some(control) => {
+            use std::io::Write;
+            let _ = (&*control).write_all(b"ready\n");
+        }
+        None => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "isapi-host listening on http://{addr}")?;
+            out.flush()?;
+        }
     }
     tracing::info!(%addr, threads = cfg.threads, parallel = cfg.parallel, "listening");
 

@@ -11,7 +11,9 @@
 //! - [`dispatch`]: admission, read-ahead, and the hand-off of a request to
 //!   an extension thread;
 //! - [`routing`]: the mounts;
-//! - [`head`]: the request-head checks.
+//! - [`head`]: the request-head checks;
+//! - `supervisor` (Unix): the process that owns the listening socket and
+//!   runs the workers (docs/ARCHITECTURE.md, "Process model").
 
 mod connection;
 mod connections;
@@ -20,6 +22,8 @@ mod head;
 mod listener;
 mod routing;
 mod startup;
+#[cfg(unix)]
+mod supervisor;
 mod sweeper;
 
 pub(crate) use startup::run;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use super::listener;
+use super::listener::{self, Listen};
 use super::routing::{App, Mount};
 use crate::config::{ServeArgs, ServeConfig};
 use crate::ffi::{self, Extension};
@@ -25,7 +25,20 @@ fn pyisapie_file_name() -> String {
     )
 }
 
-/// Runs `isapi-host serve` until SIGINT or SIGTERM.
+/// Fails if the WSGI sugar needs the pyisapie library and it is not built.
+fn check_pyisapie(cfg: &ServeConfig, pyisapie: &Path) -> anyhow::Result<()> {
+    if cfg.python.is_some() && cfg.maps.iter().any(|m| m.path == pyisapie) && !pyisapie.exists() {
+        anyhow::bail!(
+            "the pyisapie library is not built: {} is missing (run `cargo build --release --workspace`, or pass --extension)",
+            pyisapie.display()
+        );
+    }
+    Ok(())
+}
+
+/// Runs `isapi-host serve` until SIGINT or SIGTERM: a supervisor and its
+/// workers (Unix, by default), a worker (started by the supervisor), or one
+/// process that does it all (`--no-supervisor`).
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let exe_dir = std::env::current_exe()
         .ok()
@@ -37,13 +50,31 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         .join("wsgi");
     let cfg = ServeConfig::resolve(args, &pyisapie, &demo_dir)?;
 
-    if let Some(py) = &cfg.python {
-        if cfg.maps.iter().any(|m| m.path == pyisapie) && !pyisapie.exists() {
-            anyhow::bail!(
-                "the pyisapie library is not built: {} is missing (run `cargo build --release --workspace`, or pass --extension)",
-                pyisapie.display()
-            );
+    #[cfg(unix)]
+    let worker = std::env::var_os(crate::os::WORKER_ENV).is_some();
+    #[cfg(not(unix))]
+    let worker = false;
+    #[cfg(unix)]
+    if cfg.supervisor && !worker {
+        check_pyisapie(&cfg, &pyisapie)?;
+        return super::supervisor::run(cfg);
+    }
+    let listen = if worker {
+        #[cfg(unix)]
+        {
+            let (listener, control, slots) = crate::os::worker_descriptors()
+                .context("cannot take the descriptors the supervisor handed down")?;
+            crate::os::inflight::install(&slots).context("cannot map the in-flight table")?;
+            Listen::Inherited(listener, control)
         }
+        #[cfg(not(unix))]
+        unreachable!()
+    } else {
+        Listen::Bind
+    };
+
+    if let Some(py) = &cfg.python {
+        check_pyisapie(&cfg, &pyisapie)?;
         let path = std::env::join_paths(&py.python_path)
             .context("--python-path holds a path separator")?;
         ffi::set_env_before_threads(&[
@@ -100,7 +131,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         workers,
         mounts,
     });
-    rt.block_on(listener::serve(app))?;
+    rt.block_on(listener::serve(app, listen))?;
 
     // TerminateExtension(MUST_UNLOAD) promises that no request runs any more.
     let still_running = shared.active();

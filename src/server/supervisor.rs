@@ -1,0 +1,429 @@
+//! The supervisor: IIS's WAS for one application pool. It binds the
+//! listening socket, starts `--workers` worker processes (this executable
+//! again, with [`os::WORKER_ENV`] set) that inherit it and serve, and never
+//! loads an extension itself.
+//!
+//! - A worker that dies unasked (a signal, an exit, the OOM killer) is
+//!   logged with its cause and the requests that were in flight on it (from
+//!   its [`inflight`] table), and replaced.
+//! - Rapid-fail protection: `COUNT` such deaths within `SECONDS` stop the
+//!   restarts; the supervisor then answers every request itself with 503,
+//!   until SIGHUP.
+//! - SIGHUP recycles every worker, overlapped: each new worker is ready
+//!   before its predecessor is told to stop accepting and drain.
+//! - SIGTERM and SIGINT drain every worker (each calls
+//!   `TerminateExtension`), then the supervisor exits 0.
+//!
+//! It prints the `listening on` line once, when the first worker is ready.
+
+use std::collections::{HashMap, VecDeque};
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{BufRead as _, BufReader};
+use std::os::fd::AsRawFd as _;
+use std::os::unix::process::ExitStatusExt as _;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use http_body_util::Full;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::config::ServeConfig;
+use crate::os::{self, inflight};
+
+/// What a worker's watchers report.
+enum Event {
+    /// It is accepting.
+    Ready(u64),
+    /// It exited.
+    Exited(u64, std::io::Result<ExitStatus>),
+}
+
+/// A worker process.
+struct Worker {
+    pid: u32,
+    /// Its in-flight table.
+    slots: File,
+    /// It has said it is accepting.
+    ready: bool,
+    /// It was told to stop (recycled, shut down): its exit is no crash.
+    stopping: bool,
+    /// The worker it takes over from once ready (overlapped recycling).
+    replaces: Option<u64>,
+}
+
+/// Runs the supervisor until SIGTERM or SIGINT.
+pub(crate) fn run(cfg: ServeConfig) -> anyhow::Result<()> {
+    let listener = std::net::TcpListener::bind(cfg.bind)
+        .with_context(|| format!("cannot listen on {}", cfg.bind))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    // Every worker is spawned from this thread: the kernel's parent-death
+    // signal follows the thread that forked.
+    rt.block_on(async {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let sup = Supervisor {
+            exe: std::env::current_exe().context("cannot find this executable")?,
+            args: std::env::args_os().skip(1).collect(),
+            addr: listener.local_addr()?,
+            listener: Some(listener),
+            cfg,
+            workers: HashMap::new(),
+            next_id: 1,
+            tx,
+            rx,
+            announced: false,
+            crashes: VecDeque::new(),
+            restarts: 0,
+            responder: None,
+        };
+        sup.run().await
+    })
+}
+
+struct Supervisor {
+    cfg: ServeConfig,
+    /// The listening socket, until shutdown begins.
+    listener: Option<std::net::TcpListener>,
+    addr: std::net::SocketAddr,
+    exe: PathBuf,
+    args: Vec<OsString>,
+    workers: HashMap<u64, Worker>,
+    next_id: u64,
+    tx: mpsc::UnboundedSender<Event>,
+    rx: mpsc::UnboundedReceiver<Event>,
+    /// The `listening on` line is out.
+    announced: bool,
+    /// When recent crashes happened, for rapid-fail protection.
+    crashes: VecDeque<Instant>,
+    /// Workers started in place of crashed ones.
+    restarts: u64,
+    /// The 503 responder, while rapid-fail protection has tripped.
+    responder: Option<JoinHandle<()>>,
+}
+
+impl Supervisor {
+    async fn run(mut self) -> anyhow::Result<()> {
+        tracing::info!(
+            addr = %self.addr,
+            workers = self.cfg.workers,
+            pid = std::process::id(),
+            "supervisor started"
+        );
+        for _ in 0..self.cfg.workers {
+            self.spawn(None)?;
+        }
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        loop {
+            tokio::select! {
+                Some(ev) = self.rx.recv() => match ev {
+                    Event::Ready(id) => self.on_ready(id)?,
+                    Event::Exited(id, status) => self.on_exit(id, status)?,
+                },
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => self.on_hup()?,
+            }
+        }
+        self.shut_down().await;
+        Ok(())
+    }
+
+    /// Starts a worker; `replaces` stops once it is ready.
+    fn spawn(&mut self, replaces: Option<u64>) -> anyhow::Result<()> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let (reader, writer) = os::pipe().context("cannot make a worker's pipe")?;
+        let slots = os::memfd(c"isapi-host-inflight", inflight::TABLE_BYTES as u64)
+            .context("cannot make a worker's in-flight table")?;
+        let listener = self
+            .listener
+            .as_ref()
+            .context("no listening socket: shutting down")?;
+        let mut cmd = tokio::process::Command::new(&self.exe);
+        cmd.args(&self.args)
+            .env(os::WORKER_ENV, id.to_string())
+            .stdin(Stdio::null());
+        os::hand_down(
+            &mut cmd,
+            [listener.as_raw_fd(), writer.as_raw_fd(), slots.as_raw_fd()],
+        );
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start a worker ({})", self.exe.display()))?;
+        drop(writer);
+        let pid = child.id().unwrap_or(0);
+        tracing::info!(worker = id, pid, "worker started");
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            let _ = tx.send(Event::Exited(id, status));
+        });
+        let tx = self.tx.clone();
+        std::thread::Builder::new()
+            .name(format!("isapi-worker-{id}-pipe"))
+            .spawn(move || {
+                for line in BufReader::new(reader).lines() {
+                    match line {
+                        Ok(l) if l == "ready" => {
+                            let _ = tx.send(Event::Ready(id));
+                        }
+                        Ok(_) => {}
+                        Err(_) => break,
+                    }
+                }
+            })?;
+        self.workers.insert(
+            id,
+            Worker {
+                pid,
+                slots,
+                ready: false,
+                stopping: false,
+                replaces,
+            },
+        );
+        Ok(())
+    }
+
+    fn on_ready(&mut self, id: u64) -> anyhow::Result<()> {
+        let Some(w) = self.workers.get_mut(&id) else {
+            return Ok(());
+        };
+        w.ready = true;
+        let (pid, replaces) = (w.pid, w.replaces.take());
+        tracing::info!(worker = id, pid, "worker ready");
+        if !self.announced {
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "isapi-host listening on http://{}", self.addr)?;
+            out.flush()?;
+            self.announced = true;
+        }
+        if let Some(old) = replaces {
+            self.stop(old);
+        }
+        Ok(())
+    }
+
+    /// Tells a worker to stop accepting and drain.
+    fn stop(&mut self, id: u64) {
+        if let Some(w) = self.workers.get_mut(&id) {
+            if !w.stopping {
+                w.stopping = true;
+                tracing::info!(worker = id, pid = w.pid, "stopping worker");
+                let _ = os::kill(w.pid, os::SIGTERM);
+            }
+        }
+    }
+
+    fn on_exit(&mut self, id: u64, status: std::io::Result<ExitStatus>) -> anyhow::Result<()> {
+        let Some(w) = self.workers.remove(&id) else {
+            return Ok(());
+        };
+        let cause = match &status {
+            Ok(s) => describe(*s),
+            Err(e) => format!("cannot tell how it ended ({e})"),
+        };
+        if w.stopping && status.as_ref().is_ok_and(ExitStatus::success) {
+            tracing::info!(worker = id, pid = w.pid, "worker exited");
+            return Ok(());
+        }
+        let in_flight = inflight::read(&w.slots);
+        if !w.ready && !self.announced && !w.stopping {
+            // It never served: a start-up error (it said why on stderr).
+            self.stop_all();
+            anyhow::bail!("the worker failed to start: it {cause}");
+        }
+        tracing::error!(
+            worker = id,
+            pid = w.pid,
+            in_flight = in_flight.len(),
+            "worker died: {cause}"
+        );
+        for url in &in_flight {
+            tracing::error!(
+                worker = id,
+                pid = w.pid,
+                "request in flight on the dead worker: {url}"
+            );
+        }
+        if w.stopping || self.responder.is_some() {
+            return Ok(());
+        }
+        // Whoever it was to replace keeps serving until its successor is up.
+        let now = Instant::now();
+        let (count, window) = self.cfg.rapid_fail;
+        self.crashes.push_back(now);
+        while self
+            .crashes
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > window)
+        {
+            self.crashes.pop_front();
+        }
+        if self.crashes.len() >= count as usize {
+            self.trip(count, window);
+            return Ok(());
+        }
+        self.restarts += 1;
+        tracing::info!(
+            dead = id,
+            restarts = self.restarts,
+            "starting a replacement worker"
+        );
+        self.spawn(w.replaces)
+    }
+
+    /// Rapid-fail protection: no more workers; 503 for everyone.
+    fn trip(&mut self, count: u32, window: Duration) {
+        tracing::error!(
+            "rapid-fail protection: {count} worker crashes within {}s; the application pool is stopped and every request gets 503. Fix the cause, then restart the workers with SIGHUP (kill -HUP {})",
+            window.as_secs(),
+            std::process::id()
+        );
+        self.stop_all();
+        match self
+            .listener
+            .as_ref()
+            .map_or_else(
+                || Err(std::io::Error::other("no socket")),
+                |l| l.try_clone(),
+            )
+            .and_then(|l| {
+                l.set_nonblocking(true)?;
+                Ok(l)
+            })
+            .and_then(tokio::net::TcpListener::from_std)
+        {
+            Ok(l) => self.responder = Some(tokio::spawn(unavailable(l))),
+            Err(e) => tracing::error!(error = %e, "cannot answer 503 on the listening socket"),
+        }
+    }
+
+    fn stop_all(&mut self) {
+        let ids: Vec<u64> = self.workers.keys().copied().collect();
+        for id in ids {
+            self.stop(id);
+        }
+    }
+
+    /// SIGHUP: restart after rapid-fail protection, else recycle every
+    /// worker, overlapped.
+    fn on_hup(&mut self) -> anyhow::Result<()> {
+        if let Some(r) = self.responder.take() {
+            r.abort();
+            self.crashes.clear();
+            tracing::info!("SIGHUP: restarting the application pool");
+            for _ in 0..self.cfg.workers {
+                self.spawn(None)?;
+            }
+            return Ok(());
+        }
+        tracing::info!("SIGHUP: recycling every worker");
+        let old: Vec<u64> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| !w.stopping)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in old {
+            self.spawn(Some(id))?;
+        }
+        Ok(())
+    }
+
+    /// Drains every worker: `--shutdown-timeout`, plus a grace period for
+    /// `TerminateExtension`, then SIGKILL.
+    async fn shut_down(&mut self) {
+        tracing::info!("shutting down: draining the workers");
+        if let Some(r) = self.responder.take() {
+            r.abort();
+        }
+        // No new connections from now on: once the workers close their
+        // copies too, nothing listens.
+        self.listener = None;
+        self.stop_all();
+        let deadline =
+            tokio::time::Instant::now() + self.cfg.shutdown_timeout + Duration::from_secs(5);
+        while !self.workers.is_empty() {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(Event::Exited(id, status))) => {
+                    if let Some(w) = self.workers.remove(&id) {
+                        let cause = match &status {
+                            Ok(s) => describe(*s),
+                            Err(e) => e.to_string(),
+                        };
+                        tracing::info!(worker = id, pid = w.pid, "worker {cause}");
+                    }
+                }
+                Ok(Some(Event::Ready(id))) => self.stop(id),
+                Ok(None) => break,
+                Err(_) => {
+                    for w in self.workers.values() {
+                        tracing::warn!(pid = w.pid, "worker did not drain in time: SIGKILL");
+                        let _ = os::kill(w.pid, os::SIGKILL);
+                    }
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// How a process ended, for the log: `exited with code 1`, `was killed by
+/// SIGSEGV (core dumped)`.
+fn describe(status: ExitStatus) -> String {
+    if let Some(code) = status.code() {
+        return format!("exited with code {code}");
+    }
+    match status.signal() {
+        Some(sig) => format!(
+            "was killed by {}{}",
+            os::signal_name(sig),
+            if status.core_dumped() {
+                " (core dumped)"
+            } else {
+                ""
+            }
+        ),
+        None => format!("ended ({status})"),
+    }
+}
+
+/// The body of every response while rapid-fail protection holds.
+const UNAVAILABLE: &str = "503 Service Unavailable: the application pool is stopped. \
+Its worker processes crashed too often (rapid-fail protection, --rapid-fail); \
+see the server's log, then send SIGHUP to the isapi-host supervisor to restart them.\n";
+
+/// Answers every request on `listener` with 503 until aborted.
+async fn unavailable(listener: tokio::net::TcpListener) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(|_req| async {
+                let resp = http::Response::builder()
+                    .status(http::StatusCode::SERVICE_UNAVAILABLE)
+                    .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+                    .header(http::header::RETRY_AFTER, "60")
+                    .body(Full::new(Bytes::from_static(UNAVAILABLE.as_bytes())))
+                    .expect("static response");
+                Ok::<_, std::convert::Infallible>(resp)
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}

@@ -1,0 +1,329 @@
+//! The process model (docs/ARCHITECTURE.md, "Process model"): a supervisor
+//! that owns the listening socket and runs worker processes, crash
+//! isolation, rapid-fail protection, web gardens and graceful shutdown.
+//! Real processes, real sockets, port 0; Linux hosts only (the supervisor
+//! is not built on Windows).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use crate::support::{self, Host, RawConn};
+
+/// What one load thread saw.
+#[derive(Default)]
+struct Stats {
+    ok: u64,
+    /// Requests re-sent on a fresh connection after theirs died with a
+    /// worker (what any HTTP client does for an idempotent request).
+    retried: u64,
+    /// Requests that failed even on a fresh connection, or got an error
+    /// status.
+    failed: Vec<String>,
+}
+
+/// Keep-alive GET load on `conns` connections until stopped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    threads: Vec<thread::JoinHandle<Stats>>,
+}
+
+impl Load {
+    fn start(addr: SocketAddr, conns: usize, path: &'static str) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..conns)
+            .map(|_| {
+                let stop = stop.clone();
+                thread::spawn(move || {
+                    let mut stats = Stats::default();
+                    let mut conn: Option<RawConn> = None;
+                    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+                    while !stop.load(Ordering::Relaxed) {
+                        let mut attempt = 0;
+                        loop {
+                            attempt += 1;
+                            let c = match conn.as_mut() {
+                                Some(c) => c,
+                                None => match RawConn::connect(addr) {
+                                    Ok(c) => conn.insert(c),
+                                    Err(e) => {
+                                        stats.failed.push(format!("connect: {e}"));
+                                        break;
+                                    }
+                                },
+                            };
+                            let got = c
+                                .try_send(req.as_bytes())
+                                .map_err(|e| e.to_string())
+                                .and_then(|()| c.read_response().map_err(|e| format!("{e:?}")));
+                            match got {
+                                Ok(r) if r.status == 200 && r.body == b"Hello, world!" => {
+                                    stats.ok += 1;
+                                    break;
+                                }
+                                Ok(r) => {
+                                    stats.failed.push(format!("status {}", r.status));
+                                    conn = None;
+                                    break;
+                                }
+                                Err(e) => {
+                                    conn = None;
+                                    if attempt == 1 {
+                                        stats.retried += 1;
+                                        continue;
+                                    }
+                                    stats.failed.push(e);
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    stats
+                })
+            })
+            .collect();
+        Load { stop, threads }
+    }
+
+    fn finish(self) -> Stats {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut all = Stats::default();
+        for t in self.threads {
+            let s = t.join().expect("load thread");
+            all.ok += s.ok;
+            all.retried += s.retried;
+            all.failed.extend(s.failed);
+        }
+        all
+    }
+}
+
+/// Sends `GET path` on a fresh connection and expects the connection to die
+/// without a response (the worker crashes under it).
+fn crash_request(addr: SocketAddr, path: &str) {
+    let mut c = RawConn::connect(addr).expect("connect");
+    c.set_read_timeout(Some(Duration::from_secs(20)));
+    let _ = c.try_send(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    if let Ok(r) = c.read_response() {
+        panic!(
+            "{path} got a response from a worker that should have crashed: {}",
+            r.status
+        );
+    }
+}
+
+fn count(log: &str, needle: &str) -> usize {
+    log.matches(needle).count()
+}
+
+/// Sends `sig` (e.g. "-HUP") to the supervisor.
+fn signal(host: &Host, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .arg(sig)
+        .arg(host.supervisor_pid().to_string())
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill {sig} failed");
+}
+
+/// 20 requests that crash a worker, under load at 64 connections against
+/// two workers: every other request succeeds, 20 workers are restarted, and
+/// the log names the signal and each crashing URL.
+fn crashes_under_load(host: &mut Host, crash: &str, cause: &str) {
+    let addr = host.addr();
+    let load = Load::start(addr, 64, "/hello");
+    thread::sleep(Duration::from_millis(300));
+    for i in 0..20 {
+        crash_request(addr, &format!("{crash}?n={i}"));
+        // One crash at a time: the next once the replacement serves.
+        assert!(
+            host.wait_for_log_matching(
+                |l| count(l, &format!("restarts={}", i + 1)) == 1
+                    && count(l, "worker ready") > 2 + i,
+                Duration::from_secs(30)
+            ),
+            "no replacement for crash {i}\n{}",
+            host.stderr()
+        );
+    }
+    thread::sleep(Duration::from_millis(300));
+    let stats = load.finish();
+    let log = host.stderr();
+    eprintln!(
+        "load: {} ok, {} re-sent after their worker died, {} failed",
+        stats.ok,
+        stats.retried,
+        stats.failed.len()
+    );
+    assert!(
+        stats.failed.is_empty(),
+        "failed requests: {:?}",
+        &stats.failed[..stats.failed.len().min(10)]
+    );
+    assert!(stats.ok > 1000, "too little load: {}", stats.ok);
+    assert_eq!(count(&log, cause), 20, "{log}");
+    for i in 0..20 {
+        assert_eq!(
+            count(
+                &log,
+                &format!("request in flight on the dead worker: GET {crash}?n={i} ")
+            ),
+            1,
+            "the log names GET {crash}?n={i}\n{log}"
+        );
+    }
+    assert_eq!(count(&log, "restarts=20"), 1);
+    assert_eq!(count(&log, "restarts=21"), 0);
+    assert!(host.is_running());
+    assert_eq!(host.get("/hello").status, 200);
+    assert_eq!(count(&host.stdout(), "listening on"), 1);
+    let status = host.terminate();
+    assert!(status.success(), "exit {status:?}\n{}", host.stderr());
+}
+
+#[test]
+fn a_c_extension_that_segfaults_costs_only_its_requests() {
+    if support::skip_on_windows("the supervisor is not built on Windows") {
+        return;
+    }
+    let mut host = Host::with_c_fixture("crash", &["--workers", "2", "--rapid-fail", "100/600"]);
+    crashes_under_load(&mut host, "/crash", "worker died: was killed by SIGSEGV");
+}
+
+#[test]
+fn a_python_app_that_calls_os_exit_costs_only_its_requests() {
+    if support::skip_on_windows("the supervisor is not built on Windows") {
+        return;
+    }
+    // The e2e binary does not build pyisapie; CI builds the workspace first.
+    let built = std::panic::catch_unwind(support::pyisapie_lib).is_ok();
+    if !built {
+        support::skip("pyisapie is not built (cargo build -p pyisapie)");
+        return;
+    }
+    let dir = support::repo_root().join("fixtures").join("wsgi");
+    let dir = support::host_path(&dir);
+    let mut host = Host::start(&[
+        "--app",
+        "crash_app:app",
+        "--python-path",
+        &dir,
+        "--workers",
+        "2",
+        "--rapid-fail",
+        "100/600",
+    ]);
+    crashes_under_load(&mut host, "/exit", "worker died: exited with code 1");
+}
+
+#[test]
+fn rapid_fail_protection_answers_503_until_sighup() {
+    if support::skip_on_windows("the supervisor is not built on Windows") {
+        return;
+    }
+    let mut host = Host::with_c_fixture("crash", &["--rapid-fail", "3/60"]);
+    let addr = host.addr();
+    for i in 0..3 {
+        crash_request(addr, &format!("/crash?n={i}"));
+        if i < 2 {
+            assert!(host.wait_for_log_matching(
+                |l| count(l, "worker ready") == i + 2,
+                Duration::from_secs(30)
+            ));
+        }
+    }
+    assert!(
+        host.wait_for_log(
+            "rapid-fail protection: 3 worker crashes within 60s",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        host.stderr()
+    );
+    let log = host.stderr();
+    assert!(log.contains("SIGHUP"), "the log says how to restart: {log}");
+    assert_eq!(
+        count(&log, "restarts="),
+        2,
+        "no restart after the third crash"
+    );
+    for _ in 0..3 {
+        let r = host.get("/hello");
+        assert_eq!(r.status, 503);
+        let body = String::from_utf8_lossy(&r.body);
+        assert!(
+            body.contains("rapid-fail") && body.contains("SIGHUP"),
+            "{body}"
+        );
+    }
+    signal(&host, "-HUP");
+    assert!(host.wait_for_log_matching(|l| count(l, "worker ready") == 4, Duration::from_secs(30)));
+    let r = host.get("/hello");
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"Hello, world!"[..]));
+    let status = host.terminate();
+    assert!(status.success(), "exit {status:?}");
+}
+
+#[test]
+fn sigterm_drains_every_worker() {
+    if support::skip_on_windows("the supervisor is not built on Windows") {
+        return;
+    }
+    let term_log = support::temp_dir("workers-term").join("term.log");
+    let lib = support::c_fixture_str("hello");
+    let mut host = Host::start_env(
+        &["--extension", &lib, "--workers", "2"],
+        [("ISAPI_FIXTURE_TERM_LOG", term_log.to_str().unwrap())],
+    );
+    let addr = host.addr();
+    let slow: Vec<_> = (0..4)
+        .map(|_| thread::spawn(move || support::get(addr, "/?sleep=800")))
+        .collect();
+    assert!(host.wait_for_log_matching(|l| count(l, "worker ready") == 2, Duration::from_secs(10)));
+    thread::sleep(Duration::from_millis(200));
+    let status = host.terminate();
+    assert!(status.success(), "exit {status:?}\n{}", host.stderr());
+    for t in slow {
+        assert_eq!(t.join().unwrap().status, 200);
+    }
+    let terms = std::fs::read_to_string(&term_log).unwrap_or_default();
+    assert_eq!(
+        count(&terms, "TerminateExtension"),
+        2,
+        "one per worker: {terms}"
+    );
+}
+
+#[test]
+fn the_supervisor_never_loads_an_extension() {
+    if support::skip_on_windows("the supervisor is not built on Windows") {
+        return;
+    }
+    let host = Host::with_c_fixture("crash", &["--workers", "2"]);
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", host.supervisor_pid())).unwrap();
+    let stem = support::c_fixture_stem("crash");
+    assert!(!maps.contains(&stem), "the supervisor mapped {stem}");
+    assert_eq!(host.get("/hello").status, 200);
+}
+
+#[test]
+fn workers_without_the_supervisor_is_an_error() {
+    let lib = support::c_fixture_str("hello");
+    let out = Host::run_to_exit(
+        &["--extension", &lib, "--workers", "2", "--no-supervisor"],
+        std::iter::empty::<(&str, &str)>(),
+        Duration::from_secs(30),
+    );
+    assert!(!out.status.success());
+    let expect = if support::windows_host() {
+        "not supported on Windows yet"
+    } else {
+        "needs the supervisor"
+    };
+    assert!(out.stderr.contains(expect), "{}", out.stderr);
+}
