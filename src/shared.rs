@@ -23,6 +23,29 @@ pub(crate) struct Shared {
     active: AtomicUsize,
     /// Notified when `active` falls to zero.
     idle: Notify,
+    /// A worker's request-count recycling (`--recycle-requests`).
+    recycle: Option<Recycle>,
+}
+
+/// Asks the supervisor for a successor once enough requests have come.
+pub(crate) struct Recycle {
+    /// Requests to take before asking.
+    after: u64,
+    /// Requests taken.
+    taken: std::sync::atomic::AtomicU64,
+    /// Says `recycle` to the supervisor (once).
+    ask: Box<dyn Fn() + Send + Sync>,
+}
+
+impl Recycle {
+    /// Calls `ask` once, at the `after`-th request.
+    pub(crate) fn new(after: u64, ask: Box<dyn Fn() + Send + Sync>) -> Self {
+        Recycle {
+            after,
+            taken: std::sync::atomic::AtomicU64::new(0),
+            ask,
+        }
+    }
 }
 
 impl Shared {
@@ -34,12 +57,24 @@ impl Shared {
             io,
             active: AtomicUsize::new(0),
             idle: Notify::new(),
+            recycle: None,
         }
+    }
+
+    /// With request-count recycling.
+    pub(crate) fn with_recycle(mut self, recycle: Option<Recycle>) -> Self {
+        self.recycle = recycle;
+        self
     }
 
     /// A request has been handed to an extension.
     pub(crate) fn request_started(&self) {
         self.active.fetch_add(1, Ordering::AcqRel);
+        if let Some(r) = &self.recycle {
+            if r.taken.fetch_add(1, Ordering::Relaxed) + 1 == r.after {
+                (r.ask)();
+            }
+        }
     }
 
     /// An extension request has finished.

@@ -327,3 +327,64 @@ fn workers_without_the_supervisor_is_an_error() {
     };
     assert!(out.stderr.contains(expect), "{}", out.stderr);
 }
+
+/// Load until `recycles` overlapped recycles happened, then checks that no
+/// request failed and the host still serves.
+fn recycles_under_load(host: &mut Host, recycles: usize, mut trigger: impl FnMut(&Host, usize)) {
+    let load = Load::start(host.addr(), 64, "/hello");
+    for i in 0..recycles {
+        trigger(host, i);
+        assert!(
+            host.wait_for_log_matching(
+                |l| count(l, "recycling worker") > i && count(l, "stopping worker") > i,
+                Duration::from_secs(60)
+            ),
+            "recycle {i} did not happen\n{}",
+            host.stderr()
+        );
+    }
+    thread::sleep(Duration::from_millis(300));
+    let stats = load.finish();
+    eprintln!(
+        "load: {} ok, {} re-sent on a fresh connection, {} failed",
+        stats.ok,
+        stats.retried,
+        stats.failed.len()
+    );
+    assert!(
+        stats.failed.is_empty(),
+        "failed requests: {:?}",
+        &stats.failed[..stats.failed.len().min(10)]
+    );
+    let log = host.stderr();
+    assert_eq!(count(&log, "worker died"), 0, "{log}");
+    assert_eq!(host.get("/hello").status, 200);
+    let status = host.terminate();
+    assert!(status.success(), "exit {status:?}");
+}
+
+#[test]
+fn recycle_requests_recycles_under_load_without_failing_a_request() {
+    if support::skip_on_windows("the supervisor is not built on Windows") {
+        return;
+    }
+    let mut host = Host::with_c_fixture("crash", &["--workers", "2", "--recycle-requests", "2000"]);
+    recycles_under_load(&mut host, 4, |_, _| {});
+}
+
+#[test]
+fn sighup_recycles_under_load_without_failing_a_request() {
+    if support::skip_on_windows("the supervisor is not built on Windows") {
+        return;
+    }
+    let mut host = Host::with_c_fixture("crash", &["--workers", "2"]);
+    recycles_under_load(&mut host, 3, |host, i| {
+        // Each SIGHUP recycles both workers; wait for the previous round.
+        assert!(host.wait_for_log_matching(
+            |l| count(l, "worker ready") >= 2 + 2 * i,
+            Duration::from_secs(30)
+        ));
+        thread::sleep(Duration::from_millis(300));
+        signal(host, "-HUP");
+    });
+}

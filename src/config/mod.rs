@@ -78,6 +78,12 @@ pub(crate) struct ServeConfig {
     pub(crate) supervisor: bool,
     /// Rapid-fail protection: this many crashes within the window stop restarts.
     pub(crate) rapid_fail: (u32, Duration),
+    /// Recycle a worker after this many requests.
+    pub(crate) recycle_requests: Option<u64>,
+    /// Recycle a worker whose private memory exceeds this many MiB.
+    pub(crate) recycle_memory: Option<u64>,
+    /// Recycle a worker this long after it started.
+    pub(crate) recycle_time: Option<Duration>,
 }
 
 /// Async runtime threads by default: one per CPU. Every request's work is
@@ -215,6 +221,15 @@ impl ServeConfig {
             Some(text) => rapid_fail_parts(text).map_err(anyhow::Error::msg)?,
             None => (DEFAULT_RAPID_FAIL_COUNT, DEFAULT_RAPID_FAIL_SECS),
         };
+        for (given, flag) in [
+            (s.recycle_requests, "--recycle-requests"),
+            (s.recycle_memory, "--recycle-memory"),
+            (s.recycle_time, "--recycle-time"),
+        ] {
+            if given == Some(0) {
+                bail!("{flag} must be at least 1");
+            }
+        }
         // The supervisor is built on Unix only; on Windows one process serves.
         let supervisor = cfg!(unix) && !s.no_supervisor;
         if !supervisor && workers > 1 {
@@ -224,6 +239,15 @@ impl ServeConfig {
                 );
             }
             bail!("--workers {workers} needs the supervisor: drop --no-supervisor");
+        }
+        if !supervisor
+            && (s.recycle_requests.is_some()
+                || s.recycle_memory.is_some()
+                || s.recycle_time.is_some())
+        {
+            bail!(
+                "recycling (--recycle-*) needs the supervisor: it is not available with --no-supervisor or on Windows yet"
+            );
         }
         Ok(ServeConfig {
             bind: s.bind.unwrap_or(DEFAULT_BIND),
@@ -247,6 +271,9 @@ impl ServeConfig {
             workers,
             supervisor,
             rapid_fail: (rapid_fail.0, Duration::from_secs(rapid_fail.1)),
+            recycle_requests: s.recycle_requests,
+            recycle_memory: s.recycle_memory,
+            recycle_time: s.recycle_time.map(Duration::from_secs),
         })
     }
 }

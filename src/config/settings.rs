@@ -252,6 +252,15 @@ settings! {
              [default: {DEFAULT_RAPID_FAIL_COUNT}/{DEFAULT_RAPID_FAIL_SECS}]"
         ))]
         rapid_fail: Option<String>,
+        /// Recycle a worker after it has taken this many requests (IIS's `periodicRestart` `requests`), overlapped: its successor is ready before it stops accepting [default: never].
+        #[arg(long, value_name = "N")]
+        recycle_requests: Option<u64>,
+        /// Recycle a worker whose private memory (RssAnon) exceeds this many MiB, checked every second (IIS's `privateMemory`) [default: never].
+        #[arg(long, value_name = "MIB")]
+        recycle_memory: Option<u64>,
+        /// Recycle a worker this many seconds after it started (IIS's `periodicRestart` `time`) [default: never].
+        #[arg(long, value_name = "SECS")]
+        recycle_time: Option<u64>,
     }
 }
 

@@ -59,12 +59,25 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         check_pyisapie(&cfg, &pyisapie)?;
         return super::supervisor::run(cfg);
     }
+    #[cfg_attr(not(unix), allow(unused_mut))]
+    let mut recycle: Option<crate::shared::Recycle> = None;
     let listen = if worker {
         #[cfg(unix)]
         {
             let (listener, control, slots) = crate::os::worker_descriptors()
                 .context("cannot take the descriptors the supervisor handed down")?;
             crate::os::inflight::install(&slots).context("cannot map the in-flight table")?;
+            if let Some(after) = cfg.recycle_requests {
+                let ask = control.try_clone()?;
+                recycle = Some(crate::shared::Recycle::new(
+                    after,
+                    Box::new(move || {
+                        use std::io::Write as _;
+                        tracing::info!(requests = after, "asking the supervisor for a successor");
+                        let _ = (&ask).write_all(b"recycle\n");
+                    }),
+                ));
+            }
             Listen::Inherited(listener, control)
         }
         #[cfg(not(unix))]
@@ -125,7 +138,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         crate::pool::cpus(),
         cfg.yield_time,
     )?;
-    let shared = Arc::new(Shared::new(cfg, rt.handle().clone(), io));
+    let shared = Arc::new(Shared::new(cfg, rt.handle().clone(), io).with_recycle(recycle));
     let app = Arc::new(App {
         shared: shared.clone(),
         workers,

@@ -40,6 +40,8 @@ use crate::os::{self, inflight};
 enum Event {
     /// It is accepting.
     Ready(u64),
+    /// It asks for a successor (`--recycle-requests`).
+    Recycle(u64),
     /// It exited.
     Exited(u64, std::io::Result<ExitStatus>),
 }
@@ -55,6 +57,10 @@ struct Worker {
     stopping: bool,
     /// The worker it takes over from once ready (overlapped recycling).
     replaces: Option<u64>,
+    /// A successor is starting for it.
+    succeeded: bool,
+    /// When it started, for `--recycle-time`.
+    started: Instant,
 }
 
 /// Runs the supervisor until SIGTERM or SIGINT.
@@ -122,10 +128,15 @@ impl Supervisor {
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
+        let limits = self.cfg.recycle_time.is_some() || self.cfg.recycle_memory.is_some();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = tick.tick(), if limits => self.check_limits()?,
                 Some(ev) = self.rx.recv() => match ev {
                     Event::Ready(id) => self.on_ready(id)?,
+                    Event::Recycle(id) => self.recycle(id, "--recycle-requests")?,
                     Event::Exited(id, status) => self.on_exit(id, status)?,
                 },
                 _ = term.recv() => break,
@@ -176,6 +187,9 @@ impl Supervisor {
                         Ok(l) if l == "ready" => {
                             let _ = tx.send(Event::Ready(id));
                         }
+                        Ok(l) if l == "recycle" => {
+                            let _ = tx.send(Event::Recycle(id));
+                        }
                         Ok(_) => {}
                         Err(_) => break,
                     }
@@ -189,6 +203,8 @@ impl Supervisor {
                 ready: false,
                 stopping: false,
                 replaces,
+                succeeded: false,
+                started: Instant::now(),
             },
         );
         Ok(())
@@ -210,6 +226,47 @@ impl Supervisor {
         }
         if let Some(old) = replaces {
             self.stop(old);
+        }
+        Ok(())
+    }
+
+    /// Overlapped recycling: a successor first; `id` stops once it is ready.
+    fn recycle(&mut self, id: u64, why: &str) -> anyhow::Result<()> {
+        let Some(w) = self.workers.get_mut(&id) else {
+            return Ok(());
+        };
+        if w.stopping || w.succeeded || self.responder.is_some() {
+            return Ok(());
+        }
+        w.succeeded = true;
+        tracing::info!(worker = id, pid = w.pid, "recycling worker: {why}");
+        self.spawn(Some(id))
+    }
+
+    /// `--recycle-time` and `--recycle-memory`, checked every second.
+    fn check_limits(&mut self) -> anyhow::Result<()> {
+        let due: Vec<(u64, String)> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.ready && !w.stopping && !w.succeeded)
+            .filter_map(|(id, w)| {
+                if let Some(t) = self.cfg.recycle_time {
+                    if w.started.elapsed() >= t {
+                        return Some((*id, format!("--recycle-time {}s", t.as_secs())));
+                    }
+                }
+                let limit = self.cfg.recycle_memory?;
+                let mib = private_mib(w.pid)?;
+                (mib > limit).then(|| {
+                    (
+                        *id,
+                        format!("private memory {mib} MiB > --recycle-memory {limit}"),
+                    )
+                })
+            })
+            .collect();
+        for (id, why) in due {
+            self.recycle(id, &why)?;
         }
         Ok(())
     }
@@ -257,6 +314,11 @@ impl Supervisor {
             );
         }
         if w.stopping || self.responder.is_some() {
+            return Ok(());
+        }
+        // A successor already starting for it takes its place.
+        if let Some(successor) = self.workers.values_mut().find(|s| s.replaces == Some(id)) {
+            successor.replaces = None;
             return Ok(());
         }
         // Whoever it was to replace keeps serving until its successor is up.
@@ -332,11 +394,11 @@ impl Supervisor {
         let old: Vec<u64> = self
             .workers
             .iter()
-            .filter(|(_, w)| !w.stopping)
+            .filter(|(_, w)| !w.stopping && !w.succeeded)
             .map(|(id, _)| *id)
             .collect();
         for id in old {
-            self.spawn(Some(id))?;
+            self.recycle(id, "SIGHUP")?;
         }
         Ok(())
     }
@@ -366,6 +428,7 @@ impl Supervisor {
                     }
                 }
                 Ok(Some(Event::Ready(id))) => self.stop(id),
+                Ok(Some(Event::Recycle(_))) => {}
                 Ok(None) => break,
                 Err(_) => {
                     for w in self.workers.values() {
@@ -397,6 +460,14 @@ fn describe(status: ExitStatus) -> String {
         ),
         None => format!("ended ({status})"),
     }
+}
+
+/// A process's private memory (`RssAnon`), in MiB.
+fn private_mib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("RssAnon:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
 }
 
 /// The body of every response while rapid-fail protection holds.
