@@ -29,20 +29,79 @@ static EXTENSION: OnceLock<Extension> = OnceLock::new();
 static START: Mutex<()> = Mutex::new(());
 
 /// The extension behind the ISAPI exports (the crate root names it with
-/// [`crate::ffi::exports::isapi_exports!`]).
+/// `ffi::exports::isapi_exports!`).
 pub(crate) struct Pyisapie;
 
 impl IsapiExtension for Pyisapie {
+    /// `GetExtensionVersion`: starts everything once; later calls report the first result.
     fn start() -> Result<String, ()> {
-        start()
+        let _serialised = START.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(ext) = EXTENSION.get() {
+            return Ok(ext.description.clone());
+        }
+        match start_inner() {
+            Ok(ext) => {
+                let description = ext.description.clone();
+                let _ = EXTENSION.set(ext);
+                Ok(description)
+            }
+            Err(message) => {
+                tracing::error!(target: "pyisapie", "{message}");
+                eprintln!("pyisapie: start-up failed: {message}");
+                Err(())
+            }
+        }
     }
 
+    /// `HttpExtensionProc`: gathers the server variables, routes the URL, runs the app.
     fn handle(ecb: Ecb) -> u32 {
-        handle(ecb)
+        let Some(ext) = EXTENSION.get() else {
+            return request::plain_response(
+                ecb,
+                "503 Service Unavailable",
+                "pyisapie did not start\n",
+            );
+        };
+        python::adopt_thread();
+        let base = ext
+            .base
+            .get_or_init(|| BaseSource::detect(ext.config.base.as_deref(), ecb));
+        let info = match RequestInfo::gather(ecb, base) {
+            Ok(info) => info,
+            Err(e) => {
+                tracing::error!(target: "pyisapie", "cannot read the request's server variables: {e}");
+                return HSE_STATUS_ERROR;
+            }
+        };
+        let Some(route) =
+            crate::mount::route(&ext.config.apps, info.get(Var::Base), info.get(Var::Url))
+        else {
+            return request::plain_response(ecb, "404 Not Found", "Not Found\n");
+        };
+        let link = Link::new(ecb);
+        let finished = Python::attach(|py| request::run(py, ecb, &link, &info, &route));
+        let status = finished.complete(&link);
+        link.close();
+        status
     }
 
+    /// `TerminateExtension`: Python is deliberately not finalised (server threads may still
+    /// be inside it); `sys.stdout`, `sys.stderr` and `wsgi.errors` are flushed (a partial line
+    /// is logged) and the event is logged.
     fn terminate(flags: u32) {
-        terminate(flags);
+        tracing::info!(target: "pyisapie", "TerminateExtension({flags}): unloading");
+        if EXTENSION.get().is_some() {
+            let _ = Python::try_attach(|py| {
+                for name in ["stdout", "stderr"] {
+                    if let Ok(stream) = py.import("sys").and_then(|sys| sys.getattr(name)) {
+                        let _ = stream.call_method0("flush");
+                    }
+                }
+                if let Ok(ctx) = Context::get(py) {
+                    ctx.get().errors.get().flush_pending();
+                }
+            });
+        }
     }
 }
 
@@ -51,26 +110,7 @@ fn library_dir() -> Option<std::path::PathBuf> {
     paths::parent_native(&library::library_file()?)
 }
 
-/// `GetExtensionVersion`: starts everything once; later calls report the first result.
-fn start() -> Result<String, ()> {
-    let _serialised = START.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(ext) = EXTENSION.get() {
-        return Ok(ext.description.clone());
-    }
-    match start_inner() {
-        Ok(ext) => {
-            let description = ext.description.clone();
-            let _ = EXTENSION.set(ext);
-            Ok(description)
-        }
-        Err(message) => {
-            tracing::error!(target: "pyisapie", "{message}");
-            eprintln!("pyisapie: start-up failed: {message}");
-            Err(())
-        }
-    }
-}
-
+/// Loads the configuration, starts the log and Python, and imports the applications.
 fn start_inner() -> Result<Extension, String> {
     let library_dir = library_dir();
     let config =
@@ -234,53 +274,6 @@ fn load_apps(py: Python<'_>, config: &Config) -> Result<String, String> {
         .unwrap_or("?")
         .to_owned();
     Ok(version)
-}
-
-/// `HttpExtensionProc`.
-fn handle(ecb: Ecb) -> u32 {
-    let Some(ext) = EXTENSION.get() else {
-        return request::plain_response(ecb, "503 Service Unavailable", "pyisapie did not start\n");
-    };
-    python::adopt_thread();
-    let base = ext
-        .base
-        .get_or_init(|| BaseSource::detect(ext.config.base.as_deref(), ecb));
-    let info = match RequestInfo::gather(ecb, base) {
-        Ok(info) => info,
-        Err(e) => {
-            tracing::error!(target: "pyisapie", "cannot read the request's server variables: {e}");
-            return HSE_STATUS_ERROR;
-        }
-    };
-    let Some(route) =
-        crate::mount::route(&ext.config.apps, info.get(Var::Base), info.get(Var::Url))
-    else {
-        return request::plain_response(ecb, "404 Not Found", "Not Found\n");
-    };
-    let link = Link::new(ecb);
-    let finished = Python::attach(|py| request::run(py, ecb, &link, &info, &route));
-    let status = finished.complete(&link);
-    link.close();
-    status
-}
-
-/// `TerminateExtension`: Python is deliberately not finalised (server threads may still
-/// be inside it); `sys.stdout`, `sys.stderr` and `wsgi.errors` are flushed (a partial line
-/// is logged) and the event is logged.
-fn terminate(flags: u32) {
-    tracing::info!(target: "pyisapie", "TerminateExtension({flags}): unloading");
-    if EXTENSION.get().is_some() {
-        let _ = Python::try_attach(|py| {
-            for name in ["stdout", "stderr"] {
-                if let Ok(stream) = py.import("sys").and_then(|sys| sys.getattr(name)) {
-                    let _ = stream.call_method0("flush");
-                }
-            }
-            if let Ok(ctx) = Context::get(py) {
-                ctx.get().errors.get().flush_pending();
-            }
-        });
-    }
 }
 
 #[cfg(test)]
