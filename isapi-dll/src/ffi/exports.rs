@@ -16,7 +16,7 @@ use windows_sys::Win32::System::Iis::{
 };
 use windows_sys::core::BOOL;
 
-use super::Ecb;
+use super::ecb::Ecb;
 use super::guard::ffi_guard;
 
 /// What the exports call: the extension's life cycle, in safe Rust.
