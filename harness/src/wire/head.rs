@@ -57,9 +57,10 @@ impl<'a> Fields<'a> {
 
     /// Every value of field `name` (case-insensitive), in wire order.
     pub fn all<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a [u8]> + 's {
-        self.iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        self.fields
+            .iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| trim(h.value))
     }
 
     /// Whether the comma-separated values of field `name` hold `token`
@@ -100,37 +101,40 @@ impl Head<'_> {
         if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
             return Ok(Framing::None);
         }
-        let mut te = self.fields.all("transfer-encoding").peekable();
-        if te.peek().is_some() {
-            let last = te
-                .flat_map(|v| v.split(|&b| b == b','))
-                .map(trim)
-                .filter(|t| !t.is_empty())
-                .last()
-                .unwrap_or(b"");
+        // one pass: the last transfer coding, and the Content-Length (whose
+        // errors count only without a Transfer-Encoding)
+        let mut te_last: Option<&[u8]> = None;
+        let mut len: Result<Option<u64>, &[u8]> = Ok(None);
+        for h in self.fields.fields {
+            if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                let last = h
+                    .value
+                    .rsplit(|&b| b == b',')
+                    .map(trim)
+                    .find(|t| !t.is_empty());
+                te_last = Some(last.unwrap_or(te_last.unwrap_or(b"")));
+            } else if h.name.eq_ignore_ascii_case("content-length") && len.is_ok() {
+                let v = trim(h.value);
+                for part in v.split(|&b| b == b',') {
+                    len = match (decimal(trim(part)), len) {
+                        (Some(n), Ok(None)) => Ok(Some(n)),
+                        (Some(n), Ok(Some(prev))) if prev == n => Ok(Some(n)),
+                        _ => Err(v),
+                    };
+                    if len.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(last) = te_last {
             return Ok(if last.eq_ignore_ascii_case(b"chunked") {
                 Framing::Chunked
             } else {
                 Framing::CloseDelimited
             });
         }
-        let mut len: Option<u64> = None;
-        for v in self.fields.all("content-length") {
-            for part in v.split(|&b| b == b',') {
-                let part = trim(part);
-                let n = std::str::from_utf8(part)
-                    .ok()
-                    .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-                    .and_then(|p| p.parse::<u64>().ok())
-                    .ok_or_else(|| WireError::InvalidContentLength(lossy(v)))?;
-                match len {
-                    Some(prev) if prev != n => {
-                        return Err(WireError::InvalidContentLength(lossy(v)));
-                    }
-                    _ => len = Some(n),
-                }
-            }
-        }
+        let len = len.map_err(|v| WireError::InvalidContentLength(lossy(v)))?;
         Ok(match len {
             Some(n) => Framing::ContentLength(n),
             None => Framing::CloseDelimited,
@@ -224,7 +228,7 @@ pub fn parse_trailers<R>(
 /// length with its CRLF and the chunk size, or `None` if the line is not
 /// complete yet.
 pub fn parse_chunk_line(buf: &[u8], limit: usize) -> Result<Option<(usize, u64)>, WireError> {
-    let Some(lf) = buf.iter().position(|&b| b == b'\n') else {
+    let Some(lf) = memchr::memchr(b'\n', buf) else {
         if buf.len() > limit {
             return Err(WireError::HeadTooLarge);
         }
@@ -268,7 +272,7 @@ enum Block {
 fn check_lines(buf: &[u8], block: Block, limit: usize) -> Result<(), WireError> {
     let mut start = 0;
     let mut first = true;
-    while let Some(lf) = buf[start..].iter().position(|&b| b == b'\n') {
+    while let Some(lf) = memchr::memchr(b'\n', &buf[start..]) {
         let end = start + lf;
         if end + 1 > limit {
             return Err(WireError::HeadTooLarge);
@@ -324,12 +328,12 @@ enum Attempt<T> {
     Done(usize, T),
 }
 
-/// Runs `attempt` with 48 header slots on the stack, then with more on the
+/// Runs `attempt` with 32 header slots on the stack, then with more on the
 /// heap until they are enough.
 fn with_slots<'b, T>(
     mut attempt: impl FnMut(&mut [Header<'b>]) -> Result<Attempt<T>, WireError>,
 ) -> Result<Option<(usize, T)>, WireError> {
-    let mut stack: [Header<'b>; 48] = [EMPTY_HEADER; 48];
+    let mut stack: [Header<'b>; 32] = [EMPTY_HEADER; 32];
     let mut result = attempt(&mut stack)?;
     let mut slots = 512;
     loop {
@@ -347,16 +351,24 @@ fn with_slots<'b, T>(
 
 /// The first line of `buf`, without its line end.
 fn first_line(buf: &[u8]) -> &[u8] {
-    let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = memchr::memchr(b'\n', buf).map_or(buf, |lf| &buf[..lf]);
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
 /// Whether some LF in `block` is not preceded by CR.
 fn has_bare_lf(block: &[u8]) -> bool {
-    block
-        .iter()
-        .enumerate()
-        .any(|(i, &b)| b == b'\n' && (i == 0 || block[i - 1] != b'\r'))
+    memchr::memchr_iter(b'\n', block).any(|i| i == 0 || block[i - 1] != b'\r')
+}
+
+/// A non-empty run of decimal digits that fits a `u64`.
+fn decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &b| {
+        let d = b.checked_sub(b'0').filter(|d| *d <= 9)?;
+        n.checked_mul(10)?.checked_add(u64::from(d))
+    })
 }
 
 /// `v` without leading and trailing spaces and tabs.

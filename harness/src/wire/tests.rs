@@ -527,3 +527,28 @@ fn async_conn_framings() {
         assert_eq!((n.bytes, n.closing), (15, true));
     });
 }
+
+/// The last transfer coding over every Transfer-Encoding field decides, and a
+/// bad Content-Length does not matter next to one.
+#[test]
+fn transfer_codings_across_fields() {
+    let chunked = "2\r\nok\r\n0\r\n\r\n";
+    for te in [
+        "Transfer-Encoding: chunked\r\nTransfer-Encoding: \r\n",
+        "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+        "Transfer-Encoding: chunked\r\nContent-Length: abc\r\n",
+    ] {
+        let r = read(format!("HTTP/1.1 200 OK\r\n{te}\r\n{chunked}").as_bytes()).unwrap();
+        assert_eq!(
+            (r.framing, r.body.as_slice()),
+            (Framing::Chunked, &b"ok"[..]),
+            "{te:?}"
+        );
+    }
+    let r =
+        read(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\nxy")
+            .unwrap();
+    assert_eq!(r.framing, Framing::CloseDelimited);
+    let r = read(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: ,\r\n\r\nxy").unwrap();
+    assert_eq!(r.framing, Framing::CloseDelimited);
+}
