@@ -39,6 +39,7 @@ pub(crate) struct Recycle {
 
 impl Recycle {
     /// Calls `ask` once, at the `after`-th request.
+    #[cfg_attr(windows, allow(dead_code))] // a worker's, and workers are Unix-only
     pub(crate) fn new(after: u64, ask: Box<dyn Fn() + Send + Sync>) -> Self {
         Recycle {
             after,

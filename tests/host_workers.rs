@@ -61,6 +61,13 @@ impl Load {
                             match got {
                                 Ok(r) if r.status == 200 && r.body == b"Hello, world!" => {
                                     stats.ok += 1;
+                                    let close = r.headers.iter().any(|(n, v)| {
+                                        n.eq_ignore_ascii_case("connection")
+                                            && v.eq_ignore_ascii_case("close")
+                                    });
+                                    if close {
+                                        conn = None;
+                                    }
                                     break;
                                 }
                                 Ok(r) => {

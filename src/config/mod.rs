@@ -73,16 +73,22 @@ pub(crate) struct ServeConfig {
     /// How long shutdown waits for requests in flight.
     pub(crate) shutdown_timeout: Duration,
     /// Worker processes (the web garden).
+    #[cfg_attr(windows, allow(dead_code))] // the supervisor is Unix-only
     pub(crate) workers: usize,
     /// Whether a supervisor runs the workers (else one process serves).
+    #[cfg_attr(windows, allow(dead_code))] // the supervisor is Unix-only
     pub(crate) supervisor: bool,
     /// Rapid-fail protection: this many crashes within the window stop restarts.
+    #[cfg_attr(windows, allow(dead_code))] // the supervisor is Unix-only
     pub(crate) rapid_fail: (u32, Duration),
     /// Recycle a worker after this many requests.
+    #[cfg_attr(windows, allow(dead_code))] // the supervisor is Unix-only
     pub(crate) recycle_requests: Option<u64>,
     /// Recycle a worker whose private memory exceeds this many MiB.
+    #[cfg_attr(windows, allow(dead_code))] // the supervisor is Unix-only
     pub(crate) recycle_memory: Option<u64>,
     /// Recycle a worker this long after it started.
+    #[cfg_attr(windows, allow(dead_code))] // the supervisor is Unix-only
     pub(crate) recycle_time: Option<Duration>,
 }
 

@@ -29,9 +29,9 @@ pub(crate) const SLOTS_FD: RawFd = 5;
 pub(crate) const WORKER_ENV: &str = "ISAPI_HOST_WORKER";
 
 /// Gives the child of `cmd` the descriptors `fds` at [`LISTENER_FD`],
-/// [`CONTROL_FD`] and [`SLOTS_FD`], in that order, and (on Linux) has the
-/// kernel kill it with SIGKILL if the supervisor dies, so that no worker
-/// outlives it.
+/// [`CONTROL_FD`] and [`SLOTS_FD`], in that order, puts it in its own
+/// process group, and (on Linux) has the kernel kill it with SIGKILL if the
+/// supervisor dies, so that no worker outlives it.
 pub(crate) fn hand_down(cmd: &mut tokio::process::Command, fds: [RawFd; 3]) {
     let targets = [LISTENER_FD, CONTROL_FD, SLOTS_FD];
     let pre_exec = move || -> io::Result<()> {
@@ -54,6 +54,11 @@ pub(crate) fn hand_down(cmd: &mut tokio::process::Command, fds: [RawFd; 3]) {
                 return Err(io::Error::last_os_error());
             }
         }
+        // Its own process group: a terminal's Ctrl+C reaches the supervisor
+        // alone, which then drains the workers (a worker that drained on
+        // its own would look like one that died).
+        // SAFETY: setpgid on this process; async-signal-safe.
+        unsafe { libc::setpgid(0, 0) };
         #[cfg(target_os = "linux")]
         {
             // SAFETY: prctl with integer arguments; async-signal-safe.
@@ -62,7 +67,7 @@ pub(crate) fn hand_down(cmd: &mut tokio::process::Command, fds: [RawFd; 3]) {
         Ok(())
     };
     // SAFETY: the closure runs in the child between fork and exec, and calls
-    // only async-signal-safe functions (fcntl, dup2, prctl); it allocates
+    // only async-signal-safe functions (fcntl, dup2, setpgid, prctl); it allocates
     // nothing and takes no lock.
     unsafe {
         cmd.pre_exec(pre_exec);
