@@ -67,6 +67,7 @@ apt_candidate() {
   printf '%s\n' "$v" | grep -Eo '^[0-9]+(\.[0-9]+)*' | head -n 1
 }
 
+CALLER_PATH=$PATH
 # ci_version_ge, ci_find_cargo and friends; PATH gets a usable cargo if there is one.
 # shellcheck source=ci/env.sh
 . ci/env.sh 2>/dev/null || true
@@ -205,4 +206,9 @@ else
   say "warning: the pinned requirements (ci/*-requirements.txt) need Python 3.11 or later;" \
     ".venv has none of them: the demo runs, the Flask/Django tests and the peer servers will not"
 fi
-say "ok (build with ci/cargo: a toolchain installed now is not on this shell's PATH yet)"
+cargo=$(command -v "${dir:+$dir/}cargo")
+if [ "$(PATH=$CALLER_PATH command -v cargo)" = "$cargo" ]; then
+  say "ok"
+else
+  say "ok; $cargo is not on your shell's PATH: ci/cargo runs it"
+fi
