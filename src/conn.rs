@@ -20,6 +20,9 @@ pub(crate) struct ConnSignals {
     /// The client, for logs.
     pub(crate) remote: SocketAddr,
     close: AtomicBool,
+    /// The server drains: close once no request is in flight and the next
+    /// one (if it comes soon) has been answered.
+    drain: AtomicBool,
     gone: AtomicBool,
     /// Drop the connection now: wakes every thread blocked on this client.
     abort: AtomicBool,
@@ -52,6 +55,7 @@ impl ConnSignals {
         ConnSignals {
             remote,
             close: AtomicBool::new(false),
+            drain: AtomicBool::new(false),
             gone: AtomicBool::new(false),
             abort: AtomicBool::new(false),
             task: Mutex::new(None),
@@ -118,6 +122,23 @@ impl ConnSignals {
     /// Has closing been asked for?
     pub(crate) fn close_requested(&self) -> bool {
         self.close.load(Ordering::Acquire)
+    }
+
+    /// The server drains (shutdown, a recycled worker): a response under
+    /// way finishes as it began; the next request, if it comes within a
+    /// short linger, is answered with `Connection: close`; then the
+    /// connection closes. A client already sending its next request (or
+    /// its first, on a connection just accepted) gets an answer instead of
+    /// a closed connection.
+    pub(crate) fn request_drain(&self) {
+        if !self.drain.swap(true, Ordering::AcqRel) {
+            self.wake_task();
+        }
+    }
+
+    /// See [`ConnSignals::request_drain`].
+    pub(crate) fn drain_requested(&self) -> bool {
+        self.drain.load(Ordering::Acquire)
     }
 
     /// The client is gone.

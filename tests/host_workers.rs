@@ -363,6 +363,12 @@ fn recycles_under_load(host: &mut Host, recycles: usize, mut trigger: impl FnMut
         "failed requests: {:?}",
         &stats.failed[..stats.failed.len().min(10)]
     );
+    // A draining worker answers the next request on each of its
+    // connections with `Connection: close`: no client meets a closed one.
+    assert_eq!(
+        stats.retried, 0,
+        "requests re-sent after their connection closed"
+    );
     let log = host.stderr();
     assert_eq!(count(&log, "worker died"), 0, "{log}");
     assert_eq!(host.get("/hello").status, 200);
@@ -394,4 +400,42 @@ fn sighup_recycles_under_load_without_failing_a_request() {
         thread::sleep(Duration::from_millis(300));
         signal(host, "-HUP");
     });
+}
+
+#[test]
+fn recycle_memory_recycles_a_leaking_app_under_load_without_failing_a_request() {
+    if support::skip_on_windows("the supervisor is not built on Windows") {
+        return;
+    }
+    if std::panic::catch_unwind(support::pyisapie_lib).is_err() {
+        support::skip("pyisapie is not built (cargo build -p pyisapie)");
+        return;
+    }
+    let dir = support::host_path(support::repo_root().join("fixtures").join("wsgi"));
+    let mut host = Host::start(&[
+        "--app",
+        "leak_app:app",
+        "--python-path",
+        &dir,
+        "--workers",
+        "2",
+        "--recycle-memory",
+        "96",
+    ]);
+    recycles_under_load(&mut host, 3, |_, _| {});
+    let log = host.stderr();
+    assert!(log.contains("> --recycle-memory 96"), "{log}");
+}
+
+#[test]
+fn recycle_time_recycles_each_worker() {
+    if support::skip_on_windows("the supervisor is not built on Windows") {
+        return;
+    }
+    let mut host = Host::with_c_fixture("crash", &["--recycle-time", "1"]);
+    recycles_under_load(&mut host, 2, |_, _| {});
+    assert!(
+        host.stderr()
+            .contains("recycling worker: --recycle-time 1s")
+    );
 }

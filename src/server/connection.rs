@@ -141,12 +141,25 @@ pub(super) async fn serve_connection(
     tokio::pin!(conn);
     let mut closing = false;
     let mut registered = None;
+    let mut linger: Option<Pin<Box<tokio::time::Sleep>>> = None;
     let ended = std::future::poll_fn(|cx| {
         signals.register_task(&mut registered, cx.waker());
         if signals.is_aborted() {
             return Poll::Ready(None);
         }
-        if !closing && signals.close_requested() {
+        // Draining, a connection between requests lingers for one more
+        // (which `begin` marks to close, before its response head); one
+        // with a response under way lets it finish as it began.
+        if !closing
+            && (signals.close_requested()
+                || (signals.drain_requested()
+                    && signals.between_requests()
+                    && linger
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(DRAIN_LINGER)))
+                        .as_mut()
+                        .poll(cx)
+                        .is_ready()))
+        {
             closing = true;
             conn.as_mut().graceful_shutdown();
         }
@@ -160,6 +173,10 @@ pub(super) async fn serve_connection(
     }
     signals.mark_gone();
 }
+
+/// How long a draining connection between requests waits for one more
+/// (answered with `Connection: close`) before it closes.
+const DRAIN_LINGER: Duration = Duration::from_millis(500);
 
 /// hyper's read buffer: the largest body frame, and the largest head hyper
 /// parses (a larger one gets hyper's own 431).

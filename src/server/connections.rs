@@ -33,7 +33,7 @@ impl Connections {
         let signals = Arc::new(ConnSignals::new(remote));
         self.lock().insert(id, signals.clone());
         if self.closing.load(Ordering::Acquire) {
-            signals.request_close();
+            signals.request_drain();
         }
         (id, signals)
     }
@@ -52,11 +52,12 @@ impl Connections {
         self.lock().len()
     }
 
-    /// Every connection closes once its current response is done.
+    /// Every connection closes once its current response is done (see
+    /// [`ConnSignals::request_drain`]).
     pub(super) fn shut_down(&self) {
         self.closing.store(true, Ordering::Release);
         for s in self.lock().values() {
-            s.request_close();
+            s.request_drain();
         }
     }
 

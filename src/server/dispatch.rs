@@ -44,6 +44,11 @@ pub(super) fn begin(
     ends: &Arc<Endpoints>,
 ) -> Begun {
     conn.request_started();
+    // The server drains: this response is the connection's last, and says
+    // so (`Connection: close`) before the client sends another.
+    if conn.drain_requested() {
+        conn.request_close();
+    }
     match admit(req, app, ends.clone()) {
         Err(resp) => Begun::Answered(resp),
         Ok(a) if a.read_ahead > 0 => {
