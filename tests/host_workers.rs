@@ -17,9 +17,10 @@ use crate::support::{self, Host, RawConn};
 struct Stats {
     ok: u64,
     /// Requests re-sent on a fresh connection after theirs died with a
-    /// worker (what any HTTP client does for an idempotent request).
+    /// worker (what any HTTP client does for an idempotent request), at
+    /// most twice.
     retried: u64,
-    /// Requests that failed even on a fresh connection, or got an error
+    /// Requests that failed even on fresh connections, or got an error
     /// status.
     failed: Vec<String>,
 }
@@ -77,7 +78,9 @@ impl Load {
                                 }
                                 Err(e) => {
                                     conn = None;
-                                    if attempt == 1 {
+                                    // A connection accepted by a worker in the
+                                    // instant it crashes dies with it too.
+                                    if attempt < 3 {
                                         stats.retried += 1;
                                         continue;
                                     }
