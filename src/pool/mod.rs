@@ -52,7 +52,7 @@
 //!
 //! No thread spins on the CPU: on a two-core machine a spinning thread
 //! takes the CPU from the runtime that feeds it (measured, BENCHMARKS.md
-//! sessions 2 and 3).
+//! "Measured and not kept").
 mod kernel;
 mod patience;
 mod queue;
@@ -107,7 +107,7 @@ thread_local! {
 /// not worth the hand-over and count as running. `WriteClient` is not a
 /// transfer: stepping aside there let Python make the next large response
 /// before the client took the last, which cost memory and CPU (measured,
-/// BENCHMARKS.md session 6).
+/// BENCHMARKS.md, "Measured and not kept").
 #[must_use = "the transfer ends when the value is dropped"]
 pub(crate) struct Transfer(Option<(Arc<Shared>, usize)>);
 
