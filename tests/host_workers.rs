@@ -442,3 +442,76 @@ fn recycle_time_recycles_each_worker() {
             .contains("recycling worker: --recycle-time 1s")
     );
 }
+
+#[test]
+fn a_hung_worker_is_replaced_and_its_other_requests_are_answered() {
+    if support::skip_on_windows("the supervisor is not built on Windows") {
+        return;
+    }
+    if std::panic::catch_unwind(support::pyisapie_lib).is_err() {
+        support::skip("pyisapie is not built (cargo build -p pyisapie)");
+        return;
+    }
+    let dir = support::host_path(support::repo_root().join("fixtures").join("wsgi"));
+    let mut host = Host::start(&[
+        "--app",
+        "crash_app:app",
+        "--python-path",
+        &dir,
+        "--hang-timeout",
+        "2",
+        "--shutdown-timeout",
+        "1",
+    ]);
+    let addr = host.addr();
+    // The hung request: its connection ends when its worker does.
+    let hung = thread::spawn(move || {
+        let mut c = RawConn::connect(addr).expect("connect");
+        c.set_read_timeout(Some(Duration::from_secs(30)));
+        let _ = c.try_send(format!("GET /hang HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes());
+        c.read_response().ok().map(|r| r.status)
+    });
+    // The hung worker's other requests are answered, before and after the
+    // replacement.
+    let load = Load::start(addr, 8, "/hello");
+    assert!(
+        host.wait_for_log("hung request: GET /hang has run", Duration::from_secs(15)),
+        "{}",
+        host.stderr()
+    );
+    assert!(host.wait_for_log(
+        "recycling worker: hung (--hang-timeout 2s)",
+        Duration::from_secs(5)
+    ));
+    assert!(
+        host.wait_for_log_matching(
+            |l| count(l, "worker ready") == 2 && count(l, "stopping worker") == 1,
+            Duration::from_secs(30)
+        ),
+        "{}",
+        host.stderr()
+    );
+    thread::sleep(Duration::from_millis(500));
+    let stats = load.finish();
+    eprintln!(
+        "load: {} ok, {} re-sent, {} failed",
+        stats.ok,
+        stats.retried,
+        stats.failed.len()
+    );
+    assert!(
+        stats.failed.is_empty(),
+        "{:?}",
+        &stats.failed[..stats.failed.len().min(10)]
+    );
+    assert!(stats.ok > 10);
+    // The old worker gives up on the hung request after --shutdown-timeout.
+    assert!(host.wait_for_log(
+        "shutdown timeout: requests still in flight",
+        Duration::from_secs(15)
+    ));
+    assert_ne!(hung.join().unwrap(), Some(200));
+    assert_eq!(host.get("/hello").status, 200);
+    let status = host.terminate();
+    assert!(status.success(), "exit {status:?}\n{}", host.stderr());
+}

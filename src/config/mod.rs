@@ -90,6 +90,9 @@ pub(crate) struct ServeConfig {
     /// Recycle a worker this long after it started.
     #[cfg_attr(windows, allow(dead_code))] // the supervisor is Unix-only
     pub(crate) recycle_time: Option<Duration>,
+    /// A worker with a request running longer than this is recycled.
+    #[cfg_attr(windows, allow(dead_code))] // the supervisor is Unix-only
+    pub(crate) hang_timeout: Option<Duration>,
 }
 
 /// Async runtime threads by default: one per CPU. Every request's work is
@@ -231,6 +234,7 @@ impl ServeConfig {
             (s.recycle_requests, "--recycle-requests"),
             (s.recycle_memory, "--recycle-memory"),
             (s.recycle_time, "--recycle-time"),
+            (s.hang_timeout, "--hang-timeout"),
         ] {
             if given == Some(0) {
                 bail!("{flag} must be at least 1");
@@ -280,6 +284,7 @@ impl ServeConfig {
             recycle_requests: s.recycle_requests,
             recycle_memory: s.recycle_memory,
             recycle_time: s.recycle_time.map(Duration::from_secs),
+            hang_timeout: s.hang_timeout.map(Duration::from_secs),
         })
     }
 }

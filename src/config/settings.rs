@@ -261,6 +261,9 @@ settings! {
         /// Recycle a worker this many seconds after it started (IIS's `periodicRestart` `time`) [default: never].
         #[arg(long, value_name = "SECS")]
         recycle_time: Option<u64>,
+        /// Hang detection (IIS's `pingResponseTime`): a worker with a request in an extension for longer than this many seconds is logged with its requests and recycled [default: never].
+        #[arg(long, value_name = "SECS")]
+        hang_timeout: Option<u64>,
     }
 }
 

@@ -8,8 +8,9 @@
 //! supervisor reads the file only once the worker is dead.
 //!
 //! Layout, in 64-bit words: [`HEADER_WORDS`] reserved, then [`SLOTS`]
-//! slots of [`SLOT_WORDS`]: a state word (0 free, else `len << 8 | 1`) and
-//! up to [`URL_BYTES`] bytes of `METHOD target`.
+//! slots of [`SLOT_WORDS`]: a state word (0 free, else `len << 8 | 1`), the
+//! request's start (milliseconds since the Unix epoch, for hang detection)
+//! and up to [`URL_BYTES`] bytes of `METHOD target`.
 
 use std::cell::Cell;
 use std::fs::File;
@@ -23,7 +24,7 @@ pub(crate) const SLOTS: usize = 255;
 /// Words per slot.
 const SLOT_WORDS: usize = 32;
 /// The longest recorded `METHOD target`; longer ones are cut.
-const URL_BYTES: usize = (SLOT_WORDS - 1) * 8;
+const URL_BYTES: usize = (SLOT_WORDS - 2) * 8;
 /// The table's size in bytes.
 pub(crate) const TABLE_BYTES: usize = 65536;
 const _: () = assert!((HEADER_WORDS + SLOTS * SLOT_WORDS) * 8 <= TABLE_BYTES);
@@ -70,6 +71,7 @@ pub(crate) fn claim(method: &str, target: &str) -> Option<Slot> {
             continue;
         }
         HINT.with(|h| h.set(n));
+        table[base + 1].store(now_ms(), Ordering::Relaxed);
         let mut len = 0;
         let mut word = [0u8; 8];
         let mut w = 0;
@@ -82,13 +84,13 @@ pub(crate) fn claim(method: &str, target: &str) -> Option<Slot> {
             word[len % 8] = b;
             len += 1;
             if len % 8 == 0 {
-                table[base + 1 + w].store(u64::from_le_bytes(word), Ordering::Relaxed);
+                table[base + 2 + w].store(u64::from_le_bytes(word), Ordering::Relaxed);
                 word = [0; 8];
                 w += 1;
             }
         }
         if len % 8 != 0 {
-            table[base + 1 + w].store(u64::from_le_bytes(word), Ordering::Relaxed);
+            table[base + 2 + w].store(u64::from_le_bytes(word), Ordering::Relaxed);
         }
         state.store(((len as u64) << 8) | 1, Ordering::Release);
         return Some(Slot(state));
@@ -96,18 +98,33 @@ pub(crate) fn claim(method: &str, target: &str) -> Option<Slot> {
     None
 }
 
+/// Now, in milliseconds since the Unix epoch (the same clock in every
+/// process; a vDSO read, no system call).
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// The requests a dead worker's table holds, as `METHOD target`.
 pub(crate) fn read(file: &File) -> Vec<String> {
+    read_aged(file).into_iter().map(|(url, _)| url).collect()
+}
+
+/// The requests a worker's table holds, with how long each has run (read
+/// while it runs: a slot being rewritten may read torn, which only a log
+/// line shows).
+pub(crate) fn read_aged(file: &File) -> Vec<(String, std::time::Duration)> {
     use std::os::unix::fs::FileExt as _;
     let mut buf = vec![0u8; TABLE_BYTES];
     if file.read_exact_at(&mut buf, 0).is_err() {
         return Vec::new();
     }
-    parse(&buf)
+    parse(&buf, now_ms())
 }
 
-/// [`read`]'s parse of the table's bytes.
-fn parse(buf: &[u8]) -> Vec<String> {
+/// [`read_aged`]'s parse of the table's bytes.
+fn parse(buf: &[u8], now: u64) -> Vec<(String, std::time::Duration)> {
     let word = |i: usize| {
         let b = &buf[i * 8..i * 8 + 8];
         u64::from_le_bytes(b.try_into().expect("8 bytes"))
@@ -119,13 +136,17 @@ fn parse(buf: &[u8]) -> Vec<String> {
         if state == 0 {
             continue;
         }
+        let age = std::time::Duration::from_millis(now.saturating_sub(word(base + 1)));
         let len = ((state >> 8) as usize).min(URL_BYTES);
         if len == 0 {
-            out.push("(a request whose URL was being recorded)".to_owned());
+            out.push(("(a request whose URL was being recorded)".to_owned(), age));
             continue;
         }
-        let start = (base + 1) * 8;
-        out.push(String::from_utf8_lossy(&buf[start..start + len]).into_owned());
+        let start = (base + 2) * 8;
+        out.push((
+            String::from_utf8_lossy(&buf[start..start + len]).into_owned(),
+            age,
+        ));
     }
     out
 }
@@ -148,6 +169,9 @@ mod tests {
         assert_eq!(got[1].len(), URL_BYTES);
         drop(a);
         assert_eq!(read(&file), vec![got[1].clone()]);
+        let aged = read_aged(&file);
+        assert_eq!(aged.len(), 1);
+        assert!(aged[0].1 < std::time::Duration::from_secs(60));
         drop(b);
         assert!(read(&file).is_empty());
     }

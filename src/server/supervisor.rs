@@ -128,7 +128,9 @@ impl Supervisor {
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
-        let limits = self.cfg.recycle_time.is_some() || self.cfg.recycle_memory.is_some();
+        let limits = self.cfg.recycle_time.is_some()
+            || self.cfg.recycle_memory.is_some()
+            || self.cfg.hang_timeout.is_some();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -253,6 +255,24 @@ impl Supervisor {
                 if let Some(t) = self.cfg.recycle_time {
                     if w.started.elapsed() >= t {
                         return Some((*id, format!("--recycle-time {}s", t.as_secs())));
+                    }
+                }
+                if let Some(hang) = self.cfg.hang_timeout {
+                    let hung: Vec<_> = inflight::read_aged(&w.slots)
+                        .into_iter()
+                        .filter(|(_, age)| *age >= hang)
+                        .collect();
+                    if !hung.is_empty() {
+                        for (url, age) in &hung {
+                            tracing::error!(
+                                worker = id,
+                                pid = w.pid,
+                                "hung request: {url} has run {}s (--hang-timeout {})",
+                                age.as_secs(),
+                                hang.as_secs()
+                            );
+                        }
+                        return Some((*id, format!("hung (--hang-timeout {}s)", hang.as_secs())));
                     }
                 }
                 let limit = self.cfg.recycle_memory?;
