@@ -14,3 +14,6 @@ pub mod procfs;
 pub mod report;
 pub mod servers;
 pub mod wire;
+
+#[cfg(test)]
+mod testing;

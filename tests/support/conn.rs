@@ -119,16 +119,7 @@ impl RawConn {
                 Ok(0) => return (out, true),
                 Ok(k) => out.extend_from_slice(&buf[..k]),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::ConnectionReset
-                            | io::ErrorKind::ConnectionAborted
-                            | io::ErrorKind::BrokenPipe
-                    ) =>
-                {
-                    return (out, true);
-                }
+                Err(e) if wire::is_peer_gone(e.kind()) => return (out, true),
                 Err(_) => return (out, false),
             }
         }

@@ -84,6 +84,20 @@ fn spawn_stdout_reader(out: ChildStdout, sink: Arc<Mutex<String>>, tx: mpsc::Sen
     });
 }
 
+/// Spawn [`host_command`] with no stdin and stdout and stderr piped.
+fn spawn_host<I, K, V>(args: &[&str], envs: I) -> std::io::Result<Child>
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: AsRef<OsStr>,
+    V: AsRef<OsStr>,
+{
+    host_command(args, envs)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+}
+
 fn host_command<I, K, V>(args: &[&str], envs: I) -> Command
 where
     I: IntoIterator<Item = (K, V)>,
@@ -148,11 +162,7 @@ impl Host {
         K: AsRef<OsStr>,
         V: AsRef<OsStr>,
     {
-        let mut cmd = host_command(args, envs);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|e| {
+        let mut child = spawn_host(args, envs).map_err(|e| {
             format!(
                 "cannot spawn {}: {e} (build it: cargo build -p isapi-host)",
                 host_bin().display()
@@ -216,11 +226,7 @@ impl Host {
         K: AsRef<OsStr>,
         V: AsRef<OsStr>,
     {
-        let mut cmd = host_command(args, envs);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn isapi-host");
+        let mut child = spawn_host(args, envs).expect("spawn isapi-host");
         let stdout = Arc::new(Mutex::new(String::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
         let t1 = spawn_reader(child.stdout.take().expect("stdout"), stdout.clone());

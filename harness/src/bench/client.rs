@@ -349,27 +349,14 @@ mod tests {
     fn raw_client_framings() {
         let rt = single_threaded_runtime().unwrap();
         rt.block_on(async {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = l.local_addr().unwrap();
-            tokio::spawn(async move {
-                let (mut s, _) = l.accept().await.unwrap();
-                let mut buf = [0u8; 1024];
-                let answers: [&[u8]; 4] = [
-                    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nHello, world!",
-                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nHello\r\n8\r\n, world!\r\n0\r\nT: v\r\n\r\n",
-                    b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\n",
-                    b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nclose-delimited",
-                ];
-                for a in answers {
-                    let _ = s.read(&mut buf).await.unwrap();
-                    s.write_all(a).await.unwrap();
-                }
-            });
+            let addr = crate::testing::spawn_framing_server().await;
             let mut c = AsyncConn::connect(addr).await.unwrap();
             let req = b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n";
             let a = exchange(&mut c, req, false).await.unwrap();
-            assert_eq!((a.status, a.body_len, a.head.as_slice(), a.closing), (200, 13, &b"Hello, world!"[..], false));
+            assert_eq!(
+                (a.status, a.body_len, a.head.as_slice(), a.closing),
+                (200, 13, &b"Hello, world!"[..], false)
+            );
             let a = exchange(&mut c, req, false).await.unwrap();
             assert_eq!((a.body_len, a.head.as_slice()), (13, &b"Hello, world!"[..]));
             let a = exchange(&mut c, req, true).await.unwrap();
@@ -443,20 +430,7 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        drop(l);
-        std::thread::spawn(move || {
-            let _ = crate::bare::serve(crate::bare::BareArgs {
-                bind: addr,
-                threads: 1,
-            });
-        });
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "bare server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let addr = crate::testing::start_bare();
         let hist = rt.block_on(async {
             let shared = Arc::new(Shared::default());
             let mut hs = Vec::new();

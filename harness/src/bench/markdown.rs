@@ -13,6 +13,14 @@ fn find<'a>(r: &'a Report, server: &str, app: App, c: usize) -> Option<&'a RunRe
         .find(|x| x.server == server && x.app == app && x.concurrency == c)
 }
 
+/// A section's title, then the header and alignment rows of its table.
+fn table_head(s: &mut String, title: &str, header: &str, align: &str) {
+    use std::fmt::Write;
+    let _ = writeln!(s, "### {title}\n");
+    let _ = writeln!(s, "{header}");
+    let _ = writeln!(s, "{align}");
+}
+
 /// The header's words on the rounds.
 fn rounds_sentence(rounds: usize) -> String {
     if rounds == 1 {
@@ -220,14 +228,11 @@ pub fn markdown(r: &Report, charts: &[PathBuf], rel_to: Option<&std::path::Path>
         let _ = writeln!(s);
     }
     if !r.runs.is_empty() {
-        let _ = writeln!(s, "### Details (the median round of each)\n");
-        let _ = writeln!(
-            s,
-            "| server | workload | c | requests | rps | rps by round | mean | p50 | p90 | p99 | p99.9 | max | errors | reconnects | server CPU ms / 1k req | server RSS |"
-        );
-        let _ = writeln!(
-            s,
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        table_head(
+            &mut s,
+            "Details (the median round of each)",
+            "| server | workload | c | requests | rps | rps by round | mean | p50 | p90 | p99 | p99.9 | max | errors | reconnects | server CPU ms / 1k req | server RSS |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         );
         for x in &r.runs {
             let _ = writeln!(
@@ -254,12 +259,12 @@ pub fn markdown(r: &Report, charts: &[PathBuf], rel_to: Option<&std::path::Path>
         let _ = writeln!(s);
     }
     if !r.idle.is_empty() {
-        let _ = writeln!(s, "### Resident memory with idle keep-alive connections\n");
-        let _ = writeln!(
-            s,
-            "| server | connections asked | established | still open | RSS before | RSS with connections | per connection |"
+        table_head(
+            &mut s,
+            "Resident memory with idle keep-alive connections",
+            "| server | connections asked | established | still open | RSS before | RSS with connections | per connection |",
+            "|---|---:|---:|---:|---:|---:|---:|",
         );
-        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|");
         for x in &r.idle {
             let per = if x.still_open > 0 {
                 format!(
@@ -283,12 +288,12 @@ pub fn markdown(r: &Report, charts: &[PathBuf], rel_to: Option<&std::path::Path>
         let _ = writeln!(s);
     }
     if !r.uploads.is_empty() {
-        let _ = writeln!(s, "### Chunked upload streamed to /count\n");
-        let _ = writeln!(
-            s,
-            "| server | size | result | time | throughput | RSS before | RSS peak | growth |"
+        table_head(
+            &mut s,
+            "Chunked upload streamed to /count",
+            "| server | size | result | time | throughput | RSS before | RSS peak | growth |",
+            "|---|---:|---|---:|---:|---:|---:|---:|",
         );
-        let _ = writeln!(s, "|---|---:|---|---:|---:|---:|---:|---:|");
         for x in &r.uploads {
             let _ = writeln!(
                 s,

@@ -19,12 +19,7 @@ pub(super) fn snippet(b: &[u8]) -> String {
 pub(super) fn is_closed_error(e: &WireError) -> bool {
     match e {
         WireError::EofBeforeHead => true,
-        WireError::Io(io) => matches!(
-            io.kind(),
-            std::io::ErrorKind::ConnectionReset
-                | std::io::ErrorKind::ConnectionAborted
-                | std::io::ErrorKind::BrokenPipe
-        ),
+        WireError::Io(io) => crate::wire::is_peer_gone(io.kind()),
         _ => false,
     }
 }

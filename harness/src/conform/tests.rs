@@ -2,34 +2,17 @@
 //! known ways.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 
 use super::*;
 use crate::cases::{Expect, Fragment};
+use crate::testing::start_bare;
 
 fn repo_case(name: &str) -> Case {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../fixtures/cases/{name}.toml"));
     let text = std::fs::read_to_string(&path).unwrap();
     Case::parse(&text, name).unwrap()
-}
-
-fn start_bare() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    drop(l);
-    std::thread::spawn(move || {
-        let _ = crate::bare::serve(crate::bare::BareArgs {
-            bind: addr,
-            threads: 1,
-        });
-    });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "bare server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    addr
 }
 
 /// A raw server answering every request head with `answer`, then doing `after`.

@@ -72,6 +72,17 @@ pub enum PeerState {
     Data(Vec<u8>),
 }
 
+/// Whether an I/O error of this kind means the peer has gone: it reset or
+/// aborted the connection, or closed it under a write.
+pub fn is_peer_gone(kind: io::ErrorKind) -> bool {
+    matches!(
+        kind,
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+    )
+}
+
 /// Wait up to `timeout` for the peer to close `stream`. Reads (and returns)
 /// any bytes that arrive instead. Restores the previous read timeout.
 pub fn wait_closed(stream: &TcpStream, timeout: Duration) -> io::Result<PeerState> {
@@ -97,16 +108,7 @@ pub fn wait_closed(stream: &TcpStream, timeout: Duration) -> io::Result<PeerStat
                 {
                     return Ok(PeerState::Open);
                 }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::ConnectionReset
-                            | io::ErrorKind::ConnectionAborted
-                            | io::ErrorKind::BrokenPipe
-                    ) =>
-                {
-                    return Ok(PeerState::Closed);
-                }
+                Err(e) if is_peer_gone(e.kind()) => return Ok(PeerState::Closed),
                 Err(e) => return Err(e),
             }
         }

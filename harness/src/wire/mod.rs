@@ -46,7 +46,9 @@ pub mod response;
 #[cfg(test)]
 mod tests;
 
-pub use blocking::{Conn, PeerState, read_response, read_response_with, read_with, wait_closed};
+pub use blocking::{
+    Conn, PeerState, is_peer_gone, read_response, read_response_with, read_with, wait_closed,
+};
 pub use decode::{Decoder, ReadOptions, Sink};
 pub use error::{MAX_HEAD_BYTES, WireError};
 pub use head::{Fields, Framing, Head};

@@ -490,35 +490,33 @@ fn async_conn_framings() {
         .build()
         .unwrap();
     rt.block_on(async {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        tokio::spawn(async move {
-            let (mut s, _) = l.accept().await.unwrap();
-            let mut buf = [0u8; 1024];
-            let answers: [&[u8]; 4] = [
-                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nHello, world!",
-                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nHello\r\n8\r\n, world!\r\n0\r\nT: v\r\n\r\n",
-                b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\n",
-                b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nclose-delimited",
-            ];
-            for a in answers {
-                let _ = s.read(&mut buf).await.unwrap();
-                s.write_all(a).await.unwrap();
-            }
-        });
+        let addr = crate::testing::spawn_framing_server().await;
         let mut c = AsyncConn::connect(addr).await.unwrap();
         let req = b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n";
         c.send(req).await.unwrap();
         let r = c.read_response(false).await.unwrap();
-        assert_eq!((r.status, r.body.as_slice(), r.interim.len()), (200, &b"Hello, world!"[..], 1));
+        assert_eq!(
+            (r.status, r.body.as_slice(), r.interim.len()),
+            (200, &b"Hello, world!"[..], 1)
+        );
         c.send(req).await.unwrap();
         let r = c.read_response(false).await.unwrap();
-        assert_eq!((r.body.as_slice(), r.chunk_sizes.as_slice()), (&b"Hello, world!"[..], &[5, 8][..]));
+        assert_eq!(
+            (r.body.as_slice(), r.chunk_sizes.as_slice()),
+            (&b"Hello, world!"[..], &[5, 8][..])
+        );
         assert_eq!(r.trailer("t"), Some("v"));
         c.send(req).await.unwrap();
         let mut n = Count::default();
-        c.read_with(ReadOptions { head_request: true, return_interim: false }, &mut n).await.unwrap();
+        c.read_with(
+            ReadOptions {
+                head_request: true,
+                return_interim: false,
+            },
+            &mut n,
+        )
+        .await
+        .unwrap();
         assert_eq!((n.status, n.bytes, n.closing), (200, 0, false));
         assert!(c.buffered().is_empty());
         c.send(req).await.unwrap();
