@@ -9,7 +9,8 @@
 //! - [`request`]: one request's context: its ECB, body reader, response
 //!   writer, and end;
 //! - [`body`]: the request body, read ahead of the extension in a bounded
-//!   window; [`accesslog`]: the access log line;
+//!   window; [`chunk`]: the strict chunk-size and trailer line grammar,
+//!   checked on the raw bytes below hyper; [`accesslog`]: the access log line;
 //! - [`conn`]: a connection's signals; [`shared`]: server-wide state;
 //! - [`response`]: parsing of the heads extensions send; [`vars`]: IIS
 //!   server variables; [`config`]: the command line and the TOML file;

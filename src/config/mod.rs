@@ -99,7 +99,7 @@ pub(crate) struct ServeConfig {
 /// split between a runtime thread (HTTP and sockets) and an extension thread;
 /// since the threads yield for each other rather than sleep (`--yield-us`),
 /// one runtime thread per CPU serves more requests than one per two CPUs
-/// (BENCHMARKS.md, "Session 12", which reverses "Session 10").
+/// (BENCHMARKS.md, "Tuning knobs").
 fn default_io_threads() -> usize {
     crate::pool::cpus()
 }
