@@ -23,6 +23,8 @@
 # Needs: ci/install.sh (the venv with the peers) and wrk (apt-get install -y wrk).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=ci/env.sh
+. ci/env.sh
 export PYO3_PYTHON="${PYO3_PYTHON:-/usr/bin/python3}"
 target="${CARGO_TARGET_DIR:-target}"
 DURATION="${DURATION:-5s}"

@@ -19,6 +19,8 @@
 # --fragment random). Outputs: target/conform/{conformance.md,junit.xml,logs/}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=ci/env.sh
+. ci/env.sh
 export PYO3_PYTHON="${PYO3_PYTHON:-/usr/bin/python3}"
 target="${CARGO_TARGET_DIR:-target}"
 

@@ -22,7 +22,19 @@ fn venv() -> PathBuf {
     let site = if support::windows_host() {
         venv.join("Lib").join("site-packages")
     } else {
-        venv.join("lib").join("python3.11").join("site-packages")
+        // lib/python3.X/site-packages, for whichever 3.X made the venv.
+        std::fs::read_dir(venv.join("lib"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("python3."))
+            })
+            .unwrap_or_else(|| venv.join("lib").join("python3"))
+            .join("site-packages")
     };
     for package in ["flask", "django"] {
         assert!(
