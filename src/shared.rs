@@ -71,10 +71,10 @@ impl Shared {
     /// A request has been handed to an extension.
     pub(crate) fn request_started(&self) {
         self.active.fetch_add(1, Ordering::AcqRel);
-        if let Some(r) = &self.recycle {
-            if r.taken.fetch_add(1, Ordering::Relaxed) + 1 == r.after {
-                (r.ask)();
-            }
+        if let Some(r) = &self.recycle
+            && r.taken.fetch_add(1, Ordering::Relaxed) + 1 == r.after
+        {
+            (r.ask)();
         }
     }
 

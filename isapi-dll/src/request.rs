@@ -236,11 +236,12 @@ fn send_result(
             return Err(not_started());
         }
         let mut r = response.borrow_mut();
-        if let [item] = items.as_slice() {
-            if total <= DEFER_MAX && !r.headers_sent() {
-                r.defer_body(as_bytes(item)?.as_bytes(), total)?;
-                return Ok(());
-            }
+        if let [item] = items.as_slice()
+            && total <= DEFER_MAX
+            && !r.headers_sent()
+        {
+            r.defer_body(as_bytes(item)?.as_bytes(), total)?;
+            return Ok(());
         }
         for item in &items {
             r.send_body(py, as_bytes(item)?.as_bytes(), Some(total))?;

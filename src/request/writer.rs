@@ -388,10 +388,10 @@ impl RequestCtx {
         if ended_empty {
             // An empty body hyper sees as ended: it keeps the extension's
             // Content-Length on HEAD, 204 and 304 and sends no bytes.
-            if let Some(resp) = r.pending.take() {
-                if let Some(tx) = r.head_tx.take() {
-                    let _ = tx.send(resp.map(|()| HostBody::Full(None)));
-                }
+            if let Some(resp) = r.pending.take()
+                && let Some(tx) = r.head_tx.take()
+            {
+                let _ = tx.send(resp.map(|()| HostBody::Full(None)));
             }
         }
         self.flush_head(&mut r, None);

@@ -252,10 +252,10 @@ impl Supervisor {
             .iter()
             .filter(|(_, w)| w.ready && !w.stopping && !w.succeeded)
             .filter_map(|(id, w)| {
-                if let Some(t) = self.cfg.recycle_time {
-                    if w.started.elapsed() >= t {
-                        return Some((*id, format!("--recycle-time {}s", t.as_secs())));
-                    }
+                if let Some(t) = self.cfg.recycle_time
+                    && w.started.elapsed() >= t
+                {
+                    return Some((*id, format!("--recycle-time {}s", t.as_secs())));
                 }
                 if let Some(hang) = self.cfg.hang_timeout {
                     let hung: Vec<_> = inflight::read_aged(&w.slots)
@@ -293,12 +293,12 @@ impl Supervisor {
 
     /// Tells a worker to stop accepting and drain.
     fn stop(&mut self, id: u64) {
-        if let Some(w) = self.workers.get_mut(&id) {
-            if !w.stopping {
-                w.stopping = true;
-                tracing::info!(worker = id, pid = w.pid, "stopping worker");
-                let _ = os::kill(w.pid, os::SIGTERM);
-            }
+        if let Some(w) = self.workers.get_mut(&id)
+            && !w.stopping
+        {
+            w.stopping = true;
+            tracing::info!(worker = id, pid = w.pid, "stopping worker");
+            let _ = os::kill(w.pid, os::SIGTERM);
         }
     }
 

@@ -121,10 +121,10 @@ pub(crate) fn promote_libpython() -> Result<String, String> {
         candidates.push(unsafe { CStr::from_ptr(info.dli_fname) }.to_owned());
     }
     let built = env!("PYISAPIE_LIBPYTHON");
-    if !built.is_empty() {
-        if let Ok(name) = std::ffi::CString::new(built) {
-            candidates.push(name);
-        }
+    if !built.is_empty()
+        && let Ok(name) = std::ffi::CString::new(built)
+    {
+        candidates.push(name);
     }
     for name in &candidates {
         // SAFETY: RTLD_NOLOAD never loads anything new: it only changes the flags of an

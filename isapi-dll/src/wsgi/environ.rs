@@ -175,10 +175,10 @@ impl Environ {
         let mut last = self.repeated[which as usize]
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let (b, Some(s)) = &*last {
-            if b == bytes {
-                return Ok(s.bind(py).clone());
-            }
+        if let (b, Some(s)) = &*last
+            && b == bytes
+        {
+            return Ok(s.bind(py).clone());
         }
         let s = latin1(py, bytes)?;
         last.0.clear();
