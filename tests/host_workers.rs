@@ -108,6 +108,24 @@ impl Load {
         }
         all
     }
+
+    /// [`Load::finish`], printing the counts and asserting that no request
+    /// failed.
+    fn finish_without_failures(self) -> Stats {
+        let stats = self.finish();
+        eprintln!(
+            "load: {} ok, {} re-sent on a fresh connection, {} failed",
+            stats.ok,
+            stats.retried,
+            stats.failed.len()
+        );
+        assert!(
+            stats.failed.is_empty(),
+            "failed requests: {:?}",
+            &stats.failed[..stats.failed.len().min(10)]
+        );
+        stats
+    }
 }
 
 /// Sends `GET path` on a fresh connection and expects the connection to die
@@ -162,19 +180,8 @@ fn crashes_under_load(host: &mut Host, crash: &str, cause: &str) {
         );
     }
     thread::sleep(Duration::from_millis(300));
-    let stats = load.finish();
+    let stats = load.finish_without_failures();
     let log = host.stderr();
-    eprintln!(
-        "load: {} ok, {} re-sent after their worker died, {} failed",
-        stats.ok,
-        stats.retried,
-        stats.failed.len()
-    );
-    assert!(
-        stats.failed.is_empty(),
-        "failed requests: {:?}",
-        &stats.failed[..stats.failed.len().min(10)]
-    );
     assert!(stats.ok > 1000, "too little load: {}", stats.ok);
     assert_eq!(count(&log, cause), 20, "{log}");
     for i in 0..20 {
@@ -354,18 +361,7 @@ fn recycles_under_load(host: &mut Host, recycles: usize, mut trigger: impl FnMut
         );
     }
     thread::sleep(Duration::from_millis(300));
-    let stats = load.finish();
-    eprintln!(
-        "load: {} ok, {} re-sent on a fresh connection, {} failed",
-        stats.ok,
-        stats.retried,
-        stats.failed.len()
-    );
-    assert!(
-        stats.failed.is_empty(),
-        "failed requests: {:?}",
-        &stats.failed[..stats.failed.len().min(10)]
-    );
+    let stats = load.finish_without_failures();
     // A draining worker answers the next request on each of its
     // connections with `Connection: close`: no client meets a closed one.
     assert_eq!(
@@ -492,18 +488,7 @@ fn a_hung_worker_is_replaced_and_its_other_requests_are_answered() {
         host.stderr()
     );
     thread::sleep(Duration::from_millis(500));
-    let stats = load.finish();
-    eprintln!(
-        "load: {} ok, {} re-sent, {} failed",
-        stats.ok,
-        stats.retried,
-        stats.failed.len()
-    );
-    assert!(
-        stats.failed.is_empty(),
-        "{:?}",
-        &stats.failed[..stats.failed.len().min(10)]
-    );
+    let stats = load.finish_without_failures();
     assert!(stats.ok > 10);
     // The old worker gives up on the hung request after --shutdown-timeout.
     assert!(host.wait_for_log(
