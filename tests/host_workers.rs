@@ -212,19 +212,28 @@ fn a_c_extension_that_segfaults_costs_only_its_requests() {
     crashes_under_load(&mut host, "/crash", "worker died: was killed by SIGSEGV");
 }
 
+/// The WSGI fixture folder as the host sees it, or `None` (with a skip line)
+/// where these tests cannot run: on a Windows host (no supervisor there), or
+/// when pyisapie is not built (the e2e binary does not build it; CI builds the
+/// workspace first).
+fn wsgi_fixtures_or_skip() -> Option<String> {
+    if support::skip_on_windows("the supervisor is not built on Windows") {
+        return None;
+    }
+    if std::panic::catch_unwind(support::pyisapie_lib).is_err() {
+        support::skip("pyisapie is not built (cargo build -p pyisapie)");
+        return None;
+    }
+    Some(support::host_path(
+        support::repo_root().join("fixtures").join("wsgi"),
+    ))
+}
+
 #[test]
 fn a_python_app_that_calls_os_exit_costs_only_its_requests() {
-    if support::skip_on_windows("the supervisor is not built on Windows") {
+    let Some(dir) = wsgi_fixtures_or_skip() else {
         return;
-    }
-    // The e2e binary does not build pyisapie; CI builds the workspace first.
-    let built = std::panic::catch_unwind(support::pyisapie_lib).is_ok();
-    if !built {
-        support::skip("pyisapie is not built (cargo build -p pyisapie)");
-        return;
-    }
-    let dir = support::repo_root().join("fixtures").join("wsgi");
-    let dir = support::host_path(&dir);
+    };
     let mut host = Host::start(&[
         "--app",
         "crash_app:app",
@@ -403,14 +412,9 @@ fn sighup_recycles_under_load_without_failing_a_request() {
 
 #[test]
 fn recycle_memory_recycles_a_leaking_app_under_load_without_failing_a_request() {
-    if support::skip_on_windows("the supervisor is not built on Windows") {
+    let Some(dir) = wsgi_fixtures_or_skip() else {
         return;
-    }
-    if std::panic::catch_unwind(support::pyisapie_lib).is_err() {
-        support::skip("pyisapie is not built (cargo build -p pyisapie)");
-        return;
-    }
-    let dir = support::host_path(support::repo_root().join("fixtures").join("wsgi"));
+    };
     let mut host = Host::start(&[
         "--app",
         "leak_app:app",
@@ -441,14 +445,9 @@ fn recycle_time_recycles_each_worker() {
 
 #[test]
 fn a_hung_worker_is_replaced_and_its_other_requests_are_answered() {
-    if support::skip_on_windows("the supervisor is not built on Windows") {
+    let Some(dir) = wsgi_fixtures_or_skip() else {
         return;
-    }
-    if std::panic::catch_unwind(support::pyisapie_lib).is_err() {
-        support::skip("pyisapie is not built (cargo build -p pyisapie)");
-        return;
-    }
-    let dir = support::host_path(support::repo_root().join("fixtures").join("wsgi"));
+    };
     let mut host = Host::start(&[
         "--app",
         "crash_app:app",
