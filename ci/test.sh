@@ -16,7 +16,7 @@ cargo build --workspace --all-targets
 # (undocumented unsafe blocks, missing docs on the library crates, ...), and
 # no source file over 700 lines (test files aside).
 cargo clippy --workspace --all-targets -q -- -D warnings
-long=$(find src isapi-dll/src harness/src -name '*.rs' ! -name 'tests.rs' ! -path '*/tests/*' \
+long=$(find src isapi-dll/src harness/src crates -name '*.rs' ! -name 'tests.rs' ! -path '*/tests/*' \
   -exec awk 'END { if (NR > 700) print FILENAME ": " NR " lines" }' {} \;)
 if [ -n "$long" ]; then
   echo "source files over 700 lines (split them):" >&2

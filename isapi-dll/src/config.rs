@@ -256,18 +256,19 @@ fn parse_toml_in(
             "no [[app]] table: add one with prefix = \"/\" and callable = \"module:app\"",
         ));
     }
-    let mut apps = Vec::with_capacity(file.app.len());
-    for app in &file.app {
-        let spec = app_spec(&app.prefix, &app.callable).map_err(|m| ConfigError::new(source, m))?;
-        if apps.iter().any(|a: &AppSpec| a.prefix == spec.prefix) {
-            return Err(ConfigError::new(
-                source,
-                format!("two apps are mounted at the same prefix {:?}", app.prefix),
-            ));
-        }
-        apps.push(spec);
+    let mut apps = file
+        .app
+        .iter()
+        .map(|app| app_spec(&app.prefix, &app.callable))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|m| ConfigError::new(source, m))?;
+    if let Some(p) = url_prefix::first_duplicate(apps.iter().map(|a| a.prefix.as_str())) {
+        return Err(ConfigError::new(
+            source,
+            format!("two apps are mounted at the same prefix {:?}", url_prefix::shown(p)),
+        ));
     }
-    sort_apps(&mut apps);
+    url_prefix::longest_first(&mut apps, |a| &a.prefix);
     let resolve = |p: &PathBuf| paths::resolve_path(style, base_dir, p);
     let optimize = file.optimize.unwrap_or(0);
     if optimize > 2 {
@@ -380,20 +381,9 @@ pub fn app_spec(prefix: &str, callable: &str) -> Result<AppSpec, String> {
     })
 }
 
-/// Normalises a URL prefix: `"/"` and `""` become `""`; otherwise a leading slash is required
-/// and trailing slashes are removed.
+/// A URL prefix in its one form (`""` for the root); the rules are [`url_prefix`]'s.
 pub fn normalize_prefix(prefix: &str) -> Result<String, String> {
-    if !prefix.is_empty() && !prefix.starts_with('/') {
-        return Err(format!("prefix {prefix:?} must start with '/'"));
-    }
-    if prefix.contains(['?', '#']) {
-        return Err(format!("prefix {prefix:?} must be a plain path"));
-    }
-    Ok(prefix.trim_end_matches('/').to_owned())
-}
-
-fn sort_apps(apps: &mut [AppSpec]) {
-    apps.sort_by_key(|a| std::cmp::Reverse(a.prefix.len()));
+    url_prefix::normalize(prefix).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -504,7 +494,7 @@ mod tests {
         let e = parse("[[app]]\ncallable='m:a'\nprefix='x'")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("must start with '/'"), "{e}");
+        assert!(e.contains("must start with /"), "{e}");
         let e = parse("[[app]]\ncallable='m:a'\nbogus=1")
             .unwrap_err()
             .to_string();

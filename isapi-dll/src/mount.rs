@@ -2,8 +2,9 @@
 //!
 //! The server tells us where the extension itself is mounted (its `SCRIPT_NAME`, or under
 //! IIS the application's virtual path); apps are mounted by prefix below that. The longest
-//! matching prefix wins, matched on whole path segments (`/api` matches `/api` and
-//! `/api/x`, not `/apix`). IIS's own `PATH_INFO` is never used: it holds the full path.
+//! matching prefix wins, matched on whole path segments by [`url_prefix`] (`/api` matches
+//! `/api` and `/api/x`, not `/apix`). IIS's own `PATH_INFO` is never used: it holds the full
+//! path.
 
 use crate::config::AppSpec;
 
@@ -18,22 +19,16 @@ pub struct Route<'u> {
     pub path_info: &'u [u8],
 }
 
-/// Strips `prefix` from `path` on a segment boundary.
-fn strip_segment_prefix<'a>(path: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
-    let rest = path.strip_prefix(prefix)?;
-    (rest.is_empty() || rest[0] == b'/' || prefix.ends_with(b"/")).then_some(rest)
-}
-
 /// Routes `url` (the decoded path, without the query string) given the extension's `base`.
 /// `apps` must be sorted longest prefix first, as [`crate::config`] leaves them.
 pub fn route<'u>(apps: &[AppSpec], base: &[u8], url: &'u [u8]) -> Option<Route<'u>> {
     let base = trim_trailing_slashes(base);
-    let (base, rest) = match strip_segment_prefix(url, base) {
+    let (base, rest) = match url_prefix::strip(url, base) {
         Some(rest) if !base.is_empty() => (base, rest),
         _ => (&b""[..], url),
     };
     apps.iter().enumerate().find_map(|(index, app)| {
-        let path_info = strip_segment_prefix(rest, app.prefix.as_bytes())?;
+        let path_info = url_prefix::strip(rest, &app.prefix)?;
         let mut script_name = Vec::with_capacity(base.len() + app.prefix.len());
         script_name.extend_from_slice(base);
         script_name.extend_from_slice(app.prefix.as_bytes());

@@ -167,11 +167,11 @@ impl ServeConfig {
             (None, None) => None,
         };
         if let Some(lib) = root_lib {
-            if maps.iter().any(|m| m.prefix == "/") {
+            if maps.iter().any(|m| m.prefix.is_empty()) {
                 bail!("--extension and --map /=... both claim the root URL");
             }
             maps.push(Mapping {
-                prefix: "/".to_owned(),
+                prefix: String::new(),
                 path: lib,
             });
         }
@@ -180,12 +180,10 @@ impl ServeConfig {
                 "nothing to serve: give --extension PATH, --map /prefix=PATH or --app MODULE:CALLABLE"
             );
         }
-        for (i, m) in maps.iter().enumerate() {
-            if maps[..i].iter().any(|o| o.prefix == m.prefix) {
-                bail!("URL prefix {} is mapped twice", m.prefix);
-            }
+        if let Some(p) = url_prefix::first_duplicate(maps.iter().map(|m| m.prefix.as_str())) {
+            bail!("URL prefix {} is mapped twice", url_prefix::shown(p));
         }
-        maps.sort_by_key(|m| std::cmp::Reverse(m.prefix.len()));
+        url_prefix::longest_first(&mut maps, |m| &m.prefix);
 
         // Python code runs under one GIL: a few threads serve a WSGI app
         // faster than many that convoy on the lock, and a second thread
@@ -313,7 +311,7 @@ mod tests {
         assert_eq!(
             cfg.maps,
             vec![Mapping {
-                prefix: "/".into(),
+                prefix: String::new(),
                 path: "/lib/libpyisapie.so".into()
             }]
         );
@@ -386,7 +384,7 @@ mod tests {
         });
         let cfg = ServeConfig::resolve(args, Path::new("p.so"), Path::new("d")).unwrap();
         let prefixes: Vec<_> = cfg.maps.iter().map(|m| m.prefix.as_str()).collect();
-        assert_eq!(prefixes, ["/a/b", "/a", "/"]);
+        assert_eq!(prefixes, ["/a/b", "/a", ""]);
         assert!(cfg.python.is_none());
         assert_eq!(cfg.threads, DEFAULT_THREADS);
         assert_eq!(cfg.parallel, crate::pool::cpus());

@@ -283,7 +283,7 @@ pub(crate) enum AccessLogFormat {
 /// One extension mounted at a URL prefix.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub(crate) struct Mapping {
-    /// URL prefix, `/` or `/name` without a trailing slash.
+    /// URL prefix in [`url_prefix`]'s form: `""` for the root, else `/name` without a trailing slash.
     pub(crate) prefix: String,
     /// Path of the extension library.
     pub(crate) path: PathBuf,
@@ -303,20 +303,9 @@ pub(crate) fn parse_map(s: &str) -> Result<Mapping, String> {
     })
 }
 
-/// `/app/` and `/app` are the same mount; the root is `/`.
+/// A URL prefix in its one form (`""` for the root); the rules are [`url_prefix`]'s.
 pub(crate) fn normalize_prefix(prefix: &str) -> anyhow::Result<String> {
-    if !prefix.starts_with('/') {
-        anyhow::bail!("URL prefix {prefix:?} must start with /");
-    }
-    if prefix.contains(['?', '#', ' ']) {
-        anyhow::bail!("URL prefix {prefix:?} must be a plain path");
-    }
-    let trimmed = prefix.trim_end_matches('/');
-    Ok(if trimmed.is_empty() {
-        "/".to_owned()
-    } else {
-        trimmed.to_owned()
-    })
+    Ok(url_prefix::normalize(prefix)?)
 }
 
 /// Checks `MODULE:CALLABLE`.
@@ -336,7 +325,7 @@ mod tests {
         let m = parse_map("/app/=lib.so").unwrap();
         assert_eq!(m.prefix, "/app");
         assert_eq!(m.path, PathBuf::from("lib.so"));
-        assert_eq!(parse_map("/=x.so").unwrap().prefix, "/");
+        assert_eq!(parse_map("/=x.so").unwrap().prefix, "");
         assert!(parse_map("app=x.so").is_err());
         assert!(parse_map("/app").is_err());
         assert!(parse_map("/app=").is_err());

@@ -9,9 +9,8 @@ use crate::shared::Shared;
 
 /// An extension mounted at a URL prefix.
 pub(super) struct Mount {
-    /// The URL prefix, `/` or `/name`.
-    pub(super) prefix: String,
-    /// `SCRIPT_NAME`: the prefix, or `""` for the root.
+    /// The URL prefix in [`url_prefix`]'s form (`""` for the root, else `/name`), which is
+    /// also the requests' `SCRIPT_NAME`.
     pub(super) script_name: Arc<str>,
     /// The extension.
     pub(super) ext: Arc<Extension>,
@@ -31,9 +30,8 @@ impl App {
     /// The mount that serves a (normalized) path: the longest prefix that
     /// is the path or a whole-segment start of it.
     pub(super) fn route(&self, path: &[u8]) -> Option<&Mount> {
-        self.mounts.iter().find(|m| {
-            let p = m.prefix.as_bytes();
-            p == b"/" || (path.starts_with(p) && (path.len() == p.len() || path[p.len()] == b'/'))
-        })
+        self.mounts
+            .iter()
+            .find(|m| url_prefix::strip(path, &*m.script_name).is_some())
     }
 }

@@ -108,10 +108,10 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
                 ext
             }
         };
-        tracing::info!(prefix = %m.prefix, extension = %m.path.display(), "mounted");
+        let prefix = url_prefix::shown(&m.prefix);
+        tracing::info!(prefix, extension = %m.path.display(), "mounted");
         mounts.push(Mount {
-            prefix: m.prefix.clone(),
-            script_name: if m.prefix == "/" { "" } else { &m.prefix }.into(),
+            script_name: m.prefix.as_str().into(),
             ext,
         });
     }
