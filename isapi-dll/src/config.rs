@@ -265,7 +265,10 @@ fn parse_toml_in(
     if let Some(p) = url_prefix::first_duplicate(apps.iter().map(|a| a.prefix.as_str())) {
         return Err(ConfigError::new(
             source,
-            format!("two apps are mounted at the same prefix {:?}", url_prefix::shown(p)),
+            format!(
+                "two apps are mounted at the same prefix {:?}",
+                url_prefix::shown(p)
+            ),
         ));
     }
     url_prefix::longest_first(&mut apps, |a| &a.prefix);
