@@ -92,7 +92,7 @@ impl App {
     /// Whether a server can run this workload (host-c has only hello, echo and count;
     /// `work` is Python, so only the WSGI servers run it).
     pub fn supported_by(self, spec: &ServerSpec) -> bool {
-        match spec.name.as_str() {
+        match spec.kind() {
             "host-c" => matches!(self, App::Hello | App::Echo10k | App::Upload1m),
             "bare-hyper" => self != App::Work,
             _ => true,

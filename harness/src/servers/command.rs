@@ -40,7 +40,7 @@ pub(super) fn command(env: &Env, spec: &ServerSpec) -> Result<Launch> {
     let mut port = None;
     // Wine: stderr must be a pipe, copied into the log by a thread.
     let mut pipe_stderr = false;
-    match spec.name.as_str() {
+    match spec.kind() {
         name if spec.is_windows() => {
             let (exe, is_py) = if name == "host-c-win" {
                 (env.windows_out.join("bin").join("isapi-host.exe"), false)
@@ -118,7 +118,13 @@ pub(super) fn command(env: &Env, spec: &ServerSpec) -> Result<Launch> {
                 // like the peers (none writes an access log by default)
                 cmd.args(["--access-log", "off"]);
             }
-            if spec.name == "host-py" {
+            if let Some(n) = spec.workers() {
+                cmd.args(["--workers", &n.to_string()]);
+            }
+            if spec.single_process() {
+                cmd.arg("--no-supervisor");
+            }
+            if spec.kind() == "host-py" {
                 cmd.args(["--app", &env.wsgi_app, "--python-path"])
                     .arg(env.wsgi_dir());
             } else {
@@ -138,11 +144,12 @@ pub(super) fn command(env: &Env, spec: &ServerSpec) -> Result<Launch> {
         "gunicorn" | "waitress" | "granian" => {
             let p = free_port()?;
             port = Some(p);
-            let bin = env.venv.join("bin").join(if spec.name == "waitress" {
+            let bin = env.venv.join("bin").join(if spec.kind() == "waitress" {
                 "waitress-serve"
             } else {
-                spec.name.as_str()
+                spec.kind()
             });
+            let workers = spec.workers().unwrap_or(1).to_string();
             if !bin.exists() {
                 bail!(
                     "{} not found (install the peers: {}/bin/pip install -r ci/peers-requirements.txt)",
@@ -152,9 +159,9 @@ pub(super) fn command(env: &Env, spec: &ServerSpec) -> Result<Launch> {
             }
             cmd = Command::new(&bin);
             let ps = p.to_string();
-            match spec.name.as_str() {
+            match spec.kind() {
                 "gunicorn" => {
-                    cmd.args(["-k", "gthread", "-w", "1", "--threads", &t, "-b"]);
+                    cmd.args(["-k", "gthread", "-w", &workers, "--threads", &t, "-b"]);
                     cmd.arg(format!("127.0.0.1:{p}"));
                     if env.bench_mode {
                         cmd.args(["--backlog", "2048", "--worker-connections", "2048"]);
@@ -172,7 +179,7 @@ pub(super) fn command(env: &Env, spec: &ServerSpec) -> Result<Launch> {
                 }
                 _ => {
                     cmd.args(["--interface", "wsgi", "--host", "127.0.0.1", "--port", &ps]);
-                    cmd.args(["--workers", "1", "--blocking-threads", &t]);
+                    cmd.args(["--workers", &workers, "--blocking-threads", &t]);
                     if env.bench_mode {
                         cmd.args(["--backlog", "2048"]);
                     }

@@ -118,9 +118,16 @@ impl Env {
                 String::new()
             }
         };
-        let host_flags = bench("--access-log off --max-body 1073741824");
+        let mut host_flags = bench("--access-log off --max-body 1073741824");
+        if let Some(n) = spec.workers() {
+            host_flags.insert_str(0, &format!(" --workers {n}"));
+        }
+        if spec.single_process() {
+            host_flags.insert_str(0, " --no-supervisor");
+        }
+        let w = spec.workers().unwrap_or(1);
         let ver = |p: &str| self.pkg_version(p).unwrap_or_else(|| "?".into());
-        match spec.name.as_str() {
+        match spec.kind() {
             "host-py" => format!(
                 "isapi-host + pyisapie ({}), --threads {t}{host_flags}",
                 self.wsgi_app
@@ -129,7 +136,7 @@ impl Env {
                 "isapi-host + C fixtures (hello, echo, misbehave), --threads {t}{host_flags}"
             ),
             "gunicorn" => format!(
-                "gunicorn {} -k gthread -w 1 --threads {t}{}",
+                "gunicorn {} -k gthread -w {w} --threads {t}{}",
                 ver("gunicorn"),
                 bench("--backlog 2048 --worker-connections 2048")
             ),
@@ -139,7 +146,7 @@ impl Env {
                 bench("--backlog=2048 --connection-limit=2048")
             ),
             "granian" => format!(
-                "granian {} --interface wsgi --workers 1 --blocking-threads {t}{}",
+                "granian {} --interface wsgi --workers {w} --blocking-threads {t}{}",
                 ver("granian"),
                 bench("--backlog 2048")
             ),

@@ -33,24 +33,71 @@ pub struct ServerSpec {
 impl ServerSpec {
     /// Checks a `--server` name.
     pub fn parse(name: &str) -> Result<ServerSpec> {
-        let py_win_folder = name
+        let spec = ServerSpec {
+            name: name.to_owned(),
+        };
+        let kind = spec.kind();
+        let py_win_folder = kind
             .strip_prefix(HOST_PY_WIN_PREFIX)
             .is_some_and(is_py_folder_name);
-        if KNOWN.contains(&name) || py_win_folder || (name.starts_with("cmd:") && name.len() > 4) {
-            Ok(ServerSpec {
-                name: name.to_owned(),
-            })
-        } else {
+        if !(KNOWN.contains(&kind) || py_win_folder || (name.starts_with("cmd:") && name.len() > 4))
+        {
             bail!(
-                "unknown server {name:?}; known: {}, host-py-win-py3XX, or cmd:<template with {{port}}>",
+                "unknown server {name:?}; known: {}, host-py-win-py3XX, or cmd:<template with {{port}}>; \
+                 host-py, host-c, granian and gunicorn also take @wN (N worker processes), and \
+                 host-py and host-c @single (--no-supervisor)",
                 KNOWN.join(", ")
             )
         }
+        if let Some(variant) = spec.variant() {
+            let ok = match variant {
+                "single" => matches!(kind, "host-py" | "host-c"),
+                _ => {
+                    spec.workers().is_some()
+                        && matches!(kind, "host-py" | "host-c" | "granian" | "gunicorn")
+                }
+            };
+            if !ok {
+                bail!(
+                    "server {name:?}: @{variant} is not a variant of {kind} (host-py, host-c, \
+                     granian and gunicorn take @wN with N at least 1; host-py and host-c take @single)"
+                );
+            }
+        }
+        Ok(spec)
+    }
+
+    /// The kind of server: the name without its `@` variant (`host-py@w2` is a `host-py`).
+    pub fn kind(&self) -> &str {
+        match self.variant() {
+            Some(_) => self.name.split_once('@').map_or(&self.name, |(k, _)| k),
+            None => &self.name,
+        }
+    }
+
+    /// The variant after `@` (`w2`, `single`), if any; a `cmd:` template has none.
+    fn variant(&self) -> Option<&str> {
+        if self.name.starts_with("cmd:") {
+            return None;
+        }
+        self.name.split_once('@').map(|(_, v)| v)
+    }
+
+    /// `@wN`: run N worker processes (the host's `--workers`, granian's `--workers`,
+    /// gunicorn's `-w`).
+    pub fn workers(&self) -> Option<u32> {
+        let n: u32 = self.variant()?.strip_prefix('w')?.parse().ok()?;
+        (n >= 1).then_some(n)
+    }
+
+    /// `@single`: our host as one process, without the supervisor (`--no-supervisor`).
+    pub fn single_process(&self) -> bool {
+        self.variant() == Some("single")
     }
 
     /// Which case targets this server runs.
     pub fn target(&self) -> Target {
-        if self.name == "host-c" || self.name == "host-c-win" || self.name == "bare-hyper" {
+        if matches!(self.kind(), "host-c" | "host-c-win" | "bare-hyper") {
             Target::Isapi
         } else {
             Target::Wsgi
@@ -59,7 +106,7 @@ impl ServerSpec {
 
     /// One of ours: the host, Linux or Windows build, with pyisapie or the C fixtures.
     pub fn is_ours(&self) -> bool {
-        self.name == "host-py" || self.name == "host-c" || self.is_windows()
+        matches!(self.kind(), "host-py" | "host-c") || self.is_windows()
     }
 
     /// Whether a failed case fails a `conform` run: for our servers, and for a
@@ -135,5 +182,37 @@ mod tests {
         ] {
             assert!(ServerSpec::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn worker_and_single_process_variants() {
+        let w = ServerSpec::parse("host-py@w2").unwrap();
+        assert_eq!(
+            (w.kind(), w.workers(), w.single_process()),
+            ("host-py", Some(2), false)
+        );
+        assert!(w.is_ours() && w.must_pass());
+        assert_eq!(w.label(), "host-py@w2");
+        let g = ServerSpec::parse("granian@w2").unwrap();
+        assert_eq!((g.kind(), g.workers()), ("granian", Some(2)));
+        assert_eq!(g.target(), Target::Wsgi);
+        let s = ServerSpec::parse("host-c@single").unwrap();
+        assert_eq!(
+            (s.kind(), s.workers(), s.single_process()),
+            ("host-c", None, true)
+        );
+        assert_eq!(s.target(), Target::Isapi);
+        for bad in [
+            "host-py@w0",
+            "host-py@wx",
+            "waitress@w2",
+            "granian@single",
+            "host-py@",
+            "nginx@w2",
+        ] {
+            assert!(ServerSpec::parse(bad).is_err(), "{bad}");
+        }
+        let cmd = ServerSpec::parse("cmd:curl user@host {port}").unwrap();
+        assert_eq!(cmd.kind(), "cmd:curl user@host {port}");
     }
 }
