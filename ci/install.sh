@@ -3,6 +3,8 @@
 # test pyisapie-rs. Safe to run again: it installs only what is missing.
 #
 #   system packages  a C compiler, curl, CA certificates, procps (the tests use kill),
+#                    nginx and haproxy (the proxies of `isapi-harness smuggle`; never started
+#                    as services: the harness runs them from its own configuration),
 #                    python3 and, for the Python that pyisapie links (PYO3_PYTHON,
 #                    default /usr/bin/python3, 3.9 or later), its libpython3.X-dev and
 #                    python3.X-venv, 3.X being whatever that python3 is.
@@ -75,6 +77,7 @@ RUST_MIN=$(ci_rust_version)
 
 # ---- 1. system packages ----------------------------------------------------------
 apt_install ca-certificates curl gcc libc6-dev pkg-config procps
+apt_install nginx haproxy
 
 # ---- 2. the Python that pyisapie links, and its development files -----------------
 PY=${PYO3_PYTHON:-/usr/bin/python3}

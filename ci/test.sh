@@ -34,12 +34,19 @@ if [ -x ci/conform.sh ]; then
   ci/conform.sh --ours || conform_status=$?
 fi
 
+# Request smuggling: the desync cases against the host directly and through nginx and
+# HAProxy (ci/install.sh installs them); any failing case fails the run.
+harness="${CARGO_TARGET_DIR:-target}/debug/isapi-harness"
+smuggle_status=0
+"$harness" smuggle || smuggle_status=$?
+
 # One closing line over every test binary.
 sum() { grep -Eo "[0-9]+ $1" | awk '{ n += $1 } END { print n + 0 }'; }
 passed=$(grep '^test result:' "$log" | sum passed || true)
 failed=$(grep '^test result:' "$log" | sum failed || true)
 echo "conformance: $([ "$conform_status" -eq 0 ] && echo ok || echo FAILED)"
+echo "smuggling: $([ "$smuggle_status" -eq 0 ] && echo ok || echo FAILED)"
 echo "tests: ${passed} passed, ${failed} failed"
-if [ "$status" -ne 0 ] || [ "$conform_status" -ne 0 ]; then
+if [ "$status" -ne 0 ] || [ "$conform_status" -ne 0 ] || [ "$smuggle_status" -ne 0 ]; then
   exit 1
 fi

@@ -13,6 +13,7 @@ pub mod machine;
 pub mod procfs;
 pub mod report;
 pub mod servers;
+pub mod smuggle;
 pub mod wire;
 
 #[cfg(test)]

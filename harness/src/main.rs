@@ -13,7 +13,7 @@ use isapi_harness::cli::{LaunchArgs, make_env};
 use isapi_harness::conform::{self, Outcome, RunOptions};
 use isapi_harness::report::{self, ReportMeta};
 use isapi_harness::servers::ServerSpec;
-use isapi_harness::{bare, bench, machine};
+use isapi_harness::{bare, bench, machine, smuggle};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -32,6 +32,8 @@ enum Cmd {
     Conform(Box<ConformArgs>),
     /// Load-test servers side by side.
     Bench(Box<bench::BenchArgs>),
+    /// Request smuggling: desync cases against the host directly and through nginx/HAProxy.
+    Smuggle(Box<smuggle::SmuggleArgs>),
     /// (internal) The bare hyper server used as the benchmark ceiling.
     #[command(hide = true)]
     ServeBare(bare::BareArgs),
@@ -136,7 +138,10 @@ fn run_conform(a: ConformArgs) -> Result<ExitCode> {
             std::fs::create_dir_all(d)?;
         }
     }
-    std::fs::write(&md_path, report::markdown(&all, &results, &meta))?;
+    // keep the section `isapi-harness smuggle --update` writes into the same file
+    let old = std::fs::read_to_string(&md_path).unwrap_or_default();
+    let md = smuggle::keep_section(&old, &report::markdown(&all, &results, &meta));
+    std::fs::write(&md_path, md)?;
     std::fs::write(&junit_path, report::junit(&all, &results)?)?;
     eprintln!("wrote {} and {}", md_path.display(), junit_path.display());
     let failed = results
@@ -160,6 +165,7 @@ fn main() -> ExitCode {
     let r = match cli.cmd {
         Cmd::Conform(a) => run_conform(*a),
         Cmd::Bench(a) => bench::run(*a),
+        Cmd::Smuggle(a) => smuggle::run(*a),
         Cmd::ServeBare(a) => bare::serve(a).map(|()| ExitCode::SUCCESS),
     };
     match r {
