@@ -78,5 +78,6 @@ pub fn make_env(l: &LaunchArgs, wsgi_app: &str, sub: &str, bench_mode: bool) -> 
         windows_out,
         windows_python: l.windows_python.clone(),
         wine: l.wine.clone(),
+        attach_pid: None,
     })
 }

@@ -11,10 +11,21 @@ use crate::cli::LaunchArgs;
 /// The options of `isapi-harness bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Servers (repeatable): bare-hyper, host-c, host-py, host-c-win, host-py-win[-py3XX],
-    /// granian, gunicorn, waitress, cmd:TEMPLATE.
-    #[arg(long = "server", default_values_t = ["bare-hyper", "host-c", "host-py", "granian", "gunicorn", "waitress"].map(String::from))]
+    /// Servers to start (repeatable): bare-hyper, host-c, host-py, host-c-win,
+    /// host-py-win[-py3XX], granian, gunicorn, waitress, cmd:TEMPLATE; host-py, host-c,
+    /// granian and gunicorn@wN for N worker processes, host-py and host-c@single for the
+    /// host without its supervisor [default: bare-hyper, host-c, host-py, granian,
+    /// gunicorn and waitress, unless --url is given].
+    #[arg(long = "server")]
     pub servers: Vec<String>,
+    /// Measure a server that is already running, like wrk or oha: GET this http:// URL on
+    /// every connection (any 2xx counts); the same rounds, statistics and report.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// With --url: the server's process id, to sample its CPU time per request and its
+    /// memory (with its child processes).
+    #[arg(long, requires = "url")]
+    pub pid: Option<u32>,
     /// Workloads (comma-separated or repeated).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "hello")]
     pub app: Vec<App>,

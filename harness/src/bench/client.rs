@@ -72,18 +72,6 @@ async fn exchange(
     Ok(answer)
 }
 
-fn serialize_request(app: App) -> Vec<u8> {
-    let (method, path) = app.method_path();
-    let body = app.request_body();
-    let mut r = format!("{method} {path} HTTP/1.1\r\nHost: bench\r\n").into_bytes();
-    if method == "POST" {
-        r.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
-    }
-    r.extend_from_slice(b"\r\n");
-    r.extend_from_slice(&body);
-    r
-}
-
 /// One connection's request loop. Returns its latency histogram (µs).
 async fn worker(
     app: App,
@@ -124,7 +112,7 @@ async fn worker(
             }
         };
         let dt = t0.elapsed();
-        if answer.status != 200 {
+        if !app.valid_status(answer.status) {
             shared.errors_status.fetch_add(1, Ordering::Relaxed);
         } else if !app.valid_body(answer.body_len, &answer.head) {
             shared.errors_body.fetch_add(1, Ordering::Relaxed);
@@ -184,21 +172,25 @@ impl Client {
         Ok(Client { runtimes })
     }
 
-    /// Runs `conns` connections of `app` against `addr` until `end`, dealt out
+    /// Runs `conns` connections sending `request` (of `app`) to `addr` until the `window` ends, dealt out
     /// evenly over the threads, and merges their histograms (requests sent
-    /// from `measure_from` on) and counters. Meanwhile calls `tick` on this
+    /// from the `window`'s start on) and counters. Meanwhile calls `tick` on this
     /// thread every 200 ms.
     fn drive(
         &self,
         addr: SocketAddr,
         app: App,
+        request: Vec<u8>,
         conns: usize,
-        measure_from: Instant,
-        end: Instant,
+        window: std::ops::Range<Instant>,
         mut tick: impl FnMut(&Shared),
     ) -> (Histogram<u64>, Arc<Shared>) {
+        let std::ops::Range {
+            start: measure_from,
+            end,
+        } = window;
         let shared = Arc::new(Shared::default());
-        let request = Arc::new(serialize_request(app));
+        let request = Arc::new(request);
         let threads = self.runtimes.len();
         std::thread::scope(|scope| {
             let drivers: Vec<_> = self
@@ -264,11 +256,13 @@ pub fn load(
     let measure_from = start + warmup;
     let end = measure_from + duration;
     let cpu_pid = srv.pid();
+    let cpu_ticks = || cpu_pid.map_or(0, procfs::tree_cpu_ticks);
     let mut cpu_before = None;
     let (mut last, mut last_t) = (0, Instant::now());
-    let (hist, shared) = client.drive(addr, app, conns, measure_from, end, |shared| {
+    let request = app.request(&srv.spec).to_bytes();
+    let (hist, shared) = client.drive(addr, app, request, conns, measure_from..end, |shared| {
         if cpu_before.is_none() && Instant::now() >= measure_from {
-            cpu_before = Some(procfs::tree_cpu_ticks(cpu_pid));
+            cpu_before = Some(cpu_ticks());
         }
         let done = shared.done.load(Ordering::Relaxed);
         let dt = last_t.elapsed().as_secs_f64();
@@ -285,7 +279,7 @@ pub fn load(
         last_t = Instant::now();
     });
     let cpu_before = cpu_before.unwrap_or(0);
-    let cpu_after = procfs::tree_cpu_ticks(cpu_pid);
+    let cpu_after = cpu_ticks();
     pb.finish_and_clear();
     let secs = duration.as_secs_f64();
     let requests = hist.len();
@@ -343,6 +337,7 @@ pub fn load(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::servers::ServerSpec;
 
     /// The hot-loop client reads every framing exactly and keeps pipelined bytes.
     #[test]
@@ -404,12 +399,13 @@ mod tests {
         let client = Client::new(2).unwrap();
         let now = Instant::now();
         let mut ticks = 0;
+        let hello = App::Hello.request(&ServerSpec::parse("host-c").unwrap());
         let (hist, shared) = client.drive(
             addr,
             App::Hello,
+            hello.to_bytes(),
             5,
-            now,
-            now + Duration::from_millis(500),
+            now..now + Duration::from_millis(500),
             |_| ticks += 1,
         );
         assert_eq!(accepted.load(Ordering::Relaxed), 5);
@@ -442,7 +438,8 @@ mod tests {
                 App::Body1m,
             ] {
                 let now = Instant::now();
-                let req = Arc::new(serialize_request(app));
+                let spec = ServerSpec::parse("bare-hyper").unwrap();
+                let req = Arc::new(app.request(&spec).to_bytes());
                 let h = worker(
                     app,
                     addr,

@@ -35,18 +35,40 @@ use probes::{idle_rss, upload};
 use rounds::{compare_wrk, interleaved_rounds, revive};
 use stats::{median_round, unique};
 
+/// The servers measured when neither --server nor --url is given.
+const DEFAULT_SERVERS: [&str; 6] = [
+    "bare-hyper",
+    "host-c",
+    "host-py",
+    "granian",
+    "gunicorn",
+    "waitress",
+];
+
 /// Runs `isapi-harness bench`: starts the servers, measures them in
 /// interleaved rounds and the extra probes, and writes JSON, Markdown and SVG.
-pub fn run(a: BenchArgs) -> Result<ExitCode> {
+pub fn run(mut a: BenchArgs) -> Result<ExitCode> {
     if a.rounds == 0 {
         bail!("--rounds must be at least 1");
     }
-    let env = make_env(&a.launch, "bench_app:app", "bench", true)?;
-    let specs: Vec<ServerSpec> = a
+    let mut env = make_env(&a.launch, "bench_app:app", "bench", true)?;
+    env.attach_pid = a.pid;
+    if a.servers.is_empty() && a.url.is_none() {
+        a.servers = DEFAULT_SERVERS.map(String::from).to_vec();
+    }
+    let mut specs: Vec<ServerSpec> = a
         .servers
         .iter()
         .map(|s| ServerSpec::parse(s))
         .collect::<Result<_>>()?;
+    if let Some(url) = &a.url {
+        specs.push(ServerSpec::parse(&format!("url:{url}"))?);
+        // The URL is the only workload of a url: server; alone, it is the only one.
+        if a.servers.is_empty() {
+            a.app.clear();
+        }
+        a.app.push(App::Url);
+    }
     let client = Client::new(a.client_threads)?;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut report = Report {
@@ -103,7 +125,7 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
             }
         }
     }
-    for srv in running.iter().flatten() {
+    for srv in running.iter().flatten().filter(|s| s.spec.url().is_none()) {
         let label = srv.spec.label();
         if let Some(n) = a.idle_conns {
             match idle_rss(srv, n) {
@@ -156,4 +178,64 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
         svg_dir.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    /// `bench --url` measures a server the harness did not start (here the bare
+    /// hyper server on a thread of this process) and reports it like any other.
+    #[test]
+    fn bench_url_measures_a_running_server() {
+        let addr = crate::testing::start_bare();
+        let out = std::env::temp_dir().join(format!("bench-url-{}", std::process::id()));
+        let json = out.join("b.json");
+        let url = format!("http://{addr}/hello");
+        let (o, j) = (out.to_str().unwrap(), json.to_str().unwrap());
+        let pid = std::process::id().to_string();
+        let cmd = Cmd::try_parse_from([
+            "bench",
+            "--url",
+            &url,
+            "--pid",
+            &pid,
+            "-d",
+            "300ms",
+            "--warmup",
+            "100ms",
+            "--rounds",
+            "1",
+            "-c",
+            "2",
+            "--client-threads",
+            "1",
+            "--out",
+            o,
+            "--json",
+            j,
+        ])
+        .unwrap();
+        assert!(cmd.bench.servers.is_empty());
+        run(cmd.bench).unwrap();
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let runs = report["runs"].as_array().unwrap();
+        assert_eq!(runs.len(), 1, "{report}");
+        assert_eq!(runs[0]["app"], "url");
+        assert_eq!(runs[0]["server"], format!("url:{url}"));
+        assert!(runs[0]["requests"].as_u64().unwrap() > 0, "{report}");
+        assert_eq!(runs[0]["errors"]["status"], 0);
+        assert_eq!(runs[0]["errors"]["io"], 0);
+        assert!(runs[0]["server_rss_kib"].as_u64().unwrap() > 0, "{report}");
+        let _ = std::fs::remove_dir_all(&out);
+    }
 }

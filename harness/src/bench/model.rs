@@ -36,6 +36,40 @@ pub enum App {
     Body1m,
     /// GET /work: about 0.1 ms of Python computation per request (WSGI servers only).
     Work,
+    /// GET the URL of a `url:` server (`bench --url`); any 2xx answer counts. Not
+    /// chosen with --app: it is the only workload of a `url:` server.
+    #[value(skip)]
+    Url,
+}
+
+/// One request of a load run, as a server is sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// `GET` or `POST`.
+    pub method: &'static str,
+    /// The request target (path and query).
+    pub path: String,
+    /// The `Host` header.
+    pub host: String,
+    /// The body (a `Content-Length` body for POST).
+    pub body: Bytes,
+}
+
+impl Request {
+    /// The request as sent on the wire.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut r = format!(
+            "{} {} HTTP/1.1\r\nHost: {}\r\n",
+            self.method, self.path, self.host
+        )
+        .into_bytes();
+        if self.method == "POST" {
+            r.extend_from_slice(format!("Content-Length: {}\r\n", self.body.len()).as_bytes());
+        }
+        r.extend_from_slice(b"\r\n");
+        r.extend_from_slice(&self.body);
+        r
+    }
 }
 
 /// The body `bench_app`'s `/work` route computes (the sum of i*i below 2000).
@@ -53,6 +87,26 @@ impl App {
             App::Body10k => "body-10k",
             App::Body1m => "body-1m",
             App::Work => "work",
+            App::Url => "url",
+        }
+    }
+
+    /// The request this workload sends to `spec`.
+    pub fn request(self, spec: &ServerSpec) -> Request {
+        let (method, path) = self.method_path();
+        match (self, spec.url()) {
+            (App::Url, Some(url)) => Request {
+                method,
+                path: url.path,
+                host: url.authority,
+                body: Bytes::new(),
+            },
+            _ => Request {
+                method,
+                path: path.to_owned(),
+                host: "bench".to_owned(),
+                body: self.request_body(),
+            },
         }
     }
 
@@ -66,10 +120,11 @@ impl App {
             App::Body10k => ("GET", "/bytes?n=10240"),
             App::Body1m => ("GET", "/bytes?n=1048576"),
             App::Work => ("GET", "/work"),
+            App::Url => ("GET", "/"),
         }
     }
 
-    pub(super) fn request_body(self) -> Bytes {
+    fn request_body(self) -> Bytes {
         match self {
             App::Echo10k => pattern(10240).into(),
             App::Upload1m => pattern(1 << 20).into(),
@@ -77,9 +132,18 @@ impl App {
         }
     }
 
-    /// Whether a response body is the right one (length, or the count line).
+    /// Whether a response status is the expected one: 200, or any 2xx for a URL.
+    pub(super) fn valid_status(self, status: u16) -> bool {
+        match self {
+            App::Url => (200..300).contains(&status),
+            _ => status == 200,
+        }
+    }
+
+    /// Whether a response body is the right one (length, or the count line; any for a URL).
     pub(super) fn valid_body(self, len: usize, first: &[u8]) -> bool {
         match self {
+            App::Url => true,
             App::Hello => len == 13,
             App::Echo10k | App::Stream | App::Body10k => len == 10240,
             App::Upload1m => first.starts_with(b"bytes=1048576"),
@@ -92,6 +156,9 @@ impl App {
     /// Whether a server can run this workload (host-c has only hello, echo and count;
     /// `work` is Python, so only the WSGI servers run it).
     pub fn supported_by(self, spec: &ServerSpec) -> bool {
+        if spec.url().is_some() || self == App::Url {
+            return spec.url().is_some() && self == App::Url;
+        }
         match spec.kind() {
             "host-c" => matches!(self, App::Hello | App::Echo10k | App::Upload1m),
             "bare-hyper" => self != App::Work,
@@ -301,5 +368,26 @@ mod tests {
         assert!(!App::Work.supported_by(&c));
         assert!(!App::Work.supported_by(&ServerSpec::parse("bare-hyper").unwrap()));
         assert!(App::Work.supported_by(&ServerSpec::parse("host-py").unwrap()));
+    }
+
+    #[test]
+    fn a_url_server_runs_only_the_url_workload() {
+        let u = ServerSpec::parse("url:http://127.0.0.1:9/a?b").unwrap();
+        assert!(App::Url.supported_by(&u));
+        assert!(!App::Hello.supported_by(&u));
+        assert!(!App::Url.supported_by(&ServerSpec::parse("host-py").unwrap()));
+        let r = App::Url.request(&u);
+        assert_eq!(
+            r.to_bytes(),
+            b"GET /a?b HTTP/1.1\r\nHost: 127.0.0.1:9\r\n\r\n"
+        );
+        assert!(App::Url.valid_status(204) && !App::Url.valid_status(404));
+        assert!(!App::Hello.valid_status(204));
+        let p = App::Echo10k.request(&ServerSpec::parse("host-c").unwrap());
+        assert!(
+            p.to_bytes().starts_with(
+                b"POST /echo HTTP/1.1\r\nHost: bench\r\nContent-Length: 10240\r\n\r\n"
+            )
+        );
     }
 }

@@ -32,14 +32,14 @@ async fn connect(addr: SocketAddr) -> Result<Sender> {
 
 /// Run wrk against the same server and workload; returns (rps, p99 µs).
 pub fn run_wrk(
-    addr: SocketAddr,
+    srv: &Running,
     app: App,
     conns: usize,
     threads: usize,
     duration: Duration,
 ) -> Result<(f64, Option<u64>)> {
-    let (method, path) = app.method_path();
-    if method != "GET" {
+    let request = app.request(&srv.spec);
+    if request.method != "GET" {
         bail!("wrk comparison only for GET workloads");
     }
     let out = std::process::Command::new("wrk")
@@ -47,7 +47,8 @@ pub fn run_wrk(
         .arg(format!("-c{conns}"))
         .arg(format!("-d{}s", duration.as_secs().max(1)))
         .arg("--latency")
-        .arg(format!("http://{addr}{path}"))
+        .args(["-H", &format!("Host: {}", request.host)])
+        .arg(format!("http://{}{}", srv.addr, request.path))
         .output()
         .context("running wrk (apt-get install -y wrk)")?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -120,7 +121,7 @@ pub fn idle_rss(srv: &Running, n: usize) -> Result<IdleResult> {
             }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let after = procfs::tree_rss_kib(srv.pid());
+        let after = srv.rss_kib();
         let open = senders.iter().filter(|s| !s.is_closed()).count();
         (senders.len(), open, after)
     });
@@ -146,7 +147,7 @@ pub fn upload(srv: &Running, mib: u64) -> UploadResult {
         let peak = peak.clone();
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                peak.fetch_max(procfs::tree_rss_kib(pid), Ordering::Relaxed);
+                peak.fetch_max(pid.map_or(0, procfs::tree_rss_kib), Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(20));
             }
         })

@@ -109,7 +109,7 @@ pub(super) fn compare_wrk(
                 .rps,
             );
         }
-        match run_wrk(srv.addr, r.app, r.concurrency, a.client_threads, a.duration) {
+        match run_wrk(srv, r.app, r.concurrency, a.client_threads, a.duration) {
             Ok((rps, p99)) => {
                 eprintln!("  {:<34} {:>9.0} rps  (wrk)", "wrk", rps);
                 theirs.push(rps);

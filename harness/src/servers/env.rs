@@ -33,6 +33,8 @@ pub struct Env {
     pub windows_python: Option<String>,
     /// Wine's 64-bit loader, which runs the Windows servers.
     pub wine: PathBuf,
+    /// The process to sample for a `url:` server's CPU time and memory (`bench --pid`).
+    pub attach_pid: Option<u32>,
 }
 
 /// `path` as a Windows program under Wine names it: `/a/b` -> `Z:\a\b` (Wine maps
@@ -110,6 +112,14 @@ impl Env {
 
     /// Describe a server's launch for reports: version and settings.
     pub fn describe(&self, spec: &ServerSpec) -> String {
+        if let Some(url) = spec.name.strip_prefix("url:") {
+            return match self.attach_pid {
+                Some(pid) => format!("already running at {url} (not started here), process {pid}"),
+                None => format!(
+                    "already running at {url} (not started here; no --pid: CPU and memory not sampled)"
+                ),
+            };
+        }
         let t = self.threads;
         let bench = |flags: &str| {
             if self.bench_mode {

@@ -27,4 +27,4 @@ pub use env::{
     find_repo, wine_path,
 };
 pub use running::{Running, kill_all_groups, start};
-pub use spec::{KNOWN, ServerSpec};
+pub use spec::{KNOWN, ServerSpec, UrlTarget};

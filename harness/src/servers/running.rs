@@ -16,16 +16,20 @@ use super::env::Env;
 use super::spec::ServerSpec;
 use crate::procfs;
 
-/// A running server process (or process group).
+/// A running server: a process (or process group) the harness started, or a
+/// `url:` server it only measures.
 #[derive(Debug)]
 pub struct Running {
     /// Which server.
     pub spec: ServerSpec,
     /// Where it listens.
     pub addr: SocketAddr,
-    /// Its stdout and stderr.
+    /// Its stdout and stderr (empty for a `url:` server).
     pub log: PathBuf,
-    child: Child,
+    /// The process the harness started; `None` for a `url:` server.
+    child: Option<Child>,
+    /// The process whose CPU time and memory are sampled (with its descendants).
+    pid: Option<u32>,
 }
 
 /// Process groups of the servers currently running (for cleanup on SIGINT/SIGTERM).
@@ -68,8 +72,12 @@ fn log_file(env: &Env, spec: &ServerSpec) -> Result<(PathBuf, File)> {
     Ok((path, f))
 }
 
-/// Start a server and wait until it answers HTTP.
+/// Start a server and wait until it answers HTTP; a `url:` server is only
+/// checked (see [`attach`]).
 pub fn start(env: &Env, spec: &ServerSpec) -> Result<Running> {
+    if let Some(target) = spec.url() {
+        return attach(spec, &target.authority, env.attach_pid);
+    }
     let (log, file) = log_file(env, spec)?;
     let Launch {
         mut cmd,
@@ -118,7 +126,8 @@ pub fn start(env: &Env, spec: &ServerSpec) -> Result<Running> {
         spec: spec.clone(),
         addr,
         log,
-        child,
+        pid: Some(child.id()),
+        child: Some(child),
     };
     if let Err(e) = running.wait_ready(Duration::from_secs(60)) {
         let log = running.log.clone();
@@ -195,20 +204,53 @@ fn kill_group(child: &mut Child, grace: Duration) -> Result<()> {
     Ok(())
 }
 
+/// A server already running at `authority` (`HOST:PORT`), which must accept a
+/// connection within 10 s; `pid`, when given, is sampled for CPU and memory.
+fn attach(spec: &ServerSpec, authority: &str, pid: Option<u32>) -> Result<Running> {
+    use std::net::{TcpStream, ToSocketAddrs};
+    let addrs: Vec<SocketAddr> = authority
+        .to_socket_addrs()
+        .with_context(|| format!("{}: cannot resolve {authority}", spec.name))?
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reached = addrs
+            .iter()
+            .find(|a| TcpStream::connect_timeout(a, Duration::from_secs(2)).is_ok());
+        if let Some(&addr) = reached {
+            return Ok(Running {
+                spec: spec.clone(),
+                addr,
+                log: PathBuf::new(),
+                child: None,
+                pid,
+            });
+        }
+        if Instant::now() > deadline {
+            bail!("{}: nothing accepts connections at {authority}", spec.name);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 impl Running {
-    /// The process id (of the process group's leader).
-    pub fn pid(&self) -> u32 {
-        self.child.id()
+    /// The process whose CPU time and memory are sampled: the one the harness
+    /// started (its process group's leader), or `--pid` for a `url:` server.
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
     }
 
-    /// Whether the process is still running.
+    /// Whether the process is still running (a `url:` server is assumed to be).
     pub fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        self.child
+            .as_mut()
+            .is_none_or(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// How the process ended, if it did (e.g. "signal: 9 (SIGKILL)").
     pub fn exit_status(&mut self) -> Option<String> {
-        self.child.try_wait().ok().flatten().map(|s| s.to_string())
+        let child = self.child.as_mut()?;
+        child.try_wait().ok().flatten().map(|s| s.to_string())
     }
 
     fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
@@ -219,7 +261,7 @@ impl Running {
         let url = format!("http://{}/hello", self.addr);
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(status) = self.child.try_wait()? {
+            if let Some(status) = self.exit_status() {
                 bail!("exited with {status}");
             }
             if client.get(&url).send().is_ok() {
@@ -233,13 +275,17 @@ impl Running {
     }
 
     /// Resident memory (KiB) of the server process and all its descendants.
+    /// (0 when there is no process to sample.)
     pub fn rss_kib(&self) -> u64 {
-        procfs::tree_rss_kib(self.child.id())
+        self.pid.map_or(0, procfs::tree_rss_kib)
     }
 
-    /// SIGTERM the process group, then SIGKILL after a grace period.
+    /// SIGTERM the process group, then SIGKILL after a grace period; a `url:`
+    /// server is left running.
     pub fn stop(mut self) {
-        let _ = kill_group(&mut self.child, Duration::from_secs(5));
+        if let Some(child) = self.child.as_mut() {
+            let _ = kill_group(child, Duration::from_secs(5));
+        }
     }
 
     /// The last `n` lines of the server log (for failure reports).
@@ -252,8 +298,10 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = kill_group(&mut self.child, Duration::from_secs(2));
+        if let Some(child) = self.child.as_mut()
+            && matches!(child.try_wait(), Ok(None))
+        {
+            let _ = kill_group(child, Duration::from_secs(2));
         }
     }
 }

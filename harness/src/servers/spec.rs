@@ -40,14 +40,20 @@ impl ServerSpec {
         let py_win_folder = kind
             .strip_prefix(HOST_PY_WIN_PREFIX)
             .is_some_and(is_py_folder_name);
-        if !(KNOWN.contains(&kind) || py_win_folder || (name.starts_with("cmd:") && name.len() > 4))
-        {
+        let template = ["cmd:", "url:"]
+            .iter()
+            .any(|p| name.starts_with(p) && name.len() > p.len());
+        if !(KNOWN.contains(&kind) || py_win_folder || template) {
             bail!(
-                "unknown server {name:?}; known: {}, host-py-win-py3XX, or cmd:<template with {{port}}>; \
+                "unknown server {name:?}; known: {}, host-py-win-py3XX, cmd:<template with {{port}}> \
+                 or url:http://HOST:PORT/PATH (a server already running); \
                  host-py, host-c, granian and gunicorn also take @wN (N worker processes), and \
                  host-py and host-c @single (--no-supervisor)",
                 KNOWN.join(", ")
             )
+        }
+        if let Some(url) = name.strip_prefix("url:") {
+            UrlTarget::parse(url)?;
         }
         if let Some(variant) = spec.variant() {
             let ok = match variant {
@@ -75,9 +81,9 @@ impl ServerSpec {
         }
     }
 
-    /// The variant after `@` (`w2`, `single`), if any; a `cmd:` template has none.
+    /// The variant after `@` (`w2`, `single`), if any; a `cmd:` template or a URL has none.
     fn variant(&self) -> Option<&str> {
-        if self.name.starts_with("cmd:") {
+        if self.name.starts_with("cmd:") || self.name.starts_with("url:") {
             return None;
         }
         self.name.split_once('@').map(|(_, v)| v)
@@ -93,6 +99,12 @@ impl ServerSpec {
     /// `@single`: our host as one process, without the supervisor (`--no-supervisor`).
     pub fn single_process(&self) -> bool {
         self.variant() == Some("single")
+    }
+
+    /// `url:URL`: a server already running, which the harness measures but neither
+    /// starts nor stops.
+    pub fn url(&self) -> Option<UrlTarget> {
+        UrlTarget::parse(self.name.strip_prefix("url:")?).ok()
     }
 
     /// Which case targets this server runs.
@@ -113,7 +125,7 @@ impl ServerSpec {
     /// `cmd:` server (one under test); not for the named peers, which are
     /// reference columns known to fail some cases.
     pub fn must_pass(&self) -> bool {
-        self.is_ours() || self.name.starts_with("cmd:")
+        self.is_ours() || self.name.starts_with("cmd:") || self.name.starts_with("url:")
     }
 
     /// A Windows build of our host, run under Wine.
@@ -134,6 +146,44 @@ impl ServerSpec {
             }
             None => self.name.clone(),
         }
+    }
+}
+
+/// Where an already-running server is: an `http://` URL split for a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlTarget {
+    /// `HOST:PORT` (port 80 when the URL has none): what to connect to, and the `Host` header.
+    pub authority: String,
+    /// The request target: path and query (`/` when the URL has none).
+    pub path: String,
+}
+
+impl UrlTarget {
+    /// Splits `http://HOST[:PORT][/PATH[?QUERY]]`; refuses other schemes and fragments.
+    pub fn parse(url: &str) -> Result<UrlTarget> {
+        let Some(rest) = url.strip_prefix("http://") else {
+            bail!("{url:?}: only http:// URLs can be measured (no TLS in the load generator)");
+        };
+        if url.contains('#') {
+            bail!("{url:?}: a URL to measure has no #fragment");
+        }
+        let (authority, path) = match rest.find(['/', '?']) {
+            Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_owned()),
+            Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
+            None => (rest, "/".to_owned()),
+        };
+        if authority.is_empty() || authority.contains('@') {
+            bail!("{url:?}: expected http://HOST[:PORT]/PATH");
+        }
+        let has_port = authority
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !p.contains(']') && !h.is_empty());
+        let authority = if has_port {
+            authority.to_owned()
+        } else {
+            format!("{authority}:80")
+        };
+        Ok(UrlTarget { authority, path })
     }
 }
 
@@ -180,6 +230,35 @@ mod tests {
             "host-py-win-py3",
             "host-py-win-py31x",
         ] {
+            assert!(ServerSpec::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn url_servers() {
+        let u = ServerSpec::parse("url:http://127.0.0.1:8080/api/x?y=1").unwrap();
+        let t = u.url().unwrap();
+        assert_eq!(
+            (t.authority.as_str(), t.path.as_str()),
+            ("127.0.0.1:8080", "/api/x?y=1")
+        );
+        assert!(u.must_pass() && !u.is_ours());
+        assert_eq!(u.workers(), None);
+        let t = ServerSpec::parse("url:http://localhost")
+            .unwrap()
+            .url()
+            .unwrap();
+        assert_eq!(
+            (t.authority.as_str(), t.path.as_str()),
+            ("localhost:80", "/")
+        );
+        let t = UrlTarget::parse("http://[::1]:81?q").unwrap();
+        assert_eq!((t.authority.as_str(), t.path.as_str()), ("[::1]:81", "/?q"));
+        assert_eq!(
+            UrlTarget::parse("http://[::1]/").unwrap().authority,
+            "[::1]:80"
+        );
+        for bad in ["url:https://x/", "url:http:///x", "url:http://x/#f", "url:"] {
             assert!(ServerSpec::parse(bad).is_err(), "{bad}");
         }
     }
