@@ -10,10 +10,12 @@
 //!   writer, and end;
 //! - [`body`]: the request body, read ahead of the extension in a bounded
 //!   window; [`chunk`]: the strict chunk-size and trailer line grammar,
-//!   checked on the raw bytes below hyper; [`accesslog`]: the access log line;
+//!   checked on the raw bytes below hyper; [`accesslog`]: the access log;
+//!   [`logging`]: the host's own log (text or JSON);
 //! - [`conn`]: a connection's signals; [`shared`]: server-wide state;
 //! - [`response`]: parsing of the heads extensions send; [`vars`]: IIS
 //!   server variables; [`config`]: the command line and the TOML file;
+//!   [`control`]: `isapi-host ctl` and the supervisor's control protocol;
 //!   [`pool`]: the extension threads;
 //! - `os` (Unix): the supervisor's and workers' process plumbing
 //!   (inherited descriptors, signals, the shared in-flight table), unsafe
@@ -28,7 +30,9 @@ mod body;
 mod chunk;
 mod config;
 mod conn;
+mod control;
 mod ffi;
+mod logging;
 #[cfg(unix)]
 mod os;
 mod pool;
@@ -36,12 +40,11 @@ mod request;
 mod response;
 mod server;
 mod shared;
+mod site;
 mod ssf;
 mod vars;
 
 use std::process::ExitCode;
-
-use clap::Parser;
 
 /// mimalloc: requests allocate on a runtime thread and free on an extension
 /// thread; glibc's per-thread arenas pay for that with a lock and
@@ -51,23 +54,18 @@ use clap::Parser;
 static ALLOC: ffi::MiMalloc = ffi::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = config::Cli::parse();
-    // Log lines are written by a dedicated thread, so that request threads
-    // never wait on stderr; nothing is dropped when it falls behind.
-    let (writer, _flush_on_exit) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_writer(writer)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-    let config::Command::Serve(args) = cli.command;
-    match server::run(*args) {
-        Ok(()) => ExitCode::SUCCESS,
+    let cli = config::parse_cli();
+    // While the process has one thread (the C library's time zone).
+    accesslog::read_local_offset();
+    let _flush_on_exit = logging::init();
+    let result = match cli.command {
+        config::Command::Serve(args) => server::run(*args).map(|()| 0),
+        config::Command::Ctl(args) => control::run(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        // An app that did not start: pyisapie said why, once.
+        Err(e) if e.is::<server::AlreadyReported>() => ExitCode::FAILURE,
         Err(e) => {
             // Once, on stderr, where the logs go too.
             eprintln!("isapi-host: {e:#}");

@@ -6,6 +6,8 @@
 //! for both; [`ServeConfig::resolve`] merges them into what the server runs
 //! with.
 
+mod bind;
+mod cli;
 mod settings;
 
 use std::net::SocketAddr;
@@ -15,7 +17,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-pub(crate) use settings::{AccessLogFormat, Cli, Command, Mapping, ServeArgs, Settings};
+pub(crate) use cli::parse as parse_cli;
+pub(crate) use settings::{
+    AccessLogFormat, Cli, Command, CtlArgs, CtlCommand, LogFormat, Mapping, ServeArgs, Settings,
+};
 use settings::{
     DEFAULT_BIND, DEFAULT_HEADER_TIMEOUT, DEFAULT_IO_TIMEOUT, DEFAULT_KEEPALIVE_TIMEOUT,
     DEFAULT_MAX_BODY, DEFAULT_MAX_HEADER, DEFAULT_MAX_REQUESTS, DEFAULT_PYTHON_PARALLEL,
@@ -31,6 +36,8 @@ pub(crate) struct PythonApp {
     pub(crate) app: String,
     /// Directories for the Python path.
     pub(crate) python_path: Vec<PathBuf>,
+    /// Where `app` was given, for messages: `--app`, `ISAPI_HOST_APP`, a file's key.
+    pub(crate) source: String,
 }
 
 /// The resolved settings the server runs with.
@@ -38,6 +45,10 @@ pub(crate) struct PythonApp {
 pub(crate) struct ServeConfig {
     /// The address to listen on.
     pub(crate) bind: SocketAddr,
+    /// `--chdir`, absolute: the process changes to it before loading anything.
+    pub(crate) chdir: Option<PathBuf>,
+    /// Where each library of `maps` was given, for messages.
+    pub(crate) lib_origins: Vec<(PathBuf, String)>,
     /// Mounts, longest prefix first.
     pub(crate) maps: Vec<Mapping>,
     /// The WSGI app pyisapie serves, for the WSGI sugar.
@@ -62,6 +73,10 @@ pub(crate) struct ServeConfig {
     pub(crate) trace_callbacks: bool,
     /// The access log's format.
     pub(crate) access_log: AccessLogFormat,
+    /// The access log's file or directory (else standard output), absolute.
+    pub(crate) access_log_file: Option<PathBuf>,
+    /// The host's own log's format.
+    pub(crate) log_format: LogFormat,
     /// From a head's first byte to its end.
     pub(crate) header_timeout: Duration,
     /// Quiet between requests.
@@ -93,6 +108,14 @@ pub(crate) struct ServeConfig {
     /// A worker with a request running longer than this is recycled.
     #[cfg_attr(windows, allow(dead_code))] // the supervisor is Unix-only
     pub(crate) hang_timeout: Option<Duration>,
+    /// `--static` and `--web-config`, resolved (src/site).
+    pub(crate) site: crate::site::Site,
+    /// Recycle every worker when the app's files change (`--reload`).
+    #[cfg_attr(windows, allow(dead_code))] // the supervisor is Unix-only
+    pub(crate) reload: bool,
+    /// The supervisor's control socket, if not the default (absolute).
+    #[cfg_attr(windows, allow(dead_code))] // the supervisor is Unix-only
+    pub(crate) control: Option<PathBuf>,
 }
 
 /// Async runtime threads by default: one per CPU. Every request's work is
@@ -111,7 +134,9 @@ fn read_file(path: &Path) -> anyhow::Result<Settings> {
         .with_context(|| format!("cannot read config file {}", path.display()))?;
     let mut file: Settings =
         toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))?;
-    let base = path.parent().unwrap_or(Path::new("."));
+    // Absolute, so that --chdir does not move them.
+    let base = std::path::absolute(path.parent().unwrap_or(Path::new(".")))
+        .with_context(|| format!("cannot resolve the folder of {}", path.display()))?;
     let rebase = |p: &mut PathBuf| {
         if p.is_relative() {
             *p = base.join(&*p);
@@ -119,8 +144,17 @@ fn read_file(path: &Path) -> anyhow::Result<Settings> {
     };
     file.extension.as_mut().map(rebase);
     file.doc_root.as_mut().map(rebase);
+    file.access_log_file.as_mut().map(rebase);
+    file.chdir.as_mut().map(rebase);
+    file.control.as_mut().map(rebase);
     file.maps.iter_mut().for_each(|m| rebase(&mut m.path));
     file.python_path.iter_mut().for_each(rebase);
+    file.web_config.as_mut().map(rebase);
+    file.statics.iter_mut().for_each(|m| rebase(&mut m.path));
+    file.path_map.iter_mut().for_each(|m| rebase(&mut m.local));
+    for m in &mut file.statics {
+        m.prefix = normalize_prefix(&m.prefix)?;
+    }
     for m in &mut file.maps {
         m.prefix = normalize_prefix(&m.prefix)?;
     }
@@ -128,6 +162,19 @@ fn read_file(path: &Path) -> anyhow::Result<Settings> {
         parse_app(app).map_err(anyhow::Error::msg)?;
     }
     Ok(file)
+}
+
+/// An absolute path (workers may `--chdir`), still ending in a separator
+/// if it did (`--access-log-file logs/` names a directory).
+fn absolute_keeping_slash(p: PathBuf) -> anyhow::Result<PathBuf> {
+    let text = p.as_os_str().to_string_lossy();
+    let dir = text.ends_with('/') || text.ends_with(std::path::MAIN_SEPARATOR);
+    let mut abs = std::path::absolute(&p)
+        .with_context(|| format!("cannot resolve the path {}", p.display()))?;
+    if dir {
+        abs.push("");
+    }
+    Ok(abs)
 }
 
 impl ServeConfig {
@@ -143,8 +190,70 @@ impl ServeConfig {
             Some(path) => read_file(path)?,
             None => Settings::default(),
         };
-        let s = args.settings.or(file);
-        let (app, python_path, extension, mut maps) = (s.app, s.python_path, s.extension, s.maps);
+        // Where a setting came from, for messages (`--app`, `ISAPI_HOST_APP`, the file's key).
+        let origin = |id: &str, key: &str, in_file: bool| match (args.origins.given(id), &args.config)
+        {
+            (Some(given), _) => given.to_owned(),
+            (None, Some(path)) if in_file => format!("{}, key {key}", path.display()),
+            _ => "the default".to_owned(),
+        };
+        let app_origin = origin("app", "app", file.app.is_some());
+        let bind_origin = origin("bind", "bind", file.bind.is_some());
+        let ext_origin = origin("extension", "extension", file.extension.is_some());
+        let map_origin = origin("maps", "map", !file.maps.is_empty());
+        let chdir_origin = origin("chdir", "chdir", file.chdir.is_some());
+        let mut s = args.settings.or(file);
+
+        // --chdir: relative paths given on the command line or in the
+        // environment start there (the file's start at the file); the
+        // process moves there in `server::startup`, before loading anything.
+        let chdir = match &s.chdir {
+            Some(dir) => {
+                let abs = std::path::absolute(dir)
+                    .with_context(|| format!("cannot resolve --chdir {}", dir.display()))?;
+                if !abs.is_dir() {
+                    bail!(
+                        "cannot change to the directory {} (from {chdir_origin}): it does not exist",
+                        dir.display()
+                    );
+                }
+                Some(abs)
+            }
+            None => None,
+        };
+        let work_dir = match &chdir {
+            Some(dir) => dir.clone(),
+            None => std::env::current_dir().context("cannot read the current directory")?,
+        };
+        if chdir.is_some() {
+            // A bare library name is left to the system loader's search.
+            let rebase = |p: &mut PathBuf| {
+                if p.is_relative() && p.components().count() > 1 {
+                    *p = work_dir.join(&*p);
+                }
+            };
+            s.extension.as_mut().map(rebase);
+            s.maps.iter_mut().for_each(|m| rebase(&mut m.path));
+        }
+        // --static and --web-config (src/site): the site's handlers join
+        // the mounts where nothing given here claims their prefix.
+        let statics: Vec<_> = s.statics.iter().map(|m| (m.prefix.clone(), m.path.clone())).collect();
+        let mut site =
+            crate::site::Site::resolve(s.web_config.as_deref(), &s.path_map, &statics, &work_dir)?;
+        let root_claimed = s.app.is_some() || s.extension.is_some();
+        let handlers = site.take_handlers(|p| {
+            (p.is_empty() && root_claimed) || s.maps.iter().any(|m| m.prefix == p)
+        });
+        s.max_body = s.max_body.or(site.max_body);
+        s.doc_root = s.doc_root.or_else(|| site.root.clone());
+        let (app, mut python_path, extension, mut maps) =
+            (s.app, s.python_path, s.extension, s.maps);
+        let mut lib_origins: Vec<(PathBuf, String)> =
+            maps.iter().map(|m| (m.path.clone(), map_origin.clone())).collect();
+        for (prefix, path) in handlers {
+            lib_origins.push((path.clone(), "the web.config's handlers".to_owned()));
+            maps.push(Mapping { prefix, path });
+        }
 
         if !python_path.is_empty() && app.is_none() {
             bail!("--python-path needs --app MODULE:CALLABLE");
@@ -152,18 +261,35 @@ impl ServeConfig {
         let python = match (&app, &extension, maps.is_empty()) {
             (Some(app), _, _) => Some(PythonApp {
                 app: app.clone(),
-                python_path,
+                // Then the working directory, as gunicorn puts it on sys.path.
+                python_path: {
+                    for p in &mut python_path {
+                        *p = work_dir.join(&*p);
+                    }
+                    if !python_path.contains(&work_dir) {
+                        python_path.push(work_dir.clone());
+                    }
+                    python_path
+                },
+                source: app_origin.clone(),
             }),
             // Nothing to serve was named: the demo WSGI app.
-            (None, None, true) => Some(PythonApp {
+            (None, None, true) if site.root.is_none() => Some(PythonApp {
                 app: "demo:app".to_owned(),
                 python_path: vec![demo_dir.to_path_buf()],
+                source: "the demo".to_owned(),
             }),
             (None, _, _) => None,
         };
         let root_lib = match (extension, &python) {
-            (Some(ext), _) => Some(ext),
-            (None, Some(_)) => Some(pyisapie.to_path_buf()),
+            (Some(ext), _) => {
+                lib_origins.push((ext.clone(), ext_origin));
+                Some(ext)
+            }
+            (None, Some(_)) => {
+                lib_origins.push((pyisapie.to_path_buf(), app_origin));
+                Some(pyisapie.to_path_buf())
+            }
             (None, None) => None,
         };
         if let Some(lib) = root_lib {
@@ -175,7 +301,7 @@ impl ServeConfig {
                 path: lib,
             });
         }
-        if maps.is_empty() {
+        if maps.is_empty() && site.statics.is_empty() {
             bail!(
                 "nothing to serve: give --extension PATH, --map /prefix=PATH or --app MODULE:CALLABLE"
             );
@@ -212,9 +338,9 @@ impl ServeConfig {
         // Absolute, as IIS's physical paths are: on Windows that also turns a
         // `/unix/style` root (under Wine) into `Z:\unix\style`.
         let doc_root = match s.doc_root {
-            Some(dir) => std::path::absolute(&dir)
+            Some(dir) => std::path::absolute(work_dir.join(&dir))
                 .with_context(|| format!("cannot resolve --doc-root {}", dir.display()))?,
-            None => std::env::current_dir().context("cannot read the current directory")?,
+            None => work_dir.clone(),
         };
         let max_header = s.max_header.unwrap_or(DEFAULT_MAX_HEADER);
         if max_header < MIN_MAX_HEADER {
@@ -257,8 +383,32 @@ impl ServeConfig {
                 "recycling (--recycle-*) needs the supervisor: it is not available with --no-supervisor or on Windows yet"
             );
         }
+        for (given, flag) in [(s.reload, "--reload"), (s.control.is_some(), "--control")] {
+            if given && !supervisor {
+                if cfg!(windows) {
+                    bail!(
+                        "{flag} needs the supervisor, which is not built on Windows yet (docs/ARCHITECTURE.md, \"Process model\")"
+                    );
+                }
+                bail!("{flag} needs the supervisor: drop --no-supervisor");
+            }
+        }
+        let control = match s.control {
+            Some(p) => Some(
+                std::path::absolute(&p)
+                    .with_context(|| format!("cannot resolve --control {}", p.display()))?,
+            ),
+            None => None,
+        };
         Ok(ServeConfig {
-            bind: s.bind.unwrap_or(DEFAULT_BIND),
+            bind: match &s.bind {
+                Some(addr) => addr.resolve().with_context(|| {
+                    format!("cannot resolve the address {addr} to listen on (from {bind_origin})")
+                })?,
+                None => DEFAULT_BIND,
+            },
+            chdir,
+            lib_origins,
             maps,
             python,
             read_ahead: s.read_ahead.unwrap_or(DEFAULT_READ_AHEAD),
@@ -271,6 +421,8 @@ impl ServeConfig {
             doc_root: doc_root.into(),
             trace_callbacks: s.trace_callbacks,
             access_log: s.access_log.unwrap_or_default(),
+            access_log_file: s.access_log_file.map(absolute_keeping_slash).transpose()?,
+            log_format: s.log_format.unwrap_or_default(),
             header_timeout: secs(s.header_timeout, DEFAULT_HEADER_TIMEOUT),
             keepalive_timeout: secs(s.keepalive_timeout, DEFAULT_KEEPALIVE_TIMEOUT),
             io_timeout: secs(s.io_timeout, DEFAULT_IO_TIMEOUT),
@@ -283,6 +435,9 @@ impl ServeConfig {
             recycle_memory: s.recycle_memory,
             recycle_time: s.recycle_time.map(Duration::from_secs),
             hang_timeout: s.hang_timeout.map(Duration::from_secs),
+            reload: s.reload,
+            site,
+            control,
         })
     }
 }
@@ -295,8 +450,8 @@ mod tests {
     /// `serve` with these settings on the command line and no file.
     fn cli(settings: Settings) -> ServeArgs {
         ServeArgs {
-            config: None,
             settings,
+            ..Default::default()
         }
     }
 
@@ -416,6 +571,7 @@ mod tests {
                 threads: Some(5),
                 ..Default::default()
             },
+            ..Default::default()
         };
         let cfg = ServeConfig::resolve(args, Path::new("p.so"), Path::new("d")).unwrap();
         assert_eq!(cfg.bind, "127.0.0.1:9000".parse().unwrap());

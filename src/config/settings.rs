@@ -84,14 +84,54 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Serve HTTP, dispatching requests to ISAPI extensions.
     Serve(Box<ServeArgs>),
+    /// Ask a running supervisor (`isapi-host serve`, Unix) for its status, or to
+    /// recycle, restart or stop its worker processes.
+    Ctl(CtlArgs),
+}
+
+/// Options of `isapi-host ctl`. Without `--control` or `--pid`, the one
+/// supervisor whose default control socket is found is asked.
+#[derive(Debug, Args)]
+pub(crate) struct CtlArgs {
+    /// status: the workers (pid, requests, uptime), restarts and whether rapid-fail
+    /// protection stopped the pool (exit status 3 then); recycle: recycle every worker,
+    /// overlapped (as SIGHUP does); start: restart a pool that rapid-fail protection
+    /// stopped; stop: drain every worker and exit (as SIGTERM does), waiting for it.
+    #[arg(value_enum)]
+    pub(crate) command: CtlCommand,
+    /// The supervisor's control socket (`serve --control`).
+    #[arg(long, value_name = "PATH", conflicts_with = "pid")]
+    pub(crate) control: Option<PathBuf>,
+    /// The supervisor's process id: its default control socket (isapi-host-PID.sock).
+    #[arg(long, value_name = "PID")]
+    pub(crate) pid: Option<u32>,
+}
+
+/// What `isapi-host ctl` asks of the supervisor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum CtlCommand {
+    /// Print the workers, restarts and the pool's state.
+    Status,
+    /// Recycle every worker, overlapped (SIGHUP).
+    Recycle,
+    /// Restart the pool after rapid-fail protection stopped it.
+    Start,
+    /// Drain every worker and exit (SIGTERM).
+    Stop,
 }
 
 /// Options of `isapi-host serve`.
 #[derive(Debug, Default, Args)]
 pub(crate) struct ServeArgs {
-    /// A TOML file holding any of the settings below (command-line values win).
+    /// The WSGI app to serve, as --app takes it (the two must agree when both are given).
+    #[arg(value_name = "APP", value_parser = parse_app)]
+    pub(crate) app_positional: Option<String>,
+    /// A TOML file holding any of the settings below (the command line and the environment win).
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
+    /// Where each setting given on the command line or in the environment came from.
+    #[arg(skip)]
+    pub(crate) origins: super::cli::Origins,
     /// The settings given on the command line.
     #[command(flatten)]
     pub(crate) settings: Settings,
@@ -154,10 +194,11 @@ settings! {
     #[derive(Debug, Default, Args, Deserialize)]
     #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
     pub(crate) struct Settings {
-        #[arg(long, value_name = "ADDR", help = format!(
-            "Address to listen on [default: {DEFAULT_BIND}]. Port 0 picks a free port"
+        #[arg(long, value_name = "ADDR", value_parser = super::bind::parse_bind, help = format!(
+            "Address to listen on, as HOST:PORT, [IPV6]:PORT or HOST (port 8080); a name \
+             listens on its first IPv4 address [default: {DEFAULT_BIND}]. Port 0 picks a free port"
         ))]
-        bind: Option<SocketAddr>,
+        bind: Option<super::bind::BindAddr>,
         /// ISAPI extension library that serves every URL not claimed by a --map.
         #[arg(long, value_name = "PATH")]
         extension: Option<PathBuf>,
@@ -165,9 +206,12 @@ settings! {
         #[arg(long = "map", value_name = "/PREFIX=PATH", value_parser = parse_map)]
         #[serde(rename = "map")]
         maps: Vec<Mapping>,
-        /// Serve one WSGI app through pyisapie, as MODULE:CALLABLE.
+        /// Serve one WSGI app through pyisapie, as MODULE:CALLABLE, or MODULE:FACTORY() to call a factory once at start-up (literal arguments allowed).
         #[arg(long, value_name = "MODULE:CALLABLE", value_parser = parse_app)]
         app: Option<String>,
+        /// Change to this directory before loading anything: relative paths and the app's imports start there, and it is on the Python path for --app [default: the current directory].
+        #[arg(long, value_name = "DIR")]
+        chdir: Option<PathBuf>,
         /// Directory added to the Python path for --app (repeatable).
         #[arg(long = "python-path", value_name = "DIR")]
         python_path: Vec<PathBuf>,
@@ -217,6 +261,15 @@ settings! {
             AccessLogFormat::default().to_possible_value().expect("not skipped").get_name()
         ))]
         access_log: Option<AccessLogFormat>,
+        /// Write the access log to a file rather than standard output. A directory (an existing one, or a path ending in /) gets a file per day as IIS names them: u_exYYMMDD.log for w3c (UTC dates), u_ncYYMMDD.log for common and combined (local dates). Any other path is one file, appended to.
+        #[arg(long, value_name = "PATH")]
+        access_log_file: Option<PathBuf>,
+        #[arg(long, value_enum, value_name = "FORMAT", help = format!(
+            "Format of the host's own log on stderr: text, or json (one JSON object per line) \
+             [default: {}]",
+            LogFormat::default().to_possible_value().expect("not skipped").get_name()
+        ))]
+        log_format: Option<LogFormat>,
         #[arg(long, value_name = "SECS", help = format!(
             "Seconds a client has to send a complete request head, from its first byte \
              [default: {DEFAULT_HEADER_TIMEOUT}]"
@@ -248,7 +301,7 @@ settings! {
         no_supervisor: bool,
         #[arg(long, value_name = "COUNT/SECONDS", value_parser = parse_rapid_fail, help = format!(
             "Rapid-fail protection: after COUNT worker crashes within SECONDS the supervisor \
-             stops restarting workers and answers 503 until SIGHUP \
+             stops restarting workers and answers 503 until `isapi-host ctl start` or SIGHUP \
              [default: {DEFAULT_RAPID_FAIL_COUNT}/{DEFAULT_RAPID_FAIL_SECS}]"
         ))]
         rapid_fail: Option<String>,
@@ -264,6 +317,22 @@ settings! {
         /// Hang detection (IIS's `pingResponseTime`): a worker with a request in an extension for longer than this many seconds is logged with its requests and recycled [default: never].
         #[arg(long, value_name = "SECS")]
         hang_timeout: Option<u64>,
+        /// Serve the files under DIR at a URL prefix, as /PREFIX=DIR (repeatable; the longest prefix wins, and an extension mounted at the same prefix wins over the files).
+        #[arg(long = "static", value_name = "/PREFIX=DIR", value_parser = parse_static)]
+        #[serde(rename = "static")]
+        statics: Vec<Mapping>,
+        /// A site's IIS web.config: its IsapiModule handlers, requestFiltering limits, defaultDocument and staticContent, and its directory served as the site's static root (options given here win over it).
+        #[arg(long, value_name = "PATH")]
+        web_config: Option<PathBuf>,
+        /// Map a Windows path prefix in --web-config to a local path, as 'C:\inetpub\site=./site' (repeatable; case-insensitive).
+        #[arg(long = "path-map", value_name = "WINDOWS=LOCAL", value_parser = crate::site::webconfig::parse_path_map)]
+        path_map: Vec<crate::site::webconfig::PathMap>,
+        /// For development: watch the app's Python files (*.py under each --python-path, or the --app module's folder) and every extension library, and recycle every worker, overlapped, when one changes (like `gunicorn --reload`). Needs the supervisor.
+        #[arg(long)]
+        reload: bool,
+        /// The supervisor's control socket, for `isapi-host ctl` [default: isapi-host-PID.sock in $XDG_RUNTIME_DIR, else in the temporary directory].
+        #[arg(long, value_name = "PATH")]
+        control: Option<PathBuf>,
     }
 }
 
@@ -271,13 +340,26 @@ settings! {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum AccessLogFormat {
-    /// NCSA common log format, plus the ISAPI log data.
+    /// NCSA common log format, as Apache writes it.
     #[default]
     Common,
-    /// W3C extended log format, with IIS's default fields.
+    /// NCSA combined: common, then the Referer and User-Agent.
+    Combined,
+    /// W3C extended log format, as IIS writes it: its header and default fields.
     W3c,
     /// No access log.
     Off,
+}
+
+/// Formats of the host's own log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// One extension mounted at a URL prefix.
@@ -303,16 +385,47 @@ pub(crate) fn parse_map(s: &str) -> Result<Mapping, String> {
     })
 }
 
+/// Parses `--static /prefix=DIR`.
+pub(crate) fn parse_static(s: &str) -> Result<Mapping, String> {
+    let (prefix, dir) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected /prefix=DIR, got {s:?}"))?;
+    if dir.is_empty() {
+        return Err(format!("missing directory in {s:?}"));
+    }
+    Ok(Mapping {
+        prefix: normalize_prefix(prefix).map_err(|e| e.to_string())?,
+        path: PathBuf::from(dir),
+    })
+}
+
 /// A URL prefix in its one form (`""` for the root); the rules are [`url_prefix`]'s.
 pub(crate) fn normalize_prefix(prefix: &str) -> anyhow::Result<String> {
     Ok(url_prefix::normalize(prefix)?)
 }
 
-/// Checks `MODULE:CALLABLE`.
+/// Checks `MODULE:CALLABLE` (and `MODULE:FACTORY(ARGS)`; pyisapie checks the arguments).
 pub(crate) fn parse_app(s: &str) -> Result<String, String> {
-    match s.split_once(':') {
-        Some((m, c)) if !m.is_empty() && !c.is_empty() => Ok(s.to_owned()),
-        _ => Err(format!("expected MODULE:CALLABLE, got {s:?}")),
+    let dotted = |s: &str| {
+        s.split('.').all(|part| {
+            let mut chars = part.chars();
+            chars.next().is_some_and(|c| c == '_' || c.is_alphabetic())
+                && chars.all(|c| c == '_' || c.is_alphanumeric())
+        })
+    };
+    let (module, callable) = s.split_once(':').unwrap_or((s, ""));
+    let name = match callable.split_once('(') {
+        Some((name, args)) if args.ends_with(')') => name,
+        Some(_) => "",
+        None => callable,
+    };
+    if dotted(module) && dotted(name) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "expected MODULE:CALLABLE or MODULE:FACTORY() with dotted Python names \
+             (e.g. myapp:app, myapp:create_app()), got {s:?}"
+        ))
     }
 }
 
@@ -336,6 +449,10 @@ mod tests {
         assert!(parse_app("demo:app").is_ok());
         assert!(parse_app("demo").is_err());
         assert!(parse_app(":app").is_err());
+        assert!(parse_app("pkg.web:create_app()").is_ok());
+        assert!(parse_app("m:make('x', debug=True)").is_ok());
+        assert!(parse_app("m:make(").is_err());
+        assert!(parse_app("m:1app").is_err());
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub(crate) enum HostBody {
     Full(Option<Bytes>),
     /// The extension's body, fed through a bounded channel.
     Stream(StreamBody),
+    /// A static file (`crate::site::files`), read by tower-http.
+    File(tower_http::services::fs::ServeFileSystemResponseBody),
 }
 
 /// The receiving half of an extension's response body.
@@ -116,11 +118,16 @@ impl Body for HostBody {
                     Poll::Pending => Poll::Pending,
                 }
             }
+            // A read error ends the body short: hyper closes the connection.
+            HostBody::File(f) => Pin::new(f).poll_frame(cx).map_err(|_| Aborted),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self, HostBody::Full(None))
+        match self {
+            HostBody::File(f) => f.is_end_stream(),
+            _ => matches!(self, HostBody::Full(None)),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -128,6 +135,7 @@ impl Body for HostBody {
             HostBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             HostBody::Full(None) => SizeHint::with_exact(0),
             HostBody::Stream(_) => SizeHint::default(),
+            HostBody::File(f) => f.size_hint(),
         }
     }
 }

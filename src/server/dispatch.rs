@@ -3,7 +3,6 @@
 //! context and ECB, the hand-off to an extension thread, and the response
 //! head hyper waits for.
 
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -13,7 +12,7 @@ use hyper::body::Incoming;
 use windows_sys::Win32::System::Iis::HSE_STATUS_PENDING;
 
 use super::head;
-use super::routing::App;
+use super::routing::{App, Route};
 use crate::body::BodyReader;
 use crate::conn::ConnSignals;
 use crate::ffi::{self, Extension};
@@ -30,6 +29,8 @@ pub(super) enum Begun {
     /// make the request future of every connection, which hyper keeps and
     /// moves for each request, several times larger).
     ReadAhead(Pin<Box<dyn Future<Output = Result<HeadReceiver, Response<HostBody>>> + Send>>),
+    /// A static file (`crate::site::files`), answered on this task.
+    Static(Pin<Box<dyn Future<Output = Response<HostBody>> + Send>>),
 }
 
 /// Where an extension's response head arrives.
@@ -50,7 +51,7 @@ pub(super) fn begin(
         conn.request_close();
     }
     match admit(req, app, ends.clone()) {
-        Err(resp) => Begun::Answered(resp),
+        Err(begun) => begun,
         Ok(a) if a.read_ahead > 0 => {
             Begun::ReadAhead(Box::pin(a.read_ahead(app.clone(), conn.clone())))
         }
@@ -67,6 +68,7 @@ pub(super) async fn respond(
         Begun::Answered(resp) => Err(resp),
         Begun::Started(head_rx) => Ok(head_rx),
         Begun::ReadAhead(read_ahead) => read_ahead.await,
+        Begun::Static(file) => Err(file.await),
     };
     match started {
         Err(resp) => {
@@ -89,16 +91,26 @@ pub(super) async fn respond(
     }
 }
 
-/// A response the host refuses a request with, and its log line.
-fn rejected(
-    remote: SocketAddr,
-    method: &http::Method,
-    uri: &http::Uri,
-    status: StatusCode,
-    why: &str,
-) -> Response<HostBody> {
+/// A request head, as the logs show it: method, target, version, headers.
+type Head<'a> = (&'a http::Method, &'a http::Uri, http::Version, &'a http::HeaderMap);
+
+/// The head of a request the host answers itself.
+fn head_of<B>(req: &Request<B>) -> Head<'_> {
+    (req.method(), req.uri(), req.version(), req.headers())
+}
+
+/// A response the host refuses a request with, and its log lines.
+fn rejected(ends: &Endpoints, head: Head<'_>, status: StatusCode, why: &str) -> Response<HostBody> {
+    let (method, uri, ..) = head;
+    let remote = ends.remote;
     tracing::warn!(%remote, %method, %uri, status = status.as_u16(), "{why}");
-    error_page(status, true)
+    answered(ends, head, error_page(status, true))
+}
+
+/// A response the host makes itself, with its access-log line.
+fn answered(ends: &Endpoints, head: Head<'_>, resp: Response<HostBody>) -> Response<HostBody> {
+    crate::accesslog::answered(ends, head.0, head.1, head.2, head.3, &resp);
+    resp
 }
 
 /// A request that passed the host's checks and is routed to an extension.
@@ -118,22 +130,33 @@ struct Admitted {
 }
 
 /// Checks the request head and routes it; an `Err` is a response the host
-/// sends itself.
+/// sends itself, or a static file.
 // The `Ok` side is larger still; either is moved once.
 #[allow(clippy::result_large_err)]
 fn admit(
     req: Request<Incoming>,
     app: &App,
     ends: Arc<Endpoints>,
-) -> Result<Admitted, Response<HostBody>> {
+) -> Result<Admitted, Begun> {
     let cfg = &app.shared.cfg;
-    let reject = |status, why| rejected(ends.remote, req.method(), req.uri(), status, why);
+    let reject = |status, why| Begun::Answered(rejected(&ends, head_of(&req), status, why));
     let head = head::check(&req, cfg).map_err(|(status, why)| reject(status, why))?;
+    // A web.config's requestFiltering limits (src/site/filter.rs).
+    if let Some(limits) = &cfg.site.limits {
+        limits.check(&req).map_err(|(status, why)| reject(status, why))?;
+    }
     let url = head.url;
     let content_length = head.content_length;
     let chunked = head.chunked;
-    let Some(mount) = app.route(&url) else {
-        return Err(error_page(StatusCode::NOT_FOUND, false));
+    let mount = match app.route(&url) {
+        Some(Route::Extension(mount)) => mount,
+        Some(Route::Static(files)) => {
+            return Err(Begun::Static(Box::pin(files.clone().serve(req, url, ends))));
+        }
+        None => {
+            let page = error_page(StatusCode::NOT_FOUND, false);
+            return Err(Begun::Answered(answered(&ends, head_of(&req), page)));
+        }
     };
     // IIS's appConcurrentRequestLimit: past it, 503 rather than an
     // ever-growing queue of requests holding their read-ahead.
@@ -185,10 +208,10 @@ impl Admitted {
             .preload(self.read_ahead, app.shared.cfg.io_timeout)
             .await;
         if let Some(e) = self.reader.failed() {
+            let p = &self.parts;
             return Err(rejected(
-                self.ends.remote,
-                &self.parts.method,
-                &self.parts.uri,
+                &self.ends,
+                (&p.method, &p.uri, p.version, &p.headers),
                 e.status(),
                 "request body failed during read-ahead",
             ));

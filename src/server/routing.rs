@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::ffi::Extension;
 use crate::pool::Pool;
 use crate::shared::Shared;
+use crate::site::files::StaticFiles;
 
 /// An extension mounted at a URL prefix.
 pub(super) struct Mount {
@@ -24,14 +25,37 @@ pub(super) struct App {
     pub(super) workers: Pool,
     /// The mounts, longest prefix first.
     pub(super) mounts: Vec<Mount>,
+    /// The static directories, longest prefix first.
+    pub(super) statics: Vec<Arc<StaticFiles>>,
+}
+
+/// Where a request goes.
+pub(super) enum Route<'a> {
+    /// To an extension.
+    Extension(&'a Mount),
+    /// To a static directory.
+    Static(&'a Arc<StaticFiles>),
 }
 
 impl App {
-    /// The mount that serves a (normalized) path: the longest prefix that
-    /// is the path or a whole-segment start of it.
-    pub(super) fn route(&self, path: &[u8]) -> Option<&Mount> {
-        self.mounts
+    /// What serves a (normalized) path: the longest prefix that is the path
+    /// or a whole-segment start of it, of an extension or a static directory,
+    /// as IIS's handler mappings pick the most specific; at the same prefix
+    /// the extension wins (a handler claims a URL before the static files).
+    pub(super) fn route(&self, path: &[u8]) -> Option<Route<'_>> {
+        let ext = self
+            .mounts
             .iter()
-            .find(|m| url_prefix::strip(path, &*m.script_name).is_some())
+            .find(|m| url_prefix::strip(path, &*m.script_name).is_some());
+        let files = self
+            .statics
+            .iter()
+            .find(|f| url_prefix::strip(path, f.prefix()).is_some());
+        match (ext, files) {
+            (Some(m), Some(f)) if f.prefix().len() > m.script_name.len() => Some(Route::Static(f)),
+            (Some(m), _) => Some(Route::Extension(m)),
+            (None, Some(f)) => Some(Route::Static(f)),
+            (None, None) => None,
+        }
     }
 }

@@ -25,6 +25,35 @@ fn pyisapie_file_name() -> String {
     )
 }
 
+/// A start-up error whose message is already on stderr (pyisapie says why
+/// an app did not start): the process exits with status 1 and prints nothing more.
+#[derive(Debug, thiserror::Error)]
+#[error("start-up failed (the reason is above)")]
+pub(crate) struct AlreadyReported;
+
+/// Where the library at `path` was configured: `--extension`, `ISAPI_HOST_MAP`, ...
+fn origin<'a>(cfg: &'a ServeConfig, path: &Path) -> &'a str {
+    cfg.lib_origins
+        .iter()
+        .find(|(p, _)| p == path)
+        .map_or("the settings", |(_, o)| o.as_str())
+}
+
+/// Fails, naming where it was configured, for a library given with a folder
+/// that does not exist; a bare name is left to the system loader's search.
+fn check_libraries(cfg: &ServeConfig, pyisapie: &Path) -> anyhow::Result<()> {
+    for m in &cfg.maps {
+        if m.path != pyisapie && m.path.components().count() > 1 && !m.path.exists() {
+            anyhow::bail!(
+                "the extension library {} (from {}) does not exist",
+                m.path.display(),
+                origin(cfg, &m.path)
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Fails if the WSGI sugar needs the pyisapie library and it is not built.
 fn check_pyisapie(cfg: &ServeConfig, pyisapie: &Path) -> anyhow::Result<()> {
     if cfg.python.is_some() && cfg.maps.iter().any(|m| m.path == pyisapie) && !pyisapie.exists() {
@@ -49,16 +78,36 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         .join("fixtures")
         .join("wsgi");
     let cfg = ServeConfig::resolve(args, &pyisapie, &demo_dir)?;
+    crate::logging::set_format(cfg.log_format);
 
     #[cfg(unix)]
     let worker = std::env::var_os(crate::os::WORKER_ENV).is_some();
     #[cfg(not(unix))]
     let worker = false;
+    check_libraries(&cfg, &pyisapie)?;
+    // The access log's file is checked (and a W3C log on stdout gets its
+    // header) once: by the supervisor or the lone process.
+    if !worker {
+        crate::accesslog::announce(&cfg)?;
+    }
+    // The web.config's warnings, once: by the supervisor or the lone process.
+    if !worker {
+        for w in &cfg.site.warnings {
+            tracing::warn!("{w}");
+        }
+    }
     #[cfg(unix)]
     if cfg.supervisor && !worker {
         check_pyisapie(&cfg, &pyisapie)?;
         return super::supervisor::run(cfg);
     }
+    // The supervisor stays where it started; each worker (or the one
+    // process) moves, so that every worker starts from the same place.
+    if let Some(dir) = &cfg.chdir {
+        std::env::set_current_dir(dir)
+            .with_context(|| format!("cannot change to the directory {}", dir.display()))?;
+    }
+    crate::accesslog::open(&cfg)?;
     #[cfg_attr(not(unix), allow(unused_mut))]
     let mut recycle: Option<crate::shared::Recycle> = None;
     let listen = if worker {
@@ -92,6 +141,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             .context("--python-path holds a path separator")?;
         ffi::set_env_before_threads(&[
             ("PYISAPIE_APP", py.app.clone().into()),
+            ("PYISAPIE_APP_SOURCE", py.source.clone().into()),
             ("PYISAPIE_PYTHONPATH", path),
         ]);
     }
@@ -103,7 +153,15 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         let ext = match loaded.get(&m.path) {
             Some(ext) => ext.clone(),
             None => {
-                let ext = Arc::new(Extension::load(&m.path)?);
+                let ext = Extension::load(&m.path).map_err(|e| {
+                    if e.is_refused() && cfg.python.is_some() && m.path == pyisapie {
+                        // pyisapie said why (the app's error, once): no ISAPI words on top.
+                        anyhow::Error::new(AlreadyReported)
+                    } else {
+                        e.from_origin(origin(&cfg, &m.path)).into()
+                    }
+                })?;
+                let ext = Arc::new(ext);
                 loaded.insert(m.path.clone(), ext.clone());
                 ext
             }
@@ -115,6 +173,13 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             ext,
         });
     }
+    let statics = (cfg.site.statics.iter())
+        .map(|m| {
+            let prefix = url_prefix::shown(&m.prefix);
+            tracing::info!(prefix, directory = %m.dir.display(), "static files");
+            Arc::new(crate::site::files::StaticFiles::new(m))
+        })
+        .collect();
 
     let wait = Arc::new(RuntimeWait::new(cfg.yield_time));
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -143,6 +208,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         shared: shared.clone(),
         workers,
         mounts,
+        statics,
     });
     rt.block_on(listener::serve(app, listen))?;
 
@@ -160,5 +226,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     // Extension threads may still be parked in the pools; do not wait for them.
     rt.shutdown_timeout(Duration::from_secs(1));
+    // Every request's line is out before the process exits.
+    crate::accesslog::flush();
     Ok(())
 }
