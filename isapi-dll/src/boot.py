@@ -65,19 +65,84 @@ def setup_paths(python_path, virtualenv, site_dirs=(), venv_python=None, found=F
     return None
 
 
-def load_app(module, attr):
-    """Import `module` and return its (dotted) attribute `attr`, which must be callable."""
+def import_module(module):
+    """Import the app's module (the Rust side names the app in the error)."""
     import importlib
 
-    obj = importlib.import_module(module)
+    return importlib.import_module(module)
+
+
+def lookup(obj, module, attr):
+    """The (dotted) attribute `attr` of the module `obj`."""
     for part in attr.split("."):
         try:
             obj = getattr(obj, part)
         except AttributeError:
             raise AttributeError(f"module {module!r} has no attribute {attr!r}") from None
-    if not callable(obj):
-        raise TypeError(f"{module}:{attr} is not callable (it is {type(obj).__name__})")
     return obj
+
+
+def factory_arguments(text):
+    """The positional and keyword arguments written in `text` (`'prod', debug=False`).
+
+    Only Python literals are accepted (strings, numbers, True/False/None, tuples, lists,
+    dicts, sets), as gunicorn does: `ast.literal_eval`, never `eval`.
+    """
+    import ast
+
+    try:
+        call = ast.parse(f"f({text})", mode="eval").body
+    except SyntaxError:
+        raise ValueError(f"cannot parse the factory's arguments ({text})") from None
+    if not isinstance(call, ast.Call) or any(k.arg is None for k in call.keywords):
+        raise ValueError(f"the factory's arguments ({text}) must be literals, with no * or **")
+    try:
+        args = [ast.literal_eval(a) for a in call.args]
+        kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
+    except ValueError:
+        raise ValueError(
+            f"the factory's arguments ({text}) must be Python literals"
+            " (strings, numbers, True, False, None, tuples, lists, dicts)"
+        ) from None
+    return args, kwargs
+
+
+def _machinery(frame):
+    """A frame of pyisapie's start-up or of the import system, not the user's."""
+    name = frame.filename
+    return (
+        name == "<pyisapie boot>"
+        or name.startswith("<frozen importlib")
+        or name.endswith(os.path.join("importlib", "__init__.py"))
+    )
+
+
+def describe_exception(exc, tb=None):
+    """(the exception's own lines, the traceback or None).
+
+    The traceback leaves out pyisapie's and the import system's frames (as Python's own
+    import errors do); when no frame of the user's is left, and nothing is chained, it is
+    None: the exception's lines say it all (`No module named 'myapp'`).
+    """
+    import traceback
+
+    if tb is not None:
+        exc = exc.with_traceback(tb)
+    te = traceback.TracebackException.from_exception(exc)
+    seen = set()
+    todo = [te]
+    while todo:
+        t = todo.pop()
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        t.stack = traceback.StackSummary.from_list([f for f in t.stack if not _machinery(f)])
+        todo += [c for c in (t.__cause__, t.__context__) if c is not None]
+    only = "".join(te.format_exception_only()).rstrip()
+    chained = te.__cause__ is not None or (te.__context__ is not None and not te.__suppress_context__)
+    if not te.stack and not chained:
+        return only, None
+    return only, "".join(te.format()).rstrip()
 
 
 def format_exception(exc, tb=None):

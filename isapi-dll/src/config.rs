@@ -4,7 +4,8 @@
 //! 1. the TOML file named by `PYISAPIE_CONFIG`;
 //! 2. `PYISAPIE_APP=module:callable` (plus `PYISAPIE_PYTHONPATH`, a path list, and the optional
 //!    `PYISAPIE_VIRTUALENV`, `PYISAPIE_DEBUG`, `PYISAPIE_LOG`) — what `isapi-host serve --app`
-//!    sets;
+//!    sets, with `PYISAPIE_APP_SOURCE` naming where its user gave the app (`--app`), for
+//!    messages;
 //! 3. `pyisapie.toml` in the directory of the library itself (the usual IIS deployment).
 //!
 //! When no virtualenv is configured, an activated one (`VIRTUAL_ENV`) is used, else a
@@ -24,7 +25,7 @@
 //!
 //! [[app]]
 //! prefix = "/"
-//! callable = "mysite.wsgi:application"
+//! callable = "mysite.wsgi:application"   # or a factory, called once: "mysite:create_app()"
 //! ```
 
 use std::fmt;
@@ -56,6 +57,21 @@ pub struct AppSpec {
     pub module: String,
     /// Attribute path of the callable inside the module (`app`, `wsgi.application`).
     pub attr: String,
+    /// For a factory (`create_app()`, `make('prod', debug=False)`), the text between its
+    /// parentheses: literal arguments, which `boot.py` parses. The factory is called once,
+    /// at start-up, and returns the WSGI callable.
+    pub args: Option<String>,
+}
+
+impl fmt::Display for AppSpec {
+    /// As written: `module:callable` or `module:factory(args)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.module, self.attr)?;
+        match &self.args {
+            Some(args) => write!(f, "({args})"),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The complete, validated configuration.
@@ -153,6 +169,8 @@ pub struct Env {
     pub config: Option<String>,
     /// `PYISAPIE_APP`
     pub app: Option<String>,
+    /// `PYISAPIE_APP_SOURCE`: where the host's user gave the app (`--app`, `ISAPI_HOST_APP`).
+    pub app_source: Option<String>,
     /// `PYISAPIE_PYTHONPATH`
     pub python_path: Option<String>,
     /// `PYISAPIE_VIRTUALENV`
@@ -176,6 +194,7 @@ impl Env {
         Self {
             config: get("PYISAPIE_CONFIG"),
             app: get("PYISAPIE_APP"),
+            app_source: get("PYISAPIE_APP_SOURCE"),
             python_path: get("PYISAPIE_PYTHONPATH"),
             virtualenv: get("PYISAPIE_VIRTUALENV"),
             debug: get("PYISAPIE_DEBUG"),
@@ -300,7 +319,7 @@ fn parse_toml_in(
 }
 
 fn from_env(env: &Env, app: &str) -> Result<Config, ConfigError> {
-    let source = "PYISAPIE_APP";
+    let source = env.app_source.as_deref().unwrap_or("PYISAPIE_APP");
     let spec = app_spec("/", app).map_err(|m| ConfigError::new(source, m))?;
     let python_path = env
         .python_path
@@ -359,11 +378,23 @@ fn log_target(style: Style, value: Option<&str>, base_dir: &Path) -> LogTarget {
     }
 }
 
-/// Parses `module:callable` and a prefix into an [`AppSpec`].
+/// Parses `module:callable` (or `module:factory(args)`) and a prefix into an [`AppSpec`].
 pub fn app_spec(prefix: &str, callable: &str) -> Result<AppSpec, String> {
-    let (module, attr) = callable.split_once(':').ok_or_else(|| {
-        format!("callable {callable:?} must be written as module:callable (e.g. myapp:app)")
+    let (module, target) = callable.split_once(':').ok_or_else(|| {
+        format!(
+            "callable {callable:?} must be written as module:callable or module:factory() \
+             (e.g. myapp:app, myapp:create_app())"
+        )
     })?;
+    let (attr, args) = match target.split_once('(') {
+        Some((name, rest)) => {
+            let inner = rest.strip_suffix(')').ok_or_else(|| {
+                format!("callable {callable:?}: a factory's arguments end with ')'")
+            })?;
+            (name, Some(inner.trim().to_owned()))
+        }
+        None => (target, None),
+    };
     let is_dotted = |s: &str| {
         !s.is_empty()
             && s.split('.').all(|part| {
@@ -374,13 +405,15 @@ pub fn app_spec(prefix: &str, callable: &str) -> Result<AppSpec, String> {
     };
     if !is_dotted(module) || !is_dotted(attr) {
         return Err(format!(
-            "callable {callable:?} must be written as module:callable with dotted Python names"
+            "callable {callable:?} must be written as module:callable or module:factory() \
+             with dotted Python names"
         ));
     }
     Ok(AppSpec {
         prefix: normalize_prefix(prefix)?,
         module: module.to_owned(),
         attr: attr.to_owned(),
+        args,
     })
 }
 
@@ -537,6 +570,12 @@ mod tests {
             load(&env, None).unwrap().virtualenv,
             Some(PathBuf::from("/w/.venv"))
         );
+        let hosted = Env {
+            app: Some("demo:app".into()),
+            app_source: Some("--app".into()),
+            ..Env::default()
+        };
+        assert_eq!(load(&hosted, None).unwrap().source, "--app");
         let bad = Env {
             app: Some("demo".into()),
             ..Env::default()
@@ -547,6 +586,21 @@ mod tests {
                 .to_string()
                 .contains("PYISAPIE_APP")
         );
+    }
+
+    #[test]
+    fn factories() {
+        let spec = app_spec("/", "pkg.web:create_app()").unwrap();
+        assert_eq!(
+            (spec.attr.as_str(), spec.args.as_deref()),
+            ("create_app", Some(""))
+        );
+        assert_eq!(spec.to_string(), "pkg.web:create_app()");
+        let spec = app_spec("/", "m:make('prod', debug=False)").unwrap();
+        assert_eq!(spec.args.as_deref(), Some("'prod', debug=False"));
+        assert_eq!(app_spec("/", "m:app").unwrap().args, None);
+        assert!(app_spec("/", "m:make(").is_err());
+        assert!(app_spec("/", "m:(x)").is_err());
     }
 
     #[test]

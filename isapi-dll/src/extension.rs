@@ -39,15 +39,15 @@ impl IsapiExtension for Pyisapie {
         if let Some(ext) = EXTENSION.get() {
             return Ok(ext.description.clone());
         }
-        match start_inner() {
+        let mut log = None;
+        match start_inner(&mut log) {
             Ok(ext) => {
                 let description = ext.description.clone();
                 let _ = EXTENSION.set(ext);
                 Ok(description)
             }
             Err(message) => {
-                tracing::error!(target: "pyisapie", "{message}");
-                eprintln!("pyisapie: start-up failed: {message}");
+                report_start_failure(&message, log.as_ref());
                 Err(())
             }
         }
@@ -110,12 +110,33 @@ fn library_dir() -> Option<std::path::PathBuf> {
     paths::parent_native(&library::library_file()?)
 }
 
+/// Says once, on stderr, why the extension did not start; and in the log when it is a file.
+///
+/// Under `isapi-host serve --app` (which sets `PYISAPIE_APP_SOURCE`) the message is the
+/// user's only news of it, as `error: ...`; the host adds nothing. Otherwise (IIS, or the
+/// host's `--extension`) it is logged, and also written to stderr when the log is not there
+/// or did not start.
+fn report_start_failure(message: &str, log: Option<&config::LogTarget>) {
+    let hosted = std::env::var_os("PYISAPIE_APP_SOURCE").is_some();
+    let log_is_file = matches!(log, Some(config::LogTarget::File(_)));
+    if log.is_some() && (log_is_file || !hosted) {
+        tracing::error!(target: "pyisapie", "{message}");
+    }
+    if hosted {
+        eprintln!("error: {message}");
+    } else if log.is_none() || log_is_file {
+        eprintln!("pyisapie: start-up failed: {message}");
+    }
+}
+
 /// Loads the configuration, starts the log and Python, and imports the applications.
-fn start_inner() -> Result<Extension, String> {
+/// `log` is set once the log is started.
+fn start_inner(log: &mut Option<config::LogTarget>) -> Result<Extension, String> {
     let library_dir = library_dir();
     let config =
         config::load(&Env::from_process(), library_dir.as_deref()).map_err(|e| e.to_string())?;
     crate::log::init(&config.log, &config.log_level)?;
+    *log = Some(config.log.clone());
     match library::promote_libpython() {
         Ok(lib) => tracing::debug!(target: "pyisapie", "libpython symbols made global: {lib}"),
         Err(e) => tracing::warn!(target: "pyisapie", "{e}"),
@@ -144,7 +165,7 @@ fn start_inner() -> Result<Extension, String> {
         } else {
             &app.prefix
         };
-        tracing::info!(target: "pyisapie", "mounted {}:{} at {prefix}", app.module, app.attr);
+        tracing::info!(target: "pyisapie", "mounted {app} at {prefix}");
     }
     tracing::info!(target: "pyisapie", "{description} ready (configuration from {})", config.source);
     Ok(Extension {
@@ -182,6 +203,84 @@ fn python_start_failed(message: String, home: Option<&std::path::Path>) -> Strin
              that Python's installation"
         ),
     }
+}
+
+/// Imports the app's module and returns its WSGI callable (calling a factory once). The
+/// errors are the user's, in the user's words: the app as written, where it was configured
+/// (`--app`, a `pyisapie.toml`), and the exception with only the user's frames.
+fn load_app<'py>(
+    py: Python<'py>,
+    boot: &Bound<'py, PyModule>,
+    app: &config::AppSpec,
+    source: &str,
+) -> Result<Bound<'py, PyAny>, String> {
+    let describe = |e: &PyErr| -> (String, Option<String>) {
+        boot.call_method1("describe_exception", (e.value(py), e.traceback(py)))
+            .and_then(|t| t.extract())
+            .unwrap_or_else(|_| (e.to_string(), None))
+    };
+    // `what (from source):` then the exception: on the same line when it is one line.
+    let failed = |what: String, e: &PyErr| {
+        let (only, traceback) = describe(e);
+        match traceback {
+            Some(tb) => format!("{what}:\n{tb}"),
+            None if only.contains('\n') => format!("{what}:\n{only}"),
+            None => format!("{what}: {only}"),
+        }
+    };
+    let module = boot
+        .call_method1("import_module", (&app.module,))
+        .map_err(|e| {
+            let mut message = failed(format!("cannot import app \"{app}\" (from {source})"), &e);
+            if e.is_instance_of::<pyo3::exceptions::PyModuleNotFoundError>(py) {
+                let sys_path = py
+                    .import("sys")
+                    .and_then(|sys| sys.getattr("path"))
+                    .map(|p| p.to_string())
+                    .unwrap_or_default();
+                message.push_str(&format!("\n(sys.path is {sys_path})"));
+            }
+            message
+        })?;
+    let mut obj = boot
+        .call_method1("lookup", (module, &app.module, &app.attr))
+        .map_err(|e| failed(format!("cannot load app \"{app}\" (from {source})"), &e))?;
+    if let Some(text) = &app.args {
+        let (args, kwargs): (
+            Bound<'py, pyo3::types::PyList>,
+            Bound<'py, pyo3::types::PyDict>,
+        ) = boot
+            .call_method1("factory_arguments", (text,))
+            .and_then(|t| t.extract())
+            .map_err(|e| failed(format!("cannot load app \"{app}\" (from {source})"), &e))?;
+        let args = pyo3::types::PyTuple::new(py, args.iter()).map_err(|e| e.to_string())?;
+        obj = obj.call(args, Some(&kwargs)).map_err(|e| {
+            failed(
+                format!("the app factory \"{app}\" (from {source}) raised an exception"),
+                &e,
+            )
+        })?;
+        if !obj.is_callable() {
+            let kind = obj
+                .get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default();
+            return Err(format!(
+                "the app factory \"{app}\" (from {source}) returned {kind}, not a WSGI callable"
+            ));
+        }
+    } else if !obj.is_callable() {
+        let kind = obj
+            .get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_default();
+        return Err(format!(
+            "app \"{app}\" (from {source}) is not callable: it is {kind}"
+        ));
+    }
+    Ok(obj)
 }
 
 /// Sets up `sys.path`, imports every app and installs the interpreter's context. Returns
@@ -250,21 +349,7 @@ fn load_apps(py: Python<'_>, config: &Config) -> Result<String, String> {
     }
     let mut apps = Vec::with_capacity(config.apps.len());
     for app in &config.apps {
-        let callable = boot.call_method1("load_app", (&app.module, &app.attr)).map_err(|e| {
-            let sys_path = py
-                .import("sys")
-                .and_then(|sys| sys.getattr("path"))
-                .map(|p| p.to_string())
-                .unwrap_or_default();
-            format!(
-                "cannot load the application {}:{} (configured in {}): {}\nsys.path = {sys_path}",
-                app.module,
-                app.attr,
-                config.source,
-                format(&e)
-            )
-        })?;
-        apps.push(callable.unbind());
+        apps.push(load_app(py, &boot, app, &config.source)?.unbind());
     }
     Context::install(py, apps, boot.clone().unbind(), config.debug)
         .map_err(|e| format!("cannot create the interpreter context: {}", format(&e)))?;

@@ -24,15 +24,31 @@ type HttpExtensionProcFn =
 pub(crate) enum LoadError {
     /// The system loader refused the library; `reason` is its own message
     /// (`dlerror()`, or the Windows error text and code).
-    #[error("cannot load ISAPI extension {path}: {reason}")]
+    #[error("cannot load the extension library {path}: {reason}")]
     Open { path: String, reason: String },
     /// A required export is missing.
-    #[error("ISAPI extension {path} does not export {symbol}")]
+    #[error("{path} is not an ISAPI extension: it does not export {symbol}")]
     Symbol { path: String, symbol: &'static str },
     /// `GetExtensionVersion` returned FALSE. `code` is the last error the
     /// extension left, which it may not have set: shown only when not 0.
-    #[error("ISAPI extension {path} refused to start (GetExtensionVersion returned FALSE{}); its own messages, above, say why", last_error_note(*code))]
+    #[error("the ISAPI extension {path} refused to start (GetExtensionVersion returned FALSE{}); its own messages, above, say why", last_error_note(*code))]
     Refused { path: String, code: i32 },
+}
+
+impl LoadError {
+    /// The library refused to start, having said why itself.
+    pub(crate) fn is_refused(&self) -> bool {
+        matches!(self, LoadError::Refused { .. })
+    }
+
+    /// Names where the library was configured, after its path: `x.so (from --extension)`.
+    pub(crate) fn from_origin(mut self, origin: &str) -> Self {
+        let (LoadError::Open { path, .. }
+        | LoadError::Symbol { path, .. }
+        | LoadError::Refused { path, .. }) = &mut self;
+        *path = format!("{path} (from {origin})");
+        self
+    }
 }
 
 /// An extension library, loaded once, with `GetExtensionVersion` done.

@@ -26,4 +26,4 @@ mod startup;
 mod supervisor;
 mod sweeper;
 
-pub(crate) use startup::run;
+pub(crate) use startup::{AlreadyReported, run};
