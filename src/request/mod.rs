@@ -212,16 +212,23 @@ impl RequestCtx {
         let Some(started) = self.started else {
             return;
         };
-        crate::accesslog::emit(
-            self.shared.cfg.access_log,
-            &crate::accesslog::Entry {
-                info: &self.info,
-                status,
-                sent,
-                log_data: self.ecb.log_data(),
-                params: std::mem::take(&mut *self.log_params()),
-                elapsed: started.elapsed(),
-            },
-        );
+        let i = &self.info;
+        let (params, log_data) = (std::mem::take(&mut *self.log_params()), self.ecb.log_data());
+        crate::accesslog::write(&crate::accesslog::Entry {
+            ends: &i.ends,
+            request: crate::accesslog::Request::Parsed(crate::accesslog::Parsed {
+                method: i.method.as_str(),
+                target: i.raw_target(),
+                stem: &i.url,
+                query: i.query(),
+                version: i.version,
+                headers: &i.headers,
+            }),
+            status,
+            sent,
+            extra: [&params, &log_data],
+            win32: 0,
+            elapsed: started.elapsed(),
+        });
     }
 }

@@ -16,6 +16,7 @@ use tokio::net::TcpStream;
 
 use super::dispatch::{begin, respond};
 use super::routing::App;
+use crate::accesslog::PendingLine;
 use crate::chunk::{BodyFraming, Framing};
 use crate::conn::ConnSignals;
 use crate::request::Aborted;
@@ -28,6 +29,8 @@ struct ActivityIo {
     inner: TcpStream,
     signals: Arc<ConnSignals>,
     framing: Arc<Framing>,
+    /// The request line of a head in progress, for the access log.
+    pending: Arc<PendingLine>,
 }
 
 impl AsyncRead for ActivityIo {
@@ -39,6 +42,8 @@ impl AsyncRead for ActivityIo {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
+            let between = self.signals.between_requests();
+            self.pending.received(&buf.filled()[before..], between);
             self.signals.received();
             if self.framing.received(&buf.filled()[before..]) {
                 self.signals.request_close();
@@ -96,16 +101,20 @@ pub(super) async fn serve_connection(
     signals: Arc<ConnSignals>,
 ) {
     let framing = Arc::new(Framing::default());
+    let pending = Arc::new(PendingLine::default());
     let io = TokioIo::new(ActivityIo {
         inner: stream,
         signals: signals.clone(),
         framing: framing.clone(),
+        pending: pending.clone(),
     });
     let cfg = &app.shared.cfg;
+    let ends = Endpoints::new(remote, local);
     let svc = {
-        let (app, signals) = (app.clone(), signals.clone());
-        let ends = Endpoints::new(remote, local);
+        let (app, signals, ends, pending) =
+            (app.clone(), signals.clone(), ends.clone(), pending.clone());
         service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            pending.taken();
             // hyper frames the body: a known length, or chunked.
             let body = match req.body().size_hint().exact() {
                 Some(n) => BodyFraming::Length(n),
@@ -167,11 +176,36 @@ pub(super) async fn serve_connection(
     })
     .await;
     match ended {
-        None => tracing::debug!(%remote, "connection aborted"),
-        Some(Err(e)) => tracing::debug!(%remote, error = %e, "connection ended with an error"),
+        None => {
+            tracing::debug!(%remote, "connection aborted");
+            // Aborted while a head was coming: the header timeout. A head
+            // that got as far as its request line has a 408 in the log.
+            if let Some((line, true)) = pending.unserved() {
+                crate::accesslog::unparsed(&ends, &line, 408);
+            }
+        }
+        Some(Err(e)) => {
+            tracing::debug!(%remote, error = %e, "connection ended with an error");
+            if let Some(status) = refused_with(&e) {
+                let line = pending.unserved().map(|(line, _)| line).unwrap_or_default();
+                crate::accesslog::unparsed(&ends, &line, status);
+            }
+        }
         Some(Ok(())) => {}
     }
     signals.mark_gone();
+}
+
+/// The status hyper answered a head it could not parse with, if it sent one.
+fn refused_with(e: &hyper::Error) -> Option<u16> {
+    if e.is_parse_too_large() {
+        // hyper's 414 and 431 share the predicate; its message tells them apart.
+        Some(if e.to_string().contains("URI too long") { 414 } else { 431 })
+    } else if e.is_parse() && !e.is_parse_version_h2() {
+        Some(400)
+    } else {
+        None
+    }
 }
 
 /// How long a draining connection between requests waits for one more
