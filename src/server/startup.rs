@@ -84,17 +84,17 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let worker = std::env::var_os(crate::os::WORKER_ENV).is_some();
     #[cfg(not(unix))]
     let worker = false;
-    check_libraries(&cfg, &pyisapie)?;
-    // The access log's file is checked (and a W3C log on stdout gets its
-    // header) once: by the supervisor or the lone process.
-    if !worker {
-        crate::accesslog::announce(&cfg)?;
-    }
     // The web.config's warnings, once: by the supervisor or the lone process.
     if !worker {
         for w in &cfg.site.warnings {
             tracing::warn!("{w}");
         }
+    }
+    check_libraries(&cfg, &pyisapie)?;
+    // The access log's file is checked (and a W3C log on stdout gets its
+    // header) once: by the supervisor or the lone process.
+    if !worker {
+        crate::accesslog::announce(&cfg)?;
     }
     #[cfg(unix)]
     if cfg.supervisor && !worker {
@@ -173,13 +173,19 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             ext,
         });
     }
-    let statics = (cfg.site.statics.iter())
-        .map(|m| {
-            let prefix = url_prefix::shown(&m.prefix);
-            tracing::info!(prefix, directory = %m.dir.display(), "static files");
-            Arc::new(crate::site::files::StaticFiles::new(m))
-        })
-        .collect();
+    let mut statics = Vec::new();
+    for m in &cfg.site.statics {
+        let prefix = url_prefix::shown(&m.prefix);
+        let directory = m.dir.display();
+        // At the same prefix the extension takes every request (IIS: a
+        // handler mapping for `*` before the static file handler).
+        if cfg.maps.iter().any(|x| x.prefix == m.prefix) {
+            tracing::info!(prefix, %directory, "static files not served: an extension is mounted there");
+            continue;
+        }
+        tracing::info!(prefix, %directory, "static files");
+        statics.push(Arc::new(crate::site::files::StaticFiles::new(m)));
+    }
 
     let wait = Arc::new(RuntimeWait::new(cfg.yield_time));
     let rt = tokio::runtime::Builder::new_multi_thread()
