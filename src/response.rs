@@ -10,6 +10,8 @@
 use bytes::BytesMut;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
+use crate::chunk::ChunkedBody;
+
 pub(crate) use crate::ffi::trim_nul;
 
 /// A parsed response head.
@@ -263,23 +265,14 @@ pub(crate) fn bodiless(status: StatusCode, head_request: bool) -> bool {
 
 /// Validates and decodes the chunked stream an extension frames itself.
 ///
-/// The decoded data is handed to hyper, which frames it again for the
-/// client; the extension's chunk boundaries and extensions do not survive,
-/// its trailers do not either (they are logged).
+/// The grammar is the one a request's chunked body must follow
+/// ([`ChunkedBody`], RFC 9112 §7.1). The decoded data is handed to hyper,
+/// which frames it again for the client; the extension's chunk boundaries,
+/// chunk extensions and trailers do not survive.
 #[derive(Debug, Default)]
 pub(crate) struct ChunkDecoder {
-    state: ChunkState,
-    line: Vec<u8>,
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum ChunkState {
-    #[default]
-    Size,
-    Data(u64),
-    DataCrlf,
-    Trailers,
-    Done,
+    body: ChunkedBody,
+    done: bool,
 }
 
 /// Invalid chunk framing from an extension.
@@ -288,80 +281,24 @@ enum ChunkState {
 pub(crate) struct ChunkError(&'static str);
 
 impl ChunkDecoder {
-    /// Feeds bytes; returns the data they carry. Bytes after the final chunk
-    /// are surplus and reported as such.
-    pub(crate) fn feed(
-        &mut self,
-        mut input: &[u8],
-        out: &mut BytesMut,
-    ) -> Result<usize, ChunkError> {
-        const MAX_LINE: usize = 4096;
-        while !input.is_empty() {
-            match self.state {
-                ChunkState::Done => return Ok(input.len()),
-                ChunkState::Data(left) => {
-                    let n = (left as usize).min(input.len());
-                    out.extend_from_slice(&input[..n]);
-                    input = &input[n..];
-                    self.state = if left == n as u64 {
-                        ChunkState::DataCrlf
-                    } else {
-                        ChunkState::Data(left - n as u64)
-                    };
-                }
-                ChunkState::Size | ChunkState::DataCrlf | ChunkState::Trailers => {
-                    let nl = input.iter().position(|&b| b == b'\n');
-                    let take = nl.map_or(input.len(), |i| i + 1);
-                    if self.line.len() + take > MAX_LINE {
-                        return Err(ChunkError("line too long"));
-                    }
-                    self.line.extend_from_slice(&input[..take]);
-                    input = &input[take..];
-                    if nl.is_none() {
-                        continue;
-                    }
-                    let line = std::mem::take(&mut self.line);
-                    let line = line
-                        .strip_suffix(b"\r\n")
-                        .ok_or(ChunkError("line not ended by CRLF"))?;
-                    self.state = match self.state {
-                        ChunkState::DataCrlf if line.is_empty() => ChunkState::Size,
-                        ChunkState::DataCrlf => {
-                            return Err(ChunkError("chunk data longer than its size"));
-                        }
-                        ChunkState::Trailers if line.is_empty() => ChunkState::Done,
-                        ChunkState::Trailers => ChunkState::Trailers,
-                        _ => {
-                            let size = line
-                                .split(|&b| b == b';')
-                                .next()
-                                .unwrap_or_default()
-                                .trim_ascii();
-                            if size.is_empty()
-                                || size.len() > 15
-                                || !size.iter().all(u8::is_ascii_hexdigit)
-                            {
-                                return Err(ChunkError("bad chunk size"));
-                            }
-                            let n =
-                                u64::from_str_radix(std::str::from_utf8(size).unwrap_or("x"), 16)
-                                    .map_err(|_| ChunkError("bad chunk size"))?;
-                            if n == 0 {
-                                ChunkState::Trailers
-                            } else {
-                                ChunkState::Data(n)
-                            }
-                        }
-                    };
-                }
-            }
+    /// Feeds bytes; appends the data they carry to `out`. Returns how many
+    /// bytes came after the final chunk's trailer section: surplus, reported
+    /// as such.
+    pub(crate) fn feed(&mut self, input: &[u8], out: &mut BytesMut) -> Result<usize, ChunkError> {
+        if self.done {
+            return Ok(input.len());
         }
-        Ok(0)
+        let (taken, ended) = self
+            .body
+            .feed(input, |data| out.extend_from_slice(data))
+            .map_err(ChunkError)?;
+        self.done = ended;
+        Ok(input.len() - taken)
     }
 
     /// Has the final chunk and the trailer section been seen?
     pub(crate) fn is_done(&self) -> bool {
-        self.state == ChunkState::Done
+        self.done
     }
 }
 

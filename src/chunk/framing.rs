@@ -1,29 +1,10 @@
-//! Strict framing of chunked request bodies (RFC 9112 §7.1).
-//!
-//! hyper decodes chunked request bodies, and its framing (sizes, data,
-//! CRLFs, where the trailer section ends) is exact, but it is lenient about
-//! the text it skips: whitespace after the size, anything but LF between
-//! `;` and the CR of a size line, and anything but a CRLF inside a trailer
-//! line (which it hands to `httparse`, which also takes a bare LF as a line
-//! end). A proxy that parses those bytes differently is a smuggling vector.
-//!
-//! [`Framing`] sees every byte the client sends, in order, before hyper does
-//! (it sits in the connection's I/O). It finds the end of each request head
-//! (the first empty line, as `httparse` does), is told the body's framing by
-//! the connection's service when hyper hands it the request
-//! ([`Framing::begin_request`]; hyper calls the service as soon as it parsed
-//! the head, before it reads on), skips `Content-Length` bodies and checks
-//! every chunk-size line and trailer line of chunked ones byte by byte.
-//!
-//! A violation marks the request's [`BodyCheck`] with the number of body
-//! bytes before the bad line: the body reader fails the body there with the
-//! same error as hyper's own framing errors (hyper must read the bad line
-//! before it yields any byte after it, so the mark is always there in time).
-//! The connection is then poisoned: it is asked to close, and a request
-//! hyper would still parse after it never reaches an extension.
+//! One connection's request framing: where each head ends, and each body, so that a
+//! chunked body is checked by [`ChunkedBody`] on the bytes the client sent.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::ChunkedBody;
 
 /// Where a request's chunked body broke, for the body reader.
 #[derive(Debug)]
@@ -127,13 +108,10 @@ impl Default for State {
     }
 }
 
+/// A chunked body in progress, and its mark for the body reader.
 #[derive(Debug)]
 struct Chunked {
-    line: Line,
-    /// The size being read, then the data still to skip.
-    size: u64,
-    /// Body bytes before the current line.
-    data: u64,
+    body: ChunkedBody,
     check: Arc<BodyCheck>,
 }
 
@@ -157,9 +135,7 @@ impl Tracker {
             BodyFraming::Chunked => {
                 let check = Arc::new(BodyCheck::new());
                 self.state = State::Chunked(Chunked {
-                    line: Line::Start,
-                    size: 0,
-                    data: 0,
+                    body: ChunkedBody::default(),
                     check: check.clone(),
                 });
                 Some(check)
@@ -224,7 +200,7 @@ impl Tracker {
                         self.state = State::default();
                     }
                 }
-                State::Chunked(c) => match c.feed(bytes) {
+                State::Chunked(c) => match c.body.feed(bytes, |_| {}) {
                     Ok((n, false)) => bytes = &bytes[n..],
                     Ok((n, true)) => {
                         bytes = &bytes[n..];
@@ -232,7 +208,9 @@ impl Tracker {
                     }
                     Err(why) => {
                         tracing::warn!(why, "invalid chunked request framing");
-                        c.check.bad_at.store(c.data, Ordering::Release);
+                        c.check
+                            .bad_at
+                            .store(c.body.data_before(), Ordering::Release);
                         self.poisoned = true;
                         self.state = State::Off;
                     }
@@ -244,246 +222,10 @@ impl Tracker {
 }
 
 /// Where in a chunked body the parser is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Line {
-    /// Before the first digit of a chunk size.
-    Start,
-    /// In the size.
-    Size,
-    /// Whitespace that must lead to a `;` (after the size or a value).
-    BwsSemi,
-    /// After `;`, before the extension name.
-    BwsName,
-    Name,
-    /// Whitespace after a name: `=` or `;` must follow.
-    BwsAfterName,
-    /// After `=`, before the value.
-    BwsValue,
-    TokenValue,
-    Quoted,
-    QuotedPair,
-    /// After the closing quote.
-    AfterQuoted,
-    /// The CR of the size line was seen.
-    SizeLf,
-    /// In chunk data (`size` bytes left).
-    Data,
-    DataCr,
-    DataLf,
-    /// At the start of a trailer line (or the final empty line).
-    TrailerStart,
-    TrailerName,
-    TrailerValue,
-    TrailerLf,
-    EndLf,
-}
-
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-fn is_ws(b: u8) -> bool {
-    b == b' ' || b == b'\t'
-}
-
-/// `qdtext` (RFC 9110 §5.6.4).
-fn is_qdtext(b: u8) -> bool {
-    matches!(b, b'\t' | b' ' | 0x21 | 0x23..=0x5B | 0x5D..=0x7E | 0x80..=0xFF)
-}
-
-/// What may follow a backslash in a quoted string.
-fn is_quoted_pair_char(b: u8) -> bool {
-    matches!(b, b'\t' | b' ' | 0x21..=0x7E | 0x80..=0xFF)
-}
-
-/// `field-vchar` or whitespace: a byte of a field value.
-fn is_field_value_byte(b: u8) -> bool {
-    matches!(b, b'\t' | b' ' | 0x21..=0x7E | 0x80..=0xFF)
-}
-
-/// The state after one byte of a chunk-size line (from the first byte
-/// after `Line::Start`'s digit to its CR), or `None` if the byte is invalid
-/// there. `Line::SizeLf` means the CR was seen.
-fn size_line_step(state: Line, b: u8) -> Option<Line> {
-    use Line::*;
-    Some(match (state, b) {
-        (Size, b) if b.is_ascii_hexdigit() => Size,
-        (Size | TokenValue | AfterQuoted | Name, b'\r') => SizeLf,
-        (Size | TokenValue | AfterQuoted | BwsSemi, b) if is_ws(b) => BwsSemi,
-        (Size | TokenValue | AfterQuoted | BwsSemi | Name | BwsAfterName, b';') => BwsName,
-        (BwsName | BwsAfterName | BwsValue, b) if is_ws(b) => state,
-        (Name, b) if is_ws(b) => BwsAfterName,
-        (BwsName | Name, b) if is_tchar(b) => Name,
-        (Name | BwsAfterName, b'=') => BwsValue,
-        (BwsValue | TokenValue, b) if is_tchar(b) => TokenValue,
-        (BwsValue, b'"') => Quoted,
-        (Quoted, b'"') => AfterQuoted,
-        (Quoted, b'\\') => QuotedPair,
-        (Quoted, b) if is_qdtext(b) => Quoted,
-        (QuotedPair, b) if is_quoted_pair_char(b) => Quoted,
-        _ => return None,
-    })
-}
-
-impl Chunked {
-    /// Consumes bytes of the body: how many, and whether the body ended.
-    fn feed(&mut self, bytes: &[u8]) -> Result<(usize, bool), &'static str> {
-        use Line::*;
-        let mut i = 0;
-        while i < bytes.len() {
-            if self.line == Data {
-                let n = self.size.min((bytes.len() - i) as u64);
-                self.size -= n;
-                self.data += n;
-                i += n as usize;
-                if self.size == 0 {
-                    self.line = DataCr;
-                }
-                continue;
-            }
-            let b = bytes[i];
-            i += 1;
-            self.line = match self.line {
-                Start => {
-                    let d = hex(b).ok_or("chunk size is not hexadecimal")?;
-                    self.size = u64::from(d);
-                    Size
-                }
-                SizeLf => match b {
-                    b'\n' if self.size == 0 => TrailerStart,
-                    b'\n' => Data,
-                    _ => return Err("chunk-size line not ended by CRLF"),
-                },
-                DataCr if b == b'\r' => DataLf,
-                DataLf if b == b'\n' => Start,
-                DataCr | DataLf => return Err("chunk data not followed by CRLF"),
-                TrailerStart if b == b'\r' => EndLf,
-                TrailerStart | TrailerName if is_tchar(b) => TrailerName,
-                TrailerName if b == b':' => TrailerValue,
-                TrailerStart | TrailerName => return Err("invalid trailer field name"),
-                TrailerValue if b == b'\r' => TrailerLf,
-                TrailerValue if is_field_value_byte(b) => TrailerValue,
-                TrailerValue => return Err("invalid byte in a trailer field value"),
-                TrailerLf if b == b'\n' => TrailerStart,
-                TrailerLf | EndLf if b != b'\n' => return Err("trailer line not ended by CRLF"),
-                EndLf => return Ok((i, true)),
-                Size if b.is_ascii_hexdigit() => {
-                    self.size = self
-                        .size
-                        .checked_mul(16)
-                        .and_then(|s| s.checked_add(u64::from(hex(b).unwrap_or(0))))
-                        .ok_or("chunk size overflows")?;
-                    Size
-                }
-                state => size_line_step(state, b).ok_or("invalid chunk extension")?,
-            };
-        }
-        Ok((i, false))
-    }
-}
-
-fn hex(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|d| d as u8)
-}
-
-/// Is `line` (with its CRLF) a valid `chunk-size [ chunk-ext ] CRLF`?
-#[cfg(test)]
-fn valid_size_line(line: &[u8]) -> bool {
-    let mut c = Chunked {
-        line: Line::Start,
-        size: 0,
-        data: 0,
-        check: Arc::new(BodyCheck::new()),
-    };
-    // A zero size leads to the trailer section, any other to data: either
-    // way, the line was consumed whole and valid.
-    match c.feed(line) {
-        Ok((n, false)) => n == line.len() && matches!(c.line, Line::Data | Line::TrailerStart),
-        _ => false,
-    }
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn size_lines_follow_the_rfc_9112_grammar() {
-        let valid: &[&[u8]] = &[
-            b"20\r\n",
-            b"0\r\n",
-            b"00000000000000000020\r\n",
-            b"aF\r\n",
-            b"20;name=value\r\n",
-            b"20;name\r\n",
-            b"20; a\r\n",
-            b"20 ;a=b\r\n",
-            b"20\t;\ta\t=\tb\r\n",
-            b"20;a = b\r\n",
-            b"20;a=b;c=\"d\"\r\n",
-            b"20;a=\"x\\\"y\"\r\n",
-            b"20;a=\"quoted;value with spaces\"\r\n",
-            b"20;a=\"\"\r\n",
-            b"20;a=\"\\\t\"\r\n",
-            b"20;a=\"\x80\xff\"\r\n",
-            b"20;a;b;c\r\n",
-            b"20;!#$%&'*+-.^_`|~=!#$%&'*+-.^_`|~\r\n",
-            b"20 ; a ; b = c\r\n",
-        ];
-        for line in valid {
-            assert!(
-                valid_size_line(line),
-                "{:?}",
-                line.escape_ascii().to_string()
-            );
-        }
-        let invalid: &[&[u8]] = &[
-            b"20;invalid=\r\n",
-            b"20;a=\"unterminated\r\n",
-            b"20;;\r\n",
-            b"20;\r\n",
-            b"20; \r\n",
-            b"20;a=b c\r\n",
-            b"20;a=b \r\n",
-            b"20;a \r\n",
-            b"20 \r\n",
-            b"20\t\r\n",
-            b"20;a=\"x\" \r\n",
-            b"20;a=\"x\"y\r\n",
-            b"20;=b\r\n",
-            b"20;a==b\r\n",
-            b"20;a=b=c\r\n",
-            b"20;a=\"x\r\n",
-            b"20;a=\"x\\\"\r\n",
-            b"20;a=\"x\\\x01\"\r\n",
-            b"20;a=\"x\x01\"\r\n",
-            b"20;a=\"x\x7f\"\r\n",
-            b"20;a\x00\r\n",
-            b"20;a=b\x01\r\n",
-            b"20;a=\x7f\r\n",
-            b"20;a\x0bb\r\n",
-            b"20;a(b)\r\n",
-            b"20;a=b,c\r\n",
-            b"20;\xc3\xa9\r\n",
-            b"20;a\r\r\n",
-            b"20;a\n",
-            b"20\n",
-            b"20 20\r\n",
-            b" 20\r\n",
-            b"\r\n",
-            b";a\r\n",
-            b"0x20\r\n",
-            b"-1\r\n",
-            b"10000000000000000\r\n",
-        ];
-        for line in invalid {
-            assert!(
-                !valid_size_line(line),
-                "{:?}",
-                line.escape_ascii().to_string()
-            );
-        }
-    }
 
     /// Feeds `wire` (head, then body) in pieces of `step` bytes; returns the
     /// check and whether the connection was poisoned, and the state.
