@@ -499,3 +499,72 @@ fn a_hung_worker_is_replaced_and_its_other_requests_are_answered() {
     let status = host.terminate();
     assert!(status.success(), "exit {status:?}\n{}", host.stderr());
 }
+
+/// The value of server variable `name` from the `vars` fixture at `path`,
+/// on a fresh connection.
+fn server_variable(addr: SocketAddr, path: &str, name: &str) -> String {
+    let r = support::get(addr, &format!("{path}?{name}"));
+    assert_eq!(r.status, 200, "{name}");
+    let body = String::from_utf8_lossy(&r.body).into_owned();
+    let (_, value) = body
+        .split_once('\n')
+        .unwrap_or_else(|| panic!("{name}: {body}"));
+    value.to_owned()
+}
+
+#[test]
+fn per_process_server_variables_are_the_same_in_every_worker() {
+    if support::skip_on_windows("the supervisor is not built on Windows") {
+        return;
+    }
+    let root = support::temp_dir("workers-vars");
+    let vars = support::c_fixture_str("vars");
+    let map = format!("/app={vars}");
+    let host = Host::start(&[
+        "--extension",
+        &vars,
+        "--map",
+        &map,
+        "--doc-root",
+        root.to_str().unwrap(),
+        "--workers",
+        "2",
+    ]);
+    assert!(host.wait_for_log_matching(|l| count(l, "worker ready") == 2, Duration::from_secs(30)));
+    let addr = host.addr();
+    let physical = format!("{}/", root.display());
+    let port = addr.port().to_string();
+    let expected: Vec<(&str, &str, &str)> = vec![
+        ("/vars", "INSTANCE_ID", "1"),
+        ("/vars", "INSTANCE_META_PATH", "/LM/W3SVC/1"),
+        ("/vars", "APPL_MD_PATH", "/LM/W3SVC/1/ROOT"),
+        ("/app/vars", "APPL_MD_PATH", "/LM/W3SVC/1/ROOT/app"),
+        ("/vars", "APPL_PHYSICAL_PATH", &physical),
+        ("/app/vars", "APPL_PHYSICAL_PATH", &physical),
+        ("/vars", "APP_POOL_ID", "isapi-host"),
+        ("/vars", "SERVER_PORT", &port),
+        ("/vars", "LOCAL_ADDR", "127.0.0.1"),
+    ];
+    // Rounds of concurrent fresh connections, until both workers have
+    // answered some (the kernel picks the worker that accepts).
+    for round in 0.. {
+        thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for (path, name, want) in &expected {
+                        assert_eq!(server_variable(addr, path, name), *want, "{name} at {path}");
+                    }
+                });
+            }
+        });
+        let served: Vec<u64> = crate::host_control::workers(&crate::host_control::status(&host))
+            .iter()
+            .map(|w| w.2)
+            .collect();
+        eprintln!("round {round}: requests per worker {served:?}");
+        if served.len() == 2 && served.iter().all(|n| *n > 0) {
+            break;
+        }
+        assert!(round < 20, "one worker took every request: {served:?}");
+    }
+}

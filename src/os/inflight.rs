@@ -9,8 +9,10 @@
 //!
 //! Layout, in 64-bit words: [`HEADER_WORDS`] reserved, then [`SLOTS`]
 //! slots of [`SLOT_WORDS`]: a state word (0 free, else `len << 8 | 1`), the
-//! request's start (milliseconds since the Unix epoch, for hang detection)
-//! and up to [`URL_BYTES`] bytes of `METHOD target`.
+//! request's start (milliseconds since the Unix epoch, for hang detection),
+//! the number of requests the slot has held (their sum is what the worker
+//! has served, for `isapi-host ctl status`) and up to [`URL_BYTES`] bytes of
+//! `METHOD target`.
 
 use std::cell::Cell;
 use std::fs::File;
@@ -23,8 +25,10 @@ const HEADER_WORDS: usize = 8;
 pub(crate) const SLOTS: usize = 255;
 /// Words per slot.
 const SLOT_WORDS: usize = 32;
+/// The words before a slot's URL: state, start, count.
+const SLOT_HEAD: usize = 3;
 /// The longest recorded `METHOD target`; longer ones are cut.
-const URL_BYTES: usize = (SLOT_WORDS - 2) * 8;
+const URL_BYTES: usize = (SLOT_WORDS - SLOT_HEAD) * 8;
 /// The table's size in bytes.
 pub(crate) const TABLE_BYTES: usize = 65536;
 const _: () = assert!((HEADER_WORDS + SLOTS * SLOT_WORDS) * 8 <= TABLE_BYTES);
@@ -72,6 +76,9 @@ pub(crate) fn claim(method: &str, target: &str) -> Option<Slot> {
         }
         HINT.with(|h| h.set(n));
         table[base + 1].store(now_ms(), Ordering::Relaxed);
+        // Only the slot's holder writes its count: no read-modify-write.
+        let count = &table[base + 2];
+        count.store(count.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         let mut len = 0;
         let mut word = [0u8; 8];
         let mut w = 0;
@@ -84,13 +91,13 @@ pub(crate) fn claim(method: &str, target: &str) -> Option<Slot> {
             word[len % 8] = b;
             len += 1;
             if len % 8 == 0 {
-                table[base + 2 + w].store(u64::from_le_bytes(word), Ordering::Relaxed);
+                table[base + SLOT_HEAD + w].store(u64::from_le_bytes(word), Ordering::Relaxed);
                 word = [0; 8];
                 w += 1;
             }
         }
         if len % 8 != 0 {
-            table[base + 2 + w].store(u64::from_le_bytes(word), Ordering::Relaxed);
+            table[base + SLOT_HEAD + w].store(u64::from_le_bytes(word), Ordering::Relaxed);
         }
         state.store(((len as u64) << 8) | 1, Ordering::Release);
         return Some(Slot(state));
@@ -123,6 +130,22 @@ pub(crate) fn read_aged(file: &File) -> Vec<(String, std::time::Duration)> {
     parse(&buf, now_ms())
 }
 
+/// How many requests a worker has taken into an extension so far (read
+/// while it runs: each slot's count is a word its holder alone writes).
+pub(crate) fn served(file: &File) -> u64 {
+    use std::os::unix::fs::FileExt as _;
+    let mut buf = vec![0u8; TABLE_BYTES];
+    if file.read_exact_at(&mut buf, 0).is_err() {
+        return 0;
+    }
+    (0..SLOTS)
+        .map(|n| {
+            let i = (HEADER_WORDS + n * SLOT_WORDS + 2) * 8;
+            u64::from_le_bytes(buf[i..i + 8].try_into().expect("8 bytes"))
+        })
+        .sum()
+}
+
 /// [`read_aged`]'s parse of the table's bytes.
 fn parse(buf: &[u8], now: u64) -> Vec<(String, std::time::Duration)> {
     let word = |i: usize| {
@@ -142,7 +165,7 @@ fn parse(buf: &[u8], now: u64) -> Vec<(String, std::time::Duration)> {
             out.push(("(a request whose URL was being recorded)".to_owned(), age));
             continue;
         }
-        let start = (base + 2) * 8;
+        let start = (base + SLOT_HEAD) * 8;
         out.push((
             String::from_utf8_lossy(&buf[start..start + len]).into_owned(),
             age,
@@ -174,5 +197,8 @@ mod tests {
         assert!(aged[0].1 < std::time::Duration::from_secs(60));
         drop(b);
         assert!(read(&file).is_empty());
+        assert_eq!(served(&file), 2);
+        drop(claim("GET", "/"));
+        assert_eq!(served(&file), 3);
     }
 }

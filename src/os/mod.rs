@@ -171,6 +171,14 @@ pub(crate) fn kill(pid: u32, sig: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// Whether process `pid` exists (signal 0 checks without sending).
+pub(crate) fn alive(pid: u32) -> bool {
+    match kill(pid, 0) {
+        Ok(()) => true,
+        Err(e) => e.raw_os_error() == Some(libc::EPERM),
+    }
+}
+
 /// SIGTERM's number.
 pub(crate) const SIGTERM: i32 = libc::SIGTERM;
 /// SIGKILL's number.

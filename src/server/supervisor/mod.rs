@@ -7,14 +7,20 @@
 //!   logged with its cause and the requests that were in flight on it (from
 //!   its [`inflight`] table), and replaced.
 //! - Rapid-fail protection: `COUNT` such deaths within `SECONDS` stop the
-//!   restarts; the supervisor then answers every request itself with 503,
-//!   until SIGHUP.
-//! - SIGHUP recycles every worker, overlapped: each new worker is ready
-//!   before its predecessor is told to stop accepting and drain.
-//! - SIGTERM and SIGINT drain every worker (each calls
+//!   restarts; the supervisor then answers every request itself with 503
+//!   ([`unavailable`]), until SIGHUP or `isapi-host ctl start`.
+//! - SIGHUP (or `ctl recycle`) recycles every worker, overlapped: each new
+//!   worker is ready before its predecessor is told to stop accepting and
+//!   drain. `--reload` ([`reload`]) does the same when the app's files change.
+//! - SIGTERM, SIGINT (or `ctl stop`) drain every worker (each calls
 //!   `TerminateExtension`), then the supervisor exits 0.
+//! - [`control`]: the control socket `isapi-host ctl` talks to.
 //!
 //! It prints the `listening on` line once, when the first worker is ready.
+
+mod control;
+mod reload;
+mod unavailable;
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::OsString;
@@ -27,13 +33,11 @@ use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use bytes::Bytes;
-use http_body_util::Full;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::config::ServeConfig;
+use crate::config::{CtlCommand, ServeConfig};
 use crate::os::{self, inflight};
 
 /// What a worker's watchers report.
@@ -44,6 +48,10 @@ enum Event {
     Recycle(u64),
     /// It exited.
     Exited(u64, std::io::Result<ExitStatus>),
+    /// `--reload`: these watched files changed.
+    Changed(Vec<PathBuf>),
+    /// `isapi-host ctl`: a command, and the connection to answer on.
+    Control(CtlCommand, tokio::net::UnixStream),
 }
 
 /// A worker process.
@@ -61,6 +69,9 @@ struct Worker {
     succeeded: bool,
     /// When it started, for `--recycle-time`.
     started: Instant,
+    /// It was started for `--reload`: if it fails to start, its
+    /// predecessor keeps serving until the next change.
+    for_reload: bool,
 }
 
 /// Runs the supervisor until SIGTERM or SIGINT.
@@ -87,7 +98,15 @@ pub(crate) fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             announced: false,
             crashes: VecDeque::new(),
             restarts: 0,
+            recycles: 0,
             responder: None,
+            started: Instant::now(),
+            control: None,
+            watch: None,
+            reload_pending: false,
+            changed: Vec::new(),
+            change_due: None,
+            stop_waiters: Vec::new(),
         };
         sup.run().await
     })
@@ -110,8 +129,25 @@ struct Supervisor {
     crashes: VecDeque<Instant>,
     /// Workers started in place of crashed ones.
     restarts: u64,
-    /// The 503 responder, while rapid-fail protection has tripped.
-    responder: Option<JoinHandle<()>>,
+    /// Workers recycled (a successor started for each).
+    recycles: u64,
+    /// The 503 responder, and when it started, while rapid-fail protection
+    /// has stopped the pool.
+    responder: Option<(JoinHandle<()>, Instant)>,
+    /// When the supervisor started.
+    started: Instant,
+    /// The control socket `isapi-host ctl` talks to.
+    control: Option<control::ControlSocket>,
+    /// `--reload`'s file watcher.
+    watch: Option<reload::Watch>,
+    /// A change came while workers were starting: recycle once they are ready.
+    reload_pending: bool,
+    /// Files changed since the last reload.
+    changed: Vec<PathBuf>,
+    /// When those changes make a reload (unless more come first).
+    change_due: Option<tokio::time::Instant>,
+    /// `ctl stop` connections, answered once every worker is gone.
+    stop_waiters: Vec<tokio::net::UnixStream>,
 }
 
 impl Supervisor {
@@ -122,6 +158,10 @@ impl Supervisor {
             pid = std::process::id(),
             "supervisor started"
         );
+        self.control = control::ControlSocket::open(self.cfg.control.as_deref(), &self.tx)?;
+        if self.cfg.reload {
+            self.watch = Some(reload::Watch::start(&self.cfg, self.tx.clone())?);
+        }
         for _ in 0..self.cfg.workers {
             self.spawn(None)?;
         }
@@ -136,10 +176,19 @@ impl Supervisor {
         loop {
             tokio::select! {
                 _ = tick.tick(), if limits => self.check_limits()?,
+                _ = tokio::time::sleep_until(
+                    self.change_due.unwrap_or_else(tokio::time::Instant::now)
+                ), if self.change_due.is_some() => self.on_change()?,
                 Some(ev) = self.rx.recv() => match ev {
                     Event::Ready(id) => self.on_ready(id)?,
-                    Event::Recycle(id) => self.recycle(id, "--recycle-requests")?,
+                    Event::Recycle(id) => self.recycle(id, "--recycle-requests").map(drop)?,
                     Event::Exited(id, status) => self.on_exit(id, status)?,
+                    Event::Changed(paths) => self.note_change(paths),
+                    Event::Control(cmd, stream) => {
+                        if self.on_control(cmd, stream)? {
+                            break;
+                        }
+                    }
                 },
                 _ = term.recv() => break,
                 _ = int.recv() => break,
@@ -147,11 +196,12 @@ impl Supervisor {
             }
         }
         self.shut_down().await;
+        self.answer_stop_waiters().await;
         Ok(())
     }
 
-    /// Starts a worker; `replaces` stops once it is ready.
-    fn spawn(&mut self, replaces: Option<u64>) -> anyhow::Result<()> {
+    /// Starts a worker; `replaces` stops once it is ready. Returns its number.
+    fn spawn(&mut self, replaces: Option<u64>) -> anyhow::Result<u64> {
         let id = self.next_id;
         self.next_id += 1;
         let (reader, writer) = os::pipe().context("cannot make a worker's pipe")?;
@@ -207,9 +257,10 @@ impl Supervisor {
                 replaces,
                 succeeded: false,
                 started: Instant::now(),
+                for_reload: false,
             },
         );
-        Ok(())
+        Ok(id)
     }
 
     fn on_ready(&mut self, id: u64) -> anyhow::Result<()> {
@@ -229,20 +280,22 @@ impl Supervisor {
         if let Some(old) = replaces {
             self.stop(old);
         }
-        Ok(())
+        self.reload_if_pending()
     }
 
-    /// Overlapped recycling: a successor first; `id` stops once it is ready.
-    fn recycle(&mut self, id: u64, why: &str) -> anyhow::Result<()> {
+    /// Overlapped recycling: a successor first; `id` stops once it is
+    /// ready. Returns the successor's number, if one was started.
+    fn recycle(&mut self, id: u64, why: &str) -> anyhow::Result<Option<u64>> {
         let Some(w) = self.workers.get_mut(&id) else {
-            return Ok(());
+            return Ok(None);
         };
         if w.stopping || w.succeeded || self.responder.is_some() {
-            return Ok(());
+            return Ok(None);
         }
         w.succeeded = true;
         tracing::info!(worker = id, pid = w.pid, "recycling worker: {why}");
-        self.spawn(Some(id))
+        self.recycles += 1;
+        self.spawn(Some(id)).map(Some)
     }
 
     /// `--recycle-time` and `--recycle-memory`, checked every second.
@@ -320,6 +373,9 @@ impl Supervisor {
             self.stop_all();
             anyhow::bail!("the worker failed to start: it {cause}");
         }
+        if self.reload_failed(id, &w, &cause) {
+            return Ok(());
+        }
         tracing::error!(
             worker = id,
             pid = w.pid,
@@ -362,14 +418,15 @@ impl Supervisor {
             restarts = self.restarts,
             "starting a replacement worker"
         );
-        self.spawn(w.replaces)
+        self.spawn(w.replaces).map(drop)
     }
 
     /// Rapid-fail protection: no more workers; 503 for everyone.
     fn trip(&mut self, count: u32, window: Duration) {
         tracing::error!(
-            "rapid-fail protection: {count} worker crashes within {}s; the application pool is stopped and every request gets 503. Fix the cause, then restart the workers with SIGHUP (kill -HUP {})",
+            "rapid-fail protection: {count} worker crashes within {}s; the application pool is stopped and every request gets 503. Fix the cause, then restart the workers with `{}` or SIGHUP (kill -HUP {})",
             window.as_secs(),
+            self.command_line(CtlCommand::Start),
             std::process::id()
         );
         self.stop_all();
@@ -386,8 +443,22 @@ impl Supervisor {
             })
             .and_then(tokio::net::TcpListener::from_std)
         {
-            Ok(l) => self.responder = Some(tokio::spawn(unavailable(l))),
+            Ok(l) => {
+                self.responder = Some((tokio::spawn(unavailable::serve(l)), Instant::now()));
+            }
             Err(e) => tracing::error!(error = %e, "cannot answer 503 on the listening socket"),
+        }
+    }
+
+    /// The `isapi-host ctl` command line that sends `cmd` here.
+    fn command_line(&self, cmd: CtlCommand) -> String {
+        match &self.control {
+            Some(c) => c.command_line(cmd),
+            None => format!(
+                "isapi-host ctl --pid {} {}",
+                std::process::id(),
+                crate::control::name(cmd)
+            ),
         }
     }
 
@@ -401,35 +472,51 @@ impl Supervisor {
     /// SIGHUP: restart after rapid-fail protection, else recycle every
     /// worker, overlapped.
     fn on_hup(&mut self) -> anyhow::Result<()> {
-        if let Some(r) = self.responder.take() {
-            r.abort();
-            self.crashes.clear();
-            tracing::info!("SIGHUP: restarting the application pool");
-            for _ in 0..self.cfg.workers {
-                self.spawn(None)?;
-            }
-            return Ok(());
+        if self.responder.is_some() {
+            return self.restart_pool("SIGHUP");
         }
         tracing::info!("SIGHUP: recycling every worker");
+        self.recycle_all("SIGHUP").map(drop)
+    }
+
+    /// Restarts the pool that rapid-fail protection stopped.
+    fn restart_pool(&mut self, why: &str) -> anyhow::Result<()> {
+        if let Some((r, _)) = self.responder.take() {
+            r.abort();
+        }
+        self.crashes.clear();
+        tracing::info!("{why}: restarting the application pool");
+        for _ in 0..self.cfg.workers {
+            self.spawn(None)?;
+        }
+        Ok(())
+    }
+
+    /// Recycles, overlapped, every worker not already stopping or being
+    /// replaced; returns how many.
+    fn recycle_all(&mut self, why: &str) -> anyhow::Result<usize> {
         let old: Vec<u64> = self
             .workers
             .iter()
             .filter(|(_, w)| !w.stopping && !w.succeeded)
             .map(|(id, _)| *id)
             .collect();
-        for id in old {
-            self.recycle(id, "SIGHUP")?;
+        for id in &old {
+            self.recycle(*id, why)?;
         }
-        Ok(())
+        Ok(old.len())
     }
 
     /// Drains every worker: `--shutdown-timeout`, plus a grace period for
     /// `TerminateExtension`, then SIGKILL.
     async fn shut_down(&mut self) {
         tracing::info!("shutting down: draining the workers");
-        if let Some(r) = self.responder.take() {
+        if let Some((r, _)) = self.responder.take() {
             r.abort();
         }
+        // The control socket goes first: nobody asks a server going down.
+        self.control = None;
+        self.watch = None;
         // No new connections from now on: once the workers close their
         // copies too, nothing listens.
         self.listener = None;
@@ -448,7 +535,10 @@ impl Supervisor {
                     }
                 }
                 Ok(Some(Event::Ready(id))) => self.stop(id),
-                Ok(Some(Event::Recycle(_))) => {}
+                Ok(Some(Event::Control(cmd, stream))) => {
+                    control::refuse_while_stopping(cmd, stream);
+                }
+                Ok(Some(Event::Recycle(_) | Event::Changed(_))) => {}
                 Ok(None) => break,
                 Err(_) => {
                     for w in self.workers.values() {
@@ -488,33 +578,4 @@ fn private_mib(pid: u32) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("RssAnon:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024)
-}
-
-/// The body of every response while rapid-fail protection holds.
-const UNAVAILABLE: &str = "503 Service Unavailable: the application pool is stopped. \
-Its worker processes crashed too often (rapid-fail protection, --rapid-fail); \
-see the server's log, then send SIGHUP to the isapi-host supervisor to restart them.\n";
-
-/// Answers every request on `listener` with 503 until aborted.
-async fn unavailable(listener: tokio::net::TcpListener) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(|_req| async {
-                let resp = http::Response::builder()
-                    .status(http::StatusCode::SERVICE_UNAVAILABLE)
-                    .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
-                    .header(http::header::RETRY_AFTER, "60")
-                    .body(Full::new(Bytes::from_static(UNAVAILABLE.as_bytes())))
-                    .expect("static response");
-                Ok::<_, std::convert::Infallible>(resp)
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
-        });
-    }
 }
