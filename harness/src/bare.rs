@@ -1,6 +1,8 @@
 //! `serve-bare`: a plain hyper HTTP/1.1 server answering the benchmark
 //! routes with the same bytes as `fixtures/wsgi/bench_app.py` and the C hello
-//! fixture. It is the ceiling our host is measured against.
+//! fixture. It is the ceiling our host is measured against. With
+//! `--static-dir DIR` it also serves `/static/...` from DIR with tower-http's
+//! `ServeDir`, as the host serves `--static` (the `static-10k` workload).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -14,6 +16,8 @@ use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use tower_http::services::ServeDir;
+use tower_http::services::fs::ServeFileSystemResponseBody;
 
 /// The options of `isapi-harness serve-bare`.
 #[derive(Args, Debug)]
@@ -24,23 +28,31 @@ pub struct BareArgs {
     /// Tokio worker threads.
     #[arg(long, default_value_t = 4)]
     pub threads: usize,
+    /// Serve `/static/...` from this directory.
+    #[arg(long, value_name = "DIR")]
+    pub static_dir: Option<std::path::PathBuf>,
 }
 
-/// A response body: one buffer, or `n` blocks of 1 KiB with no declared length (chunked).
+/// A response body: one buffer, `n` blocks of 1 KiB with no declared length (chunked),
+/// or a static file.
 enum Out {
     Full(Option<Bytes>),
     Blocks(usize),
+    File(ServeFileSystemResponseBody),
 }
 
 impl Body for Out {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = std::io::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         let this = self.get_mut();
+        if let Out::File(f) = this {
+            return Pin::new(f).poll_frame(cx);
+        }
         Poll::Ready(match this {
             Out::Full(b) => b.take().map(|b| Ok(Frame::data(b))),
             Out::Blocks(0) => None,
@@ -48,11 +60,15 @@ impl Body for Out {
                 *n -= 1;
                 Some(Ok(Frame::data(Bytes::from_static(&[b's'; 1024]))))
             }
+            Out::File(_) => unreachable!("polled above"),
         })
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self, Out::Full(None) | Out::Blocks(0))
+        match self {
+            Out::File(f) => f.is_end_stream(),
+            _ => matches!(self, Out::Full(None) | Out::Blocks(0)),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -60,6 +76,7 @@ impl Body for Out {
             Out::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Out::Full(None) => SizeHint::with_exact(0),
             Out::Blocks(_) => SizeHint::default(),
+            Out::File(f) => f.size_hint(),
         }
     }
 }
@@ -80,7 +97,22 @@ fn resp(ctype: &'static str, body: Bytes) -> Response<Out> {
 async fn handle(
     req: Request<Incoming>,
     cache: std::sync::Arc<[Bytes; 3]>,
+    files: Option<ServeDir>,
 ) -> Result<Response<Out>, Infallible> {
+    if let (Some(files), Some(rest)) = (files, req.uri().path().strip_prefix("/static/")) {
+        let mut file_req = Request::new(http_body_util::Empty::<Bytes>::new());
+        *file_req.uri_mut() = format!("/{rest}").parse().unwrap_or_default();
+        *file_req.method_mut() = req.method().clone();
+        *file_req.headers_mut() = req.headers().clone();
+        return Ok(match files.clone().try_call(file_req).await {
+            Ok(r) => r.map(Out::File),
+            Err(_) => {
+                let mut r = Response::new(Out::Full(None));
+                *r.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+                r
+            }
+        });
+    }
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
     Ok(match path.as_str() {
@@ -142,12 +174,16 @@ pub fn serve(a: BareArgs) -> Result<()> {
             listener.local_addr()?
         );
         let cache = std::sync::Arc::new([pattern(0), pattern(10240), pattern(1048576)]);
+        let files = a.static_dir.as_ref().map(ServeDir::new);
         loop {
             let (stream, _) = listener.accept().await?;
             let _ = stream.set_nodelay(true);
             let cache = cache.clone();
+            let files = files.clone();
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| handle(req, cache.clone()));
+                let svc = hyper::service::service_fn(move |req| {
+                    handle(req, cache.clone(), files.clone())
+                });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)
                     .await;

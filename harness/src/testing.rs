@@ -14,6 +14,7 @@ pub(crate) fn start_bare() -> SocketAddr {
         let _ = crate::bare::serve(crate::bare::BareArgs {
             bind: addr,
             threads: 1,
+            static_dir: None,
         });
     });
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -6,13 +6,13 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use clap::ValueEnum;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cases::pattern;
 use crate::servers::ServerSpec;
 
 /// The benchmark workloads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum App {
     /// GET /hello: 13 bytes.
@@ -36,6 +36,10 @@ pub enum App {
     Body1m,
     /// GET /work: about 0.1 ms of Python computation per request (WSGI servers only).
     Work,
+    /// GET /static/10k.bin: a 10 KiB file from disk, through the host's `--static` and
+    /// the bare server's `--static-dir` (both tower-http's `ServeDir`).
+    #[value(name = "static-10k")]
+    Static10k,
     /// GET the URL of a `url:` server (`bench --url`); any 2xx answer counts. Not
     /// chosen with --app: it is the only workload of a `url:` server.
     #[value(skip)]
@@ -87,6 +91,7 @@ impl App {
             App::Body10k => "body-10k",
             App::Body1m => "body-1m",
             App::Work => "work",
+            App::Static10k => "static-10k",
             App::Url => "url",
         }
     }
@@ -120,6 +125,7 @@ impl App {
             App::Body10k => ("GET", "/bytes?n=10240"),
             App::Body1m => ("GET", "/bytes?n=1048576"),
             App::Work => ("GET", "/work"),
+            App::Static10k => ("GET", "/static/10k.bin"),
             App::Url => ("GET", "/"),
         }
     }
@@ -145,7 +151,7 @@ impl App {
         match self {
             App::Url => true,
             App::Hello => len == 13,
-            App::Echo10k | App::Stream | App::Body10k => len == 10240,
+            App::Echo10k | App::Stream | App::Body10k | App::Static10k => len == 10240,
             App::Upload1m => first.starts_with(b"bytes=1048576"),
             App::Body0 => len == 0,
             App::Body1m => len == 1 << 20,
@@ -160,15 +166,20 @@ impl App {
             return spec.url().is_some() && self == App::Url;
         }
         match spec.kind() {
-            "host-c" => matches!(self, App::Hello | App::Echo10k | App::Upload1m),
+            "host-c" => matches!(
+                self,
+                App::Hello | App::Echo10k | App::Upload1m | App::Static10k
+            ),
             "bare-hyper" => self != App::Work,
-            _ => true,
+            // Only the host and the bare server serve files.
+            "host-py" => true,
+            _ => self != App::Static10k,
         }
     }
 }
 
 /// Error counters of one run.
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Errors {
     /// Connections that could not be opened.
     pub connect: u64,
@@ -188,7 +199,7 @@ impl Errors {
 }
 
 /// One measured run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunResult {
     /// The server's label.
     pub server: String,
@@ -239,7 +250,7 @@ pub struct RunResult {
 }
 
 /// Resident memory of a server holding idle keep-alive connections.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IdleResult {
     /// The server's label.
     pub server: String,
@@ -256,7 +267,7 @@ pub struct IdleResult {
 }
 
 /// A large chunked upload to `/count`, with the server's memory sampled meanwhile.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UploadResult {
     /// The server's label.
     pub server: String,
@@ -279,7 +290,7 @@ pub struct UploadResult {
 }
 
 /// How, where and when a benchmark ran.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Meta {
     /// When (UTC).
     pub date: String,
@@ -304,7 +315,7 @@ pub struct Meta {
 }
 
 /// Everything a benchmark measured (written as `bench.json`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     /// How, where and when.
     pub meta: Meta,

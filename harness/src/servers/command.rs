@@ -124,6 +124,10 @@ pub(super) fn command(env: &Env, spec: &ServerSpec) -> Result<Launch> {
             if spec.single_process() {
                 cmd.arg("--no-supervisor");
             }
+            // The static-10k workload's file.
+            let files = env.static_dir()?;
+            cmd.arg("--static")
+                .arg(format!("/static={}", files.display()));
             if spec.kind() == "host-py" {
                 cmd.args(["--app", &env.wsgi_app, "--python-path"])
                     .arg(env.wsgi_dir());
@@ -191,6 +195,7 @@ pub(super) fn command(env: &Env, spec: &ServerSpec) -> Result<Launch> {
             let exe = std::env::current_exe()?;
             cmd = Command::new(exe);
             cmd.args(["serve-bare", "--bind", "127.0.0.1:0", "--threads", &t]);
+            cmd.arg("--static-dir").arg(env.static_dir()?);
         }
         other => {
             let template = other.strip_prefix("cmd:").context("unknown server")?;

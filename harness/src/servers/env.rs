@@ -50,6 +50,19 @@ pub fn wine_path(path: &Path) -> String {
 }
 
 impl Env {
+    /// The files of the `static-10k` workload (`10k.bin`, 10 KiB of the cases'
+    /// pattern), written under the output directory; served at `/static/` by the host
+    /// (`--static`) and the bare server (`--static-dir`).
+    pub fn static_dir(&self) -> Result<PathBuf> {
+        let dir = self.out_dir.join("static");
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let file = dir.join("10k.bin");
+        std::fs::write(&file, crate::cases::pattern(10240))
+            .with_context(|| format!("cannot write {}", file.display()))?;
+        Ok(dir)
+    }
+
     /// The WSGI fixture directory (`fixtures/wsgi`), every server's working directory.
     pub fn wsgi_dir(&self) -> PathBuf {
         self.repo.join("fixtures/wsgi")
