@@ -12,6 +12,7 @@ mod host_conn;
 mod host_control;
 mod host_lifecycle;
 mod host_limits;
+mod host_logs;
 mod host_misbehave;
 mod host_reload;
 mod host_response;
