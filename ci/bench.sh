@@ -5,9 +5,9 @@
 # ROUNDS interleaved rounds (every server once per workload and concurrency per round,
 # in rotated order) and reports the median round and same-round ratios.
 #
-# Takes about 50 minutes: a load run is WARMUP + DURATION (6 s), and there are
+# Takes about 55 minutes: a load run is WARMUP + DURATION (6 s), and there are
 # servers x workloads x concurrencies x ROUNDS of them: workloads 27 x 5, scaling
-# 30 x 5, bodies 15 x 5, wrk 8 x 5 = 400 runs, about 40 minutes; plus the wrk
+# 30 x 5, bodies 15 x 5, wrk 8 x 5, workers 10 x 5 = 450 runs, about 45 minutes; plus the wrk
 # comparison (4 servers x 2 concurrencies x (5 wrk runs + 4 generator runs), about 7 minutes),
 # the idle and upload measurements, server start-up and the release build. Five
 # rounds, because a same-round ratio still moves by about ±0.1 on a shared machine.
@@ -19,6 +19,8 @@
 #   ROUNDS=3 ci/bench.sh           three rounds (about 27 minutes; wider ratio ranges)
 #   DURATION=10s WARMUP=2s ci/bench.sh    longer runs (about twice as long)
 #   SECTIONS="scaling wrk" ci/bench.sh   only those sections (the others keep their last results)
+#   REPORT_ONLY=1 ci/bench.sh      measure nothing: render the saved JSON again and splice it
+#                                  (after a change to the report's layout)
 #
 # Needs: ci/install.sh (the venv with the peers) and wrk (apt-get install -y wrk).
 set -euo pipefail
@@ -34,18 +36,27 @@ THREADS="${THREADS:-4}"
 CLIENT_THREADS="${CLIENT_THREADS:-1}"
 OUT=harness/bench-results
 
-command -v wrk >/dev/null || { echo "wrk missing: apt-get install -y wrk" >&2; exit 2; }
-cargo build -q --release -p isapi-host -p pyisapie -p isapi-harness
+if [ -n "${REPORT_ONLY:-}" ]; then
+  cargo build -q --release -p isapi-harness
+else
+  command -v wrk >/dev/null || { echo "wrk missing: apt-get install -y wrk" >&2; exit 2; }
+  cargo build -q --release -p isapi-host -p pyisapie -p isapi-harness
+fi
 h="$target/release/isapi-harness"
 ALL=(--server bare-hyper --server host-c --server host-py --server granian --server gunicorn --server waitress)
 common=(--threads "$THREADS" --client-threads "$CLIENT_THREADS" -d "$DURATION" --warmup "$WARMUP" --rounds "$ROUNDS")
 
-SECTIONS="${SECTIONS:-workloads scaling bodies wrk}"
+SECTIONS="${SECTIONS:-workloads scaling bodies wrk workers}"
 run() { # name, args...
   local name=$1; shift
   [[ " $SECTIONS " == *" $name "* ]] || return 0
   mkdir -p "$OUT/$name"
-  "$h" bench "$@" "${common[@]}" --out "target/bench/$name" \
+  local source=("$@" "${common[@]}")
+  if [ -n "${REPORT_ONLY:-}" ]; then
+    [ -f "$OUT/$name/bench.json" ] || { echo "bench: no $OUT/$name/bench.json to render" >&2; return 0; }
+    source=(--from-json "$OUT/$name/bench.json")
+  fi
+  "$h" bench "${source[@]}" --out "target/bench/$name" \
     --json "$OUT/$name/bench.json" --markdown "$OUT/$name/bench.md" --svg-dir "$OUT/$name"
 }
 
@@ -59,6 +70,11 @@ run bodies "${ALL[@]}" --app body-0,body-10k,body-1m -c 64
 # 4. the load generator against wrk on the same servers, rps and p99, at c=64 and c=1024
 #    (five alternating rounds each: the medians of three moved by more than 10 % with one round)
 run wrk --server bare-hyper --server host-c --server host-py --server granian --app hello -c 64,1024 --wrk --wrk-rounds 5
+# 5. worker processes (IIS web gardens): two host workers against two granian workers and
+#    against one host worker, and what the supervisor costs (the default, one worker,
+#    against --no-supervisor), on hello and on work (0.1 ms of Python) at c=64
+run workers --server host-py --server host-py@w2 --server host-py@single --server granian@w2 \
+  --server host-c --server host-c@single --app hello,work -c 64
 
 # splice the generated tables into BENCHMARKS.md between <!-- BEGIN name --> and <!-- END name -->
 /usr/bin/python3 - "$OUT" <<'PY'

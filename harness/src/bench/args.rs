@@ -73,6 +73,10 @@ pub struct BenchArgs {
     /// Directory for the SVG charts (default OUT).
     #[arg(long)]
     pub svg_dir: Option<PathBuf>,
+    /// Run nothing: render the Markdown and SVG of a report saved by an earlier run
+    /// (its --json file) again, e.g. after a change to the report's layout.
+    #[arg(long, value_name = "FILE")]
+    pub from_json: Option<PathBuf>,
     /// Skip the load runs (only idle/upload measurements).
     #[arg(long)]
     pub no_load: bool,

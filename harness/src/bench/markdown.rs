@@ -24,13 +24,13 @@ fn table_head(s: &mut String, title: &str, header: &str, align: &str) {
 /// The header's words on the rounds.
 fn rounds_sentence(rounds: usize) -> String {
     if rounds == 1 {
-        "one round (the servers interleaved per workload and concurrency); cells: requests/s (p99)"
+        "one round (the servers interleaved per workload and concurrency); cells: requests/s (p99 · server CPU time per request)"
             .into()
     } else {
         format!(
             "{rounds} interleaved rounds (each runs every server once per workload and concurrency, \
              the servers in an order rotated by the round); cells: requests/s of the median-rps round \
-             ± half the range of the rounds in % of it (p99 of that round); ratios: median of the \
+             ± half the range of the rounds in % of it (p99 · server CPU time per request, of that round); ratios: median of the \
              same-round ratios (min–max)"
         )
     }
@@ -76,7 +76,7 @@ pub fn markdown(r: &Report, charts: &[PathBuf], rel_to: Option<&std::path::Path>
     };
     let _ = writeln!(
         s,
-        "Run {} on {} (git {}); every server 1 process with {} request threads; load generator: {} tokio thread(s), \
+        "Run {} on {} (git {}); {} request threads per server process; load generator: {} tokio thread(s), \
          {} s measured after {} s warm-up per run; {}; command: `{}`.\n",
         r.meta.date,
         r.meta.machine,
@@ -106,7 +106,11 @@ pub fn markdown(r: &Report, charts: &[PathBuf], rel_to: Option<&std::path::Path>
     concs.sort_unstable();
     concs.dedup();
     for app in &apps {
-        let _ = writeln!(s, "### {} — requests/s (p99 latency)\n", app.name());
+        let _ = writeln!(
+            s,
+            "### {} — requests/s (p99 latency · server CPU per request)\n",
+            app.name()
+        );
         let _ = write!(s, "| server |");
         for c in &concs {
             let _ = write!(s, " c={c} |");
@@ -133,7 +137,13 @@ pub fn markdown(r: &Report, charts: &[PathBuf], rel_to: Option<&std::path::Path>
                         let spread = spread_pct(&x.round_rps, x.rps)
                             .map(|p| format!(" ±{p:.0}%"))
                             .unwrap_or_default();
-                        let _ = write!(s, " {:.0}{spread} ({}{err}) |", x.rps, fmt_us(x.p99_us));
+                        let _ = write!(
+                            s,
+                            " {:.0}{spread} ({} · {:.1} µs{err}) |",
+                            x.rps,
+                            fmt_us(x.p99_us),
+                            x.server_cpu_ms_per_1k
+                        );
                     }
                     None => {
                         let _ = write!(s, " — |");
@@ -149,6 +159,12 @@ pub fn markdown(r: &Report, charts: &[PathBuf], rel_to: Option<&std::path::Path>
             ("host-py", "granian", 1.0),
             ("host-py", "gunicorn", 3.0),
             ("host-py", "waitress", 1.0),
+            // worker processes: a web garden against granian's, and against one worker
+            ("host-py@w2", "granian@w2", 1.0),
+            ("host-py@w2", "host-py", 1.7),
+            // what the supervisor costs: within noise of one process
+            ("host-c", "host-c@single", 0.95),
+            ("host-py", "host-py@single", 0.95),
         ];
         let mut rows = Vec::new();
         for (a_, b_, target) in pairs {
@@ -230,31 +246,20 @@ pub fn markdown(r: &Report, charts: &[PathBuf], rel_to: Option<&std::path::Path>
     if !r.runs.is_empty() {
         table_head(
             &mut s,
-            "Details (the median round of each)",
-            "| server | workload | c | requests | rps | rps by round | mean | p50 | p90 | p99 | p99.9 | max | errors | reconnects | server CPU ms / 1k req | server RSS |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "Server memory (resident, all its processes, at the end of its median rounds)",
+            "| server | smallest | largest |",
+            "|---|---:|---:|",
         );
-        for x in &r.runs {
-            let _ = writeln!(
-                s,
-                "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {} MiB |",
-                x.server,
-                x.app.name(),
-                x.concurrency,
-                x.requests,
-                x.rps,
-                list(&x.round_rps),
-                fmt_us(x.mean_us as u64),
-                fmt_us(x.p50_us),
-                fmt_us(x.p90_us),
-                fmt_us(x.p99_us),
-                fmt_us(x.p999_us),
-                fmt_us(x.max_us),
-                x.errors.total(),
-                x.reconnects,
-                x.server_cpu_ms_per_1k,
-                x.server_rss_kib / 1024
-            );
+        for srv in &order {
+            let rss: Vec<u64> = r
+                .runs
+                .iter()
+                .filter(|x| &x.server == srv)
+                .map(|x| x.server_rss_kib)
+                .collect();
+            if let (Some(lo), Some(hi)) = (rss.iter().min(), rss.iter().max()) {
+                let _ = writeln!(s, "| {srv} | {} MiB | {} MiB |", lo / 1024, hi / 1024);
+            }
         }
         let _ = writeln!(s);
     }
@@ -382,8 +387,11 @@ mod tests {
             None,
         );
         assert!(md.contains("3 interleaved rounds"), "{md}");
-        assert!(md.contains("| bare-hyper | 100 ±10% (1.00ms) |"), "{md}");
-        assert!(md.contains("| host-c | 90 ±1% (1.10ms) |"), "{md}");
+        assert!(
+            md.contains("| bare-hyper | 100 ±10% (1.00ms · 0.0 µs) |"),
+            "{md}"
+        );
+        assert!(md.contains("| host-c | 90 ±1% (1.10ms · 0.0 µs) |"), "{md}");
         // ratios 0.90, 1.00, 0.80; p99 ratios 1.10, 0.90, 1.00
         assert!(
             md.contains("| host-c / bare-hyper (target ≥ 0.9×) | 0.90× (0.80–1.00; p99 1.00×) |"),
@@ -400,7 +408,7 @@ mod tests {
             &[],
             None,
         );
-        assert!(md.contains("| host-c | 93 (910µs) |"), "{md}");
+        assert!(md.contains("| host-c | 93 (910µs · 0.0 µs) |"), "{md}");
         assert!(md.contains("| 0.93× (p99 0.91×) |"), "{md}");
     }
 }

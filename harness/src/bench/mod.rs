@@ -21,14 +21,14 @@ pub mod svg;
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 pub use args::BenchArgs;
 pub use model::{App, Report, RunResult};
 
 use crate::cli::make_env;
 use crate::machine;
-use crate::servers::{self, Running, ServerSpec};
+use crate::servers::{self, Env, Running, ServerSpec};
 use client::Client;
 use model::Meta;
 use probes::{idle_rss, upload};
@@ -52,6 +52,14 @@ pub fn run(mut a: BenchArgs) -> Result<ExitCode> {
         bail!("--rounds must be at least 1");
     }
     let mut env = make_env(&a.launch, "bench_app:app", "bench", true)?;
+    if let Some(saved) = &a.from_json {
+        let text = std::fs::read_to_string(saved)
+            .with_context(|| format!("reading {}", saved.display()))?;
+        let report: Report = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a bench report", saved.display()))?;
+        write_report(&report, &a, &env)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     env.attach_pid = a.pid;
     if a.servers.is_empty() && a.url.is_none() {
         a.servers = DEFAULT_SERVERS.map(String::from).to_vec();
@@ -151,6 +159,12 @@ pub fn run(mut a: BenchArgs) -> Result<ExitCode> {
         }
     }
     running.into_iter().flatten().for_each(Running::stop);
+    write_report(&report, &a, &env)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the report as JSON (unless it was read from --from-json), Markdown and SVG charts.
+fn write_report(report: &Report, a: &BenchArgs, env: &Env) -> Result<()> {
     let json_path = a
         .json
         .clone()
@@ -166,18 +180,24 @@ pub fn run(mut a: BenchArgs) -> Result<ExitCode> {
         }
     }
     std::fs::create_dir_all(&svg_dir)?;
-    std::fs::write(&json_path, serde_json::to_string_pretty(&report)?)?;
-    let charts = svg::write_charts(&report, &svg_dir)?;
-    let md = markdown::markdown(&report, &charts, md_path.parent());
+    if a.from_json.is_none() {
+        std::fs::write(&json_path, serde_json::to_string_pretty(report)?)?;
+    }
+    let charts = svg::write_charts(report, &svg_dir)?;
+    let md = markdown::markdown(report, &charts, md_path.parent());
     std::fs::File::create(&md_path)?.write_all(md.as_bytes())?;
     eprintln!(
-        "wrote {}, {} and {} charts in {}",
-        json_path.display(),
+        "wrote {}{}, {} charts in {}",
+        if a.from_json.is_none() {
+            format!("{} and ", json_path.display())
+        } else {
+            String::new()
+        },
         md_path.display(),
         charts.len(),
         svg_dir.display()
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 #[cfg(test)]
