@@ -252,3 +252,18 @@ fn a_static_option_must_name_a_directory() {
         exit.stderr
     );
 }
+
+#[test]
+fn static_directories_come_from_the_toml_file_too() {
+    let root = tree("static-toml");
+    // A relative directory is relative to the file.
+    std::fs::write(
+        root.join("host.toml"),
+        "[[static]]\nprefix = \"/assets/\"\ndir = \"static\"\n",
+    )
+    .unwrap();
+    let cfg = host_path(root.join("host.toml"));
+    let host = Host::with_c_fixture("hello", &["--config", &cfg]);
+    assert_eq!(host.get("/assets/hello.txt").body, b"0123456789abcdef");
+    assert_eq!(host.get("/other").body, b"Hello, world!");
+}

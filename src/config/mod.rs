@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
+use crate::site::Site;
+
 pub(crate) use cli::parse as parse_cli;
 pub(crate) use settings::{
     AccessLogFormat, Cli, Command, CtlArgs, CtlCommand, LogFormat, Mapping, ServeArgs, Settings,
@@ -109,7 +111,7 @@ pub(crate) struct ServeConfig {
     #[cfg_attr(windows, allow(dead_code))] // the supervisor is Unix-only
     pub(crate) hang_timeout: Option<Duration>,
     /// `--static` and `--web-config`, resolved (src/site).
-    pub(crate) site: crate::site::Site,
+    pub(crate) site: Site,
     /// Recycle every worker when the app's files change (`--reload`).
     #[cfg_attr(windows, allow(dead_code))] // the supervisor is Unix-only
     pub(crate) reload: bool,
@@ -150,11 +152,8 @@ fn read_file(path: &Path) -> anyhow::Result<Settings> {
     file.maps.iter_mut().for_each(|m| rebase(&mut m.path));
     file.python_path.iter_mut().for_each(rebase);
     file.web_config.as_mut().map(rebase);
-    file.statics.iter_mut().for_each(|m| rebase(&mut m.path));
+    file.statics.iter_mut().for_each(|m| rebase(&mut m.dir));
     file.path_map.iter_mut().for_each(|m| rebase(&mut m.local));
-    for m in &mut file.statics {
-        m.prefix = normalize_prefix(&m.prefix)?;
-    }
     for m in &mut file.maps {
         m.prefix = normalize_prefix(&m.prefix)?;
     }
@@ -237,9 +236,7 @@ impl ServeConfig {
         }
         // --static and --web-config (src/site): the site's handlers join
         // the mounts where nothing given here claims their prefix.
-        let statics: Vec<_> = s.statics.iter().map(|m| (m.prefix.clone(), m.path.clone())).collect();
-        let mut site =
-            crate::site::Site::resolve(s.web_config.as_deref(), &s.path_map, &statics, &work_dir)?;
+        let mut site = Site::resolve(s.web_config.as_deref(), &s.path_map, &s.statics, &work_dir)?;
         let root_claimed = s.app.is_some() || s.extension.is_some();
         let handlers = site.take_handlers(|p| {
             (p.is_empty() && root_claimed) || s.maps.iter().any(|m| m.prefix == p)

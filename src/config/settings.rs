@@ -92,6 +92,7 @@ pub(crate) enum Command {
 /// Options of `isapi-host ctl`. Without `--control` or `--pid`, the one
 /// supervisor whose default control socket is found is asked.
 #[derive(Debug, Args)]
+#[cfg_attr(not(unix), allow(dead_code))] // no supervisor on Windows yet
 pub(crate) struct CtlArgs {
     /// status: the workers (pid, requests, uptime), restarts and whether rapid-fail
     /// protection stopped the pool (exit status 3 then); recycle: recycle every worker,
@@ -318,9 +319,9 @@ settings! {
         #[arg(long, value_name = "SECS")]
         hang_timeout: Option<u64>,
         /// Serve the files under DIR at a URL prefix, as /PREFIX=DIR (repeatable; the longest prefix wins, and an extension mounted at the same prefix wins over the files).
-        #[arg(long = "static", value_name = "/PREFIX=DIR", value_parser = parse_static)]
+        #[arg(long = "static", value_name = "/PREFIX=DIR", value_parser = crate::site::parse_static)]
         #[serde(rename = "static")]
-        statics: Vec<Mapping>,
+        statics: Vec<crate::site::StaticArg>,
         /// A site's IIS web.config: its IsapiModule handlers, requestFiltering limits, defaultDocument and staticContent, and its directory served as the site's static root (options given here win over it).
         #[arg(long, value_name = "PATH")]
         web_config: Option<PathBuf>,
@@ -382,20 +383,6 @@ pub(crate) fn parse_map(s: &str) -> Result<Mapping, String> {
     Ok(Mapping {
         prefix: normalize_prefix(prefix).map_err(|e| e.to_string())?,
         path: PathBuf::from(path),
-    })
-}
-
-/// Parses `--static /prefix=DIR`.
-pub(crate) fn parse_static(s: &str) -> Result<Mapping, String> {
-    let (prefix, dir) = s
-        .split_once('=')
-        .ok_or_else(|| format!("expected /prefix=DIR, got {s:?}"))?;
-    if dir.is_empty() {
-        return Err(format!("missing directory in {s:?}"));
-    }
-    Ok(Mapping {
-        prefix: normalize_prefix(prefix).map_err(|e| e.to_string())?,
-        path: PathBuf::from(dir),
     })
 }
 

@@ -76,7 +76,7 @@ mod tests {
         assert!(l.check(&req("/a?b=1", "x")).is_ok());
         assert_eq!(l.check(&req("/abcdefghijk", "x")).unwrap_err().0, 404);
         assert!(
-            l.check(&req("/a?b=123", "x"))
+            l.check(&req("/a?b=1234", "x"))
                 .unwrap_err()
                 .1
                 .contains("404.15")

@@ -94,6 +94,30 @@ pub(crate) struct StaticMount {
     pub(crate) options: FileOptions,
 }
 
+/// `--static /PREFIX=DIR` as given (TOML: `[[static]]` with `prefix` and `dir`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StaticArg {
+    /// The URL prefix as written.
+    pub(crate) prefix: String,
+    /// The directory as written.
+    pub(crate) dir: PathBuf,
+}
+
+/// Parses `--static /prefix=DIR`.
+pub(crate) fn parse_static(s: &str) -> Result<StaticArg, String> {
+    let (prefix, dir) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected /PREFIX=DIR, got {s:?}"))?;
+    if dir.is_empty() {
+        return Err(format!("missing directory in {s:?}"));
+    }
+    Ok(StaticArg {
+        prefix: url_prefix::normalize(prefix).map_err(|e| e.to_string())?,
+        dir: PathBuf::from(dir),
+    })
+}
+
 /// What `--static` and `--web-config` add to the settings, resolved.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Site {
@@ -119,22 +143,23 @@ impl Site {
     pub(crate) fn resolve(
         web_config: Option<&std::path::Path>,
         path_map: &[webconfig::PathMap],
-        statics: &[(String, PathBuf)],
+        statics: &[StaticArg],
         work_dir: &std::path::Path,
     ) -> anyhow::Result<Site> {
         let mut site = Site::default();
-        for (prefix, dir) in statics {
+        for StaticArg { prefix, dir } in statics {
+            let prefix = url_prefix::normalize(prefix)?;
             let abs = std::path::absolute(work_dir.join(dir))?;
             if !abs.is_dir() {
                 anyhow::bail!(
                     "--static {}={}: {} is not a directory",
-                    url_prefix::shown(prefix),
+                    url_prefix::shown(&prefix),
                     dir.display(),
                     abs.display()
                 );
             }
             site.statics.push(StaticMount {
-                prefix: prefix.clone(),
+                prefix,
                 dir: abs,
                 options: FileOptions::default(),
             });
