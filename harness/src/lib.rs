@@ -14,6 +14,7 @@ pub mod procfs;
 pub mod report;
 pub mod servers;
 pub mod smuggle;
+pub mod soak;
 pub mod wire;
 
 #[cfg(test)]

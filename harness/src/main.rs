@@ -13,7 +13,7 @@ use isapi_harness::cli::{LaunchArgs, make_env};
 use isapi_harness::conform::{self, Outcome, RunOptions};
 use isapi_harness::report::{self, ReportMeta};
 use isapi_harness::servers::ServerSpec;
-use isapi_harness::{bare, bench, machine, smuggle};
+use isapi_harness::{bare, bench, machine, smuggle, soak};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -34,6 +34,8 @@ enum Cmd {
     Bench(Box<bench::BenchArgs>),
     /// Request smuggling: desync cases against the host directly and through nginx/HAProxy.
     Smuggle(Box<smuggle::SmuggleArgs>),
+    /// Soak and exhaustion runs: a mixed load, memory and descriptors sampled each second.
+    Soak(Box<soak::SoakArgs>),
     /// (internal) The bare hyper server used as the benchmark ceiling.
     #[command(hide = true)]
     ServeBare(bare::BareArgs),
@@ -166,6 +168,7 @@ fn main() -> ExitCode {
         Cmd::Conform(a) => run_conform(*a),
         Cmd::Bench(a) => bench::run(*a),
         Cmd::Smuggle(a) => smuggle::run(*a),
+        Cmd::Soak(a) => soak::run(*a),
         Cmd::ServeBare(a) => bare::serve(a).map(|()| ExitCode::SUCCESS),
     };
     match r {

@@ -75,6 +75,15 @@ pub fn tree_rss_kib(pid: u32) -> u64 {
         .sum()
 }
 
+/// Open file descriptors (`/proc/<pid>/fd` entries) of `pid` and its descendants.
+pub fn tree_fd_count(pid: u32) -> usize {
+    tree_pids(pid)
+        .into_iter()
+        .filter_map(|p| std::fs::read_dir(format!("/proc/{p}/fd")).ok())
+        .map(|rd| rd.count())
+        .sum()
+}
+
 /// CPU time (user + system, in clock ticks, see [`ticks_per_sec`]) of `pid`
 /// and its descendants.
 pub fn tree_cpu_ticks(pid: u32) -> u64 {

@@ -60,15 +60,20 @@ pub(super) async fn serve(app: Arc<App>, listen: Listen) -> anyhow::Result<()> {
     let sweeper = tokio::spawn(sweep(conns.clone(), Limits::of(cfg)));
     let signal = shutdown_signal();
     tokio::pin!(signal);
+    let mut accept_errors = AcceptErrors::default();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, remote) = match accepted {
-                    Ok(a) => a,
+                    Ok(a) => {
+                        accept_errors.recovered();
+                        a
+                    }
                     Err(e) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        // EMFILE and friends: log once, back off instead of spinning;
+                        // the connections already open go on being served.
+                        let pause = accept_errors.failed(&e);
+                        tokio::time::sleep(pause).await;
                         continue;
                     }
                 };
@@ -104,6 +109,50 @@ pub(super) async fn serve(app: Arc<App>, listen: Listen) -> anyhow::Result<()> {
     }
     sweeper.abort();
     Ok(())
+}
+
+/// A run of failing `accept`s (out of descriptors, `EMFILE`/`ENFILE`, or
+/// out of memory): logged once when it starts and once when it ends, with
+/// the pause between attempts doubling from 10 ms to 1 s, so that the loop
+/// neither spins nor floods the log while the open connections are served.
+#[derive(Default)]
+struct AcceptErrors {
+    /// Failures in the current run (0: accepting normally).
+    failures: u64,
+    /// The pause before the next attempt.
+    pause: Duration,
+}
+
+impl AcceptErrors {
+    const FIRST: Duration = Duration::from_millis(10);
+    const MAX: Duration = Duration::from_secs(1);
+
+    /// Counts a failure; returns how long to wait before accepting again.
+    fn failed(&mut self, e: &std::io::Error) -> Duration {
+        if self.failures == 0 {
+            tracing::error!(
+                error = %e,
+                "accept failed: new connections wait (in the listen backlog) until it recovers; \
+                 open connections are still served (raise `ulimit -n` if out of descriptors)"
+            );
+            self.pause = Self::FIRST;
+        } else {
+            self.pause = (self.pause * 2).min(Self::MAX);
+        }
+        self.failures += 1;
+        self.pause
+    }
+
+    /// An accept succeeded: ends a run of failures, saying how long it was.
+    fn recovered(&mut self) {
+        if self.failures > 0 {
+            tracing::warn!(
+                failed_attempts = self.failures,
+                "accepting connections again"
+            );
+            self.failures = 0;
+        }
+    }
 }
 
 /// Resolves at SIGINT or SIGTERM, or a console's close and the system's
