@@ -40,13 +40,19 @@ harness="${CARGO_TARGET_DIR:-target}/debug/isapi-harness"
 smuggle_status=0
 "$harness" smuggle || smuggle_status=$?
 
+# A 60-second soak: a mixed load at 256 keep-alive connections; fails on an unexpected
+# error, RSS growing 5 % or more over its last half, or a descriptor leak.
+soak_status=0
+"$harness" soak --duration "${SOAK_DURATION:-60s}" || soak_status=$?
+
 # One closing line over every test binary.
 sum() { grep -Eo "[0-9]+ $1" | awk '{ n += $1 } END { print n + 0 }'; }
 passed=$(grep '^test result:' "$log" | sum passed || true)
 failed=$(grep '^test result:' "$log" | sum failed || true)
 echo "conformance: $([ "$conform_status" -eq 0 ] && echo ok || echo FAILED)"
 echo "smuggling: $([ "$smuggle_status" -eq 0 ] && echo ok || echo FAILED)"
+echo "soak: $([ "$soak_status" -eq 0 ] && echo ok || echo FAILED)"
 echo "tests: ${passed} passed, ${failed} failed"
-if [ "$status" -ne 0 ] || [ "$conform_status" -ne 0 ] || [ "$smuggle_status" -ne 0 ]; then
+if [ "$status" -ne 0 ] || [ "$conform_status" -ne 0 ] || [ "$smuggle_status" -ne 0 ] || [ "$soak_status" -ne 0 ]; then
   exit 1
 fi
