@@ -138,8 +138,16 @@ impl Sender {
         w3c: bool,
         now: impl Fn() -> OffsetDateTime + Send + 'static,
     ) -> anyhow::Result<Sender> {
+        // Without a standard output (closed, or none for a service), the
+        // lines have nowhere to go: said once, then dropped.
         let stdout = match target {
-            Target::Stdout => Some(stdout_file().context("cannot use standard output")?),
+            Target::Stdout => match stdout_file() {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no standard output: the access log is not written");
+                    None
+                }
+            },
             _ => None,
         };
         let (tx, rx) = mpsc::sync_channel(QUEUE);
@@ -231,9 +239,10 @@ impl Writer {
         if bytes.is_empty() {
             return;
         }
-        let result = match self.stdout.as_mut() {
-            Some(out) => write_pipe(out, bytes),
-            None => self.file(day).and_then(|f| f.write_all(bytes)),
+        let result = match (self.stdout.as_mut(), &self.target) {
+            (Some(out), _) => write_pipe(out, bytes),
+            (None, Target::Stdout) => Ok(()),
+            (None, _) => self.file(day).and_then(|f| f.write_all(bytes)),
         };
         match result {
             Ok(()) => self.failing = false,
