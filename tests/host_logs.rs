@@ -69,8 +69,10 @@ fn common_is_ncsa() {
     // No body sent: bytes are `-`, as Apache writes them.
     c.send(b"HEAD /h HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(c.read_response_to_head().unwrap().status, 200);
-    let re = Regex::new(&format!(r#"^127\.0\.0\.1 - - {NCSA_TIME} "HEAD /h HTTP/1\.1" 200 -$"#))
-        .unwrap();
+    let re = Regex::new(&format!(
+        r#"^127\.0\.0\.1 - - {NCSA_TIME} "HEAD /h HTTP/1\.1" 200 -$"#
+    ))
+    .unwrap();
     expect_line(&host, &re);
     assert!(
         !host.stderr().contains("HEAD /h"),
@@ -118,7 +120,10 @@ fn w3c_is_iis_with_its_header_once() {
     );
     c.roundtrip(b"GET /w3c-bare HTTP/1.1\r\nHost: t\r\n\r\n");
     let bare = expect_line(&host, &w3c_line("GET", "/w3c-bare", "-", 200));
-    assert!(bare.contains(" - 127.0.0.1 - - 200 "), "`-` for empty: {bare}");
+    assert!(
+        bare.contains(" - 127.0.0.1 - - 200 "),
+        "`-` for empty: {bare}"
+    );
     let out = host.stdout();
     let header: Vec<&str> = out.lines().filter(|l| l.starts_with('#')).collect();
     assert_eq!(header.len(), 4, "one header:\n{out}");
@@ -135,7 +140,10 @@ fn w3c_is_iis_with_its_header_once() {
         "#Fields: date time s-ip cs-method cs-uri-stem cs-uri-query s-port cs-username c-ip \
          cs(User-Agent) cs(Referer) sc-status sc-substatus sc-win32-status time-taken"
     );
-    let first = out.lines().position(|l| l.starts_with("#Software")).unwrap();
+    let first = out
+        .lines()
+        .position(|l| l.starts_with("#Software"))
+        .unwrap();
     let entry = out.lines().position(|l| l == line).unwrap();
     assert!(first < entry, "the header comes first:\n{out}");
 }
@@ -153,6 +161,8 @@ fn the_hosts_own_refusals_are_logged() {
         "8192",
         "--header-timeout",
         "1",
+        "--max-body",
+        "100",
     ]);
     let line = |req: &str, status: u16, bytes: &str| {
         Regex::new(&format!(
@@ -180,6 +190,13 @@ fn the_hosts_own_refusals_are_logged() {
     );
     assert_eq!(request(host.addr(), big.as_bytes()).status, 431);
     expect_line(&host, &line(r"GET /app/big HTTP/1\.1", 431, r"\d+"));
+    // A body over --max-body, by its Content-Length: 413.
+    let r = request(
+        host.addr(),
+        b"POST /app/upload HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n",
+    );
+    assert_eq!(r.status, 413);
+    expect_line(&host, &line(r"POST /app/upload HTTP/1\.1", 413, r"\d+"));
     // A head cut off by the header timeout after its request line: 408.
     let mut c = host.connect();
     c.send(b"GET /app/slow HTTP/1.1\r\nHost: t\r\n");
@@ -232,7 +249,14 @@ fn a_file_and_daily_files_with_iis_names() {
     let d = format!("{}/", daily.display());
     let lib = c_fixture_str("hello");
     let host = Host::start_env(
-        &["--extension", &lib, "--access-log", "w3c", "--access-log-file", &d],
+        &[
+            "--extension",
+            &lib,
+            "--access-log",
+            "w3c",
+            "--access-log-file",
+            &d,
+        ],
         [(CLOCK_ENV, "1893455998")],
     );
     assert_eq!(host.get("/before-midnight").status, 200);
@@ -273,7 +297,8 @@ fn a_bad_access_log_path_fails_at_start_up() {
     );
     assert!(!exit.status.success());
     assert!(
-        exit.stderr.contains("cannot open the access log file /nonexistent-dir/sub/access.log"),
+        exit.stderr
+            .contains("cannot open the access log file /nonexistent-dir/sub/access.log"),
         "{}",
         exit.stderr
     );
@@ -293,7 +318,12 @@ fn workers_share_one_file_without_torn_or_lost_lines() {
     let file = dir.join("garden.log");
     let mut host = Host::with_c_fixture(
         "hello",
-        &["--workers", "2", "--access-log-file", file.to_str().unwrap()],
+        &[
+            "--workers",
+            "2",
+            "--access-log-file",
+            file.to_str().unwrap(),
+        ],
     );
     const THREADS: usize = 4;
     const REQUESTS: usize = 2000;

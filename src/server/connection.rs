@@ -200,7 +200,11 @@ pub(super) async fn serve_connection(
 fn refused_with(e: &hyper::Error) -> Option<u16> {
     if e.is_parse_too_large() {
         // hyper's 414 and 431 share the predicate; its message tells them apart.
-        Some(if e.to_string().contains("URI too long") { 414 } else { 431 })
+        Some(if e.to_string().contains("URI too long") {
+            414
+        } else {
+            431
+        })
     } else if e.is_parse() && !e.is_parse_version_h2() {
         Some(400)
     } else {

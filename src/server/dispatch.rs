@@ -92,7 +92,12 @@ pub(super) async fn respond(
 }
 
 /// A request head, as the logs show it: method, target, version, headers.
-type Head<'a> = (&'a http::Method, &'a http::Uri, http::Version, &'a http::HeaderMap);
+type Head<'a> = (
+    &'a http::Method,
+    &'a http::Uri,
+    http::Version,
+    &'a http::HeaderMap,
+);
 
 /// The head of a request the host answers itself.
 fn head_of<B>(req: &Request<B>) -> Head<'_> {
