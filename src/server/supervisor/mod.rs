@@ -15,10 +15,12 @@
 //! - SIGTERM, SIGINT (or `ctl stop`) drain every worker (each calls
 //!   `TerminateExtension`), then the supervisor exits 0.
 //! - [`control`]: the control socket `isapi-host ctl` talks to.
+//! - [`limits`]: `--recycle-time`, `--recycle-memory`, `--hang-timeout`.
 //!
 //! It prints the `listening on` line once, when the first worker is ready.
 
 mod control;
+mod limits;
 mod reload;
 mod unavailable;
 
@@ -298,52 +300,6 @@ impl Supervisor {
         self.spawn(Some(id)).map(Some)
     }
 
-    /// `--recycle-time` and `--recycle-memory`, checked every second.
-    fn check_limits(&mut self) -> anyhow::Result<()> {
-        let due: Vec<(u64, String)> = self
-            .workers
-            .iter()
-            .filter(|(_, w)| w.ready && !w.stopping && !w.succeeded)
-            .filter_map(|(id, w)| {
-                if let Some(t) = self.cfg.recycle_time
-                    && w.started.elapsed() >= t
-                {
-                    return Some((*id, format!("--recycle-time {}s", t.as_secs())));
-                }
-                if let Some(hang) = self.cfg.hang_timeout {
-                    let hung: Vec<_> = inflight::read_aged(&w.slots)
-                        .into_iter()
-                        .filter(|(_, age)| *age >= hang)
-                        .collect();
-                    if !hung.is_empty() {
-                        for (url, age) in &hung {
-                            tracing::error!(
-                                worker = id,
-                                pid = w.pid,
-                                "hung request: {url} has run {}s (--hang-timeout {})",
-                                age.as_secs(),
-                                hang.as_secs()
-                            );
-                        }
-                        return Some((*id, format!("hung (--hang-timeout {}s)", hang.as_secs())));
-                    }
-                }
-                let limit = self.cfg.recycle_memory?;
-                let mib = private_mib(w.pid)?;
-                (mib > limit).then(|| {
-                    (
-                        *id,
-                        format!("private memory {mib} MiB > --recycle-memory {limit}"),
-                    )
-                })
-            })
-            .collect();
-        for (id, why) in due {
-            self.recycle(id, &why)?;
-        }
-        Ok(())
-    }
-
     /// Tells a worker to stop accepting and drain.
     fn stop(&mut self, id: u64) {
         if let Some(w) = self.workers.get_mut(&id)
@@ -570,12 +526,4 @@ fn describe(status: ExitStatus) -> String {
         ),
         None => format!("ended ({status})"),
     }
-}
-
-/// A process's private memory (`RssAnon`), in MiB.
-fn private_mib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("RssAnon:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024)
 }
