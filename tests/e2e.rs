@@ -7,6 +7,7 @@ mod support;
 mod host_async;
 mod host_basic;
 mod host_body;
+mod host_cli;
 mod host_config;
 mod host_conn;
 mod host_control;

@@ -37,8 +37,14 @@ fn missing_module_is_a_clear_startup_error() {
         exit.stderr
     );
     assert!(
-        exit.stderr.contains("pyisapie"),
-        "the library is named: {}",
+        exit.stderr
+            .contains("cannot import app \"no_such_module_xyz:app\" (from --app)"),
+        "the app and where it was given are named: {}",
+        exit.stderr
+    );
+    assert!(
+        !exit.stderr.contains("GetExtensionVersion") && !exit.stderr.contains("PYISAPIE_APP"),
+        "no ISAPI words for the app's fault: {}",
         exit.stderr
     );
 }
@@ -89,7 +95,9 @@ fn missing_callable_is_named() {
     );
     assert!(!exit.status.success());
     assert!(
-        exit.stderr.contains("probe:nope") && exit.stderr.contains("no attribute 'nope'"),
+        exit.stderr.contains(
+            "cannot load app \"probe:nope\" (from --app): AttributeError: module 'probe' has no attribute 'nope'"
+        ),
         "{}",
         exit.stderr
     );
@@ -183,4 +191,36 @@ fn terminate_extension_on_sigterm() {
         "{}",
         host.stderr()
     );
+}
+
+#[test]
+fn a_factory_in_pyisapie_toml_is_called_once() {
+    let dir = support::temp_dir("toml-factory");
+    std::fs::write(
+        dir.join("factory_app.py"),
+        "CALLS = []\n\
+         def create_app(name, debug=False):\n\
+         \x20   CALLS.append(1)\n\
+         \x20   def app(environ, start_response):\n\
+         \x20       start_response('200 OK', [('Content-Type', 'text/plain')])\n\
+         \x20       return [f'{name} debug={debug} calls={len(CALLS)}'.encode()]\n\
+         \x20   return app\n",
+    )
+    .unwrap();
+    let config = dir.join("pyisapie.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "python_path = [{}]\n[[app]]\nprefix = \"/\"\ncallable = \"factory_app:create_app('site', debug=True)\"\n",
+            quoted(&dir)
+        ),
+    )
+    .unwrap();
+    let host = Host::start_env(
+        &["--extension", &lib()],
+        [("PYISAPIE_CONFIG", support::host_path(&config))],
+    );
+    for _ in 0..3 {
+        assert_eq!(body(&host.get("/")), "site debug=True calls=1");
+    }
 }
