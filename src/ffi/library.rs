@@ -42,7 +42,7 @@ impl LoadError {
     }
 
     /// Names where the library was configured, after its path: `x.so (from --extension)`.
-    pub(crate) fn from_origin(mut self, origin: &str) -> Self {
+    pub(crate) fn with_origin(mut self, origin: &str) -> Self {
         let (LoadError::Open { path, .. }
         | LoadError::Symbol { path, .. }
         | LoadError::Refused { path, .. }) = &mut self;

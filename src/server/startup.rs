@@ -158,7 +158,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
                         // pyisapie said why (the app's error, once): no ISAPI words on top.
                         anyhow::Error::new(AlreadyReported)
                     } else {
-                        e.from_origin(origin(&cfg, &m.path)).into()
+                        e.with_origin(origin(&cfg, &m.path)).into()
                     }
                 })?;
                 let ext = Arc::new(ext);
