@@ -1,8 +1,9 @@
 //! Command line and configuration file.
 //!
-//! Every setting can come from the command line or from a TOML file given with
-//! `--config`; a value on the command line wins over the file, and the file
-//! wins over the built-in default. [`settings`] declares the settings once,
+//! Every setting can come from the command line, from the environment
+//! (`ISAPI_HOST_<OPTION>`, read in [`cli`]) or from a TOML file given with
+//! `--config`; the command line wins over the environment, which wins over
+//! the file, which wins over the built-in default. [`settings`] declares the settings once,
 //! for both; [`ServeConfig::resolve`] merges them into what the server runs
 //! with.
 
