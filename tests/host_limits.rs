@@ -117,9 +117,12 @@ fn missing_http_extension_proc_is_a_startup_error() {
 fn missing_library_is_a_startup_error() {
     let dir = temp_dir("missing-lib");
     if windows_host() {
-        // LoadLibraryExW's own error: ERROR_MOD_NOT_FOUND, with the DLL named once.
+        // Checked before loading: the DLL named once, with where it came from.
         let lib = host_path(dir.join("doesnotexist.dll"));
-        let exit = expect_startup_failure(&["--extension", &lib], &[&lib, "(os error 126)"]);
+        let exit = expect_startup_failure(
+            &["--extension", &lib],
+            &[&lib, "(from --extension) does not exist"],
+        );
         assert_eq!(
             exit.stderr.matches("doesnotexist.dll").count(),
             1,
@@ -130,10 +133,11 @@ fn missing_library_is_a_startup_error() {
     }
     let lib = dir.join("libdoesnotexist.so");
     let lib = lib.to_str().unwrap();
-    // dlerror()'s own words, with the path named once and no "dlopen failed".
+    // Checked before any worker starts: the path, where it came from, named once, and no
+    // "dlopen failed".
     let exit = expect_startup_failure(
         &["--extension", lib],
-        &["libdoesnotexist", "No such file or directory"],
+        &["libdoesnotexist", "(from --extension) does not exist"],
     );
     assert_eq!(
         exit.stderr.matches("libdoesnotexist.so").count(),

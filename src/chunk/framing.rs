@@ -221,8 +221,6 @@ impl Tracker {
     }
 }
 
-/// Where in a chunked body the parser is.
-
 #[cfg(test)]
 mod tests {
     use super::*;
