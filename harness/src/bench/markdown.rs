@@ -21,18 +21,13 @@ fn table_head(s: &mut String, title: &str, header: &str, align: &str) {
     let _ = writeln!(s, "{align}");
 }
 
-/// The header's words on the rounds.
+/// The header's words on the rounds (what a cell and a ratio are is said once, in
+/// BENCHMARKS.md's method).
 fn rounds_sentence(rounds: usize) -> String {
     if rounds == 1 {
-        "one round (the servers interleaved per workload and concurrency); cells: requests/s (p99 · server CPU time per request)"
-            .into()
+        "one round".into()
     } else {
-        format!(
-            "{rounds} interleaved rounds (each runs every server once per workload and concurrency, \
-             the servers in an order rotated by the round); cells: requests/s of the median-rps round \
-             ± half the range of the rounds in % of it (p99 · server CPU time per request, of that round); ratios: median of the \
-             same-round ratios (min–max)"
-        )
+        format!("{rounds} interleaved rounds, the median one shown")
     }
 }
 
@@ -76,29 +71,23 @@ pub fn markdown(r: &Report, charts: &[PathBuf], rel_to: Option<&std::path::Path>
     };
     let _ = writeln!(
         s,
-        "Run {} on {} (git {}); {} request threads per server process; load generator: {} tokio thread(s), \
-         {} s measured after {} s warm-up per run; {}; command: `{}`.\n",
+        "Run {} on {} (git {}); {} request threads per server process; {}; {} s measured after \
+         {} s warm-up per run; a load generator of {} thread(s). The command is in the JSON \
+         report.\n",
         r.meta.date,
         r.meta.machine,
         r.meta.git_rev,
         r.meta.threads,
-        r.meta.client_threads,
+        rounds_sentence(r.meta.rounds),
         r.meta.duration_s,
         r.meta.warmup_s,
-        rounds_sentence(r.meta.rounds),
-        r.meta.command
+        r.meta.client_threads,
     );
     let _ = writeln!(s, "| server | launched as |\n|---|---|");
     for (k, v) in &r.meta.servers {
         let _ = writeln!(s, "| {k} | {v} |");
     }
     let _ = writeln!(s);
-    let list = |v: &[f64]| {
-        v.iter()
-            .map(|x| format!("{x:.0}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     let mut apps: Vec<App> = r.runs.iter().map(|x| x.app).collect();
     apps.sort();
     apps.dedup();
@@ -216,7 +205,7 @@ pub fn markdown(r: &Report, charts: &[PathBuf], rel_to: Option<&std::path::Path>
         );
         let _ = writeln!(
             s,
-            "| server | workload | c | isapi-harness rps (rounds) | wrk rps (rounds) | ratio of medians | harness p99 | wrk p99 |"
+            "| server | workload | c | isapi-harness rps | wrk rps | ratio of medians | harness p99 | wrk p99 |"
         );
         let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|");
         for x in r.runs.iter().filter(|x| x.wrk_rps.is_some()) {
@@ -228,14 +217,12 @@ pub fn markdown(r: &Report, charts: &[PathBuf], rel_to: Option<&std::path::Path>
             };
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {:.0} ({}) | {:.0} ({}) | {:.3} | {} | {} |",
+                "| {} | {} | {} | {:.0} | {:.0} | {:.3} | {} | {} |",
                 x.server,
                 x.app.name(),
                 x.concurrency,
                 ours,
-                list(&x.rounds_rps),
                 w,
-                list(&x.wrk_rounds_rps),
                 ours / w.max(1.0),
                 fmt_us(x.p99_us),
                 x.wrk_p99_us.map(fmt_us).unwrap_or_else(|| "—".into())
@@ -320,13 +307,18 @@ pub fn markdown(r: &Report, charts: &[PathBuf], rel_to: Option<&std::path::Path>
         let _ = writeln!(s);
     }
     if !charts.is_empty() {
-        let _ = writeln!(s, "### Charts\n");
+        let _ = write!(s, "Charts:");
         for c in charts {
             let p = rel_to
                 .and_then(|base| c.strip_prefix(base).ok())
                 .unwrap_or(c.as_path());
-            let _ = writeln!(s, "![{}]({})\n", p.display(), p.display());
+            let alt = c
+                .file_stem()
+                .and_then(|f| f.to_str())
+                .map_or("chart", |f| f.strip_prefix("bench-").unwrap_or(f));
+            let _ = write!(s, " ![{alt}]({})", p.display());
         }
+        let _ = writeln!(s, "\n");
     }
     if !r.errors.is_empty() {
         let _ = writeln!(s, "### Problems during the run\n");
