@@ -123,6 +123,7 @@ fn soak(env: &Env, a: &SoakArgs) -> Result<(bool, String)> {
     if a.connections == 0 {
         bail!("--connections must be at least 1");
     }
+    let load_before = load_average();
     let host = start_host(env, "--access-log off")?;
     let pid = host.pid().context("the host's pid")?;
     // the readiness probe's connection is gone once the host notices
@@ -189,7 +190,7 @@ fn soak(env: &Env, a: &SoakArgs) -> Result<(bool, String)> {
         command_line(),
         machine::utc_now(),
         machine::summary(),
-        load_average()
+        load_before
     );
     let _ = writeln!(md, "| measure | value | verdict |\n|---|---|---|");
     let _ = writeln!(
