@@ -285,9 +285,9 @@ fn client_disconnects_mid_body() {
     let host = Host::with_c_fixture("echo", &["--read-ahead", "0"]);
     disconnect_mid_body(&host, 1000);
     assert!(
-        host.wait_for_log("readclient failed errno=", Duration::from_secs(10)),
+        host.wait_for_access_log("readclient failed errno=", Duration::from_secs(10)),
         "the ReadClient failure (lpszLogData) must be logged:\n{}",
-        host.stderr()
+        host.stdout()
     );
     // The host stays up and serves the next connection.
     assert_serves_next(&host);
@@ -300,9 +300,9 @@ fn client_disconnects_after_the_preload() {
     let host = Host::with_c_fixture("echo", &[]);
     disconnect_mid_body(&host, 100_000);
     assert!(
-        host.wait_for_log("readclient failed errno=", Duration::from_secs(10)),
+        host.wait_for_access_log("readclient failed errno=", Duration::from_secs(10)),
         "the ReadClient failure (lpszLogData) must be logged:\n{}",
-        host.stderr()
+        host.stdout()
     );
     assert_serves_next(&host);
 }
@@ -336,9 +336,9 @@ fn client_disconnects_mid_chunked_body() {
         drop(c);
     }
     assert!(
-        host.wait_for_log("readclient failed errno=", Duration::from_secs(10)),
+        host.wait_for_access_log("readclient failed errno=", Duration::from_secs(10)),
         "a truncated chunked body must make ReadClient fail:\n{}",
-        host.stderr()
+        host.stdout()
     );
     assert_eq!(host.get("/echo").status, 200);
 }
@@ -357,9 +357,9 @@ fn bad_chunk_framing_fails_read_client() {
         ),
     }
     assert!(
-        host.wait_for_log("readclient failed errno=", Duration::from_secs(10)),
+        host.wait_for_access_log("readclient failed errno=", Duration::from_secs(10)),
         "{}",
-        host.stderr()
+        host.stdout()
     );
 }
 

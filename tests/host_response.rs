@@ -99,7 +99,7 @@ fn write_client_fails_when_the_client_goes_away() {
         assert!(got.len() > 1000, "the response started");
     }
     assert!(
-        host.wait_for_log("big: WriteClient failed errno=", Duration::from_secs(15)),
+        host.wait_for_access_log("big: WriteClient failed errno=", Duration::from_secs(15)),
         "WriteClient must fail (not block) once the client is gone:\n{}",
         host.stderr()
     );

@@ -313,9 +313,19 @@ impl Host {
 
     /// Wait until `pred(stderr)` holds. Returns false on timeout.
     pub fn wait_for_log_matching(&self, pred: impl Fn(&str) -> bool, timeout: Duration) -> bool {
+        Self::wait_for(&self.stderr, pred, timeout)
+    }
+
+    /// Wait until the access log (on stdout, the default) contains `pattern`.
+    /// Returns false on timeout.
+    pub fn wait_for_access_log(&self, pattern: &str, timeout: Duration) -> bool {
+        Self::wait_for(&self.stdout, |s| s.contains(pattern), timeout)
+    }
+
+    fn wait_for(out: &Mutex<String>, pred: impl Fn(&str) -> bool, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
-            if pred(&self.stderr.lock().unwrap_or_else(|e| e.into_inner())) {
+            if pred(&out.lock().unwrap_or_else(|e| e.into_inner())) {
                 return true;
             }
             if Instant::now() >= deadline {
