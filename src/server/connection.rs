@@ -18,6 +18,7 @@ use super::dispatch::{begin, respond};
 use super::routing::App;
 use crate::accesslog::PendingLine;
 use crate::chunk::{BodyFraming, Framing};
+use crate::config::AccessLogFormat;
 use crate::conn::ConnSignals;
 use crate::request::Aborted;
 use crate::vars::Endpoints;
@@ -29,8 +30,9 @@ struct ActivityIo {
     inner: TcpStream,
     signals: Arc<ConnSignals>,
     framing: Arc<Framing>,
-    /// The request line of a head in progress, for the access log.
-    pending: Arc<PendingLine>,
+    /// The request line of a head in progress, for the access log (none
+    /// when it is off).
+    pending: Option<Arc<PendingLine>>,
 }
 
 impl AsyncRead for ActivityIo {
@@ -43,7 +45,9 @@ impl AsyncRead for ActivityIo {
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
             let between = self.signals.between_requests();
-            self.pending.received(&buf.filled()[before..], between);
+            if let Some(pending) = &self.pending {
+                pending.received(&buf.filled()[before..], between);
+            }
             self.signals.received();
             if self.framing.received(&buf.filled()[before..]) {
                 self.signals.request_close();
@@ -100,21 +104,24 @@ pub(super) async fn serve_connection(
     app: Arc<App>,
     signals: Arc<ConnSignals>,
 ) {
+    let cfg = &app.shared.cfg;
     let framing = Arc::new(Framing::default());
-    let pending = Arc::new(PendingLine::default());
+    let pending =
+        (cfg.access_log != AccessLogFormat::Off).then(|| Arc::new(PendingLine::default()));
     let io = TokioIo::new(ActivityIo {
         inner: stream,
         signals: signals.clone(),
         framing: framing.clone(),
         pending: pending.clone(),
     });
-    let cfg = &app.shared.cfg;
     let ends = Endpoints::new(remote, local);
     let svc = {
         let (app, signals, ends, pending) =
             (app.clone(), signals.clone(), ends.clone(), pending.clone());
         service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-            pending.taken();
+            if let Some(pending) = &pending {
+                pending.taken();
+            }
             // hyper frames the body: a known length, or chunked.
             let body = match req.body().size_hint().exact() {
                 Some(n) => BodyFraming::Length(n),
@@ -180,14 +187,18 @@ pub(super) async fn serve_connection(
             tracing::debug!(%remote, "connection aborted");
             // Aborted while a head was coming: the header timeout. A head
             // that got as far as its request line has a 408 in the log.
-            if let Some((line, true)) = pending.unserved() {
+            if let Some((line, true)) = pending.as_ref().and_then(|p| p.unserved()) {
                 crate::accesslog::unparsed(&ends, &line, 408);
             }
         }
         Some(Err(e)) => {
             tracing::debug!(%remote, error = %e, "connection ended with an error");
             if let Some(status) = refused_with(&e) {
-                let line = pending.unserved().map(|(line, _)| line).unwrap_or_default();
+                let line = pending
+                    .as_ref()
+                    .and_then(|p| p.unserved())
+                    .map(|(line, _)| line)
+                    .unwrap_or_default();
                 crate::accesslog::unparsed(&ends, &line, status);
             }
         }
