@@ -7,7 +7,7 @@
 #
 # Takes about 55 minutes: a load run is WARMUP + DURATION (6 s), and there are
 # servers x workloads x concurrencies x ROUNDS of them: workloads 27 x 5, scaling
-# 30 x 5, bodies 15 x 5, wrk 8 x 5, workers 10 x 5 = 450 runs, about 45 minutes; plus the wrk
+# 30 x 5, bodies 15 x 5, wrk 8 x 5, workers 10 x 5, static 3 x 5 = 465 runs, about 47 minutes; plus the wrk
 # comparison (4 servers x 2 concurrencies x (5 wrk runs + 4 generator runs), about 7 minutes),
 # the idle and upload measurements, server start-up and the release build. Five
 # rounds, because a same-round ratio still moves by about ±0.1 on a shared machine.
@@ -46,7 +46,7 @@ h="$target/release/isapi-harness"
 ALL=(--server bare-hyper --server host-c --server host-py --server granian --server gunicorn --server waitress)
 common=(--threads "$THREADS" --client-threads "$CLIENT_THREADS" -d "$DURATION" --warmup "$WARMUP" --rounds "$ROUNDS")
 
-SECTIONS="${SECTIONS:-workloads scaling bodies wrk workers}"
+SECTIONS="${SECTIONS:-workloads scaling bodies wrk workers static}"
 run() { # name, args...
   local name=$1; shift
   [[ " $SECTIONS " == *" $name "* ]] || return 0
@@ -75,6 +75,9 @@ run wrk --server bare-hyper --server host-c --server host-py --server granian --
 #    against --no-supervisor), on hello and on work (0.1 ms of Python) at c=64
 run workers --server host-py --server host-py@w2 --server host-py@single --server granian@w2 \
   --server host-c --server host-c@single --app hello,work -c 64
+# 6. static files: a 10 KiB file through --static against the same file from the bare
+#    server's ServeDir (the same tower-http code), so only the host's own cost differs
+run static --server bare-hyper --server host-c --server host-py --app static-10k -c 64
 
 # splice the generated tables into BENCHMARKS.md between <!-- BEGIN name --> and <!-- END name -->
 /usr/bin/python3 - "$OUT" <<'PY'

@@ -1,4 +1,4 @@
-//! The Markdown report of a benchmark: the launch of every server, a table
+//! The Markdown report of a benchmark: the run, a table
 //! per workload with the ratios the targets are stated in, the wrk
 //! comparison, per-run details, idle memory, uploads, charts and problems.
 
@@ -72,8 +72,8 @@ pub fn markdown(r: &Report, charts: &[PathBuf], rel_to: Option<&std::path::Path>
     let _ = writeln!(
         s,
         "Run {} on {} (git {}); {} request threads per server process; {}; {} s measured after \
-         {} s warm-up per run; a load generator of {} thread(s). The command is in the JSON \
-         report.\n",
+         {} s warm-up per run; a load generator of {} thread(s). The command and each server's launch are in \
+         the JSON report.\n",
         r.meta.date,
         r.meta.machine,
         r.meta.git_rev,
@@ -83,11 +83,6 @@ pub fn markdown(r: &Report, charts: &[PathBuf], rel_to: Option<&std::path::Path>
         r.meta.warmup_s,
         r.meta.client_threads,
     );
-    let _ = writeln!(s, "| server | launched as |\n|---|---|");
-    for (k, v) in &r.meta.servers {
-        let _ = writeln!(s, "| {k} | {v} |");
-    }
-    let _ = writeln!(s);
     let mut apps: Vec<App> = r.runs.iter().map(|x| x.app).collect();
     apps.sort();
     apps.dedup();
@@ -147,7 +142,6 @@ pub fn markdown(r: &Report, charts: &[PathBuf], rel_to: Option<&std::path::Path>
             ("host-c", "bare-hyper", 0.9),
             ("host-py", "granian", 1.0),
             ("host-py", "gunicorn", 3.0),
-            ("host-py", "waitress", 1.0),
             // worker processes: a web garden against granian's, and against one worker
             ("host-py@w2", "granian@w2", 1.0),
             ("host-py@w2", "host-py", 1.7),
@@ -176,7 +170,7 @@ pub fn markdown(r: &Report, charts: &[PathBuf], rel_to: Option<&std::path::Path>
         if !rows.is_empty() {
             let _ = write!(
                 s,
-                "| ratio: median of same-round ratios (min–max; p99 ratio, lower is better) |"
+                "| same-round ratio (min–max; p99 ratio) |"
             );
             for c in &concs {
                 let _ = write!(s, " c={c} |");
