@@ -287,6 +287,12 @@ fn rapid_fail_protection_answers_503_until_sighup() {
             "{body}"
         );
     }
+    // The supervisor's own 503s reach the access log (common, on stdout) like any response.
+    assert!(
+        host.wait_for_access_log("\"GET /hello HTTP/1.1\" 503 ", Duration::from_secs(10)),
+        "{}",
+        host.stdout()
+    );
     signal(&host, "-HUP");
     assert!(host.wait_for_log_matching(|l| count(l, "worker ready") == 4, Duration::from_secs(30)));
     let r = host.get("/hello");

@@ -80,6 +80,9 @@ struct Worker {
 pub(crate) fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     let listener = std::net::TcpListener::bind(cfg.bind)
         .with_context(|| format!("cannot listen on {}", cfg.bind))?;
+    // The supervisor's own 503s (a pool stopped by rapid-fail protection)
+    // go to the access log like any response.
+    crate::accesslog::open(&cfg)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -110,7 +113,9 @@ pub(crate) fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             change_due: None,
             stop_waiters: Vec::new(),
         };
-        sup.run().await
+        let ended = sup.run().await;
+        crate::accesslog::flush();
+        ended
     })
 }
 

@@ -7,6 +7,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 
+use crate::vars::Endpoints;
+
 /// The body of every response while rapid-fail protection holds. It names
 /// no process id or path: the client may be anyone.
 const UNAVAILABLE: &str = "503 Service Unavailable: the application pool is stopped. \
@@ -18,19 +20,25 @@ or by sending SIGHUP to the isapi-host supervisor.\n";
 /// Answers every request on `listener` with 503 until aborted.
 pub(super) async fn serve(listener: tokio::net::TcpListener) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let Ok((stream, remote)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
+        let Ok(local) = stream.local_addr() else {
+            continue;
+        };
+        let ends = Endpoints::new(remote, local);
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(|_req| async {
+            let service = hyper::service::service_fn(|req: http::Request<_>| {
                 let resp = http::Response::builder()
                     .status(http::StatusCode::SERVICE_UNAVAILABLE)
                     .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
                     .header(http::header::RETRY_AFTER, "60")
                     .body(Full::new(Bytes::from_static(UNAVAILABLE.as_bytes())))
                     .expect("static response");
-                Ok::<_, std::convert::Infallible>(resp)
+                let (method, uri) = (req.method(), req.uri());
+                crate::accesslog::answered(&ends, method, uri, req.version(), req.headers(), &resp);
+                async move { Ok::<_, std::convert::Infallible>(resp) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
