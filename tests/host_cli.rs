@@ -114,7 +114,14 @@ fn serve(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Served {
 
 /// Runs the host expecting it to refuse to start: its status and stderr.
 fn refused(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String) {
-    let mut child = command(dir, args, env).spawn().expect("spawn isapi-host");
+    let mut cmd = command(dir, args, env);
+    // A start-up that gets as far as listening must not race other tests for the
+    // default port: any free port, unless the test sets the address itself (the
+    // command line and the test's own ISAPI_HOST_BIND still win).
+    if !env.iter().any(|(name, _)| *name == "ISAPI_HOST_BIND") {
+        cmd.env("ISAPI_HOST_BIND", "127.0.0.1:0");
+    }
+    let mut child = cmd.spawn().expect("spawn isapi-host");
     let stderr = collect(child.stderr.take().unwrap());
     let _stdout = collect(child.stdout.take().unwrap());
     let deadline = Instant::now() + Duration::from_secs(30);
