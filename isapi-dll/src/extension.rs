@@ -260,25 +260,19 @@ fn load_app<'py>(
                 &e,
             )
         })?;
-        if !obj.is_callable() {
-            let kind = obj
-                .get_type()
-                .name()
-                .map(|n| n.to_string())
-                .unwrap_or_default();
-            return Err(format!(
-                "the app factory \"{app}\" (from {source}) returned {kind}, not a WSGI callable"
-            ));
-        }
-    } else if !obj.is_callable() {
+    }
+    if !obj.is_callable() {
         let kind = obj
             .get_type()
             .name()
             .map(|n| n.to_string())
             .unwrap_or_default();
-        return Err(format!(
-            "app \"{app}\" (from {source}) is not callable: it is {kind}"
-        ));
+        return Err(match app.args {
+            Some(_) => format!(
+                "the app factory \"{app}\" (from {source}) returned {kind}, not a WSGI callable"
+            ),
+            None => format!("app \"{app}\" (from {source}) is not callable: it is {kind}"),
+        });
     }
     Ok(obj)
 }
