@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::support::{self, Response};
+use crate::support::{self, Response, count};
 
 /// A test's own `isapi-host serve`, killed on drop.
 struct Served {
@@ -184,10 +184,6 @@ def create_app(greeting="hello", times=1):
 def broken_factory():
     raise RuntimeError("the factory broke")
 "#;
-
-fn count(haystack: &str, needle: &str) -> usize {
-    haystack.matches(needle).count()
-}
 
 fn text(r: &Response) -> String {
     String::from_utf8_lossy(&r.body).into_owned()

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
-use crate::support::{self, Host, RawConn};
+use crate::support::{self, Host, RawConn, count};
 
 /// What one `isapi-host ctl` run printed, and its exit status.
 pub(crate) struct Ctl {
@@ -56,10 +56,6 @@ pub(crate) fn workers(status: &str) -> Vec<(u32, String, u64)> {
             (pid, fields[1].to_owned(), requests)
         })
         .collect()
-}
-
-fn count(log: &str, needle: &str) -> usize {
-    log.matches(needle).count()
 }
 
 #[test]

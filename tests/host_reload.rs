@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::support::{self, Host, RawConn};
+use crate::support::{self, Host, RawConn, count};
 
 /// A WSGI app answering `body`.
 fn app_source(body: &str) -> String {
@@ -116,10 +116,6 @@ fn wait_for_body(host: &Host, body: &str, timeout: Duration) -> Duration {
         thread::sleep(Duration::from_millis(20));
     }
     panic!("{body:?} not served within {timeout:?}\n{}", host.stderr());
-}
-
-fn count(log: &str, needle: &str) -> usize {
-    log.matches(needle).count()
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use crate::support::{self, Host, RawConn};
+use crate::support::{self, Host, RawConn, count};
 
 /// What one load thread saw.
 #[derive(Default)]
@@ -142,10 +142,6 @@ fn crash_request(addr: SocketAddr, path: &str) {
             r.status
         );
     }
-}
-
-fn count(log: &str, needle: &str) -> usize {
-    log.matches(needle).count()
 }
 
 /// Sends `sig` (e.g. "-HUP") to the supervisor.

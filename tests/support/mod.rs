@@ -59,6 +59,11 @@ pub use files::*;
 pub use host::*;
 pub use platform::*;
 
+/// How many times `needle` occurs in `haystack` (a log, a response).
+pub fn count(haystack: &str, needle: &str) -> usize {
+    haystack.matches(needle).count()
+}
+
 // The harness's helpers the tests use (each binary a subset of them).
 #[allow(unused_imports)]
 pub use isapi_harness::fixtures::{self, FNV1A64_INIT, fnv1a64};
