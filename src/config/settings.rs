@@ -374,14 +374,9 @@ pub(crate) struct Mapping {
 
 /// Parses `--map /prefix=PATH`.
 pub(crate) fn parse_map(s: &str) -> Result<Mapping, String> {
-    let (prefix, path) = s
-        .split_once('=')
-        .ok_or_else(|| format!("expected /prefix=PATH, got {s:?}"))?;
-    if path.is_empty() {
-        return Err(format!("missing library path in {s:?}"));
-    }
+    let (prefix, path) = url_prefix::split_mount(s, "/prefix=PATH", "library path")?;
     Ok(Mapping {
-        prefix: normalize_prefix(prefix).map_err(|e| e.to_string())?,
+        prefix,
         path: PathBuf::from(path),
     })
 }

@@ -106,14 +106,9 @@ pub(crate) struct StaticArg {
 
 /// Parses `--static /prefix=DIR`.
 pub(crate) fn parse_static(s: &str) -> Result<StaticArg, String> {
-    let (prefix, dir) = s
-        .split_once('=')
-        .ok_or_else(|| format!("expected /PREFIX=DIR, got {s:?}"))?;
-    if dir.is_empty() {
-        return Err(format!("missing directory in {s:?}"));
-    }
+    let (prefix, dir) = url_prefix::split_mount(s, "/PREFIX=DIR", "directory")?;
     Ok(StaticArg {
-        prefix: url_prefix::normalize(prefix).map_err(|e| e.to_string())?,
+        prefix,
         dir: PathBuf::from(dir),
     })
 }

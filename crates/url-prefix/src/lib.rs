@@ -47,6 +47,19 @@ pub fn normalize(prefix: &str) -> Result<String, PrefixError> {
     Ok(prefix.trim_end_matches('/').to_owned())
 }
 
+/// Splits a mount given as `PREFIX=VALUE` (`--map /app=lib.so`, `--static /s=dir`) into
+/// its normalized prefix and its value. `form` (`/prefix=PATH`) and `value` (`library
+/// path`) name the parts in the messages.
+pub fn split_mount<'a>(arg: &'a str, form: &str, value: &str) -> Result<(String, &'a str), String> {
+    let (prefix, rest) = arg
+        .split_once('=')
+        .ok_or_else(|| format!("expected {form}, got {arg:?}"))?;
+    if rest.is_empty() {
+        return Err(format!("missing {value} in {arg:?}"));
+    }
+    Ok((normalize(prefix).map_err(|e| e.to_string())?, rest))
+}
+
 /// How a normalized prefix reads in messages: `/` for the root.
 pub fn shown(prefix: &str) -> &str {
     if prefix.is_empty() { "/" } else { prefix }
@@ -95,6 +108,28 @@ mod tests {
             normalize("x")
                 .unwrap_err()
                 .to_string()
+                .contains("must start with /")
+        );
+    }
+
+    #[test]
+    fn splits_mounts() {
+        assert_eq!(
+            split_mount("/a/=x.so", "/prefix=PATH", "path"),
+            Ok(("/a".into(), "x.so"))
+        );
+        assert_eq!(split_mount("/=d=e", "F", "V"), Ok((String::new(), "d=e")));
+        assert_eq!(
+            split_mount("/a", "/prefix=PATH", "path").unwrap_err(),
+            "expected /prefix=PATH, got \"/a\""
+        );
+        assert_eq!(
+            split_mount("/a=", "F", "library path").unwrap_err(),
+            "missing library path in \"/a=\""
+        );
+        assert!(
+            split_mount("a=x", "F", "V")
+                .unwrap_err()
                 .contains("must start with /")
         );
     }
