@@ -75,18 +75,24 @@ impl ServerSpec {
 
     /// The kind of server: the name without its `@` variant (`host-py@w2` is a `host-py`).
     pub fn kind(&self) -> &str {
-        match self.variant() {
-            Some(_) => self.name.split_once('@').map_or(&self.name, |(k, _)| k),
-            None => &self.name,
-        }
+        self.parts().0
     }
 
     /// The variant after `@` (`w2`, `single`), if any; a `cmd:` template or a URL has none.
     fn variant(&self) -> Option<&str> {
-        if self.name.starts_with("cmd:") || self.name.starts_with("url:") {
-            return None;
+        self.parts().1
+    }
+
+    /// The name split at its `@`: kind and variant (a template or URL is all kind).
+    fn parts(&self) -> (&str, Option<&str>) {
+        match self.name.split_once('@') {
+            Some((kind, variant))
+                if !self.name.starts_with("cmd:") && !self.name.starts_with("url:") =>
+            {
+                (kind, Some(variant))
+            }
+            _ => (&self.name, None),
         }
-        self.name.split_once('@').map(|(_, v)| v)
     }
 
     /// `@wN`: run N worker processes (the host's `--workers`, granian's `--workers`,
