@@ -31,6 +31,8 @@ mod handler;
 mod library;
 mod raw;
 mod registry;
+#[cfg(test)]
+mod tests;
 
 #[cfg(not(windows))]
 pub(crate) use alloc::MiMalloc;
