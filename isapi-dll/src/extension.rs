@@ -16,7 +16,7 @@ use crate::ffi::python::{self, PythonSettings};
 use crate::paths::{self, Style};
 use crate::request;
 use crate::server_vars::{BaseSource, RequestInfo, Var};
-use crate::wsgi::{Context, Link};
+use crate::wsgi::{Context, Link, Options};
 
 /// Process-wide, Rust-only state of a started extension.
 struct Extension {
@@ -98,7 +98,7 @@ impl IsapiExtension for Pyisapie {
                     }
                 }
                 if let Ok(ctx) = Context::get(py) {
-                    ctx.get().errors.get().flush_pending();
+                    ctx.flush_errors(py);
                 }
             });
         }
@@ -147,10 +147,16 @@ fn start_inner(log: &mut Option<config::LogTarget>) -> Result<Extension, String>
         home: config.python_home.as_deref(),
     })
     .map_err(|e| python_start_failed(e, config.python_home.as_deref()))?;
-    if fresh {
-        Python::attach(crate::wsgi::redirect_std_streams)
-            .map_err(|e| format!("cannot send sys.stdout and sys.stderr to the log: {e}"))?;
-    } else {
+    let options = Options {
+        debug: config.debug,
+        redirect_std_streams: fresh,
+    };
+    Python::attach(|py| {
+        Context::install(py, options)
+            .map(drop)
+            .map_err(|e| format!("cannot set up pyisapie in the interpreter: {e}"))
+    })?;
+    if !fresh {
         tracing::warn!(
             target: "pyisapie",
             "Python was already running in this process: optimize and write_bytecode are not \
@@ -280,13 +286,8 @@ fn load_app<'py>(
 /// Sets up `sys.path`, imports every app and installs the interpreter's context. Returns
 /// the Python version. Errors carry the traceback.
 fn load_apps(py: Python<'_>, config: &Config) -> Result<String, String> {
-    let boot = PyModule::from_code(
-        py,
-        pyo3::ffi::c_str!(include_str!("boot.py")),
-        c"<pyisapie boot>",
-        c"_pyisapie_boot",
-    )
-    .map_err(|e| format!("cannot run the bootstrap code: {e}"))?;
+    let ctx = Context::get(py).map_err(|e| e.to_string())?;
+    let boot = ctx.boot(py);
     if let Ok(sys) = py.import("sys") {
         let get = |name: &str| sys.getattr(name).map(|v| v.to_string()).unwrap_or_default();
         tracing::info!(
@@ -343,9 +344,9 @@ fn load_apps(py: Python<'_>, config: &Config) -> Result<String, String> {
     }
     let mut apps = Vec::with_capacity(config.apps.len());
     for app in &config.apps {
-        apps.push(load_app(py, &boot, app, &config.source)?.unbind());
+        apps.push(load_app(py, boot, app, &config.source)?);
     }
-    Context::install(py, apps, boot.clone().unbind(), config.debug)
+    ctx.set_apps(apps)
         .map_err(|e| format!("cannot create the interpreter context: {}", format(&e)))?;
     let version = Python::version_str()
         .split_whitespace()

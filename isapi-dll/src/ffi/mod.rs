@@ -9,6 +9,9 @@
 //!   the ServerSupportFunction requests), and the Win32 error codes they report.
 //! - [`python`]: starting the interpreter from a `PyConfig`, giving each server thread a
 //!   lasting Python thread state, the per-interpreter dictionary, latin-1 strings.
+//! - [`pytype`]: per-interpreter heap types whose instances own a Rust value, owned
+//!   references that stay in their interpreter, values kept in the interpreter's own
+//!   dictionary, and the trampolines through which Python calls Rust.
 //! - [`library`]: this library's own file, the loaded Python library, and making
 //!   libpython's symbols global.
 //! - `winstdio` (Windows only): standard handles CPython cannot use, hidden from it before
@@ -31,8 +34,11 @@ pub(crate) mod ecb;
 mod guard;
 pub(crate) mod library;
 pub(crate) mod python;
+pub(crate) mod pytype;
 #[cfg(windows)]
 mod winstdio;
+#[cfg(test)]
+mod tests;
 
 pub(crate) use ecb::{Ecb, RawFile};
 
