@@ -16,7 +16,7 @@ use crate::ffi::python::{self, PythonSettings};
 use crate::paths::{self, Style};
 use crate::request;
 use crate::server_vars::{BaseSource, RequestInfo, Var};
-use crate::wsgi::{Context, Link, Options};
+use crate::wsgi::{Context, Link, Options, error_text};
 
 /// Process-wide, Rust-only state of a started extension.
 struct Extension {
@@ -152,9 +152,12 @@ fn start_inner(log: &mut Option<config::LogTarget>) -> Result<Extension, String>
         redirect_std_streams: fresh,
     };
     Python::attach(|py| {
-        Context::install(py, options)
-            .map(drop)
-            .map_err(|e| format!("cannot set up pyisapie in the interpreter: {e}"))
+        Context::install(py, options).map(drop).map_err(|e| {
+            format!(
+                "cannot set up pyisapie in the interpreter: {}",
+                error_text(py, &e)
+            )
+        })
     })?;
     if !fresh {
         tracing::warn!(
@@ -286,7 +289,7 @@ fn load_app<'py>(
 /// Sets up `sys.path`, imports every app and installs the interpreter's context. Returns
 /// the Python version. Errors carry the traceback.
 fn load_apps(py: Python<'_>, config: &Config) -> Result<String, String> {
-    let ctx = Context::get(py).map_err(|e| e.to_string())?;
+    let ctx = Context::get(py).map_err(|e| error_text(py, &e))?;
     let boot = ctx.boot(py);
     if let Ok(sys) = py.import("sys") {
         let get = |name: &str| sys.getattr(name).map(|v| v.to_string()).unwrap_or_default();

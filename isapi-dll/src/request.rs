@@ -15,7 +15,9 @@ use crate::ffi::pytype::Instance;
 use crate::ffi::{Ecb, RawFile};
 use crate::mount::Route;
 use crate::server_vars::{RequestInfo, Var};
-use crate::wsgi::{Context, Deferred, Disconnected, FileWrapper, Input, Link, Response};
+use crate::wsgi::{
+    Context, Deferred, Disconnected, FileWrapper, Input, Link, Response, error_text,
+};
 
 /// Sends a small plain-text response without Python (no app mounted, not started).
 pub(crate) fn plain_response(ecb: Ecb, status: &str, body: &str) -> u32 {
@@ -99,7 +101,7 @@ pub(crate) fn run(
     let ctx = match Context::get(py) {
         Ok(ctx) => ctx,
         Err(e) => {
-            tracing::error!(target: "pyisapie", "no interpreter context: {e}");
+            tracing::error!(target: "pyisapie", "no interpreter context: {}", error_text(py, &e));
             return Finished::status(plain_response(
                 ecb,
                 "500 Internal Server Error",
@@ -121,7 +123,7 @@ pub(crate) fn run(
     let (response, input) = match setup {
         Ok(pair) => pair,
         Err(e) => {
-            tracing::error!(target: "pyisapie", "cannot create the request objects: {e}");
+            tracing::error!(target: "pyisapie", "cannot create the request objects: {}", error_text(py, &e));
             return Finished::status(plain_response(
                 ecb,
                 "500 Internal Server Error",
@@ -179,7 +181,11 @@ fn call_app(
                 ctx.format_exception(py, &e)
             );
         } else {
-            tracing::error!(target: "pyisapie", "the response iterable's close() raised: {e}");
+            tracing::error!(
+                target: "pyisapie",
+                "the response iterable's close() raised: {}",
+                error_text(py, &e)
+            );
         }
     }
     body
@@ -300,7 +306,11 @@ fn app_failed(
     let method = String::from_utf8_lossy(ecb.method()).into_owned();
     let url = String::from_utf8_lossy(info.get(Var::Url)).into_owned();
     if r.failed() {
-        tracing::info!(target: "pyisapie", "{method} {url}: client went away; the application stopped with: {err}");
+        tracing::info!(
+            target: "pyisapie",
+            "{method} {url}: client went away; the application stopped with: {}",
+            error_text(py, err)
+        );
         return r.abort();
     }
     let traceback = ctx.format_exception(py, err);

@@ -152,6 +152,21 @@ impl Context {
             .bind(py)
             .call_method1("format_exception", (err.value(py), err.traceback(py)))
             .and_then(|s| s.extract::<String>())
-            .unwrap_or_else(|_| err.to_string())
+            .unwrap_or_else(|_| error_text(py, err))
+    }
+}
+
+/// An exception as `TypeName: message`, like pyo3's `Display` of a `PyErr` but without
+/// its `intern!`ed attribute names (process-wide statics, shared by every interpreter).
+pub(crate) fn error_text(py: Python<'_>, err: &PyErr) -> String {
+    let value = err.value(py);
+    let name = value
+        .get_type()
+        .getattr("__qualname__")
+        .and_then(|n| n.extract::<String>())
+        .unwrap_or_else(|_| "Exception".to_owned());
+    match value.str() {
+        Ok(s) => format!("{name}: {}", s.to_string_lossy()),
+        Err(_) => format!("{name}: <exception str() failed>"),
     }
 }

@@ -52,8 +52,10 @@ mod input;
 mod link;
 mod response;
 
-pub(crate) use context::{Context, Options};
+pub(crate) use context::{Context, Options, error_text};
 pub(crate) use file_wrapper::FileWrapper;
 pub(crate) use input::Input;
 pub(crate) use link::Link;
 pub(crate) use response::{Deferred, Disconnected, Response};
+#[cfg(test)]
+mod tests;

@@ -99,9 +99,10 @@ impl<'a, 'py> Args<'a, 'py> {
     fn positional_len(&self) -> usize {
         match &self.positional {
             Positional::Vector(v) => v.len(),
-            // SAFETY: a live tuple (from_tuple's contract).
             Positional::Tuple(t) => {
-                usize::try_from(unsafe { ffi::PyTuple_GET_SIZE(*t) }).unwrap_or(0)
+                // SAFETY: a live tuple (from_tuple's contract).
+                let len = unsafe { ffi::PyTuple_GET_SIZE(*t) };
+                usize::try_from(len).unwrap_or(0)
             }
         }
     }

@@ -41,6 +41,8 @@ mod class;
 mod owned;
 mod slots;
 mod state;
+#[cfg(all(test, Py_3_12))]
+pub(crate) mod testing;
 
 use std::panic::AssertUnwindSafe;
 
