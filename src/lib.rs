@@ -38,6 +38,9 @@ mod config;
 mod conn;
 mod control;
 mod ffi;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod logging;
 #[cfg(unix)]
 mod os;

@@ -27,6 +27,9 @@ mod decode;
 mod ecb;
 mod env;
 mod error;
+/// In-process drivers for `crate::fuzzing`.
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz;
 mod handler;
 mod library;
 mod raw;
