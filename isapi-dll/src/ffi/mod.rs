@@ -37,6 +37,8 @@ pub(crate) mod python;
 pub(crate) mod pytype;
 #[cfg(windows)]
 mod winstdio;
+#[cfg(test)]
+mod tests;
 
 pub(crate) use ecb::{Ecb, RawFile};
 
