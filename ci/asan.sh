@@ -37,7 +37,7 @@
 # skip exits 0, so that a machine without the toolchain does not fail CI, but never
 # silently.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 # shellcheck source=ci/env.sh
 . ci/env.sh || exit 1
 
@@ -94,10 +94,11 @@ nm -D "$host" 2>/dev/null | grep ' T __asan_report_load8$' >/dev/null ||
 mkdir -p "$fixtures"
 for src in fixtures/isapi-c/*.c; do
   name=$(basename "$src" .c)
-  "$cc" -O1 -g -fsanitize=address -fno-omit-frame-pointer -fPIC -pthread \
-    -Wall -Wextra -Werror -I fixtures/isapi-c -c -o "$fixtures/$name.o" "$src" &&
-    "$cc" -shared -pthread -o "$fixtures/lib$name.so" "$fixtures/$name.o" ||
+  if ! "$cc" -O1 -g -fsanitize=address -fno-omit-frame-pointer -fPIC -pthread \
+    -Wall -Wextra -Werror -I fixtures/isapi-c -c -o "$fixtures/$name.o" "$src" ||
+    ! "$cc" -shared -pthread -o "$fixtures/lib$name.so" "$fixtures/$name.o"; then
     fail "compiling $src"
+  fi
 done
 
 # ---- 3. the end-to-end tests against them ------------------------------------------

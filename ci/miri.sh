@@ -31,7 +31,7 @@
 # Prints "miri: ok", "miri: FAILED" or "miri: skipped (why)" as its last line; a skip
 # (no nightly, no miri or rust-src component) exits 0, never silently.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 # shellcheck source=ci/env.sh
 . ci/env.sh || exit 1
 
