@@ -16,7 +16,7 @@ use crate::ffi::{Ecb, RawFile};
 use crate::mount::Route;
 use crate::server_vars::{RequestInfo, Var};
 use crate::wsgi::{
-    Context, Deferred, Disconnected, FileWrapper, Input, Link, Response, error_text,
+    Context, Deferred, Disconnected, FileWrapper, Input, Link, Response, error_text, text_of,
 };
 
 /// Sends a small plain-text response without Python (no app mounted, not started).
@@ -213,7 +213,7 @@ fn as_bytes<'a, 'py>(item: &'a Bound<'py, PyAny>) -> Result<&'a Bound<'py, PyByt
     item.cast::<PyBytes>().map_err(|_| {
         Failure::App(PyTypeError::new_err(format!(
             "the application's body must yield bytes, not {}",
-            item.get_type()
+            text_of(&item.get_type())
         )))
     })
 }

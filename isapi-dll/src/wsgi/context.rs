@@ -156,6 +156,15 @@ impl Context {
     }
 }
 
+/// `str(obj)`, like pyo3's `Display` of an object but without its fallback for a failing
+/// `__str__`, which reads the type's name through an `intern!`ed (process-wide) string.
+pub(crate) fn text_of(obj: &Bound<'_, PyAny>) -> String {
+    match obj.str() {
+        Ok(s) => s.to_string_lossy().into_owned(),
+        Err(_) => "<unprintable object>".to_owned(),
+    }
+}
+
 /// An exception as `TypeName: message`, like pyo3's `Display` of a `PyErr` but without
 /// its `intern!`ed attribute names (process-wide statics, shared by every interpreter).
 pub(crate) fn error_text(py: Python<'_>, err: &PyErr) -> String {

@@ -8,6 +8,7 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
+use super::context::text_of;
 use crate::ffi::pytype::{
     Args, Getter, HeapType, Instance, Method, Owned, PyValue, Slots, required,
 };
@@ -112,7 +113,7 @@ impl LogWriter {
             .map_err(|_| {
                 PyTypeError::new_err(format!(
                     "write() argument must be str, not {}",
-                    text.get_type()
+                    text_of(&text.get_type())
                 ))
             })?
             .to_cow()?;

@@ -52,7 +52,7 @@ mod input;
 mod link;
 mod response;
 
-pub(crate) use context::{Context, Options, error_text};
+pub(crate) use context::{Context, Options, error_text, text_of};
 pub(crate) use file_wrapper::FileWrapper;
 pub(crate) use input::Input;
 pub(crate) use link::Link;

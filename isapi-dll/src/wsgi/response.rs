@@ -10,6 +10,7 @@ use pyo3::exceptions::{PyAssertionError, PyOSError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
+use super::context::text_of;
 use super::link::Link;
 use crate::ffi::pytype::{Args, Instance, Method, Owned, PyValue, Slots, required};
 use crate::ffi::{Ecb, RawFile};
@@ -446,14 +447,16 @@ fn start_response<'py>(
             .filter(|t| t.len() == 2)
             .ok_or_else(|| {
                 PyTypeError::new_err(format!(
-                    "response header {item} is not a (name, value) tuple"
+                    "response header {} is not a (name, value) tuple",
+                    text_of(&item)
                 ))
             })?;
         let name = pair.get_item(0)?;
         let value = pair.get_item(1)?;
         let (Ok(name), Ok(value)) = (name.cast::<PyString>(), value.cast::<PyString>()) else {
             return Err(PyTypeError::new_err(format!(
-                "response header {item} must hold two str"
+                "response header {} must hold two str",
+                text_of(&item)
             )));
         };
         let (name, value) = (name.to_str()?, value.to_str()?);
@@ -488,7 +491,10 @@ fn write<'py>(this: &Instance<'py, Response>, args: Args<'_, 'py>) -> PyResult<B
         ));
     }
     let data = data.cast::<PyBytes>().map_err(|_| {
-        PyTypeError::new_err(format!("write() takes bytes, not {}", data.get_type()))
+        PyTypeError::new_err(format!(
+            "write() takes bytes, not {}",
+            text_of(&data.get_type())
+        ))
     })?;
     response.send_body(py, data.as_bytes(), None)?;
     Ok(py.None().into_bound(py))
