@@ -21,6 +21,11 @@
 #                    ci/peers-requirements.txt (pinned; they need Python 3.11 or later:
 #                    on an older Python they are skipped with a warning, the demo needs
 #                    none of them).
+#   matrix venvs     target/py/3.X/venv for the other Pythons ci/pymatrix.sh builds
+#                    pyisapie against (pyenv's 3.9, 3.10, 3.12, 3.13), each with its
+#                    pinned requirements (ci/python-requirements-3.X.txt where they must
+#                    differ). A Python that is not there cannot be downloaded
+#                    (python.org is out of reach): ci/pymatrix.sh reports it skipped.
 #
 # A toolchain installed here is not on this shell's PATH yet: build with ci/cargo, which
 # finds it (ci/env.sh). rustup also adds ~/.cargo/bin to the PATH of new login shells.
@@ -209,6 +214,10 @@ else
   say "warning: the pinned requirements (ci/*-requirements.txt) need Python 3.11 or later;" \
     ".venv has none of them: the demo runs, the Flask/Django tests and the peer servers will not"
 fi
+
+# ---- 5. the Python version matrix's venvs ----------------------------------------
+ci/pymatrix.sh --prepare || say "warning: ci/pymatrix.sh --prepare failed (above): the matrix will fail those versions"
+
 cargo=$(command -v "${dir:+$dir/}cargo")
 if [ "$(PATH=$CALLER_PATH command -v cargo)" = "$cargo" ]; then
   say "ok"

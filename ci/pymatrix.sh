@@ -41,8 +41,6 @@
 # PYMATRIX_STRICT.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
-# shellcheck source=ci/env.sh
-. ci/env.sh || exit 1
 
 mode="test"
 versions=()
@@ -59,6 +57,9 @@ while [ $# -gt 0 ]; do
   shift
 done
 [ ${#versions[@]} -gt 0 ] || versions=(3.9 3.10 3.12 3.13)
+# cargo (and ci_version_ge); --prepare needs no cargo.
+# shellcheck source=ci/env.sh
+. ci/env.sh || [ "$mode" = prepare ] || exit 1
 threads=${TEST_THREADS:-2}
 subset=${PYMATRIX_SUBSET:-"wsgi_environ:: wsgi_input:: wsgi_response:: wsgi_errors:: wsgi_close:: wsgi_threads:: wsgi_frameworks:: wsgi_python::"}
 if [ ${#test_args[@]} -eq 0 ]; then
@@ -78,7 +79,16 @@ find_python() {
   for p in $(printf '%s\n' "$pyenv_root"/versions/"$v".* | grep -E "/$v\.[0-9]+$" | sort -rV); do
     [ -x "$p/bin/python$v" ] && cand+=("$p/bin/python$v")
   done
-  p=$(PYENV_VERSION=system command -v "python$v" 2>/dev/null) && cand+=("$p")
+  # then python3.X on PATH (pyenv's shims aside: they run whatever pyenv selects).
+  local IFS=: d
+  for d in $PATH; do
+    case $d in */shims | "") continue ;; esac
+    if [ -x "$d/python$v" ]; then
+      cand+=("$d/python$v")
+      break
+    fi
+  done
+  unset IFS
   if [ ${#cand[@]} -eq 0 ]; then
     echo "not found (looked in $pyenv_root/versions and for python$v on PATH)"
     return 1
@@ -179,15 +189,20 @@ for v in "${versions[@]}"; do
   built=$((SECONDS - t))
   lib=$dir/debug/libpyisapie.so
   host=$dir/debug/isapi-host
+  # (a hard link: the host finds pyisapie next to the path it was started by)
+  if [ -f "$target/debug/isapi-host" ]; then
+    ln -f "$target/debug/isapi-host" "$host" 2>/dev/null || cp -f "$target/debug/isapi-host" "$host"
+  fi
   if [ "$mode" = build ]; then
-    say "$v: built in ${built}s; run the tests with:"
-    echo "  ISAPI_HOST_TEST_BIN=$host PYISAPIE_TEST_VENV=$dir/venv VIRTUAL_ENV=$dir/venv \\"
-    echo "  ISAPI_TEST_PYTHON_VERSION=$full ISAPI_TEST_PYTHON_PREFIX=$prefix cargo test ..."
-    echo "  (after linking the host: ln -f $target/debug/isapi-host $host)"
+    libdir=$("$py" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
+    say "$v: built in ${built}s: $lib"
+    echo "  the end-to-end tests on it ($host is a hard link of $target/debug/isapi-host: make it again after rebuilding the host):"
+    echo "    ISAPI_HOST_TEST_BIN=$host PYISAPIE_TEST_VENV=$dir/venv VIRTUAL_ENV=$dir/venv ISAPI_TEST_PYTHON_VERSION=$full ISAPI_TEST_PYTHON_PREFIX=$prefix cargo test --test wsgi"
+    echo "  pyisapie's unit tests on it (a target of their own: the library above is linked with an rpath):"
+    echo "    PYO3_PYTHON=$py CARGO_TARGET_DIR=$dir/unit LD_LIBRARY_PATH=$libdir cargo test -p pyisapie"
     results+=("$v built")
     continue
   fi
-  ln -f "$target/debug/isapi-host" "$host" 2>/dev/null || cp -f "$target/debug/isapi-host" "$host"
   rc=0
   ISAPI_HOST_TEST_BIN=$host ISAPI_TEST_PYISAPIE=$lib \
     PYISAPIE_TEST_VENV=$dir/venv VIRTUAL_ENV=$dir/venv \
