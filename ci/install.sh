@@ -195,6 +195,20 @@ fi
 say "rust: $(command -v "${dir:+$dir/}cargo"): $("${dir:+$dir/}cargo" --version), rustc $(ci_rustc_version "$dir")"
 ensure_clippy "$dir"
 
+# ci/miri.sh and ci/asan.sh: with rustup, a nightly toolchain (minimal profile) with the
+# miri and rust-src components. Optional: without them ci/miri.sh reports itself skipped,
+# and ci/asan.sh uses the stable toolchain's ASan runtime (RUSTC_BOOTSTRAP=1).
+rustup_bin=$(command -v rustup 2>/dev/null || echo "${CARGO_HOME:-$HOME/.cargo}/bin/rustup")
+if [ -x "$rustup_bin" ]; then
+  if ! "$rustup_bin" run nightly rustc --version >/dev/null 2>&1; then
+    say "rust: rustup toolchain install nightly (minimal, miri, rust-src) for ci/miri.sh"
+    "$rustup_bin" toolchain install nightly --profile minimal --component miri,rust-src >/dev/null ||
+      say "warning: no nightly toolchain: ci/miri.sh will report itself skipped"
+  elif ! "$rustup_bin" component add --toolchain nightly miri rust-src >/dev/null 2>&1; then
+    say "warning: no miri or rust-src for nightly: ci/miri.sh will report itself skipped"
+  fi
+fi
+
 # ---- 4. .venv --------------------------------------------------------------------
 # A venv of another Python (made before the system's python3 changed) is made again.
 if [ -x .venv/bin/python ] &&
