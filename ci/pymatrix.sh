@@ -24,6 +24,9 @@
 #      ISAPI_TEST_PYTHON_PREFIX, which tests/wsgi_python.rs checks against the running
 #      interpreter (sys.version, sys.base_prefix, the libpython mapped in the host).
 #
+# Then pyisapie's unit tests against that Python (cargo test -p pyisapie --lib; PYMATRIX_UNIT=0
+# leaves them out).
+#
 # The default cargo test arguments run the subset: `--test wsgi -- --test-threads=N`
 # with the filters of PYMATRIX_SUBSET (environ, input, response, errors, close, threads,
 # frameworks and wsgi_python). Arguments after `--` replace them, e.g.
@@ -38,7 +41,7 @@
 # Exits 1 when a version failed (its build, venv or tests), else 0; a skipped version
 # fails the run only with PYMATRIX_STRICT=1. Logs: $TARGET/py/3.X/{build,pip,test}.log.
 # Knobs: PYENV_ROOT, TEST_THREADS (default 2), CARGO_TARGET_DIR, PYMATRIX_SUBSET,
-# PYMATRIX_STRICT.
+# PYMATRIX_STRICT, PYMATRIX_UNIT.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 
@@ -198,8 +201,8 @@ for v in "${versions[@]}"; do
     say "$v: built in ${built}s: $lib"
     echo "  the end-to-end tests on it ($host is a hard link of $target/debug/isapi-host: make it again after rebuilding the host):"
     echo "    ISAPI_HOST_TEST_BIN=$host PYISAPIE_TEST_VENV=$dir/venv VIRTUAL_ENV=$dir/venv ISAPI_TEST_PYTHON_VERSION=$full ISAPI_TEST_PYTHON_PREFIX=$prefix cargo test --test wsgi"
-    echo "  pyisapie's unit tests on it (a target of their own: the library above is linked with an rpath):"
-    echo "    PYO3_PYTHON=$py CARGO_TARGET_DIR=$dir/unit LD_LIBRARY_PATH=$libdir cargo test -p pyisapie"
+    echo "  pyisapie's unit tests on it (--lib: the library above stays as it is):"
+    echo "    PYO3_PYTHON=$py CARGO_TARGET_DIR=$dir LD_LIBRARY_PATH=$libdir cargo test -p pyisapie --lib"
     results+=("$v built")
     continue
   fi
@@ -208,6 +211,14 @@ for v in "${versions[@]}"; do
     PYISAPIE_TEST_VENV=$dir/venv VIRTUAL_ENV=$dir/venv \
     ISAPI_TEST_PYTHON_VERSION=$full ISAPI_TEST_PYTHON_PREFIX=$prefix \
     cargo test "${test_args[@]}" >"$dir/test.log" 2>&1 || rc=$?
+  # pyisapie's unit tests too (the own-GIL ones run on 3.12 and later only): the same
+  # dependencies, and the library above is left as it is; the test program finds
+  # libpython through LD_LIBRARY_PATH.
+  if [ "${PYMATRIX_UNIT:-1}" = 1 ]; then
+    libdir=$("$py" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
+    PYO3_PYTHON=$py CARGO_TARGET_DIR=$dir LD_LIBRARY_PATH=$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} \
+      cargo test -p pyisapie --lib -- --test-threads="$threads" >>"$dir/test.log" 2>&1 || rc=$?
+  fi
   grep -E '^test .* FAILED$' "$dir/test.log" || true
   passed=$(grep '^test result:' "$dir/test.log" | grep -Eo '[0-9]+ passed' | awk '{ n += $1 } END { print n + 0 }')
   failed=$(grep '^test result:' "$dir/test.log" | grep -Eo '[0-9]+ failed' | awk '{ n += $1 } END { print n + 0 }')
