@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ci/pymatrix.sh - pyisapie built against other Pythons, each with a WSGI end-to-end subset.
+# ci/pymatrix.sh - pyisapie built against other Pythons, each with its WSGI end-to-end tests.
 #
 #   ci/pymatrix.sh [--prepare | --build-only] [3.X ...] [-- CARGO_TEST_ARGS...]
 #
@@ -27,10 +27,11 @@
 # Then pyisapie's unit tests against that Python (cargo test -p pyisapie --lib; PYMATRIX_UNIT=0
 # leaves them out).
 #
-# The default cargo test arguments run the subset: `--test wsgi -- --test-threads=N`
-# with the filters of PYMATRIX_SUBSET (environ, input, response, errors, close, threads,
-# frameworks and wsgi_python). Arguments after `--` replace them, e.g.
-#   ci/pymatrix.sh 3.12 -- --test wsgi                  (the whole WSGI suite on 3.12)
+# The default cargo test arguments run the WSGI end-to-end tests (tests/wsgi.rs: environ,
+# input, response, errors, close, threads, files, config, Flask and Django, wsgi_python;
+# about 60 tests, 5 to 10 s), not the host's (tests/e2e.rs, which no Python changes):
+# `--test wsgi -- --test-threads=N $PYMATRIX_SUBSET` (libtest filters, e.g.
+# "wsgi_environ:: wsgi_input::"). Arguments after `--` replace them, e.g.
 #   ci/pymatrix.sh 3.13 -- --test wsgi -- wsgi_input    (one module)
 #
 # --prepare     steps 1 and 3 only (ci/install.sh runs it: the venvs need PyPI).
@@ -64,7 +65,7 @@ done
 # shellcheck source=ci/env.sh
 . ci/env.sh || [ "$mode" = prepare ] || exit 1
 threads=${TEST_THREADS:-2}
-subset=${PYMATRIX_SUBSET:-"wsgi_environ:: wsgi_input:: wsgi_response:: wsgi_errors:: wsgi_close:: wsgi_threads:: wsgi_frameworks:: wsgi_python::"}
+subset=${PYMATRIX_SUBSET:-}
 if [ ${#test_args[@]} -eq 0 ]; then
   # shellcheck disable=SC2206 # the subset is a list of filters
   test_args=(--test wsgi -- --test-threads="$threads" $subset)

@@ -30,7 +30,8 @@ status=0
 cargo test --workspace --all-targets --no-fail-fast -- --test-threads="${TEST_THREADS:-2}" 2>&1 | tee "$log" || status=$?
 
 # The other Pythons: pyisapie built against 3.9, 3.10, 3.12 and 3.13 (pyenv's), each with
-# the WSGI end-to-end subset (ci/pymatrix.sh); a version not found is reported skipped.
+# the WSGI end-to-end tests and pyisapie's unit tests (ci/pymatrix.sh); a version not found
+# is reported skipped.
 matrix_status=0
 matrix_line=$(ci/pymatrix.sh 2>&1 | tee /dev/stderr | tail -n 1) || matrix_status=$?
 case $matrix_line in "python matrix: "*) ;; *) matrix_line="python matrix: FAILED (ci/pymatrix.sh did not finish)" matrix_status=1 ;; esac
@@ -51,6 +52,10 @@ smuggle_status=0
 soak_status=0
 "$harness" soak --duration "${SOAK_DURATION:-60s}" || soak_status=$?
 
+# Fuzzing: every cargo-fuzz target (fuzz/) for FUZZ_SECONDS (30) from its seeds; a crash fails.
+fuzz_status=0
+ci/fuzz.sh || fuzz_status=$?
+
 # One closing line over every test binary.
 sum() { grep -Eo "[0-9]+ $1" | awk '{ n += $1 } END { print n + 0 }'; }
 passed=$(grep '^test result:' "$log" | sum passed || true)
@@ -59,7 +64,8 @@ echo "$matrix_line"
 echo "conformance: $([ "$conform_status" -eq 0 ] && echo ok || echo FAILED)"
 echo "smuggling: $([ "$smuggle_status" -eq 0 ] && echo ok || echo FAILED)"
 echo "soak: $([ "$soak_status" -eq 0 ] && echo ok || echo FAILED)"
+echo "fuzz: $([ "$fuzz_status" -eq 0 ] && echo ok || echo FAILED)"
 echo "tests: ${passed} passed, ${failed} failed"
-if [ "$status" -ne 0 ] || [ "$matrix_status" -ne 0 ] || [ "$conform_status" -ne 0 ] || [ "$smuggle_status" -ne 0 ] || [ "$soak_status" -ne 0 ]; then
+if [ "$status" -ne 0 ] || [ "$matrix_status" -ne 0 ] || [ "$conform_status" -ne 0 ] || [ "$smuggle_status" -ne 0 ] || [ "$soak_status" -ne 0 ] || [ "$fuzz_status" -ne 0 ]; then
   exit 1
 fi
