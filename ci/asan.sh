@@ -82,9 +82,10 @@ printf 'int f(int *p) { return *p; }\n' >"$probe/p.c"
 
 plain_target=${CARGO_TARGET_DIR:-target}
 asan_target=${ASAN_TARGET_DIR:-target/asan}
-reports="$PWD/$asan_target/reports"
-fixtures="$PWD/$asan_target/fixtures"
-host="$PWD/$asan_target/$triple/debug/isapi-host"
+case $asan_target in /*) ;; *) asan_target=$PWD/$asan_target ;; esac
+reports="$asan_target/reports"
+fixtures="$asan_target/fixtures"
+host="$asan_target/$triple/debug/isapi-host"
 started=$(date +%s)
 
 # ---- 1. the instrumented host ------------------------------------------------------
@@ -122,7 +123,7 @@ for entry in "${not_run[@]}"; do
 done
 rm -rf "$reports"
 mkdir -p "$reports"
-skip_log="$PWD/$asan_target/skipped.log"
+skip_log="$asan_target/skipped.log"
 rm -f "$skip_log"
 echo "asan: cargo test --test e2e, host $host"
 status=0
