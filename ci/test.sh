@@ -56,6 +56,14 @@ soak_status=0
 fuzz_status=0
 ci/fuzz.sh || fuzz_status=$?
 
+# Sanitizers: the e2e tests against an AddressSanitizer host and C fixtures (ci/asan.sh),
+# the ffi unit tests under Miri (ci/miri.sh). Each ends with "asan: ok", "... FAILED (why)"
+# or "... skipped (why)" (no toolchain: not a failure, never silent).
+asan_line=$(ci/asan.sh 2>&1 | tee /dev/stderr | tail -n 1) || true
+miri_line=$(ci/miri.sh 2>&1 | tee /dev/stderr | tail -n 1) || true
+case $asan_line in "asan: ok" | "asan: skipped ("*) ;; "asan: FAILED"*) status=1 ;; *) asan_line="asan: FAILED (ci/asan.sh did not finish)" status=1 ;; esac
+case $miri_line in "miri: ok" | "miri: skipped ("*) ;; "miri: FAILED"*) status=1 ;; *) miri_line="miri: FAILED (ci/miri.sh did not finish)" status=1 ;; esac
+
 # One closing line over every test binary.
 sum() { grep -Eo "[0-9]+ $1" | awk '{ n += $1 } END { print n + 0 }'; }
 passed=$(grep '^test result:' "$log" | sum passed || true)
@@ -65,6 +73,8 @@ echo "conformance: $([ "$conform_status" -eq 0 ] && echo ok || echo FAILED)"
 echo "smuggling: $([ "$smuggle_status" -eq 0 ] && echo ok || echo FAILED)"
 echo "soak: $([ "$soak_status" -eq 0 ] && echo ok || echo FAILED)"
 echo "fuzz: $([ "$fuzz_status" -eq 0 ] && echo ok || echo FAILED)"
+echo "$asan_line"
+echo "$miri_line"
 echo "tests: ${passed} passed, ${failed} failed"
 if [ "$status" -ne 0 ] || [ "$matrix_status" -ne 0 ] || [ "$conform_status" -ne 0 ] || [ "$smuggle_status" -ne 0 ] || [ "$soak_status" -ne 0 ] || [ "$fuzz_status" -ne 0 ]; then
   exit 1
