@@ -33,7 +33,9 @@ cargo test --workspace --all-targets --no-fail-fast -- --test-threads="${TEST_TH
 # the WSGI end-to-end tests and pyisapie's unit tests (ci/pymatrix.sh); a version not found
 # is reported skipped.
 matrix_status=0
-matrix_line=$(ci/pymatrix.sh 2>&1 | tee /dev/stderr | tail -n 1) || matrix_status=$?
+# (its lines go to stderr through cat: `tee /dev/stderr` would reopen, and truncate, a log
+# file that stderr is redirected to)
+matrix_line=$(ci/pymatrix.sh 2>&1 | tee >(cat >&2) | tail -n 1) || matrix_status=$?
 case $matrix_line in "python matrix: "*) ;; *) matrix_line="python matrix: FAILED (ci/pymatrix.sh did not finish)" matrix_status=1 ;; esac
 
 conform_status=0
