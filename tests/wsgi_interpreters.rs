@@ -331,3 +331,109 @@ fn replicas_without_a_mode_are_isolated_on_python_3_12() {
     }
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+/// The two-Django demo (`fixtures/wsgi/two_django`): `interpreter` (when given) is set in
+/// both app tables; replicas stay only for the isolated default.
+fn two_django(tag: &str, interpreter: Option<&str>) -> Host {
+    let venv = crate::wsgi_frameworks::venv();
+    let demo = fixtures().join("two_django");
+    let mut toml = std::fs::read_to_string(demo.join("pyisapie.toml")).unwrap();
+    if let Some(mode) = interpreter {
+        toml = toml.replace("replicas = 2\n", "").replace(
+            "wsgi:application\"\n",
+            &format!("wsgi:application\"\ninterpreter = \"{mode}\"\n"),
+        );
+    }
+    let dir = support::temp_dir(tag);
+    std::fs::write(
+        dir.join("pyisapie.toml"),
+        format!(
+            "virtualenv = {}\n{}",
+            quoted(&venv),
+            toml.replace(
+                "[\"site_a\"]",
+                &format!("[{}]", quoted(demo.join("site_a")))
+            )
+            .replace(
+                "[\"site_b\"]",
+                &format!("[{}]", quoted(demo.join("site_b")))
+            )
+        ),
+    )
+    .unwrap();
+    Host::start_env(
+        &["--extension", &support::host_path(support::pyisapie_lib())],
+        [(
+            "PYISAPIE_CONFIG",
+            support::host_path(dir.join("pyisapie.toml")),
+        )],
+    )
+}
+
+/// Both sites under concurrent load: every answer comes from the right site, settings
+/// module, `DJANGO_SETTINGS_MODULE` and "pages" app. Returns the interpreter ids per site.
+fn assert_two_sites_under_load(host: &Host) -> [BTreeSet<i64>; 2] {
+    let addr = host.addr();
+    let answers: Vec<(usize, Value)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..8)
+            .map(|t| {
+                s.spawn(move || {
+                    (0..24)
+                        .map(|n| {
+                            let site = (t + n) % 2;
+                            let path = ["/a/", "/b/"][site];
+                            let (status, _, body) = support::http_get(addr, path);
+                            let text = String::from_utf8_lossy(&body).into_owned();
+                            assert_eq!(status, 200, "{path}: {text}");
+                            (site, serde_json::from_str::<Value>(&text).unwrap())
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    assert_eq!(answers.len(), 8 * 24);
+    let mut ids = [BTreeSet::new(), BTreeSet::new()];
+    for (site, v) in &answers {
+        let (name, letter) = [("Site A", "a"), ("Site B", "b")][*site];
+        assert_eq!(v["site"], name, "{v}");
+        assert_eq!(
+            v["settings_module"],
+            format!("site_{letter}.settings"),
+            "{v}"
+        );
+        assert_eq!(v["env"], format!("site_{letter}.settings"), "{v}");
+        assert_eq!(v["pages_owner"], format!("site_{letter}"), "{v}");
+        assert_eq!(v["pages_label"], "pages", "{v}");
+        assert_eq!(v["script_name"], format!("/{letter}"), "{v}");
+        ids[*site].insert(v["interpreter"].as_i64().unwrap());
+    }
+    assert!(
+        ids[0].is_disjoint(&ids[1]),
+        "each site in its own interpreters: {ids:?}"
+    );
+    ids
+}
+
+#[test]
+fn two_django_sites_in_shared_sub_interpreters_under_load() {
+    let host = two_django("two-django-shared", Some("shared"));
+    let ids = assert_two_sites_under_load(&host);
+    assert_eq!([ids[0].len(), ids[1].len()], [1, 1], "{ids:?}");
+}
+
+#[test]
+fn two_django_sites_isolated_with_replicas_under_load() {
+    if skip_without_own_gil() {
+        return;
+    }
+    // the demo's own pyisapie.toml: isolated by default, site A in two replicas
+    let host = two_django("two-django-isolated", None);
+    let ids = assert_two_sites_under_load(&host);
+    assert_eq!(ids[1].len(), 1, "{ids:?}");
+    assert!(!ids[0].is_empty() && ids[0].len() <= 2, "{ids:?}");
+}
