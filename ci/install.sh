@@ -21,6 +21,11 @@
 #                    ci/peers-requirements.txt (pinned; they need Python 3.11 or later:
 #                    on an older Python they are skipped with a warning, the demo needs
 #                    none of them).
+#   matrix venvs     target/py/3.X/venv for the other Pythons ci/pymatrix.sh builds
+#                    pyisapie against (pyenv's 3.9, 3.10, 3.12, 3.13), each with its
+#                    pinned requirements (ci/python-requirements-3.X.txt where they must
+#                    differ). A Python that is not there cannot be downloaded
+#                    (python.org is out of reach): ci/pymatrix.sh reports it skipped.
 #
 # A toolchain installed here is not on this shell's PATH yet: build with ci/cargo, which
 # finds it (ci/env.sh). rustup also adds ~/.cargo/bin to the PATH of new login shells.
@@ -190,6 +195,20 @@ fi
 say "rust: $(command -v "${dir:+$dir/}cargo"): $("${dir:+$dir/}cargo" --version), rustc $(ci_rustc_version "$dir")"
 ensure_clippy "$dir"
 
+# ci/miri.sh and ci/asan.sh: with rustup, a nightly toolchain (minimal profile) with the
+# miri and rust-src components. Optional: without them ci/miri.sh reports itself skipped,
+# and ci/asan.sh uses the stable toolchain's ASan runtime (RUSTC_BOOTSTRAP=1).
+rustup_bin=$(command -v rustup 2>/dev/null || echo "${CARGO_HOME:-$HOME/.cargo}/bin/rustup")
+if [ -x "$rustup_bin" ]; then
+  if ! "$rustup_bin" run nightly rustc --version >/dev/null 2>&1; then
+    say "rust: rustup toolchain install nightly (minimal, miri, rust-src) for ci/miri.sh"
+    "$rustup_bin" toolchain install nightly --profile minimal --component miri,rust-src >/dev/null ||
+      say "warning: no nightly toolchain: ci/miri.sh will report itself skipped"
+  elif ! "$rustup_bin" component add --toolchain nightly miri rust-src >/dev/null 2>&1; then
+    say "warning: no miri or rust-src for nightly: ci/miri.sh will report itself skipped"
+  fi
+fi
+
 # ---- 4. .venv --------------------------------------------------------------------
 # A venv of another Python (made before the system's python3 changed) is made again.
 if [ -x .venv/bin/python ] &&
@@ -209,6 +228,10 @@ else
   say "warning: the pinned requirements (ci/*-requirements.txt) need Python 3.11 or later;" \
     ".venv has none of them: the demo runs, the Flask/Django tests and the peer servers will not"
 fi
+
+# ---- 5. the Python version matrix's venvs ----------------------------------------
+ci/pymatrix.sh --prepare || say "warning: ci/pymatrix.sh --prepare failed (above): the matrix will fail those versions"
+
 cargo=$(command -v "${dir:+$dir/}cargo")
 if [ "$(PATH=$CALLER_PATH command -v cargo)" = "$cargo" ]; then
   say "ok"

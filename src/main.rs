@@ -1,75 +1,7 @@
-//! `isapi-host`: runs ISAPI extensions the way IIS does, without IIS.
-//!
-//! The crate is laid out in layers; a module uses only its own children and
-//! the modules below it. From the top:
-//! - [`server`]: start-up, the accept loop, connections, timeouts, head
-//!   checks, routing, and the hand-off of a request to an extension thread;
-//! - [`ssf`]: what the ISAPI callbacks do to a request: every `HSE_REQ_*`
-//!   handler, and the [`ffi::Handler`] implementation;
-//! - [`request`]: one request's context: its ECB, body reader, response
-//!   writer, and end;
-//! - [`body`]: the request body, read ahead of the extension in a bounded
-//!   window; [`chunk`]: the strict chunk-size and trailer line grammar,
-//!   checked on the raw bytes below hyper; [`accesslog`]: the access log;
-//!   [`logging`]: the host's own log (text or JSON);
-//! - [`conn`]: a connection's signals; [`shared`]: server-wide state;
-//! - [`response`]: parsing of the heads extensions send; [`vars`]: IIS
-//!   server variables; [`config`]: the command line and the TOML file;
-//!   [`control`]: `isapi-host ctl` and the supervisor's control protocol;
-//!   [`pool`]: the extension threads;
-//! - `os` (Unix): the supervisor's and workers' process plumbing
-//!   (inherited descriptors, signals, the shared in-flight table), unsafe
-//!   like [`ffi`];
-//! - [`ffi`]: the ABI (loading, the ECB, the four callbacks, decoding
-//!   `ServerSupportFunction`): all the `unsafe` code, calling up only
-//!   through [`ffi::Handler`].
+//! The `isapi-host` binary: the command line lives in the library
+//! ([`isapi_host::run`]), beside everything it calls.
 #![deny(unsafe_code)]
 
-mod accesslog;
-mod body;
-mod chunk;
-mod config;
-mod conn;
-mod control;
-mod ffi;
-mod logging;
-#[cfg(unix)]
-mod os;
-mod pool;
-mod request;
-mod response;
-mod server;
-mod shared;
-mod site;
-mod ssf;
-mod vars;
-
-use std::process::ExitCode;
-
-/// mimalloc: requests allocate on a runtime thread and free on an extension
-/// thread; glibc's per-thread arenas pay for that with a lock and
-/// consolidation on every cross-thread free.
-#[cfg(not(windows))]
-#[global_allocator]
-static ALLOC: ffi::MiMalloc = ffi::MiMalloc;
-
-fn main() -> ExitCode {
-    let cli = config::parse_cli();
-    // While the process has one thread (the C library's time zone).
-    accesslog::read_local_offset();
-    let _flush_on_exit = logging::init();
-    let result = match cli.command {
-        config::Command::Serve(args) => server::run(*args).map(|()| 0),
-        config::Command::Ctl(args) => control::run(args),
-    };
-    match result {
-        Ok(code) => ExitCode::from(code),
-        // An app that did not start: pyisapie said why, once.
-        Err(e) if e.is::<server::AlreadyReported>() => ExitCode::FAILURE,
-        Err(e) => {
-            // Once, on stderr, where the logs go too.
-            eprintln!("isapi-host: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+fn main() -> std::process::ExitCode {
+    isapi_host::run()
 }

@@ -17,7 +17,7 @@ use crate::interpreters::{Home, Homes};
 use crate::paths::{self, Style};
 use crate::request;
 use crate::server_vars::{BaseSource, RequestInfo, Var};
-use crate::wsgi::{Context, Link};
+use crate::wsgi::{Context, Link, Options, error_text};
 
 /// Process-wide, Rust-only state of a started extension.
 struct Extension {
@@ -138,7 +138,7 @@ fn flush_streams(py: Python<'_>) {
         }
     }
     if let Ok(ctx) = Context::get(py) {
-        ctx.get().errors.get().flush_pending();
+        ctx.flush_errors(py);
     }
 }
 
@@ -184,10 +184,19 @@ fn start_inner(log: &mut Option<config::LogTarget>) -> Result<Extension, String>
         home: config.python_home.as_deref(),
     })
     .map_err(|e| python_start_failed(e, config.python_home.as_deref()))?;
-    if fresh {
-        Python::attach(crate::wsgi::redirect_std_streams)
-            .map_err(|e| format!("cannot send sys.stdout and sys.stderr to the log: {e}"))?;
-    } else {
+    let options = Options {
+        debug: config.debug,
+        redirect_std_streams: fresh,
+    };
+    Python::attach(|py| {
+        Context::install(py, options).map(drop).map_err(|e| {
+            format!(
+                "cannot set up pyisapie in the interpreter: {}",
+                error_text(py, &e)
+            )
+        })
+    })?;
+    if !fresh {
         tracing::warn!(
             target: "pyisapie",
             "Python was already running in this process: optimize and write_bytecode are not \
@@ -198,8 +207,16 @@ fn start_inner(log: &mut Option<config::LogTarget>) -> Result<Extension, String>
     let homes = Homes::start(
         &config,
         &|py| {
-            crate::wsgi::redirect_std_streams(py)
-                .map_err(|e| format!("cannot send sys.stdout and sys.stderr to the log: {e}"))
+            let options = Options {
+                debug: config.debug,
+                redirect_std_streams: true,
+            };
+            Context::install(py, options).map(drop).map_err(|e| {
+                format!(
+                    "cannot set up pyisapie in a sub-interpreter: {}",
+                    error_text(py, &e)
+                )
+            })
         },
         &|py, apps, app_paths, mode| load_apps(py, &config, apps, app_paths, mode),
     )?;
@@ -265,7 +282,7 @@ fn load_app<'py>(
     let describe = |e: &PyErr| -> (String, Option<String>) {
         boot.call_method1("describe_exception", (e.value(py), e.traceback(py)))
             .and_then(|t| t.extract())
-            .unwrap_or_else(|_| (e.to_string(), None))
+            .unwrap_or_else(|_| (error_text(py, e), None))
     };
     // `what (from source):` then the exception: on the same line when it is one line.
     let failed = |what: String, e: &PyErr| {
@@ -305,7 +322,7 @@ fn load_app<'py>(
             .call_method1("factory_arguments", (text,))
             .and_then(|t| t.extract())
             .map_err(|e| failed(format!("cannot load app \"{app}\" (from {source})"), &e))?;
-        let args = pyo3::types::PyTuple::new(py, args.iter()).map_err(|e| e.to_string())?;
+        let args = pyo3::types::PyTuple::new(py, args.iter()).map_err(|e| error_text(py, &e))?;
         obj = obj.call(args, Some(&kwargs)).map_err(|e| {
             failed(
                 format!("the app factory \"{app}\" (from {source}) raised an exception"),
@@ -386,17 +403,12 @@ fn load_apps(
     app_paths: &[std::path::PathBuf],
     mode: InterpreterMode,
 ) -> Result<(), String> {
-    let boot = PyModule::from_code(
-        py,
-        pyo3::ffi::c_str!(include_str!("boot.py")),
-        c"<pyisapie boot>",
-        c"_pyisapie_boot",
-    )
-    .map_err(|e| format!("cannot run the bootstrap code: {e}"))?;
+    let ctx = Context::get(py).map_err(|e| error_text(py, &e))?;
+    let boot = ctx.boot(py);
     let format = |e: &PyErr| {
         boot.call_method1("format_exception", (e.value(py), e.traceback(py)))
             .and_then(|s| s.extract::<String>())
-            .unwrap_or_else(|_| e.to_string())
+            .unwrap_or_else(|_| error_text(py, e))
     };
     let python_path: Vec<String> = app_paths
         .iter()
@@ -416,9 +428,9 @@ fn load_apps(
         .call_method1(
             "setup_paths",
             (
-                PyList::new(py, &python_path).map_err(|e| e.to_string())?,
+                PyList::new(py, &python_path).map_err(|e| error_text(py, &e))?,
                 venv,
-                PyList::new(py, &site_dirs).map_err(|e| e.to_string())?,
+                PyList::new(py, &site_dirs).map_err(|e| error_text(py, &e))?,
                 venv_python,
                 config.virtualenv_found,
             ),
@@ -437,9 +449,9 @@ fn load_apps(
     }
     let mut loaded = Vec::with_capacity(apps.len());
     for app in apps {
-        loaded.push(load_app(py, &boot, app, &config.source, mode)?.unbind());
+        loaded.push(load_app(py, boot, app, &config.source, mode)?);
     }
-    Context::install(py, loaded, boot.clone().unbind(), config.debug)
+    ctx.set_apps(loaded)
         .map_err(|e| format!("cannot create the interpreter context: {}", format(&e)))
 }
 

@@ -70,7 +70,8 @@ impl Homes {
                     .map_err(|e| format!("app \"{app}\" (from {}): {e}", config.source))?;
                 interp
                     .enter(|py| {
-                        py.import("os").map_err(|e| e.to_string())?;
+                        py.import("os")
+                            .map_err(|_| "cannot import os in a new sub-interpreter".to_owned())?;
                         prepare(py)
                     })
                     .map_err(|e| e.to_string())??;

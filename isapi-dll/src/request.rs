@@ -11,10 +11,13 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 use windows_sys::Win32::System::Iis::{HSE_STATUS_ERROR, HSE_STATUS_SUCCESS};
 
+use crate::ffi::pytype::Instance;
 use crate::ffi::{Ecb, RawFile};
 use crate::mount::Route;
 use crate::server_vars::{RequestInfo, Var};
-use crate::wsgi::{Context, Deferred, Disconnected, FileWrapper, Input, Link, Response};
+use crate::wsgi::{
+    Context, Deferred, Disconnected, FileWrapper, Input, Link, Response, error_text, text_of,
+};
 
 /// Sends a small plain-text response without Python (no app mounted, not started).
 pub(crate) fn plain_response(ecb: Ecb, status: &str, body: &str) -> u32 {
@@ -98,7 +101,7 @@ pub(crate) fn run(
     let ctx = match Context::get(py) {
         Ok(ctx) => ctx,
         Err(e) => {
-            tracing::error!(target: "pyisapie", "no interpreter context: {e}");
+            tracing::error!(target: "pyisapie", "no interpreter context: {}", error_text(py, &e));
             return Finished::status(plain_response(
                 ecb,
                 "500 Internal Server Error",
@@ -106,18 +109,21 @@ pub(crate) fn run(
             ));
         }
     };
-    let ctx = ctx.get();
+    let ctx = &*ctx;
     let http11 = info.get(Var::Protocol).eq_ignore_ascii_case(b"HTTP/1.1");
-    let setup = Bound::new(py, Response::new(Arc::clone(link), http11)).and_then(|r| {
-        Ok((
-            r,
-            Bound::new(py, Input::new(Arc::clone(link), ecb.total_bytes()))?,
-        ))
-    });
+    let write_name = ctx.environ.keys.write.clone_ref(py);
+    let setup = ctx
+        .types
+        .response
+        .instantiate(py, Response::new(Arc::clone(link), http11, write_name))
+        .and_then(|r| {
+            let input = Input::new(Arc::clone(link), ecb.total_bytes());
+            Ok((r, ctx.types.input.instantiate(py, input)?))
+        });
     let (response, input) = match setup {
         Ok(pair) => pair,
         Err(e) => {
-            tracing::error!(target: "pyisapie", "cannot create the request objects: {e}");
+            tracing::error!(target: "pyisapie", "cannot create the request objects: {}", error_text(py, &e));
             return Finished::status(plain_response(
                 ecb,
                 "500 Internal Server Error",
@@ -127,7 +133,7 @@ pub(crate) fn run(
     };
     let outcome = call_app(py, ctx, ecb, info, route, &response, &input);
     // A line the app left unfinished in wsgi.errors is logged with its request.
-    ctx.errors.get().flush_pending();
+    ctx.flush_errors(py);
     let status = match outcome {
         Ok(status) => status,
         Err(Failure::Disconnected(e)) => {
@@ -158,12 +164,12 @@ fn call_app(
     ecb: Ecb,
     info: &RequestInfo,
     route: &Route<'_>,
-    response: &Bound<'_, Response>,
-    input: &Bound<'_, Input>,
+    response: &Instance<'_, Response>,
+    input: &Instance<'_, Input>,
 ) -> Result<u32, Failure> {
     let environ = ctx.environ.build(py, ecb, info, route, input)?;
-    let app = ctx.apps[route.app].bind(py);
-    let result = app.call1((environ, response))?;
+    let app = ctx.app(py, route.app)?;
+    let result = app.call1((environ, response.as_any()))?;
     let body = send_result(py, ctx, response, &result)
         .and_then(|()| response.borrow_mut().finish(py).map_err(Failure::from));
     // PEP 3333: close() is called whatever happened, after the response is complete.
@@ -175,7 +181,11 @@ fn call_app(
                 ctx.format_exception(py, &e)
             );
         } else {
-            tracing::error!(target: "pyisapie", "the response iterable's close() raised: {e}");
+            tracing::error!(
+                target: "pyisapie",
+                "the response iterable's close() raised: {}",
+                error_text(py, &e)
+            );
         }
     }
     body
@@ -203,7 +213,7 @@ fn as_bytes<'a, 'py>(item: &'a Bound<'py, PyAny>) -> Result<&'a Bound<'py, PyByt
     item.cast::<PyBytes>().map_err(|_| {
         Failure::App(PyTypeError::new_err(format!(
             "the application's body must yield bytes, not {}",
-            item.get_type()
+            text_of(&item.get_type())
         )))
     })
 }
@@ -215,7 +225,7 @@ const DEFER_MAX: u64 = 64 * 1024;
 fn send_result(
     py: Python<'_>,
     ctx: &Context,
-    response: &Bound<'_, Response>,
+    response: &Instance<'_, Response>,
     result: &Bound<'_, PyAny>,
 ) -> Result<(), Failure> {
     // A list or tuple: the length is known, so the response gets a Content-Length.
@@ -248,12 +258,9 @@ fn send_result(
         }
         return Ok(());
     }
-    if let Ok(wrapper) = result.cast_exact::<FileWrapper>() {
-        let filelike = wrapper.get().filelike().bind(py);
-        let file = ctx
-            .boot
-            .bind(py)
-            .call_method1("regular_file", (filelike,))?;
+    if let Some(wrapper) = ctx.types.file_wrapper.cast(result) {
+        let filelike = FileWrapper::filelike(&wrapper.borrow(), py).clone();
+        let file = ctx.boot(py).call_method1("regular_file", (filelike,))?;
         if !file.is_none() {
             let (handle, offset, size): (i64, u64, u64) = file.extract()?;
             let length = size.saturating_sub(offset);
@@ -291,15 +298,19 @@ fn app_failed(
     ctx: &Context,
     ecb: Ecb,
     info: &RequestInfo,
-    response: &Bound<'_, Response>,
-    input: &Bound<'_, Input>,
+    response: &Instance<'_, Response>,
+    input: &Instance<'_, Input>,
     err: &PyErr,
 ) -> u32 {
     let mut r = response.borrow_mut();
     let method = String::from_utf8_lossy(ecb.method()).into_owned();
     let url = String::from_utf8_lossy(info.get(Var::Url)).into_owned();
     if r.failed() {
-        tracing::info!(target: "pyisapie", "{method} {url}: client went away; the application stopped with: {err}");
+        tracing::info!(
+            target: "pyisapie",
+            "{method} {url}: client went away; the application stopped with: {}",
+            error_text(py, err)
+        );
         return r.abort();
     }
     let traceback = ctx.format_exception(py, err);

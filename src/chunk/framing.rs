@@ -1,7 +1,15 @@
 //! One connection's request framing: where each head ends, and each body, so that a
 //! chunked body is checked by [`ChunkedBody`] on the bytes the client sent.
+//!
+//! Most requests have no body and arrive one per read: for them the state
+//! lives in one atomic word ([`Fast`]), read and written by the connection's
+//! task alone (its I/O and its service run inside one `poll`, never at the
+//! same time), and heads are scanned line by line with `memchr`. Anything
+//! else (a body, bytes after a head, a poisoned connection) moves the state
+//! into the [`Tracker`] behind the mutex until the connection is between
+//! requests again, with nothing pending.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::ChunkedBody;
@@ -37,23 +45,114 @@ pub(crate) enum BodyFraming {
 
 /// One connection's request framing, fed by its I/O.
 #[derive(Debug, Default)]
-pub(crate) struct Framing(Mutex<Tracker>);
+pub(crate) struct Framing {
+    /// The state while it is simple (see [`Fast`]); [`Fast::SLOW`]: `slow` holds it.
+    fast: AtomicU8,
+    slow: Mutex<Tracker>,
+}
 
 /// A request framing error was found on the connection: it must close.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Poisoned;
 
+/// The fast path's states, in [`Framing::fast`]: in a head (or between
+/// requests) with nothing pending, or just after a head that ended at the
+/// end of a read. Any other state is in the [`Tracker`].
+struct Fast;
+
+impl Fast {
+    /// In a head: `+ STARTED` once the request line began, `+ NONEMPTY`
+    /// while the current line has a byte other than CR (see [`State::Head`]).
+    const HEAD: u8 = 0;
+    const STARTED: u8 = 1;
+    const NONEMPTY: u8 = 2;
+    /// A head ended with the bytes read so far, and nothing came after it.
+    const AWAIT: u8 = 4;
+    /// The [`Tracker`] holds the state.
+    const SLOW: u8 = 8;
+
+    fn head(started: bool, nonempty: bool) -> u8 {
+        Fast::HEAD
+            | if started { Fast::STARTED } else { 0 }
+            | if nonempty { Fast::NONEMPTY } else { 0 }
+    }
+}
+
 impl Framing {
     fn lock(&self) -> MutexGuard<'_, Tracker> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.slow.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    // Internal: `fast` is only ever touched by the connection's task, so
+    // relaxed loads and stores suffice (tokio orders a task's polls across
+    // threads); the mutex is for the slow path's larger state.
+    fn fast(&self) -> u8 {
+        self.fast.load(Ordering::Relaxed)
+    }
+
+    fn set_fast(&self, state: u8) {
+        self.fast.store(state, Ordering::Relaxed);
+    }
+
+    /// Moves a fast state into the tracker (which then holds the truth).
+    fn to_slow(&self, fast: u8) -> MutexGuard<'_, Tracker> {
+        let mut t = self.lock();
+        if fast != Fast::SLOW {
+            t.state = if fast == Fast::AWAIT {
+                State::Await
+            } else {
+                State::Head {
+                    started: fast & Fast::STARTED != 0,
+                    nonempty: fast & Fast::NONEMPTY != 0,
+                }
+            };
+            t.pending.clear();
+            t.pending_at = 0;
+            self.set_fast(Fast::SLOW);
+        }
+        t
+    }
+
+    /// Back to the fast path when the tracker is in a head with nothing
+    /// pending (and the connection is not poisoned).
+    fn settle(&self, t: &Tracker) {
+        if let State::Head { started, nonempty } = t.state
+            && !t.poisoned
+            && t.pending.is_empty()
+        {
+            self.set_fast(Fast::head(started, nonempty));
+        }
     }
 
     /// Bytes the client sent, before hyper reads them. Returns true when
     /// they made the connection's framing invalid (just now).
     pub(crate) fn received(&self, bytes: &[u8]) -> bool {
-        let mut t = self.lock();
+        let fast = self.fast();
+        if fast < Fast::AWAIT {
+            let (mut started, mut nonempty) =
+                (fast & Fast::STARTED != 0, fast & Fast::NONEMPTY != 0);
+            match head_end(&mut started, &mut nonempty, bytes) {
+                None => {
+                    self.set_fast(Fast::head(started, nonempty));
+                    return false;
+                }
+                Some(end) if end == bytes.len() => {
+                    self.set_fast(Fast::AWAIT);
+                    return false;
+                }
+                // Bytes follow the head (a body, or pipelined requests):
+                // they wait in the tracker for `begin_request`.
+                Some(end) => {
+                    let mut t = self.to_slow(Fast::AWAIT);
+                    t.pending.extend_from_slice(&bytes[end..]);
+                    return false;
+                }
+            }
+        }
+        let mut t = self.to_slow(fast);
         let was = t.poisoned;
         t.feed(bytes);
+        self.settle(&t);
         t.poisoned && !was
     }
 
@@ -64,9 +163,42 @@ impl Framing {
         &self,
         framing: BodyFraming,
     ) -> Result<Option<Arc<BodyCheck>>, Poisoned> {
-        let mut t = self.lock();
-        t.begin(framing)
+        let fast = self.fast();
+        if fast == Fast::AWAIT && framing == BodyFraming::Length(0) {
+            // No body, and nothing after the head: the next head begins.
+            self.set_fast(Fast::head(false, false));
+            return Ok(None);
+        }
+        let mut t = self.to_slow(fast);
+        let begun = t.begin(framing);
+        self.settle(&t);
+        begun
     }
+}
+
+/// Scans `bytes` for the end of a request head, in the state `started`
+/// (the request line, a non-empty line, began) and `nonempty` (the current
+/// line has a byte other than CR): just past the LF of the first empty line
+/// after the request line (empty lines before it are skipped, and a line of
+/// only CRs is empty, as `httparse` has them), or `None` with the state
+/// moved on. Line by line with `memchr`: a line's first byte usually
+/// settles whether it is empty.
+fn head_end(started: &mut bool, nonempty: &mut bool, bytes: &[u8]) -> Option<usize> {
+    let has_text = |line: &[u8]| line.iter().any(|&b| b != b'\r');
+    let mut line_start = 0;
+    for lf in memchr::memchr_iter(b'\n', bytes) {
+        if *nonempty || has_text(&bytes[line_start..lf]) {
+            *started = true;
+            *nonempty = false;
+        } else if *started {
+            return Some(lf + 1);
+        }
+        line_start = lf + 1;
+    }
+    if !*nonempty && has_text(&bytes[line_start..]) {
+        *nonempty = true;
+    }
+    None
 }
 
 #[derive(Debug, Default)]
@@ -171,22 +303,7 @@ impl Tracker {
                 State::Off => return all.len(),
                 State::Await => break,
                 State::Head { started, nonempty } => {
-                    let mut end = None;
-                    for (i, &b) in bytes.iter().enumerate() {
-                        match b {
-                            b'\n' if *nonempty => {
-                                *started = true;
-                                *nonempty = false;
-                            }
-                            b'\n' if *started => {
-                                end = Some(i + 1);
-                                break;
-                            }
-                            b'\n' | b'\r' => {}
-                            _ => *nonempty = true,
-                        }
-                    }
-                    let Some(end) = end else {
+                    let Some(end) = head_end(started, nonempty, bytes) else {
                         return all.len();
                     };
                     bytes = &bytes[end..];
@@ -222,106 +339,4 @@ impl Tracker {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Feeds `wire` (head, then body) in pieces of `step` bytes; returns the
-    /// check and whether the connection was poisoned, and the state.
-    fn run(
-        head: &[u8],
-        framing: BodyFraming,
-        body: &[u8],
-        step: usize,
-    ) -> (Framing, Option<Arc<BodyCheck>>) {
-        let f = Framing::default();
-        let wire = [head, body].concat();
-        let mut check = None;
-        let mut begun = false;
-        for piece in wire.chunks(step) {
-            f.received(piece);
-            if !begun && matches!(f.lock().state, State::Await) {
-                begun = true;
-                check = f.begin_request(framing).ok().flatten();
-            }
-        }
-        (f, check)
-    }
-
-    const HEAD: &[u8] = b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
-
-    #[test]
-    fn a_valid_chunked_body_returns_to_the_next_head_in_any_pieces() {
-        let body = b"5;a=\"b;c\"\r\nhello\r\n1 ;x\r\n!\r\n0\r\nX-T: v \t\r\nY:\r\n\r\n";
-        for step in 1..=body.len() + HEAD.len() {
-            let (f, check) = run(HEAD, BodyFraming::Chunked, body, step);
-            let check = check.expect("chunked");
-            assert!(!check.broken_at(u64::MAX - 1), "step {step}");
-            let t = f.lock();
-            assert!(!t.poisoned);
-            assert!(
-                matches!(
-                    t.state,
-                    State::Head {
-                        started: false,
-                        nonempty: false
-                    }
-                ),
-                "step {step}: {:?}",
-                t.state
-            );
-        }
-    }
-
-    #[test]
-    fn an_invalid_line_marks_the_body_at_the_bytes_before_it_and_poisons() {
-        for (body, at) in [
-            (&b"5\r\nhello\r\n3;;\r\nabc\r\n0\r\n\r\n"[..], 5),
-            (b"20;invalid=\r\n", 0),
-            (b"2\r\nhi\r\n0;a=\"x\r\n\r\n", 2),
-            (b"2\r\nhi\r\n0\r\nnot a field\r\n\r\n", 2),
-            (b"2\r\nhi\r\n0\r\nA: b\nC: d\r\n\r\n", 2),
-            (b"2\r\nhi\r\n0\r\nA: b\r\n c\r\n\r\n", 2),
-            (b"2\r\nhi\r\n0\r\nA: \x01\r\n\r\n", 2),
-            (b"2\r\nhi\r\n0\r\n\r\r\n", 2),
-            (b"2\r\nhix\r\n", 2),
-        ] {
-            for step in 1..=body.len() + HEAD.len() {
-                let (f, check) = run(HEAD, BodyFraming::Chunked, body, step);
-                let check = check.expect("chunked");
-                assert!(check.broken_at(at), "{body:?} step {step}");
-                assert!(
-                    !check.broken_at(at.wrapping_sub(1)) || at == 0,
-                    "{body:?} step {step}"
-                );
-                assert!(f.lock().poisoned);
-                assert_eq!(
-                    f.begin_request(BodyFraming::Length(0)).unwrap_err(),
-                    Poisoned
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn heads_and_length_bodies_are_skipped_across_pipelined_requests() {
-        let f = Framing::default();
-        let wire = b"\r\nPOST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n5;;\r\nGET / HTTP/1.1\n\nPOST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1;x\r\na\r\n0\r\n\r\n";
-        f.received(wire);
-        assert!(f.begin_request(BodyFraming::Length(5)).unwrap().is_none());
-        assert!(f.begin_request(BodyFraming::Length(0)).unwrap().is_none());
-        let check = f.begin_request(BodyFraming::Chunked).unwrap().unwrap();
-        assert!(!check.broken_at(1));
-        assert!(!f.lock().poisoned);
-        assert!(matches!(f.lock().state, State::Head { started: false, .. }));
-    }
-
-    #[test]
-    fn a_request_where_no_head_ended_poisons() {
-        let f = Framing::default();
-        f.received(b"GET / HTTP/1.1\r\n");
-        assert_eq!(
-            f.begin_request(BodyFraming::Length(0)).unwrap_err(),
-            Poisoned
-        );
-    }
-}
+mod tests;

@@ -89,6 +89,7 @@ mod tests {
     use std::alloc::{GlobalAlloc, Layout};
 
     #[test]
+    #[cfg_attr(miri, ignore = "mimalloc is C: a foreign call Miri cannot run")]
     fn allocator_keeps_every_alignment() {
         // Sizes across mimalloc's bins, with word and stricter alignments;
         // several live blocks of each, so that not only a page's first

@@ -40,8 +40,10 @@ pub(crate) struct EcbStrings<'a> {
 /// moves.
 pub(crate) struct EcbCell {
     ecb: UnsafeCell<EXTENSION_CONTROL_BLOCK>,
-    /// The ECB's five strings, each NUL-terminated, in one allocation.
-    _strings: Box<[u8]>,
+    /// The ECB's five strings, each NUL-terminated, in one allocation. A `Vec`,
+    /// not a `Box<[u8]>`: moving a `Box` asserts unique access to its heap data,
+    /// which invalidates the ECB's pointers into it (Miri, Stacked Borrows).
+    _strings: Vec<u8>,
     _preload: Vec<u8>,
 }
 
@@ -97,7 +99,7 @@ impl EcbCell {
             // lpbData when nothing is preloaded: no allocation for a GET.
             push_cstr(&mut buf, b""),
         ];
-        let mut strings = buf.into_boxed_slice();
+        let mut strings = buf;
         // The strings' heap data never moves: these pointers stay valid.
         let base = strings.as_mut_ptr();
         let ptr = |i: usize| base.wrapping_add(at[i]);

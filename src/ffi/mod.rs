@@ -27,10 +27,15 @@ mod decode;
 mod ecb;
 mod env;
 mod error;
+/// In-process drivers for `crate::fuzzing`.
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz;
 mod handler;
 mod library;
 mod raw;
 mod registry;
+#[cfg(test)]
+mod tests;
 
 #[cfg(not(windows))]
 pub(crate) use alloc::MiMalloc;

@@ -9,22 +9,22 @@ use http::{HeaderValue, Request, StatusCode, Version, header};
 use crate::config::ServeConfig;
 
 /// A request head that passed the host's checks.
-pub(super) struct CheckedHead {
+pub(crate) struct CheckedHead {
     /// The percent-decoded, normalized path.
-    pub(super) url: Vec<u8>,
+    pub(crate) url: Vec<u8>,
     /// The declared body length.
-    pub(super) content_length: Option<u64>,
+    pub(crate) content_length: Option<u64>,
     /// A Transfer-Encoding header is present (the body is chunked).
-    pub(super) chunked: bool,
+    pub(crate) chunked: bool,
     /// `Expect: 100-continue`.
-    pub(super) expect_continue: bool,
+    pub(crate) expect_continue: bool,
     /// Does the client allow keep-alive?
-    pub(super) client_keep_alive: bool,
+    pub(crate) client_keep_alive: bool,
 }
 
 /// Checks a request head, in IIS's order; an `Err` is the status the host
 /// refuses it with, and why.
-pub(super) fn check<B>(
+pub(crate) fn check<B>(
     req: &Request<B>,
     cfg: &ServeConfig,
 ) -> Result<CheckedHead, (StatusCode, &'static str)> {

@@ -26,4 +26,7 @@ mod startup;
 mod supervisor;
 mod sweeper;
 
+/// The head checks, for `crate::fuzzing`.
+#[cfg(feature = "fuzzing")]
+pub(crate) use head::check as check_head;
 pub(crate) use startup::{AlreadyReported, run};

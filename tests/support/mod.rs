@@ -31,6 +31,13 @@
 //! - `ISAPI_TEST_PYISAPIE`: the pyisapie library (default: next to the host binary).
 //! - `ISAPI_TEST_SKIP_LOG`: a file each skipped test appends one line to.
 //!
+//! The Python version matrix (`ci/pymatrix.sh`) uses the same variables on
+//! Linux: `ISAPI_HOST_TEST_BIN` is a hard link of the host next to the
+//! `libpyisapie.so` built against another Python (the host loads the pyisapie
+//! next to the path it was started by), and `tests/wsgi_python.rs` checks
+//! `ISAPI_TEST_PYTHON_VERSION` and `ISAPI_TEST_PYTHON_PREFIX` against the
+//! interpreter that served.
+//!
 //! With a Windows host, every path handed to it goes through [`host_path`]
 //! (`/abs/path` becomes `Z:\abs\path`, Wine's default mapping of `/`), and
 //! tests that expect a path back expect the Windows form ([`host_join`]). Tests

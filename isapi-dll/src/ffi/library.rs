@@ -160,6 +160,7 @@ mod tests {
     /// Windows this goes through `GetModuleHandleExW` and `GetModuleFileNameW` (run it
     /// under Wine, see `ci/windows.sh`).
     #[test]
+    #[cfg_attr(miri, ignore = "dladdr: a foreign call Miri cannot run")]
     fn library_file_is_the_module() {
         let file = library_file().expect("the module's file");
         let exe = std::env::current_exe().unwrap();

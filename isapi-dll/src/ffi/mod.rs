@@ -11,6 +11,9 @@
 //!   dictionary, latin-1 strings.
 //! - [`interp`]: sub-interpreters (own GIL or the main one's), each thread's lasting
 //!   thread state in each, entering and leaving them, ending them in order.
+//! - [`pytype`]: per-interpreter heap types whose instances own a Rust value, owned
+//!   references that stay in their interpreter, values kept in the interpreter's own
+//!   dictionary, and the trampolines through which Python calls Rust.
 //! - [`library`]: this library's own file, the loaded Python library, and making
 //!   libpython's symbols global.
 //! - `winstdio` (Windows only): standard handles CPython cannot use, hidden from it before
@@ -34,6 +37,9 @@ mod guard;
 pub(crate) mod interp;
 pub(crate) mod library;
 pub(crate) mod python;
+pub(crate) mod pytype;
+#[cfg(test)]
+mod tests;
 #[cfg(windows)]
 mod winstdio;
 

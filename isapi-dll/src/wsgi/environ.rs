@@ -7,26 +7,26 @@
 //! anything but letters, digits and dashes is dropped (underscores would collide with
 //! dashes), and repeated headers are joined with `, ` (`; ` for `Cookie`).
 
-use std::sync::{Mutex, PoisonError};
+use std::cell::RefCell;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString, PyTuple};
+use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 
-use super::errors::LogWriter;
-use super::file_wrapper::FileWrapper;
 use super::input::Input;
 use crate::ffi::Ecb;
 use crate::ffi::python::latin1;
+use crate::ffi::pytype::{Instance, Owned};
 use crate::mount::Route;
 use crate::server_vars::{RequestInfo, Var};
 
 macro_rules! keys {
     ($($field:ident = $name:literal),* $(,)?) => {
-        /// Interned strings used on every request (environ keys and a few values).
-        pub(crate) struct Keys { $(pub(crate) $field: Py<PyString>,)* }
+        /// Strings used on every request (environ keys and a few values), interned in
+        /// this interpreter.
+        pub(crate) struct Keys { $(pub(crate) $field: Owned<PyString>,)* }
         impl Keys {
             fn new(py: Python<'_>) -> Self {
-                Self { $($field: PyString::intern(py, $name).unbind(),)* }
+                Self { $($field: Owned::new(PyString::intern(py, $name)),)* }
             }
         }
     };
@@ -63,6 +63,7 @@ keys! {
     http11 = "HTTP/1.1",
     http10 = "HTTP/1.0",
     close = "close",
+    write = "write",
     empty = "",
     http_host = "HTTP_HOST",
     http_user_agent = "HTTP_USER_AGENT",
@@ -76,7 +77,7 @@ keys! {
 impl Keys {
     /// The interned environ key of a common request header (`name` in any case), so that
     /// most requests make no key string.
-    pub(crate) fn common_header(&self, name: &[u8]) -> Option<&Py<PyString>> {
+    pub(crate) fn common_header(&self, name: &[u8]) -> Option<&Owned<PyString>> {
         let mut lower = [0u8; 15];
         let lower = lower.get_mut(..name.len())?;
         lower.copy_from_slice(name);
@@ -109,7 +110,7 @@ impl Repeated {
 }
 
 /// The bytes of a [`Repeated`] value and the string last made of them.
-type LastString = (Vec<u8>, Option<Py<PyString>>);
+type LastString = (Vec<u8>, Option<Owned<PyString>>);
 
 /// The per-interpreter part of every environ: the interned keys, the template each
 /// request's environ is copied from, and the last string made for each [`Repeated`]
@@ -119,16 +120,20 @@ pub(crate) struct Environ {
     pub(crate) keys: Keys,
     /// The constant WSGI entries, and a placeholder (`None`) under each key that
     /// [`Environ::build`] sets for every request.
-    base: Py<PyDict>,
+    base: Owned<PyDict>,
     /// The last string made for each [`Repeated`] environ value.
-    repeated: [Mutex<LastString>; Repeated::COUNT],
+    repeated: [RefCell<LastString>; Repeated::COUNT],
 }
 
 impl Environ {
-    /// The keys and the template, with `errors` as `wsgi.errors`.
-    pub(crate) fn new(py: Python<'_>, errors: &Bound<'_, LogWriter>) -> PyResult<Self> {
+    /// The keys and the template, with `errors` as `wsgi.errors` and `file_wrapper` as
+    /// `wsgi.file_wrapper`.
+    pub(crate) fn new(
+        py: Python<'_>,
+        errors: &Bound<'_, PyAny>,
+        file_wrapper: &Bound<'_, PyType>,
+    ) -> PyResult<Self> {
         let keys = Keys::new(py);
-        let file_wrapper = py.get_type::<FileWrapper>();
         let base = PyDict::new(py);
         let k = &keys;
         // The constant entries, then placeholders for the keys every request sets: a copy
@@ -141,7 +146,7 @@ impl Environ {
         base.set_item(k.wsgi_multiprocess.bind(py), false)?;
         base.set_item(k.wsgi_run_once.bind(py), false)?;
         base.set_item(k.wsgi_input_terminated.bind(py), true)?;
-        base.set_item(k.wsgi_file_wrapper.bind(py), &file_wrapper)?;
+        base.set_item(k.wsgi_file_wrapper.bind(py), file_wrapper)?;
         for key in [
             &k.request_method,
             &k.script_name,
@@ -158,7 +163,7 @@ impl Environ {
         }
         Ok(Self {
             keys,
-            base: base.unbind(),
+            base: Owned::new(base),
             repeated: Default::default(),
         })
     }
@@ -171,10 +176,11 @@ impl Environ {
         which: Repeated,
         bytes: &[u8],
     ) -> PyResult<Bound<'py, PyString>> {
-        // Held with the GIL, so never contended.
-        let mut last = self.repeated[which as usize]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        // Borrowed under the GIL; should another thread of this interpreter be using it
+        // (the GIL was released meanwhile), the string is just made afresh.
+        let Ok(mut last) = self.repeated[which as usize].try_borrow_mut() else {
+            return latin1(py, bytes);
+        };
         if let (b, Some(s)) = &*last
             && b == bytes
         {
@@ -183,7 +189,7 @@ impl Environ {
         let s = latin1(py, bytes)?;
         last.0.clear();
         last.0.extend_from_slice(bytes);
-        last.1 = Some(s.clone().unbind());
+        last.1 = Some(Owned::new(s.clone()));
         Ok(s)
     }
 
@@ -194,7 +200,7 @@ impl Environ {
         ecb: Ecb,
         info: &RequestInfo,
         route: &Route<'_>,
-        input: &Bound<'py, Input>,
+        input: &Instance<'py, Input>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let k = &self.keys;
         // Holds the constant WSGI entries, and placeholders for the keys set below.
@@ -298,7 +304,7 @@ impl Environ {
             env.set_item(k.https.bind(py), k.on.bind(py))?;
             env.set_item(k.wsgi_url_scheme.bind(py), k.https_scheme.bind(py))?;
         }
-        env.set_item(k.wsgi_input.bind(py), input)?;
+        env.set_item(k.wsgi_input.bind(py), input.as_any())?;
         Ok(env)
     }
 }

@@ -1,10 +1,17 @@
 //! `wsgi.errors`, `sys.stdout` and `sys.stderr`: text streams whose lines go to the log.
 
+use std::ffi::CStr;
 use std::sync::{Mutex, PoisonError};
 
+use pyo3::IntoPyObjectExt;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
+
+use super::context::text_of;
+use crate::ffi::pytype::{
+    Args, Getter, HeapType, Instance, Method, Owned, PyValue, Slots, required,
+};
 
 /// The log a [`LogWriter`] writes to: its `tracing` target and level.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,13 +72,12 @@ fn complete_lines(pending: &mut String, text: &str) -> Vec<String> {
 ///
 /// Lines are logged when they are complete (`print("a", "b")` makes one line, not four),
 /// or at `flush()`; blank lines are dropped.
-#[pyclass(frozen, module = "pyisapie", name = "LogWriter")]
 pub(crate) struct LogWriter {
     stream: LogStream,
     pending: Mutex<String>,
     /// The stream CPython made on the process's descriptor, if any: `fileno()` gives its
     /// descriptor, for C-level writers such as `faulthandler.enable()`.
-    original: Option<Py<PyAny>>,
+    original: Option<Owned>,
 }
 
 impl LogWriter {
@@ -99,109 +105,154 @@ impl LogWriter {
             self.stream.emit(line.trim_end_matches('\r'));
         }
     }
-}
 
-#[pymethods]
-impl LogWriter {
+    /// `write(text)`: the number of characters written.
     fn write(&self, text: &Bound<'_, PyAny>) -> PyResult<usize> {
         let text = text
             .cast::<PyString>()
             .map_err(|_| {
                 PyTypeError::new_err(format!(
                     "write() argument must be str, not {}",
-                    text.get_type()
+                    text_of(&text.get_type())
                 ))
             })?
             .to_cow()?;
         self.push(&text);
         Ok(text.chars().count())
     }
+}
 
-    fn writelines(&self, lines: &Bound<'_, PyAny>) -> PyResult<()> {
-        for line in lines.try_iter()? {
-            self.write(&line?)?;
-        }
-        Ok(())
-    }
+type PyResultAny<'py> = PyResult<Bound<'py, PyAny>>;
 
-    fn flush(&self) {
-        self.flush_pending();
-    }
+fn write<'py>(this: &Instance<'py, LogWriter>, args: Args<'_, 'py>) -> PyResultAny<'py> {
+    let [text] = args.parse("write", ["text"], 1)?;
+    let n = this.try_borrow()?.write(&required(text)?)?;
+    n.into_bound_py_any(this.py())
+}
 
-    fn writable(&self) -> bool {
-        true
+fn writelines<'py>(this: &Instance<'py, LogWriter>, args: Args<'_, 'py>) -> PyResultAny<'py> {
+    let [lines] = args.parse("writelines", ["lines"], 1)?;
+    for line in required(lines)?.try_iter()? {
+        this.try_borrow()?.write(&line?)?;
     }
+    Ok(this.py().None().into_bound(this.py()))
+}
 
-    fn readable(&self) -> bool {
-        false
-    }
+fn flush<'py>(this: &Instance<'py, LogWriter>, args: Args<'_, 'py>) -> PyResultAny<'py> {
+    args.none("flush")?;
+    this.try_borrow()?.flush_pending();
+    Ok(this.py().None().into_bound(this.py()))
+}
 
-    fn seekable(&self) -> bool {
-        false
-    }
+/// Logs the pending partial line; the stream stays usable (closing the log is the
+/// server's business).
+fn close<'py>(this: &Instance<'py, LogWriter>, args: Args<'_, 'py>) -> PyResultAny<'py> {
+    args.none("close")?;
+    this.try_borrow()?.flush_pending();
+    Ok(this.py().None().into_bound(this.py()))
+}
 
-    fn isatty(&self) -> bool {
-        false
-    }
+/// Methods that take no arguments and return a constant.
+macro_rules! constant_methods {
+    ($($name:ident = $value:expr),* $(,)?) => {
+        $(
+            fn $name<'py>(this: &Instance<'py, LogWriter>, args: Args<'_, 'py>) -> PyResultAny<'py> {
+                args.none(stringify!($name))?;
+                $value.into_bound_py_any(this.py())
+            }
+        )*
+    };
+}
 
-    /// The descriptor of the stream CPython made on the process's standard descriptor
-    /// (for C-level writers such as `faulthandler`, which bypass the log); without one,
-    /// `io.UnsupportedOperation`, as for an `io.StringIO`.
-    fn fileno(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        if let Some(original) = &self.original {
-            return original.bind(py).call_method0("fileno").map(Bound::unbind);
-        }
-        let unsupported = py.import("io")?.getattr("UnsupportedOperation")?;
-        Err(PyErr::from_type(
-            unsupported.cast_into()?,
-            "pyisapie's log streams have no file descriptor",
-        ))
-    }
+constant_methods! {
+    writable = true,
+    readable = false,
+    seekable = false,
+    isatty = false,
+}
 
-    /// Logs the pending partial line; the stream stays usable (closing the log is the
-    /// server's business).
-    fn close(&self) {
-        self.flush_pending();
+/// The descriptor of the stream CPython made on the process's standard descriptor
+/// (for C-level writers such as `faulthandler`, which bypass the log); without one,
+/// `io.UnsupportedOperation`, as for an `io.StringIO`.
+fn fileno<'py>(this: &Instance<'py, LogWriter>, args: Args<'_, 'py>) -> PyResultAny<'py> {
+    args.none("fileno")?;
+    let py = this.py();
+    if let Some(original) = &this.try_borrow()?.original {
+        return original.bind(py).call_method0("fileno");
     }
+    let unsupported = py.import("io")?.getattr("UnsupportedOperation")?;
+    Err(PyErr::from_type(
+        unsupported.cast_into()?,
+        "pyisapie's log streams have no file descriptor",
+    ))
+}
 
-    #[getter]
-    fn closed(&self) -> bool {
-        false
-    }
+/// Attributes that are constants.
+macro_rules! constant_getters {
+    ($($name:ident = $value:expr),* $(,)?) => {
+        $(
+            fn $name<'py>(this: &Instance<'py, LogWriter>) -> PyResultAny<'py> {
+                $value.into_bound_py_any(this.py())
+            }
+        )*
+    };
+}
 
-    #[getter]
-    fn name(&self) -> &'static str {
-        self.stream.name()
-    }
+constant_getters! {
+    closed = false,
+    mode = "w",
+    encoding = "utf-8",
+    errors = "strict",
+    line_buffering = true,
+    newlines = Option::<&str>::None,
+}
 
-    #[getter]
-    fn mode(&self) -> &'static str {
-        "w"
-    }
+fn name<'py>(this: &Instance<'py, LogWriter>) -> PyResultAny<'py> {
+    this.try_borrow()?
+        .stream
+        .name()
+        .into_bound_py_any(this.py())
+}
 
-    #[getter]
-    fn encoding(&self) -> &'static str {
-        "utf-8"
-    }
+fn repr<'py>(this: &Instance<'py, LogWriter>) -> PyResultAny<'py> {
+    let name = this.try_borrow()?.stream.name();
+    format!("<pyisapie log writer {name}>").into_bound_py_any(this.py())
+}
 
-    #[getter]
-    fn errors(&self) -> &'static str {
-        "strict"
-    }
-
-    #[getter]
-    fn line_buffering(&self) -> bool {
-        true
-    }
-
-    #[getter]
-    fn newlines(&self) -> Option<&'static str> {
-        None
-    }
-
-    fn __repr__(&self) -> String {
-        format!("<pyisapie log writer {}>", self.stream.name())
-    }
+impl PyValue for LogWriter {
+    const NAME: &'static CStr = c"pyisapie.LogWriter";
+    const DOC: &'static CStr = c"A text stream whose lines go to pyisapie's log.";
+    const METHODS: &'static [Method<Self>] = &[
+        Method::new(c"write", c"write(text): log the lines it completes", write),
+        Method::new(c"writelines", c"writelines(lines)", writelines),
+        Method::new(c"flush", c"flush(): log a partial line", flush),
+        Method::new(
+            c"close",
+            c"close(): log a partial line; the stream stays usable",
+            close,
+        ),
+        Method::new(c"writable", c"", writable),
+        Method::new(c"readable", c"", readable),
+        Method::new(c"seekable", c"", seekable),
+        Method::new(c"isatty", c"", isatty),
+        Method::new(
+            c"fileno",
+            c"the descriptor of the process's own stream",
+            fileno,
+        ),
+        Method::END,
+    ];
+    const GETTERS: &'static [Getter<Self>] = &[
+        Getter::new(c"closed", closed),
+        Getter::new(c"name", name),
+        Getter::new(c"mode", mode),
+        Getter::new(c"encoding", encoding),
+        Getter::new(c"errors", errors),
+        Getter::new(c"line_buffering", line_buffering),
+        Getter::new(c"newlines", newlines),
+        Getter::END,
+    ];
+    const SLOTS: Slots<Self> = Slots::NONE.repr(repr);
 }
 
 /// Sends `sys.stdout` and `sys.stderr` to the log, as the original PyISAPIe did: a server
@@ -210,7 +261,7 @@ impl LogWriter {
 /// `sys.__stderr__` keep CPython's own streams on the process's descriptors, when it could
 /// make them (a debugger can still use them); where it could not (no standard handles),
 /// they are the log writers too, and `sys.stdin` is an empty stream instead of `None`.
-pub(crate) fn redirect_std_streams(py: Python<'_>) -> PyResult<()> {
+pub(crate) fn redirect_std_streams(py: Python<'_>, writers: &HeapType<LogWriter>) -> PyResult<()> {
     let sys = py.import("sys")?;
     for (name, dunder, stream) in [
         ("stdout", "__stdout__", LogStream::Stdout),
@@ -218,13 +269,13 @@ pub(crate) fn redirect_std_streams(py: Python<'_>) -> PyResult<()> {
     ] {
         let original = sys.getattr(name)?;
         let writer = LogWriter {
-            original: (!original.is_none()).then(|| original.unbind()),
+            original: (!original.is_none()).then(|| Owned::new(original)),
             ..LogWriter::new(stream)
         };
-        let writer = Bound::new(py, writer)?;
-        sys.setattr(name, &writer)?;
+        let writer = writers.instantiate(py, writer)?;
+        sys.setattr(name, writer.as_any())?;
         if sys.getattr(dunder)?.is_none() {
-            sys.setattr(dunder, &writer)?;
+            sys.setattr(dunder, writer.as_any())?;
         }
     }
     for name in ["stdin", "__stdin__"] {

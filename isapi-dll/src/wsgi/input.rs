@@ -1,10 +1,14 @@
 //! `wsgi.input`: the request body, read through `ReadClient` with the GIL released.
 
+use std::ffi::CStr;
 use std::io;
 use std::sync::Arc;
 
+use pyo3::IntoPyObjectExt;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
+
+use crate::ffi::pytype::{Arg, Args, Instance, Method, PyValue, Slots};
 
 use super::link::Link;
 
@@ -19,7 +23,6 @@ const DIRECT_READ: usize = 16 * 1024;
 /// The server's preloaded bytes come first. A Content-Length body ends after exactly that
 /// many bytes; a chunked one when `ReadClient` reports the end. A body that ends early or a
 /// `ReadClient` failure raises `OSError` (and keeps raising): never a silently short body.
-#[pyclass(module = "pyisapie", name = "Input")]
 pub(crate) struct Input {
     link: Arc<Link>,
     buf: Vec<u8>,
@@ -264,71 +267,94 @@ fn size_arg(size: Option<isize>) -> Option<usize> {
     size.and_then(|s| usize::try_from(s).ok())
 }
 
-#[pymethods]
-impl Input {
-    /// `read(size=-1)`: up to `size` bytes (fewer only at the end of the body), or all.
-    #[pyo3(signature = (size = None))]
-    fn read<'py>(&mut self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
-        match size_arg(size) {
-            None => self.read_all(py),
-            Some(n) => {
-                self.fill(py, 0)?;
-                if let Some(len) = self.direct_len(Some(n)) {
-                    return self.take_direct(py, len);
-                }
-                self.fill(py, n)?;
-                Ok(self.take(py, n))
+type PyResultAny<'py> = PyResult<Bound<'py, PyAny>>;
+
+/// A size argument: `None`, absent or negative mean "all".
+fn size_of_arg(arg: Option<Arg<'_, '_>>) -> PyResult<Option<usize>> {
+    match arg {
+        Some(a) if !a.is_none() => Ok(size_arg(Some(a.extract::<isize>()?))),
+        _ => Ok(None),
+    }
+}
+
+/// `read(size=-1)`: up to `size` bytes (fewer only at the end of the body), or all.
+fn read<'py>(this: &Instance<'py, Input>, args: Args<'_, 'py>) -> PyResultAny<'py> {
+    let [size] = args.parse("read", ["size"], 0)?;
+    let size = size_of_arg(size)?;
+    let py = this.py();
+    let mut input = this.try_borrow_mut()?;
+    let out = match size {
+        None => input.read_all(py)?,
+        Some(n) => {
+            input.fill(py, 0)?;
+            if let Some(len) = input.direct_len(Some(n)) {
+                input.take_direct(py, len)?
+            } else {
+                input.fill(py, n)?;
+                input.take(py, n)
             }
         }
-    }
+    };
+    Ok(out.into_any())
+}
 
-    /// `readline(size=-1)`: one line including its `\n`, at most `size` bytes.
-    #[pyo3(signature = (size = None))]
-    fn readline<'py>(
-        &mut self,
-        py: Python<'py>,
-        size: Option<isize>,
-    ) -> PyResult<Bound<'py, PyBytes>> {
-        self.read_line(py, size_arg(size))
-    }
+/// `readline(size=-1)`: one line including its `\n`, at most `size` bytes.
+fn readline<'py>(this: &Instance<'py, Input>, args: Args<'_, 'py>) -> PyResultAny<'py> {
+    let [size] = args.parse("readline", ["size"], 0)?;
+    let size = size_of_arg(size)?;
+    let line = this.try_borrow_mut()?.read_line(this.py(), size)?;
+    Ok(line.into_any())
+}
 
-    /// `readlines(hint=-1)`: lines until their total size reaches `hint` (or all).
-    #[pyo3(signature = (hint = None))]
-    fn readlines<'py>(
-        &mut self,
-        py: Python<'py>,
-        hint: Option<isize>,
-    ) -> PyResult<Bound<'py, PyList>> {
-        let hint = size_arg(hint).filter(|&h| h > 0);
-        let lines = PyList::empty(py);
-        let mut total = 0;
-        loop {
-            let line = self.read_line(py, None)?;
-            if line.as_bytes().is_empty() {
-                break;
-            }
-            total += line.as_bytes().len();
-            lines.append(line)?;
-            if hint.is_some_and(|h| total >= h) {
-                break;
-            }
+/// `readlines(hint=-1)`: lines until their total size reaches `hint` (or all).
+fn readlines<'py>(this: &Instance<'py, Input>, args: Args<'_, 'py>) -> PyResultAny<'py> {
+    let [hint] = args.parse("readlines", ["hint"], 0)?;
+    let hint = size_of_arg(hint)?.filter(|&h| h > 0);
+    let py = this.py();
+    let mut input = this.try_borrow_mut()?;
+    let lines = PyList::empty(py);
+    let mut total = 0;
+    loop {
+        let line = input.read_line(py, None)?;
+        if line.as_bytes().is_empty() {
+            break;
         }
-        Ok(lines)
+        total += line.as_bytes().len();
+        lines.append(line)?;
+        if hint.is_some_and(|h| total >= h) {
+            break;
+        }
     }
+    Ok(lines.into_any())
+}
 
-    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
+/// Iteration: one line at a time.
+fn next<'py>(this: &Instance<'py, Input>) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let line = this.try_borrow_mut()?.read_line(this.py(), None)?;
+    Ok((!line.as_bytes().is_empty()).then(|| line.into_any()))
+}
 
-    fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        let line = self.read_line(py, None)?;
-        Ok((!line.as_bytes().is_empty()).then_some(line))
-    }
+fn readable<'py>(this: &Instance<'py, Input>, args: Args<'_, 'py>) -> PyResultAny<'py> {
+    args.none("readable")?;
+    true.into_bound_py_any(this.py())
+}
 
-    fn readable(&self) -> bool {
-        true
-    }
+/// Closing the input is a no-op: the server owns the connection.
+fn close<'py>(this: &Instance<'py, Input>, args: Args<'_, 'py>) -> PyResultAny<'py> {
+    args.none("close")?;
+    Ok(this.py().None().into_bound(this.py()))
+}
 
-    /// Closing the input is a no-op: the server owns the connection.
-    fn close(&self) {}
+impl PyValue for Input {
+    const NAME: &'static CStr = c"pyisapie.Input";
+    const DOC: &'static CStr = c"wsgi.input: the request body.";
+    const METHODS: &'static [Method<Self>] = &[
+        Method::new(c"read", c"read(size=-1)", read),
+        Method::new(c"readline", c"readline(size=-1)", readline),
+        Method::new(c"readlines", c"readlines(hint=-1)", readlines),
+        Method::new(c"readable", c"", readable),
+        Method::new(c"close", c"close(): a no-op", close),
+        Method::END,
+    ];
+    const SLOTS: Slots<Self> = Slots::NONE.iterate(next);
 }

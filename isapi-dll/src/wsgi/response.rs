@@ -2,7 +2,7 @@
 //! status and headers, decides the framing (Content-Length, chunked or close-delimited),
 //! sends the head with the first non-empty chunk, and frames the body.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::sync::Arc;
 
@@ -10,7 +10,9 @@ use pyo3::exceptions::{PyAssertionError, PyOSError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
+use super::context::text_of;
 use super::link::Link;
+use crate::ffi::pytype::{Args, Instance, Method, Owned, PyValue, Slots, required};
 use crate::ffi::{Ecb, RawFile};
 use crate::http::{self, Framing};
 
@@ -21,9 +23,10 @@ use crate::http::{self, Framing};
 /// headers and malformed values are errors) but only sent with the first non-empty body
 /// chunk (or at the end), so `exc_info` can still replace them and a generator that calls
 /// `start_response` lazily is honoured.
-#[pyclass(module = "pyisapie", name = "StartResponse")]
 pub(crate) struct Response {
     link: Arc<Link>,
+    /// `"write"`, interned in this interpreter: `start_response` returns that attribute.
+    write_name: Owned<PyString>,
     /// The client speaks HTTP/1.1 (chunked framing possible).
     http11: bool,
     /// The status code, once `start_response` has been called.
@@ -112,9 +115,10 @@ impl From<Disconnected> for PyErr {
 }
 
 impl Response {
-    pub(crate) fn new(link: Arc<Link>, http11: bool) -> Self {
+    pub(crate) fn new(link: Arc<Link>, http11: bool, write_name: Owned<PyString>) -> Self {
         Self {
             link,
+            write_name,
             http11,
             code: None,
             status: Vec::new(),
@@ -401,87 +405,108 @@ impl Response {
     }
 }
 
-#[pymethods]
-impl Response {
-    /// `start_response(status, response_headers, exc_info=None)`; returns `write`.
-    #[pyo3(signature = (status, response_headers, exc_info = None))]
-    fn __call__<'py>(
-        slf: &Bound<'py, Self>,
-        status: &Bound<'py, PyAny>,
-        response_headers: &Bound<'py, PyAny>,
-        exc_info: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let exc_info = exc_info.filter(|e| !e.is_none());
-        {
-            let this = slf.borrow();
-            if let Some(exc_info) = exc_info {
-                if this.headers_sent() {
-                    // PEP 3333: too late to change the status; re-raise the original error.
-                    return Err(PyErr::from_value(exc_info.get_item(1)?));
-                }
-            } else if this.started() {
-                return Err(PyAssertionError::new_err(
-                    "start_response() called a second time without exc_info",
-                ));
+/// `start_response(status, response_headers, exc_info=None)`; returns `write`.
+fn start_response<'py>(
+    slf: &Instance<'py, Response>,
+    args: Args<'_, 'py>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let [status, response_headers, exc_info] = args.parse(
+        "start_response",
+        ["status", "response_headers", "exc_info"],
+        2,
+    )?;
+    let (status, response_headers) = (required(status)?, required(response_headers)?);
+    let exc_info = exc_info.filter(|e| !e.is_none());
+    {
+        let this = slf.try_borrow()?;
+        if let Some(exc_info) = exc_info {
+            if this.headers_sent() {
+                // PEP 3333: too late to change the status; re-raise the original error.
+                return Err(PyErr::from_value(exc_info.get_item(1)?));
             }
-        }
-        let status = status
-            .cast::<PyString>()
-            .map_err(|_| PyTypeError::new_err("the status must be a str, like '200 OK'"))?
-            .to_str()?;
-        let code = http::parse_status(status).map_err(PyAssertionError::new_err)?;
-        let list = response_headers.cast::<PyList>().map_err(|_| {
-            PyTypeError::new_err("response_headers must be a list of (name, value) tuples")
-        })?;
-        let mut headers = Vec::with_capacity(64 * list.len() + 32);
-        let mut app_length = None;
-        for item in list.iter() {
-            let pair = item
-                .cast::<PyTuple>()
-                .ok()
-                .filter(|t| t.len() == 2)
-                .ok_or_else(|| {
-                    PyTypeError::new_err(format!(
-                        "response header {item} is not a (name, value) tuple"
-                    ))
-                })?;
-            let name = pair.get_item(0)?;
-            let value = pair.get_item(1)?;
-            let (Ok(name), Ok(value)) = (name.cast::<PyString>(), value.cast::<PyString>()) else {
-                return Err(PyTypeError::new_err(format!(
-                    "response header {item} must hold two str"
-                )));
-            };
-            let (name, value) = (name.to_str()?, value.to_str()?);
-            http::check_header(name, value).map_err(PyAssertionError::new_err)?;
-            if name.eq_ignore_ascii_case("content-length") {
-                app_length =
-                    Some(http::parse_content_length(value).map_err(PyAssertionError::new_err)?);
-            }
-            http::push_header(&mut headers, name, value);
-        }
-        {
-            let mut this = slf.borrow_mut();
-            this.code = Some(code);
-            this.status = http::latin1_bytes(status);
-            this.headers = headers;
-            this.app_length = app_length;
-        }
-        slf.getattr(pyo3::intern!(slf.py(), "write"))
-    }
-
-    /// `write(data)`: the imperative API PEP 3333 keeps for old frameworks. Sends the data
-    /// at once (headers first if needed).
-    fn write(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        if !self.started() {
+        } else if this.started() {
             return Err(PyAssertionError::new_err(
-                "write() called before start_response()",
+                "start_response() called a second time without exc_info",
             ));
         }
-        let data = data.cast::<PyBytes>().map_err(|_| {
-            PyTypeError::new_err(format!("write() takes bytes, not {}", data.get_type()))
-        })?;
-        self.send_body(py, data.as_bytes(), None)?;
-        Ok(())
     }
+    let status = status
+        .cast::<PyString>()
+        .map_err(|_| PyTypeError::new_err("the status must be a str, like '200 OK'"))?
+        .to_str()?;
+    let code = http::parse_status(status).map_err(PyAssertionError::new_err)?;
+    let list = response_headers.cast::<PyList>().map_err(|_| {
+        PyTypeError::new_err("response_headers must be a list of (name, value) tuples")
+    })?;
+    let mut headers = Vec::with_capacity(64 * list.len() + 32);
+    let mut app_length = None;
+    for item in list.iter() {
+        let pair = item
+            .cast::<PyTuple>()
+            .ok()
+            .filter(|t| t.len() == 2)
+            .ok_or_else(|| {
+                PyTypeError::new_err(format!(
+                    "response header {} is not a (name, value) tuple",
+                    text_of(&item)
+                ))
+            })?;
+        let name = pair.get_item(0)?;
+        let value = pair.get_item(1)?;
+        let (Ok(name), Ok(value)) = (name.cast::<PyString>(), value.cast::<PyString>()) else {
+            return Err(PyTypeError::new_err(format!(
+                "response header {} must hold two str",
+                text_of(&item)
+            )));
+        };
+        let (name, value) = (name.to_str()?, value.to_str()?);
+        http::check_header(name, value).map_err(PyAssertionError::new_err)?;
+        if name.eq_ignore_ascii_case("content-length") {
+            app_length =
+                Some(http::parse_content_length(value).map_err(PyAssertionError::new_err)?);
+        }
+        http::push_header(&mut headers, name, value);
+    }
+    let write_name = {
+        let mut this = slf.try_borrow_mut()?;
+        this.code = Some(code);
+        this.status = http::latin1_bytes(status);
+        this.headers = headers;
+        this.app_length = app_length;
+        this.write_name.bind(slf.py()).clone()
+    };
+    slf.as_any().getattr(write_name)
+}
+
+/// `write(data)`: the imperative API PEP 3333 keeps for old frameworks. Sends the data
+/// at once (headers first if needed).
+fn write<'py>(this: &Instance<'py, Response>, args: Args<'_, 'py>) -> PyResult<Bound<'py, PyAny>> {
+    let [data] = args.parse("write", ["data"], 1)?;
+    let data = required(data)?;
+    let py = this.py();
+    let mut response = this.try_borrow_mut()?;
+    if !response.started() {
+        return Err(PyAssertionError::new_err(
+            "write() called before start_response()",
+        ));
+    }
+    let data = data.cast::<PyBytes>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "write() takes bytes, not {}",
+            text_of(&data.get_type())
+        ))
+    })?;
+    response.send_body(py, data.as_bytes(), None)?;
+    Ok(py.None().into_bound(py))
+}
+
+impl PyValue for Response {
+    const NAME: &'static CStr = c"pyisapie.StartResponse";
+    const DOC: &'static CStr =
+        c"start_response(status, response_headers, exc_info=None): returns write(data).";
+    const METHODS: &'static [Method<Self>] = &[
+        Method::new(c"write", c"write(data): send data now", write),
+        Method::END,
+    ];
+    const SLOTS: Slots<Self> = Slots::NONE.call(start_response);
 }
