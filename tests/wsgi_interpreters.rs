@@ -335,6 +335,10 @@ fn replicas_without_a_mode_are_isolated_on_python_3_12() {
 /// The two-Django demo (`fixtures/wsgi/two_django`): `interpreter` (when given) is set in
 /// both app tables; replicas stay only for the isolated default.
 fn two_django(tag: &str, interpreter: Option<&str>) -> Host {
+    try_two_django(tag, interpreter).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn try_two_django(tag: &str, interpreter: Option<&str>) -> Result<Host, String> {
     let venv = crate::wsgi_frameworks::venv();
     let demo = fixtures().join("two_django");
     let mut toml = std::fs::read_to_string(demo.join("pyisapie.toml")).unwrap();
@@ -361,7 +365,7 @@ fn two_django(tag: &str, interpreter: Option<&str>) -> Host {
         ),
     )
     .unwrap();
-    Host::start_env(
+    Host::try_start_env(
         &["--extension", &support::host_path(support::pyisapie_lib())],
         [(
             "PYISAPIE_CONFIG",
@@ -429,6 +433,19 @@ fn two_django_sites_in_shared_sub_interpreters_under_load() {
 #[test]
 fn two_django_sites_isolated_with_replicas_under_load() {
     if skip_without_own_gil() {
+        return;
+    }
+    if python() < (3, 13) {
+        // 3.12: Django imports zoneinfo, whose C part needs _datetime, which refuses
+        // own-GIL sub-interpreters there: the clear start-up error instead
+        let e = try_two_django("two-django-isolated-312", None).unwrap_err();
+        assert!(
+            e.contains("site_a.wsgi:application")
+                && e.contains("_datetime")
+                && e.contains("Python 3.12")
+                && e.contains("interpreter = \"shared\""),
+            "{e}"
+        );
         return;
     }
     // the demo's own pyisapie.toml: isolated by default, site A in two replicas

@@ -189,6 +189,8 @@ def refusing_module(exc):
 
     CPython's words (3.12+): "module _ctypes does not support loading in subinterpreters";
     PyO3's: "PyO3 modules do not yet support subinterpreters" (the name is then unknown).
+    On 3.12 `_datetime` refuses silently (datetime falls back to Python) and the failure
+    shows later, as zoneinfo's AttributeError about `datetime_CAPI`.
     """
     seen = set()
     while exc is not None and id(exc) not in seen:
@@ -203,5 +205,9 @@ def refusing_module(exc):
                 if len(words) > 1 and words[0] == "module":
                     return words[1]
                 return f"named in: {text}"
+        if isinstance(exc, AttributeError) and "datetime_CAPI" in str(exc):
+            # 3.12: _datetime refuses, datetime falls back to pure Python, and _zoneinfo
+            # (zoneinfo, which Django imports) then finds no C API.
+            return "_datetime (which zoneinfo needs)"
         exc = exc.__cause__ or exc.__context__
     return None
