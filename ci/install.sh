@@ -194,6 +194,12 @@ if ! dir=$(ci_find_cargo); then
 fi
 say "rust: $(command -v "${dir:+$dir/}cargo"): $("${dir:+$dir/}cargo" --version), rustc $(ci_rustc_version "$dir")"
 ensure_clippy "$dir"
+# cargo-fuzz for ci/fuzz.sh, pinned (it builds with rustup's nightly when there is one, else
+# with this stable compiler and RUSTC_BOOTSTRAP=1).
+if ! "${dir:+$dir/}cargo" fuzz --version >/dev/null 2>&1; then
+  say "cargo-fuzz: cargo install --locked cargo-fuzz --version 0.13.2"
+  "${dir:+$dir/}cargo" install --locked --quiet cargo-fuzz --version 0.13.2
+fi
 
 # ci/miri.sh and ci/asan.sh: with rustup, a nightly toolchain (minimal profile) with the
 # miri and rust-src components. Optional: without them ci/miri.sh reports itself skipped,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ci/pymatrix.sh - pyisapie built against other Pythons, each with a WSGI end-to-end subset.
+# ci/pymatrix.sh - pyisapie built against other Pythons, each with its WSGI end-to-end tests.
 #
 #   ci/pymatrix.sh [--prepare | --build-only] [3.X ...] [-- CARGO_TEST_ARGS...]
 #
@@ -24,10 +24,14 @@
 #      ISAPI_TEST_PYTHON_PREFIX, which tests/wsgi_python.rs checks against the running
 #      interpreter (sys.version, sys.base_prefix, the libpython mapped in the host).
 #
-# The default cargo test arguments run the subset: `--test wsgi -- --test-threads=N`
-# with the filters of PYMATRIX_SUBSET (environ, input, response, errors, close, threads,
-# frameworks and wsgi_python). Arguments after `--` replace them, e.g.
-#   ci/pymatrix.sh 3.12 -- --test wsgi                  (the whole WSGI suite on 3.12)
+# Then pyisapie's unit tests against that Python (cargo test -p pyisapie --lib; PYMATRIX_UNIT=0
+# leaves them out).
+#
+# The default cargo test arguments run the WSGI end-to-end tests (tests/wsgi.rs: environ,
+# input, response, errors, close, threads, files, config, Flask and Django, wsgi_python;
+# about 60 tests, 5 to 10 s), not the host's (tests/e2e.rs, which no Python changes):
+# `--test wsgi -- --test-threads=N $PYMATRIX_SUBSET` (libtest filters, e.g.
+# "wsgi_environ:: wsgi_input::"). Arguments after `--` replace them, e.g.
 #   ci/pymatrix.sh 3.13 -- --test wsgi -- wsgi_input    (one module)
 #
 # --prepare     steps 1 and 3 only (ci/install.sh runs it: the venvs need PyPI).
@@ -38,7 +42,7 @@
 # Exits 1 when a version failed (its build, venv or tests), else 0; a skipped version
 # fails the run only with PYMATRIX_STRICT=1. Logs: $TARGET/py/3.X/{build,pip,test}.log.
 # Knobs: PYENV_ROOT, TEST_THREADS (default 2), CARGO_TARGET_DIR, PYMATRIX_SUBSET,
-# PYMATRIX_STRICT.
+# PYMATRIX_STRICT, PYMATRIX_UNIT.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 
@@ -61,7 +65,7 @@ done
 # shellcheck source=ci/env.sh
 . ci/env.sh || [ "$mode" = prepare ] || exit 1
 threads=${TEST_THREADS:-2}
-subset=${PYMATRIX_SUBSET:-"wsgi_environ:: wsgi_input:: wsgi_response:: wsgi_errors:: wsgi_close:: wsgi_threads:: wsgi_frameworks:: wsgi_python::"}
+subset=${PYMATRIX_SUBSET:-}
 if [ ${#test_args[@]} -eq 0 ]; then
   # shellcheck disable=SC2206 # the subset is a list of filters
   test_args=(--test wsgi -- --test-threads="$threads" $subset)
@@ -198,8 +202,8 @@ for v in "${versions[@]}"; do
     say "$v: built in ${built}s: $lib"
     echo "  the end-to-end tests on it ($host is a hard link of $target/debug/isapi-host: make it again after rebuilding the host):"
     echo "    ISAPI_HOST_TEST_BIN=$host PYISAPIE_TEST_VENV=$dir/venv VIRTUAL_ENV=$dir/venv ISAPI_TEST_PYTHON_VERSION=$full ISAPI_TEST_PYTHON_PREFIX=$prefix cargo test --test wsgi"
-    echo "  pyisapie's unit tests on it (a target of their own: the library above is linked with an rpath):"
-    echo "    PYO3_PYTHON=$py CARGO_TARGET_DIR=$dir/unit LD_LIBRARY_PATH=$libdir cargo test -p pyisapie"
+    echo "  pyisapie's unit tests on it (--lib: the library above stays as it is):"
+    echo "    PYO3_PYTHON=$py CARGO_TARGET_DIR=$dir LD_LIBRARY_PATH=$libdir cargo test -p pyisapie --lib"
     results+=("$v built")
     continue
   fi
@@ -208,6 +212,14 @@ for v in "${versions[@]}"; do
     PYISAPIE_TEST_VENV=$dir/venv VIRTUAL_ENV=$dir/venv \
     ISAPI_TEST_PYTHON_VERSION=$full ISAPI_TEST_PYTHON_PREFIX=$prefix \
     cargo test "${test_args[@]}" >"$dir/test.log" 2>&1 || rc=$?
+  # pyisapie's unit tests too (the own-GIL ones run on 3.12 and later only): the same
+  # dependencies, and the library above is left as it is; the test program finds
+  # libpython through LD_LIBRARY_PATH.
+  if [ "${PYMATRIX_UNIT:-1}" = 1 ]; then
+    libdir=$("$py" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
+    PYO3_PYTHON=$py CARGO_TARGET_DIR=$dir LD_LIBRARY_PATH=$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} \
+      cargo test -p pyisapie --lib -- --test-threads="$threads" >>"$dir/test.log" 2>&1 || rc=$?
+  fi
   grep -E '^test .* FAILED$' "$dir/test.log" || true
   passed=$(grep '^test result:' "$dir/test.log" | grep -Eo '[0-9]+ passed' | awk '{ n += $1 } END { print n + 0 }')
   failed=$(grep '^test result:' "$dir/test.log" | grep -Eo '[0-9]+ failed' | awk '{ n += $1 } END { print n + 0 }')

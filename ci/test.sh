@@ -30,9 +30,12 @@ status=0
 cargo test --workspace --all-targets --no-fail-fast -- --test-threads="${TEST_THREADS:-2}" 2>&1 | tee "$log" || status=$?
 
 # The other Pythons: pyisapie built against 3.9, 3.10, 3.12 and 3.13 (pyenv's), each with
-# the WSGI end-to-end subset (ci/pymatrix.sh); a version not found is reported skipped.
+# the WSGI end-to-end tests and pyisapie's unit tests (ci/pymatrix.sh); a version not found
+# is reported skipped.
 matrix_status=0
-matrix_line=$(ci/pymatrix.sh 2>&1 | tee /dev/stderr | tail -n 1) || matrix_status=$?
+# (its lines go to stderr through cat: `tee /dev/stderr` would reopen, and truncate, a log
+# file that stderr is redirected to)
+matrix_line=$(ci/pymatrix.sh 2>&1 | tee >(cat >&2) | tail -n 1) || matrix_status=$?
 case $matrix_line in "python matrix: "*) ;; *) matrix_line="python matrix: FAILED (ci/pymatrix.sh did not finish)" matrix_status=1 ;; esac
 
 conform_status=0
@@ -51,6 +54,18 @@ smuggle_status=0
 soak_status=0
 "$harness" soak --duration "${SOAK_DURATION:-60s}" || soak_status=$?
 
+# Fuzzing: every cargo-fuzz target (fuzz/) for FUZZ_SECONDS (30) from its seeds; a crash fails.
+fuzz_status=0
+ci/fuzz.sh || fuzz_status=$?
+
+# Sanitizers: the e2e tests against an AddressSanitizer host and C fixtures (ci/asan.sh),
+# the ffi unit tests under Miri (ci/miri.sh). Each ends with "asan: ok", "... FAILED (why)"
+# or "... skipped (why)" (no toolchain: not a failure, never silent).
+asan_line=$(ci/asan.sh 2>&1 | tee /dev/stderr | tail -n 1) || true
+miri_line=$(ci/miri.sh 2>&1 | tee /dev/stderr | tail -n 1) || true
+case $asan_line in "asan: ok" | "asan: skipped ("*) ;; "asan: FAILED"*) status=1 ;; *) asan_line="asan: FAILED (ci/asan.sh did not finish)" status=1 ;; esac
+case $miri_line in "miri: ok" | "miri: skipped ("*) ;; "miri: FAILED"*) status=1 ;; *) miri_line="miri: FAILED (ci/miri.sh did not finish)" status=1 ;; esac
+
 # One closing line over every test binary.
 sum() { grep -Eo "[0-9]+ $1" | awk '{ n += $1 } END { print n + 0 }'; }
 passed=$(grep '^test result:' "$log" | sum passed || true)
@@ -59,7 +74,10 @@ echo "$matrix_line"
 echo "conformance: $([ "$conform_status" -eq 0 ] && echo ok || echo FAILED)"
 echo "smuggling: $([ "$smuggle_status" -eq 0 ] && echo ok || echo FAILED)"
 echo "soak: $([ "$soak_status" -eq 0 ] && echo ok || echo FAILED)"
+echo "fuzz: $([ "$fuzz_status" -eq 0 ] && echo ok || echo FAILED)"
+echo "$asan_line"
+echo "$miri_line"
 echo "tests: ${passed} passed, ${failed} failed"
-if [ "$status" -ne 0 ] || [ "$matrix_status" -ne 0 ] || [ "$conform_status" -ne 0 ] || [ "$smuggle_status" -ne 0 ] || [ "$soak_status" -ne 0 ]; then
+if [ "$status" -ne 0 ] || [ "$matrix_status" -ne 0 ] || [ "$conform_status" -ne 0 ] || [ "$smuggle_status" -ne 0 ] || [ "$soak_status" -ne 0 ] || [ "$fuzz_status" -ne 0 ]; then
   exit 1
 fi

@@ -131,8 +131,9 @@ fn config_beside_the_library_with_log_file_and_interpreter_settings() {
     let dir = support::temp_dir("beside");
     let copy = dir.join(support::pyisapie_lib().file_name().unwrap());
     std::fs::copy(support::pyisapie_lib(), &copy).unwrap();
-    // The Python home: the system's on Linux; on Windows the folder of
-    // python3XX.dll (the embeddable CPython beside the host's pyisapie.dll),
+    // The Python home: the system's on Linux (or $ISAPI_TEST_PYTHON_PREFIX:
+    // the Python ci/pymatrix.sh built pyisapie against); on Windows the folder
+    // of python3XX.dll (the embeddable CPython beside the host's pyisapie.dll),
     // which must also be on PATH for the copy of pyisapie.dll to load.
     let (home, envs) = if support::windows_host() {
         let py = support::pyisapie_lib()
@@ -144,7 +145,13 @@ fn config_beside_the_library_with_log_file_and_interpreter_settings() {
             vec![("WINEPATH", support::host_path(&py))],
         )
     } else {
-        ("/usr".to_owned(), vec![])
+        let prefix = std::env::var("ISAPI_TEST_PYTHON_PREFIX").ok();
+        (
+            prefix
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| "/usr".to_owned()),
+            vec![],
+        )
     };
     std::fs::write(
         dir.join("pyisapie.toml"),

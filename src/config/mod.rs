@@ -121,13 +121,17 @@ pub(crate) struct ServeConfig {
     pub(crate) control: Option<PathBuf>,
 }
 
-/// Async runtime threads by default: one per CPU. Every request's work is
-/// split between a runtime thread (HTTP and sockets) and an extension thread;
-/// since the threads yield for each other rather than sleep (`--yield-us`),
-/// one runtime thread per CPU serves more requests than one per two CPUs
-/// (BENCHMARKS.md, "Tuning knobs").
-fn default_io_threads() -> usize {
-    crate::pool::cpus()
+/// Async runtime threads by default: one per CPU of the worker's share
+/// ([`crate::pool::cpu_share`]). Every request's work is split between a
+/// runtime thread (HTTP and sockets) and an extension thread; since the
+/// threads yield for each other rather than sleep (`--yield-us`), one
+/// runtime thread per CPU serves more requests than one per two CPUs
+/// (BENCHMARKS.md, "Tuning knobs"). With a web garden, the workers share
+/// the CPUs: two workers on two CPUs with two runtime threads each made
+/// twice the context switches per request of one each (BENCHMARKS.md,
+/// "Worker processes").
+fn default_io_threads(workers: usize) -> usize {
+    crate::pool::cpu_share(workers)
 }
 
 /// Reads a TOML settings file. Relative paths in it are made relative to
@@ -309,24 +313,25 @@ impl ServeConfig {
         }
         url_prefix::longest_first(&mut maps, |m| &m.prefix);
 
-        // Python code runs under one GIL: a few threads serve a WSGI app
-        // faster than many that convoy on the lock, and a second thread
-        // running Python beside the first only trades the GIL with it.
-        let (default_threads, default_parallel) = if python.is_some() {
-            (DEFAULT_PYTHON_THREADS, DEFAULT_PYTHON_PARALLEL)
-        } else {
-            (DEFAULT_THREADS, crate::pool::cpus())
-        };
         let at_least_one = |n: usize, flag: &str| {
             if n == 0 {
                 bail!("{flag} must be at least 1");
             }
             Ok(n)
         };
+        let workers = at_least_one(s.workers.unwrap_or(1), "--workers")?;
+        // Python code runs under one GIL: a few threads serve a WSGI app
+        // faster than many that convoy on the lock, and a second thread
+        // running Python beside the first only trades the GIL with it.
+        let (default_threads, default_parallel) = if python.is_some() {
+            (DEFAULT_PYTHON_THREADS, DEFAULT_PYTHON_PARALLEL)
+        } else {
+            (DEFAULT_THREADS, crate::pool::cpu_share(workers))
+        };
         let threads = at_least_one(s.threads.unwrap_or(default_threads), "--threads")?;
         let parallel = at_least_one(s.parallel.unwrap_or(default_parallel), "--parallel")?;
         let io_threads = at_least_one(
-            s.io_threads.unwrap_or_else(default_io_threads),
+            s.io_threads.unwrap_or_else(|| default_io_threads(workers)),
             "--io-threads",
         )?;
         let yield_us = s.yield_us.unwrap_or(DEFAULT_YIELD.as_micros() as u64);
@@ -347,7 +352,6 @@ impl ServeConfig {
             );
         }
         let secs = |given: Option<u64>, default: u64| Duration::from_secs(given.unwrap_or(default));
-        let workers = at_least_one(s.workers.unwrap_or(1), "--workers")?;
         let rapid_fail = match &s.rapid_fail {
             Some(text) => rapid_fail_parts(text).map_err(anyhow::Error::msg)?,
             None => (DEFAULT_RAPID_FAIL_COUNT, DEFAULT_RAPID_FAIL_SECS),
@@ -526,6 +530,32 @@ mod tests {
     }
 
     #[test]
+    #[cfg(unix)] // the supervisor, and so --workers, is Unix-only
+    fn a_web_garden_shares_the_cpus_among_its_workers() {
+        let resolve = |workers, io_threads| {
+            let args = cli(Settings {
+                extension: Some("x.so".into()),
+                workers: Some(workers),
+                io_threads,
+                ..Default::default()
+            });
+            ServeConfig::resolve(args, Path::new("p.so"), Path::new("d")).unwrap()
+        };
+        let cpus = crate::pool::cpu_share(1);
+        for workers in [1, 2, cpus, 4 * cpus] {
+            let cfg = resolve(workers, None);
+            let share = (cpus / workers).max(1);
+            assert_eq!(cfg.io_threads, share, "{workers} workers on {cpus} CPUs");
+            assert_eq!(cfg.parallel, share, "{workers} workers on {cpus} CPUs");
+        }
+        assert_eq!(
+            resolve(2, Some(3)).io_threads,
+            3,
+            "an explicit --io-threads wins over the share"
+        );
+    }
+
+    #[test]
     fn maps_sort_longest_first_and_reject_duplicates() {
         let args = cli(Settings {
             extension: Some("root.so".into()),
@@ -540,8 +570,8 @@ mod tests {
         assert_eq!(prefixes, ["/a/b", "/a", ""]);
         assert!(cfg.python.is_none());
         assert_eq!(cfg.threads, DEFAULT_THREADS);
-        assert_eq!(cfg.parallel, crate::pool::cpus());
-        assert_eq!(cfg.io_threads, crate::pool::cpus());
+        assert_eq!(cfg.parallel, crate::pool::cpu_share(1));
+        assert_eq!(cfg.io_threads, crate::pool::cpu_share(1));
 
         let dup = cli(Settings {
             maps: vec![

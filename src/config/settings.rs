@@ -238,10 +238,10 @@ settings! {
         threads: Option<usize>,
         #[arg(long, value_name = "N", help = format!(
             "Extension threads that may run at once while none of them is blocked \
-             [default: the CPU count; {DEFAULT_PYTHON_PARALLEL} for --app and the demo]"
+             [default: the CPU count divided among --workers; {DEFAULT_PYTHON_PARALLEL} for --app and the demo]"
         ))]
         parallel: Option<usize>,
-        /// Threads of the async runtime that parse HTTP and move bytes for every connection [default: the CPU count].
+        /// Threads of the async runtime that parse HTTP and move bytes for every connection [default: the CPU count divided among --workers, at least 1].
         #[arg(long, value_name = "N")]
         io_threads: Option<usize>,
         #[arg(long, value_name = "MICROS", help = format!(

@@ -197,11 +197,15 @@ pub fn request(spec: &RequestSpec, names: &[(Vec<u8>, Vec<Probe>)]) -> Option<Re
     assert_eq!(var("QUERY_STRING"), Some(ecb.query));
     assert_eq!(var("URL").as_deref(), Some(&url[..]));
     assert_eq!(var("PATH_INFO"), Some(ecb.path_info));
-    assert_eq!(var("CONTENT_TYPE"), Some(ecb.content_type));
+    // The ECB has the first Content-Type; the variable joins repeated ones.
+    if headers.get_all(http::header::CONTENT_TYPE).iter().count() <= 1 {
+        assert_eq!(var("CONTENT_TYPE"), Some(ecb.content_type));
+    }
     let translated = var("PATH_TRANSLATED").unwrap_or_default();
     assert_eq!(translated, ecb.path_translated, "PATH_TRANSLATED");
+    let below = translated.strip_prefix(DOC_ROOT.as_bytes());
     assert!(
-        translated.starts_with(DOC_ROOT.as_bytes()),
+        below.is_some_and(|rest| rest.is_empty() || rest.starts_with(b"/")),
         "PATH_TRANSLATED {translated:?} leaves the root"
     );
     let lossy = String::from_utf8_lossy(&url);
@@ -226,7 +230,9 @@ pub fn request(spec: &RequestSpec, names: &[(Vec<u8>, Vec<Probe>)]) -> Option<Re
         let joined = values.join(sep);
         let got = var(&format!("HEADER_{}", name.as_str()));
         assert_eq!(got.as_deref(), Some(&joined[..]), "HEADER_{name}");
-        if !name.as_str().contains('_') {
+        // Names IIS defines under HTTP_ answer for themselves, not a header.
+        let special = ["url", "method", "version", "cfg-enc-url"].contains(&name.as_str());
+        if !name.as_str().contains('_') && !special {
             let cgi = name.as_str().replace('-', "_").to_ascii_uppercase();
             assert_eq!(var(&format!("HTTP_{cgi}")), got, "HTTP_{cgi}");
         }

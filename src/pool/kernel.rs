@@ -21,8 +21,16 @@ pub(super) fn runnable(tid: u32) -> bool {
     stat[after_name..].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'R')
 }
 
-/// The CPUs this process may use: the default `parallel` for work that can
-/// spread.
+/// The CPUs this process may use.
 pub(crate) fn cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The CPUs one of `workers` worker processes (a web garden) may count on:
+/// its share of [`cpus`], at least one. The default for the threads that
+/// can keep a CPU busy (the runtime's, and `parallel` for work that can
+/// spread): more of them than CPUs only take turns, and each turn is a
+/// context switch.
+pub(crate) fn cpu_share(workers: usize) -> usize {
+    (cpus() / workers.max(1)).max(1)
 }

@@ -48,7 +48,8 @@
 //!   [`Patience`](patience::Patience)). While a thread yields, it counts as on its way, and no
 //!   job wakes another.
 //!
-//! The runtime's threads wait the same way for the pool ([`RuntimeWait`]).
+//! The runtime's threads wait the same way for the pool ([`RuntimeWait`]),
+//! but for [`RESPONSE_YIELD`] at most.
 //!
 //! No thread spins on the CPU: on a two-core machine a spinning thread
 //! takes the CPU from the runtime that feeds it (measured, BENCHMARKS.md
@@ -65,7 +66,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-pub(crate) use kernel::cpus;
+pub(crate) use kernel::cpu_share;
 use patience::QUEUED_JOB;
 pub(crate) use patience::RuntimeWait;
 use queue::{Shared, Slot, State};
@@ -85,6 +86,16 @@ pub(crate) const BUSY_STALL: Duration = Duration::from_millis(10);
 /// CPU for whole time slices, a wake-up (which may preempt them) is the
 /// quicker way back.
 pub(crate) const YIELD_TIME: Duration = Duration::from_micros(100);
+
+/// How long a runtime thread yields for an extension's response at most
+/// (less when `--yield-us` says so): about what parking costs it and the
+/// extension thread that wakes it (an `epoll_wait`, an `eventfd` write, two
+/// context switches). A response that takes longer (an app that computes,
+/// or waits for the GIL behind other requests) is cheaper to sleep through:
+/// yielding up to [`YIELD_TIME`] for each cost a one-worker Python host about
+/// 50 `sched_yield` calls and 10 µs of CPU per request on `work`, and two
+/// workers on two CPUs took that CPU from each other's Python.
+pub(crate) const RESPONSE_YIELD: Duration = Duration::from_micros(20);
 
 /// A `ReadClient` of at least this many bytes is a bulk [`Transfer`].
 pub(crate) const BULK: usize = 32 * 1024;

@@ -83,17 +83,18 @@ thread_local! {
 pub(crate) struct RuntimeWait {
     /// How long a runtime thread yields for a response at most (zero:
     /// never).
-    yield_time: Duration,
+    pub(super) yield_time: Duration,
     /// The runtime's metrics, once it is built: tokio's global queue, where
     /// a task woken from outside the runtime (by an extension thread) lands.
     pub(crate) metrics: std::sync::OnceLock<tokio::runtime::RuntimeMetrics>,
 }
 
 impl RuntimeWait {
-    /// Waits that yield for up to `yield_time` (zero: never).
+    /// Waits that yield for up to `yield_time`, and never longer than
+    /// [`RESPONSE_YIELD`](super::RESPONSE_YIELD) (zero: never).
     pub(crate) fn new(yield_time: Duration) -> Self {
         RuntimeWait {
-            yield_time,
+            yield_time: yield_time.min(super::RESPONSE_YIELD),
             metrics: std::sync::OnceLock::new(),
         }
     }

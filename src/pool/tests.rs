@@ -373,3 +373,24 @@ fn short_jobs_stay_on_few_threads() {
         threads.len()
     );
 }
+
+#[test]
+fn runtime_threads_yield_for_a_response_no_longer_than_parking_costs() {
+    let limit = |yield_time| RuntimeWait::new(yield_time).yield_time;
+    assert_eq!(limit(YIELD_TIME), RESPONSE_YIELD, "the default is capped");
+    assert_eq!(limit(Duration::from_micros(5)), Duration::from_micros(5));
+    assert_eq!(
+        limit(Duration::ZERO),
+        Duration::ZERO,
+        "zero still never yields"
+    );
+}
+
+#[test]
+fn a_worker_of_a_web_garden_counts_on_its_share_of_the_cpus() {
+    let cpus = super::kernel::cpus();
+    assert_eq!(cpu_share(1), cpus);
+    assert_eq!(cpu_share(0), cpus, "no workers is read as one");
+    assert_eq!(cpu_share(2), (cpus / 2).max(1));
+    assert_eq!(cpu_share(cpus * 3), 1, "never below one");
+}

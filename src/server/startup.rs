@@ -206,7 +206,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let io = Pool::new(
         "isapi-io",
         cfg.threads.clamp(4, 64),
-        crate::pool::cpus(),
+        crate::pool::cpu_share(cfg.workers),
         cfg.yield_time,
     )?;
     let shared = Arc::new(Shared::new(cfg, rt.handle().clone(), io).with_recycle(recycle));

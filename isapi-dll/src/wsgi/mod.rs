@@ -43,6 +43,20 @@
 //!
 //! The context is dropped when its interpreter's dictionary is cleared (by
 //! `Py_EndInterpreter`, with that interpreter's thread state current).
+//!
+//! Notes for the code that enters interpreters:
+//! - The token must come from `Python::attach` called *after* the interpreter's thread
+//!   state is made current (`PyEval_RestoreThread`). With no pyo3 attach on the thread,
+//!   `Python::attach` calls `PyGILState_Ensure`, which finds that current state on 3.12+
+//!   (activation rebinds the thread's gilstate); on 3.11 and earlier it finds the
+//!   thread's *first* state, so a thread that already has a main-interpreter state (see
+//!   `ffi::python::adopt_thread`) must not enter a sub-interpreter that way.
+//! - Calls from Python into these types (from the app's own threads too) take the same
+//!   route, and need nothing more.
+//! - Never let a pyo3 `Py<T>` or `PyErr` outlive the attach scope of its interpreter:
+//!   pyo3 then defers its release to a process-wide pool that the next attach on *any*
+//!   interpreter drains. Format errors with [`error_text`] (pyo3's `Display` of a
+//!   `PyErr` reads an `intern!`ed, process-wide string) before leaving the scope.
 
 mod context;
 mod environ;

@@ -1,7 +1,7 @@
 //! Sub-interpreter safety: two own-GIL sub-interpreters on two threads at once, each with
 //! its own context and types, driving `wsgi.input`, `start_response`, `write` and
 //! `wsgi.errors` concurrently, then ended with `Py_EndInterpreter` (which drops each
-//! context under its own interpreter).
+//! context under its own interpreter: nothing is leaked).
 
 #[cfg(Py_3_12)]
 mod own_gil {
@@ -10,7 +10,8 @@ mod own_gil {
     use pyo3::prelude::*;
     use pyo3::types::PyModule;
 
-    use crate::ffi::pytype::testing::{FakeRequest, OwnGil, start_python};
+    use crate::ffi::pytype::Owned;
+    use crate::ffi::pytype::testing::{FakeRequest, OwnGil, leaked, start_python};
     use crate::wsgi::{Context, Input, Link, Options, Response};
 
     const APP: &std::ffi::CStr = c"
@@ -87,6 +88,9 @@ def handle(input, start_response, errors, file_wrapper, n):
             )
         });
         drop(interp);
+        // Every owned reference of the context (dropped by Py_EndInterpreter) was released
+        // under its own interpreter.
+        assert_eq!(leaked(), 0);
         types
     }
 
@@ -104,6 +108,22 @@ def handle(input, start_response, errors, file_wrapper, n):
         // Each interpreter made its own types.
         assert_ne!(types[0].0, types[1].0);
         assert_ne!(types[0].1, types[1].1);
+    }
+
+    #[test]
+    fn an_owned_reference_carried_out_of_its_interpreter_is_leaked_not_released() {
+        start_python();
+        std::thread::spawn(|| {
+            let interp = OwnGil::new().expect("an own-GIL interpreter");
+            let escaped = interp.run(|py| Owned::new(pyo3::types::PyString::new(py, "x")));
+            assert_eq!(leaked(), 0);
+            // No thread state is current here: releasing it would touch the
+            // interpreter without its GIL.
+            drop(escaped);
+            assert_eq!(leaked(), 1);
+        })
+        .join()
+        .unwrap();
     }
 }
 

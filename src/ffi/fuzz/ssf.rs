@@ -196,6 +196,8 @@ fn call(hconn: HCONN, input: &SsfInput, slot: &Mutex<Option<Seen>>) -> SsfOutcom
     let expected: Option<Seen>;
     // The MAP_URL_TO_PATH output buffer's offered size.
     let mut offered = 0usize;
+    // The path MAP_URL_TO_PATH must write back (the URL below the root).
+    let mut path = Vec::new();
     match code {
         iis::HSE_REQ_SEND_URL_REDIRECT_RESP
         | iis::HSE_REQ_SEND_URL
@@ -262,6 +264,7 @@ fn call(hconn: HCONN, input: &SsfInput, slot: &Mutex<Option<Seen>>) -> SsfOutcom
         iis::HSE_REQ_MAP_URL_TO_PATH => {
             let url = strs[0].clone().unwrap_or_else(|| vec![0]);
             offered = url.len().max(n0 as usize % 1024);
+            path = [ROOT, trim_nul(&url)].concat();
             bytes = vec![0xEE; offered + CANARY];
             bytes[..url.len()].copy_from_slice(&url);
             size = offered as u32;
@@ -499,7 +502,6 @@ fn call(hconn: HCONN, input: &SsfInput, slot: &Mutex<Option<Seen>>) -> SsfOutcom
     assert_eq!(seen.as_ref(), Some(&want), "code {code}: decoded request");
     match code {
         iis::HSE_REQ_MAP_URL_TO_PATH => {
-            let path = [ROOT, trim_nul(&bytes[..offered])].concat();
             let needed = path.len() + 1;
             assert_eq!(size as usize, needed, "MAP_URL_TO_PATH size");
             if offered < needed {

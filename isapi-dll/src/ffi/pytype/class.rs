@@ -95,8 +95,7 @@ impl<T: PyValue> HeapType<T> {
             basicsize: c_int::try_from(size_of::<Object<T>>())
                 .map_err(|_| PySystemError::new_err("instance too large"))?,
             itemsize: 0,
-            // Py_TPFLAGS_* are `c_ulong`; the spec's field is `c_uint` and they fit.
-            flags: flags as std::ffi::c_uint,
+            flags: spec_flags(flags),
             slots: slots.as_mut_ptr(),
         };
         // SAFETY: the thread holds the GIL (`py`). The spec and slot array are read during
@@ -131,6 +130,13 @@ impl<T: PyValue> HeapType<T> {
             _value: PhantomData,
         })
     }
+}
+
+/// `Py_TPFLAGS_*` are `c_ulong` (64 bits on Unix, 32 on Windows); the spec's field is a
+/// `c_uint`, and the flags used here fit in it.
+#[allow(clippy::unnecessary_cast, reason = "a no-op on Windows only")]
+fn spec_flags(flags: std::ffi::c_ulong) -> std::ffi::c_uint {
+    flags as std::ffi::c_uint
 }
 
 /// Allocates an instance of `tp` holding `value`.

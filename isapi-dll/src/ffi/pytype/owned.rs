@@ -22,6 +22,12 @@ pub(crate) struct Owned<T = PyAny> {
     _not_send: PhantomData<*mut ()>,
 }
 
+#[cfg(test)]
+thread_local! {
+    /// How many [`Owned`] this thread leaked (dropped outside their interpreter), for tests.
+    pub(crate) static LEAKED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// The interpreter of the thread's current thread state, or null when the thread has none.
 fn current_interpreter() -> *mut ffi::PyInterpreterState {
     // SAFETY: may be called at any time; returns null when no thread state is current.
@@ -66,6 +72,8 @@ impl<T> Owned<T> {
 impl<T> Drop for Owned<T> {
     fn drop(&mut self) {
         if current_interpreter() != self.interp {
+            #[cfg(test)]
+            LEAKED.set(LEAKED.get() + 1);
             tracing::error!(
                 target: "pyisapie",
                 "a Python object was dropped outside its interpreter; leaked"

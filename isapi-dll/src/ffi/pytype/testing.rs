@@ -18,6 +18,11 @@ use windows_sys::core::{BOOL, PCSTR};
 
 use crate::ffi::Ecb;
 
+/// How many owned references this thread dropped outside their interpreter (and leaked).
+pub(crate) fn leaked() -> usize {
+    super::owned::LEAKED.get()
+}
+
 /// Starts Python for the test process (once), with the GIL released afterwards.
 pub(crate) fn start_python() {
     static STARTED: std::sync::Once = std::sync::Once::new();
