@@ -4,7 +4,9 @@
 //!
 //! Tests that need own-GIL sub-interpreters run when pyisapie is built against Python
 //! 3.12 or later (`PYO3_PYTHON=.../python3.13 cargo build -p pyisapie`, as
-//! ci/pymatrix.sh does) and are skipped otherwise, saying so.
+//! ci/pymatrix.sh does) and are skipped otherwise, saying so. The two-Django demo
+//! (`fixtures/wsgi/two_django`) needs the test venv (see `wsgi_frameworks`); isolated, it
+//! runs on 3.13+ and is the clear start-up error on 3.12 (zoneinfo needs `_datetime`).
 
 use std::collections::BTreeSet;
 use std::path::Path;
