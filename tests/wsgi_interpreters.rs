@@ -167,10 +167,10 @@ fn main_mode_apps_share_one_interpreter() {
 }
 
 #[test]
-fn the_default_mode_is_isolated_where_python_has_own_gil_else_main() {
+fn the_default_mode_is_isolated_from_python_3_13_else_main() {
     let host = host("interp-default", &app("d", ""));
     let v = report(&host, "/d");
-    if python() >= (3, 12) {
+    if python() >= (3, 13) {
         assert!(id(&v) > 0, "{v}");
         assert!(
             host.stderr().contains("isolated (own GIL)"),
@@ -322,7 +322,7 @@ fn python_path_per_app_comes_first() {
 }
 
 #[test]
-fn replicas_without_a_mode_are_isolated_on_python_3_12() {
+fn replicas_without_a_mode_are_isolated_from_python_3_12() {
     if skip_without_own_gil() {
         return;
     }

@@ -68,10 +68,16 @@ pub enum InterpreterMode {
 }
 
 impl InterpreterMode {
-    /// The mode of an app that names none: `isolated` where the Python supports it
-    /// (`own_gil`: 3.12 and later), else `main`.
-    pub fn default_for(own_gil: bool) -> Self {
-        if own_gil { Self::Isolated } else { Self::Main }
+    /// The mode of an app that names none: `isolated` where the Python's standard library
+    /// loads in own-GIL interpreters (`isolated_ok`: 3.13 and later), else `main`. (On
+    /// 3.12, where `_datetime`, `_decimal`, `pyexpat` and `_ctypes` refuse them, an app
+    /// asks for `isolated` itself, or has `replicas`.)
+    pub fn default_for(isolated_ok: bool) -> Self {
+        if isolated_ok {
+            Self::Isolated
+        } else {
+            Self::Main
+        }
     }
 
     /// The name used in `pyisapie.toml`.

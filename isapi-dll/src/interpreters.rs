@@ -14,7 +14,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use pyo3::Python;
 
 use crate::config::{AppSpec, Config, InterpreterMode};
-use crate::ffi::interp::{EnterError, Interpreter, Kind, OWN_GIL};
+use crate::ffi::interp::{EnterError, ISOLATED_BY_DEFAULT, Interpreter, Kind, OWN_GIL};
 
 /// Where one app runs.
 #[derive(Debug)]
@@ -164,9 +164,12 @@ pub(crate) fn python_version() -> String {
 
 /// The mode an app runs in, checked against this Python.
 fn mode_of(app: &AppSpec, python: &str) -> Result<InterpreterMode, String> {
-    let mode = app
-        .interpreter
-        .unwrap_or(InterpreterMode::default_for(OWN_GIL));
+    // replicas without a mode ask for own-GIL interpreters where there are any
+    let mode = app.interpreter.unwrap_or(if app.replicas > 1 && OWN_GIL {
+        InterpreterMode::Isolated
+    } else {
+        InterpreterMode::default_for(ISOLATED_BY_DEFAULT)
+    });
     if mode == InterpreterMode::Isolated && !OWN_GIL {
         return Err(format!(
             "app \"{app}\" asks for interpreter = \"isolated\" (a sub-interpreter with its own \
@@ -178,8 +181,8 @@ fn mode_of(app: &AppSpec, python: &str) -> Result<InterpreterMode, String> {
     if app.replicas > 1 && mode != InterpreterMode::Isolated {
         return Err(format!(
             "app \"{app}\" has replicas = {}, which needs own-GIL sub-interpreters (Python 3.12 \
-             or later); this pyisapie runs Python {python}, where the default interpreter is \
-             \"main\". Remove replicas, or build pyisapie against Python 3.12+",
+             or later); this pyisapie runs Python {python}. Remove replicas, or build \
+             pyisapie against Python 3.12+",
             app.replicas
         ));
     }

@@ -44,6 +44,11 @@ pub(crate) enum Kind {
 /// Whether this Python has own-GIL sub-interpreters (PEP 684: 3.12 and later).
 pub(crate) const OWN_GIL: bool = cfg!(Py_3_12);
 
+/// Whether an app that names no mode runs isolated: from 3.13, whose standard library
+/// loads in own-GIL interpreters (on 3.12 `_datetime`, `_decimal`, `pyexpat` and `_ctypes`
+/// refuse, so that Django and Flask cannot start there).
+pub(crate) const ISOLATED_BY_DEFAULT: bool = cfg!(Py_3_13);
+
 /// A thread state pointer, owned by this module's bookkeeping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Tstate(NonNull<ffi::PyThreadState>);
