@@ -147,7 +147,7 @@ fn isolated_mode_gives_each_app_its_own_modules_environ_and_path() {
     let (host, a, b, dirs) = two_apps("isolated");
     assert_isolated(&a, &b, &dirs);
     assert!(
-        host.stderr().contains("isolated (own GIL) sub-interpreter"),
+        host.wait_for_log("isolated (own GIL) sub-interpreter", Duration::from_secs(10)),
         "{}",
         host.stderr()
     );
@@ -173,14 +173,14 @@ fn the_default_mode_is_isolated_from_python_3_13_else_main() {
     if python() >= (3, 13) {
         assert!(id(&v) > 0, "{v}");
         assert!(
-            host.stderr().contains("isolated (own GIL)"),
+            host.wait_for_log("isolated (own GIL)", Duration::from_secs(10)),
             "{}",
             host.stderr()
         );
     } else {
         assert_eq!(id(&v), 0, "{v}");
         assert!(
-            host.stderr().contains("(main interpreter)"),
+            host.wait_for_log("(main interpreter)", Duration::from_secs(10)),
             "{}",
             host.stderr()
         );
@@ -218,7 +218,7 @@ fn replicas_take_concurrent_requests() {
         &app("r", "interpreter = \"isolated\"\nreplicas = 3"),
     );
     assert!(
-        host.stderr().contains("3 replicas: sub-interpreters"),
+        host.wait_for_log("3 replicas: sub-interpreters", Duration::from_secs(10)),
         "{}",
         host.stderr()
     );
