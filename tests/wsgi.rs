@@ -15,6 +15,7 @@ mod wsgi_errors;
 mod wsgi_files;
 mod wsgi_frameworks;
 mod wsgi_input;
+mod wsgi_interpreters;
 mod wsgi_python;
 mod wsgi_response;
 mod wsgi_threads;

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use crate::support::{self, Host};
 use crate::{body, fixtures, quoted};
 
-fn venv() -> PathBuf {
+pub(crate) fn venv() -> PathBuf {
     let venv = std::env::var_os("PYISAPIE_TEST_VENV")
         .map(PathBuf::from)
         .unwrap_or_else(|| support::repo_root().join(".venv"));

@@ -181,3 +181,33 @@ def regular_file(filelike):
     except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
         return None
     return handle, offset, st.st_size
+
+
+def refusing_module(exc):
+    """The module an ImportError in `exc` (or what caused it) says cannot load in a
+    sub-interpreter, else None.
+
+    CPython's words (3.12+): "module _ctypes does not support loading in subinterpreters";
+    PyO3's: "PyO3 modules do not yet support subinterpreters" (the name is then unknown).
+    On 3.12 `_datetime` refuses silently (datetime falls back to Python) and the failure
+    shows later, as zoneinfo's AttributeError about `datetime_CAPI`.
+    """
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, ImportError):
+            text = str(exc)
+            lowered = text.lower()
+            if "subinterpreter" in lowered or "sub-interpreter" in lowered:
+                if exc.name:
+                    return exc.name
+                words = text.split()
+                if len(words) > 1 and words[0] == "module":
+                    return words[1]
+                return f"named in: {text}"
+        if isinstance(exc, AttributeError) and "datetime_CAPI" in str(exc):
+            # 3.12: _datetime refuses, datetime falls back to pure Python, and _zoneinfo
+            # (zoneinfo, which Django imports) then finds no C API.
+            return "_datetime (which zoneinfo needs)"
+        exc = exc.__cause__ or exc.__context__
+    return None

@@ -3,7 +3,8 @@
 //! Sources, first match wins:
 //! 1. the TOML file named by `PYISAPIE_CONFIG`;
 //! 2. `PYISAPIE_APP=module:callable` (plus `PYISAPIE_PYTHONPATH`, a path list, and the optional
-//!    `PYISAPIE_VIRTUALENV`, `PYISAPIE_DEBUG`, `PYISAPIE_LOG`) — what `isapi-host serve --app`
+//!    `PYISAPIE_VIRTUALENV`, `PYISAPIE_DEBUG`, `PYISAPIE_LOG`, `PYISAPIE_INTERPRETER`,
+//!    `PYISAPIE_REPLICAS`) — what `isapi-host serve --app`
 //!    sets, with `PYISAPIE_APP_SOURCE` naming where its user gave the app (`--app`), for
 //!    messages;
 //! 3. `pyisapie.toml` in the directory of the library itself (the usual IIS deployment).
@@ -26,6 +27,9 @@
 //! [[app]]
 //! prefix = "/"
 //! callable = "mysite.wsgi:application"   # or a factory, called once: "mysite:create_app()"
+//! # interpreter = "isolated"           # "main", "shared" or "isolated" (see InterpreterMode)
+//! # replicas = 2                       # isolated only: N interpreters of this app
+//! # python_path = ["site_a"]           # this app's own folders, before the global ones
 //! ```
 
 use std::fmt;
@@ -47,6 +51,48 @@ pub enum LogTarget {
     File(PathBuf),
 }
 
+/// The interpreter an app runs in (`interpreter = ...` in its `[[app]]` table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InterpreterMode {
+    /// The main interpreter, shared with every other `main` app (pyisapie's behaviour before
+    /// sub-interpreters).
+    Main,
+    /// An own sub-interpreter with its own GIL (PEP 684, Python 3.12 and later): its own
+    /// modules and `os.environ`, and Python code running in parallel with other apps.
+    Isolated,
+    /// An own sub-interpreter that shares the main GIL (the classic `Py_NewInterpreter`, as
+    /// the original PyISAPIe did): its own modules and `os.environ`, any Python version, and
+    /// C extensions that do not declare sub-interpreter support still load.
+    Shared,
+}
+
+impl InterpreterMode {
+    /// The mode of an app that names none: `isolated` where the Python's standard library
+    /// loads in own-GIL interpreters (`isolated_ok`: 3.13 and later), else `main`. (On
+    /// 3.12, where `_datetime`, `_decimal`, `pyexpat` and `_ctypes` refuse them, an app
+    /// asks for `isolated` itself, or has `replicas`.)
+    pub fn default_for(isolated_ok: bool) -> Self {
+        if isolated_ok {
+            Self::Isolated
+        } else {
+            Self::Main
+        }
+    }
+
+    /// The name used in `pyisapie.toml`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Main => "main",
+            Self::Isolated => "isolated",
+            Self::Shared => "shared",
+        }
+    }
+}
+
+/// The most replicas one app may have.
+pub const MAX_REPLICAS: u32 = 64;
+
 /// One WSGI application mounted at a URL prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppSpec {
@@ -61,6 +107,13 @@ pub struct AppSpec {
     /// parentheses: literal arguments, which `boot.py` parses. The factory is called once,
     /// at start-up, and returns the WSGI callable.
     pub args: Option<String>,
+    /// The interpreter mode asked for; `None` takes [`InterpreterMode::default_for`].
+    pub interpreter: Option<InterpreterMode>,
+    /// How many interpreters run this app (more than one only when isolated).
+    pub replicas: u32,
+    /// The app's own directories, put in front of `sys.path` before the global
+    /// `python_path` (in its own interpreter; a `main` app shares the main one's).
+    pub python_path: Vec<PathBuf>,
 }
 
 impl fmt::Display for AppSpec {
@@ -156,6 +209,10 @@ struct FileApp {
     #[serde(default = "root_prefix")]
     prefix: String,
     callable: String,
+    interpreter: Option<InterpreterMode>,
+    replicas: Option<u32>,
+    #[serde(default)]
+    python_path: Vec<PathBuf>,
 }
 
 fn root_prefix() -> String {
@@ -181,6 +238,10 @@ pub struct Env {
     pub log: Option<String>,
     /// `PYISAPIE_LOG_LEVEL`
     pub log_level: Option<String>,
+    /// `PYISAPIE_INTERPRETER`: the app's interpreter mode (`main`, `shared`, `isolated`).
+    pub interpreter: Option<String>,
+    /// `PYISAPIE_REPLICAS`: the app's replicas.
+    pub replicas: Option<String>,
     /// `VIRTUAL_ENV` (an activated virtualenv)
     pub virtual_env: Option<String>,
     /// `.venv` in the working directory, if it holds a `pyvenv.cfg`.
@@ -200,6 +261,8 @@ impl Env {
             debug: get("PYISAPIE_DEBUG"),
             log: get("PYISAPIE_LOG"),
             log_level: get("PYISAPIE_LOG_LEVEL"),
+            interpreter: get("PYISAPIE_INTERPRETER"),
+            replicas: get("PYISAPIE_REPLICAS"),
             virtual_env: get("VIRTUAL_ENV"),
             cwd_venv: std::env::current_dir()
                 .ok()
@@ -275,11 +338,18 @@ fn parse_toml_in(
             "no [[app]] table: add one with prefix = \"/\" and callable = \"module:app\"",
         ));
     }
+    let resolve = |p: &PathBuf| paths::resolve_path(style, base_dir, p);
     let mut apps = file
         .app
         .iter()
-        .map(|app| app_spec(&app.prefix, &app.callable))
-        .collect::<Result<Vec<_>, _>>()
+        .map(|app| {
+            let mut spec = app_spec(&app.prefix, &app.callable)?;
+            spec.interpreter = app.interpreter;
+            spec.replicas = check_replicas(&spec, app.replicas)?;
+            spec.python_path = app.python_path.iter().map(resolve).collect();
+            Ok(spec)
+        })
+        .collect::<Result<Vec<_>, String>>()
         .map_err(|m| ConfigError::new(source, m))?;
     if let Some(p) = url_prefix::first_duplicate(apps.iter().map(|a| a.prefix.as_str())) {
         return Err(ConfigError::new(
@@ -291,7 +361,6 @@ fn parse_toml_in(
         ));
     }
     url_prefix::longest_first(&mut apps, |a| &a.prefix);
-    let resolve = |p: &PathBuf| paths::resolve_path(style, base_dir, p);
     let optimize = file.optimize.unwrap_or(0);
     if optimize > 2 {
         return Err(ConfigError::new(
@@ -320,7 +389,30 @@ fn parse_toml_in(
 
 fn from_env(env: &Env, app: &str) -> Result<Config, ConfigError> {
     let source = env.app_source.as_deref().unwrap_or("PYISAPIE_APP");
-    let spec = app_spec("/", app).map_err(|m| ConfigError::new(source, m))?;
+    let mut spec = app_spec("/", app).map_err(|m| ConfigError::new(source, m))?;
+    if let Some(mode) = &env.interpreter {
+        spec.interpreter = Some(match mode.to_ascii_lowercase().as_str() {
+            "main" => InterpreterMode::Main,
+            "shared" => InterpreterMode::Shared,
+            "isolated" => InterpreterMode::Isolated,
+            _ => {
+                return Err(ConfigError::new(
+                    "PYISAPIE_INTERPRETER",
+                    format!("must be main, shared or isolated, not {mode:?}"),
+                ));
+            }
+        });
+    }
+    let replicas = env
+        .replicas
+        .as_deref()
+        .map(|v| {
+            v.parse::<u32>()
+                .map_err(|_| ConfigError::new("PYISAPIE_REPLICAS", format!("not a number: {v:?}")))
+        })
+        .transpose()?;
+    spec.replicas =
+        check_replicas(&spec, replicas).map_err(|m| ConfigError::new("PYISAPIE_REPLICAS", m))?;
     let python_path = env
         .python_path
         .as_deref()
@@ -352,6 +444,26 @@ fn from_env(env: &Env, app: &str) -> Result<Config, ConfigError> {
         log_level,
         base: None,
     })
+}
+
+/// `replicas` of one app: 1 to [`MAX_REPLICAS`], and more than 1 only for an isolated app
+/// (or one that names no mode: the default is checked against the Python at start-up).
+fn check_replicas(app: &AppSpec, replicas: Option<u32>) -> Result<u32, String> {
+    let Some(n) = replicas else { return Ok(1) };
+    if !(1..=MAX_REPLICAS).contains(&n) {
+        return Err(format!(
+            "app \"{app}\": replicas must be between 1 and {MAX_REPLICAS}, not {n}"
+        ));
+    }
+    match app.interpreter {
+        Some(mode @ (InterpreterMode::Main | InterpreterMode::Shared)) if n > 1 => Err(format!(
+            "app \"{app}\": replicas = {n} needs interpreter = \"isolated\" (each replica is \
+             an own-GIL sub-interpreter), not \"{}\"; remove replicas or set \
+             interpreter = \"isolated\" (Python 3.12 or later)",
+            mode.name()
+        )),
+        _ => Ok(n),
+    }
 }
 
 fn parse_bool(v: &str) -> Option<bool> {
@@ -414,6 +526,9 @@ pub fn app_spec(prefix: &str, callable: &str) -> Result<AppSpec, String> {
         module: module.to_owned(),
         attr: attr.to_owned(),
         args,
+        interpreter: None,
+        replicas: 1,
+        python_path: Vec::new(),
     })
 }
 

@@ -8,11 +8,12 @@ use pyo3::prelude::*;
 use pyo3::types::{PyList, PyModule};
 use windows_sys::Win32::System::Iis::HSE_STATUS_ERROR;
 
-use crate::config::{self, Config, Env};
+use crate::config::{self, AppSpec, Config, Env, InterpreterMode};
 use crate::ffi::Ecb;
 use crate::ffi::exports::Extension as IsapiExtension;
 use crate::ffi::library;
 use crate::ffi::python::{self, PythonSettings};
+use crate::interpreters::{Home, Homes};
 use crate::paths::{self, Style};
 use crate::request;
 use crate::server_vars::{BaseSource, RequestInfo, Var};
@@ -23,6 +24,8 @@ struct Extension {
     config: Config,
     description: String,
     base: OnceLock<BaseSource>,
+    /// Each app's interpreter(s).
+    homes: Homes,
 }
 
 static EXTENSION: OnceLock<Extension> = OnceLock::new();
@@ -62,7 +65,6 @@ impl IsapiExtension for Pyisapie {
                 "pyisapie did not start\n",
             );
         };
-        python::adopt_thread();
         let base = ext
             .base
             .get_or_init(|| BaseSource::detect(ext.config.base.as_deref(), ecb));
@@ -79,29 +81,64 @@ impl IsapiExtension for Pyisapie {
             return request::plain_response(ecb, "404 Not Found", "Not Found\n");
         };
         let link = Link::new(ecb);
-        let finished = Python::attach(|py| request::run(py, ecb, &link, &info, &route));
+        let entered = match &ext.homes.apps[route.app] {
+            Home::Main { slot } => {
+                let route = crate::mount::Route {
+                    app: *slot,
+                    ..route
+                };
+                ext.homes
+                    .main
+                    .enter(|py| request::run(py, ecb, &link, &info, &route))
+            }
+            Home::Own(replicas) => {
+                let route = crate::mount::Route { app: 0, ..route };
+                replicas.run(|py| request::run(py, ecb, &link, &info, &route))
+            }
+        };
+        let finished = match entered {
+            Ok(finished) => finished,
+            Err(e) => {
+                tracing::error!(target: "pyisapie", "cannot run the app: {e}");
+                link.close();
+                return request::plain_response(
+                    ecb,
+                    "503 Service Unavailable",
+                    "pyisapie is shutting down\n",
+                );
+            }
+        };
         let status = finished.complete(&link);
         link.close();
         status
     }
 
-    /// `TerminateExtension`: Python is deliberately not finalised (server threads may still
-    /// be inside it); `sys.stdout`, `sys.stderr` and `wsgi.errors` are flushed (a partial line
-    /// is logged) and the event is logged.
+    /// `TerminateExtension`: first every sub-interpreter is ended, newest first, each after
+    /// flushing its streams; then the main interpreter's `sys.stdout`, `sys.stderr` and
+    /// `wsgi.errors` are flushed (a partial line is logged). The main interpreter is
+    /// deliberately not finalised (server threads may still be inside it).
     fn terminate(flags: u32) {
         tracing::info!(target: "pyisapie", "TerminateExtension({flags}): unloading");
-        if EXTENSION.get().is_some() {
-            let _ = Python::try_attach(|py| {
-                for name in ["stdout", "stderr"] {
-                    if let Ok(stream) = py.import("sys").and_then(|sys| sys.getattr(name)) {
-                        let _ = stream.call_method0("flush");
-                    }
-                }
-                if let Ok(ctx) = Context::get(py) {
-                    ctx.flush_errors(py);
-                }
-            });
+        if let Some(ext) = EXTENSION.get() {
+            for e in ext.homes.end(&flush_streams) {
+                tracing::error!(target: "pyisapie", "cannot end {e}");
+            }
+            if let Err(e) = ext.homes.main.enter(flush_streams) {
+                tracing::warn!(target: "pyisapie", "cannot flush the main interpreter's streams: {e}");
+            }
         }
+    }
+}
+
+/// Flushes the current interpreter's `sys.stdout`, `sys.stderr` and `wsgi.errors`.
+fn flush_streams(py: Python<'_>) {
+    for name in ["stdout", "stderr"] {
+        if let Ok(stream) = py.import("sys").and_then(|sys| sys.getattr(name)) {
+            let _ = stream.call_method0("flush");
+        }
+    }
+    if let Ok(ctx) = Context::get(py) {
+        ctx.flush_errors(py);
     }
 }
 
@@ -166,21 +203,39 @@ fn start_inner(log: &mut Option<config::LogTarget>) -> Result<Extension, String>
              applied, and sys.stdout and sys.stderr are left as they are"
         );
     }
-    let python = Python::attach(|py| load_apps(py, &config))?;
+    Python::attach(log_python);
+    let homes = Homes::start(
+        &config,
+        &|py| {
+            let options = Options {
+                debug: config.debug,
+                redirect_std_streams: true,
+            };
+            Context::install(py, options).map(drop).map_err(|e| {
+                format!(
+                    "cannot set up pyisapie in a sub-interpreter: {}",
+                    error_text(py, &e)
+                )
+            })
+        },
+        &|py, apps, app_paths, mode| load_apps(py, &config, apps, app_paths, mode),
+    )?;
+    let python = crate::interpreters::python_version();
     let description = format!("pyisapie {} (Python {python})", env!("CARGO_PKG_VERSION"));
-    for app in &config.apps {
+    for (index, app) in config.apps.iter().enumerate() {
         let prefix = if app.prefix.is_empty() {
             "/"
         } else {
             &app.prefix
         };
-        tracing::info!(target: "pyisapie", "mounted {app} at {prefix}");
+        tracing::info!(target: "pyisapie", "mounted {app} at {prefix} ({})", homes.describe(index));
     }
     tracing::info!(target: "pyisapie", "{description} ready (configuration from {})", config.source);
     Ok(Extension {
         config,
         description,
         base: OnceLock::new(),
+        homes,
     })
 }
 
@@ -222,19 +277,24 @@ fn load_app<'py>(
     boot: &Bound<'py, PyModule>,
     app: &config::AppSpec,
     source: &str,
+    mode: InterpreterMode,
 ) -> Result<Bound<'py, PyAny>, String> {
     let describe = |e: &PyErr| -> (String, Option<String>) {
         boot.call_method1("describe_exception", (e.value(py), e.traceback(py)))
             .and_then(|t| t.extract())
-            .unwrap_or_else(|_| (e.to_string(), None))
+            .unwrap_or_else(|_| (error_text(py, e), None))
     };
     // `what (from source):` then the exception: on the same line when it is one line.
     let failed = |what: String, e: &PyErr| {
         let (only, traceback) = describe(e);
-        match traceback {
+        let message = match traceback {
             Some(tb) => format!("{what}:\n{tb}"),
             None if only.contains('\n') => format!("{what}:\n{only}"),
             None => format!("{what}: {only}"),
+        };
+        match refusing_module(py, boot, e) {
+            Some(module) => format!("{}\n{message}", refused(app, source, mode, &module)),
+            None => message,
         }
     };
     let module = boot
@@ -262,7 +322,7 @@ fn load_app<'py>(
             .call_method1("factory_arguments", (text,))
             .and_then(|t| t.extract())
             .map_err(|e| failed(format!("cannot load app \"{app}\" (from {source})"), &e))?;
-        let args = pyo3::types::PyTuple::new(py, args.iter()).map_err(|e| e.to_string())?;
+        let args = pyo3::types::PyTuple::new(py, args.iter()).map_err(|e| error_text(py, &e))?;
         obj = obj.call(args, Some(&kwargs)).map_err(|e| {
             failed(
                 format!("the app factory \"{app}\" (from {source}) raised an exception"),
@@ -286,31 +346,73 @@ fn load_app<'py>(
     Ok(obj)
 }
 
-/// Sets up `sys.path`, imports every app and installs the interpreter's context. Returns
-/// the Python version. Errors carry the traceback.
-fn load_apps(py: Python<'_>, config: &Config) -> Result<String, String> {
-    let ctx = Context::get(py).map_err(|e| error_text(py, &e))?;
-    let boot = ctx.boot(py);
+/// The module named by an `ImportError` (in `e` or what caused it) saying that it cannot
+/// load in a sub-interpreter.
+fn refusing_module(py: Python<'_>, boot: &Bound<'_, PyModule>, e: &PyErr) -> Option<String> {
+    boot.call_method1("refusing_module", (e.value(py),))
+        .and_then(|m| m.extract::<Option<String>>())
+        .ok()
+        .flatten()
+}
+
+/// The start-up error for an app whose import reached a module that refuses this
+/// interpreter mode: the app, the module, the Python version and the fix.
+fn refused(app: &AppSpec, source: &str, mode: InterpreterMode, module: &str) -> String {
+    let python = crate::interpreters::python_version();
+    let (what, fix) = match mode {
+        InterpreterMode::Isolated => (
+            "an isolated sub-interpreter (own GIL)",
+            "set interpreter = \"shared\" (its own sub-interpreter, sharing the main GIL) or \
+             interpreter = \"main\" for this app",
+        ),
+        _ => (
+            "a sub-interpreter",
+            "set interpreter = \"main\" for this app",
+        ),
+    };
+    format!(
+        "app \"{app}\" (from {source}) cannot run in {what} on Python {python}: the module \
+         {module} does not support sub-interpreters. To fix it, {fix} (in pyisapie.toml, or \
+         PYISAPIE_INTERPRETER with --app)."
+    )
+}
+
+/// Logs the Python in use, once.
+fn log_python(py: Python<'_>) {
     if let Ok(sys) = py.import("sys") {
         let get = |name: &str| sys.getattr(name).map(|v| v.to_string()).unwrap_or_default();
         tracing::info!(
             target: "pyisapie",
             "Python {} from {} (sys.base_prefix {})",
-            Python::version_str().split_whitespace().next().unwrap_or("?"),
+            crate::interpreters::python_version(),
             library::python_library()
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| "(unknown)".to_owned()),
             get("base_prefix")
         );
     }
+}
+
+/// In the current interpreter: sets up `sys.path` (`app_paths`, then the global
+/// `python_path` and virtualenv), imports `apps` and installs the interpreter's context.
+/// Errors carry the traceback.
+fn load_apps(
+    py: Python<'_>,
+    config: &Config,
+    apps: &[&AppSpec],
+    app_paths: &[std::path::PathBuf],
+    mode: InterpreterMode,
+) -> Result<(), String> {
+    let ctx = Context::get(py).map_err(|e| error_text(py, &e))?;
+    let boot = ctx.boot(py);
     let format = |e: &PyErr| {
         boot.call_method1("format_exception", (e.value(py), e.traceback(py)))
             .and_then(|s| s.extract::<String>())
-            .unwrap_or_else(|_| e.to_string())
+            .unwrap_or_else(|_| error_text(py, e))
     };
-    let python_path: Vec<String> = config
-        .python_path
+    let python_path: Vec<String> = app_paths
         .iter()
+        .chain(&config.python_path)
         .map(|p| p.display().to_string())
         .collect();
     let venv = config.virtualenv.as_ref().map(|p| p.display().to_string());
@@ -326,9 +428,9 @@ fn load_apps(py: Python<'_>, config: &Config) -> Result<String, String> {
         .call_method1(
             "setup_paths",
             (
-                PyList::new(py, &python_path).map_err(|e| e.to_string())?,
+                PyList::new(py, &python_path).map_err(|e| error_text(py, &e))?,
                 venv,
-                PyList::new(py, &site_dirs).map_err(|e| e.to_string())?,
+                PyList::new(py, &site_dirs).map_err(|e| error_text(py, &e))?,
                 venv_python,
                 config.virtualenv_found,
             ),
@@ -345,18 +447,12 @@ fn load_apps(py: Python<'_>, config: &Config) -> Result<String, String> {
     } else if let (Some(venv), true) = (&config.virtualenv, config.virtualenv_found) {
         tracing::info!(target: "pyisapie", "using the virtualenv {} (found, not configured)", venv.display());
     }
-    let mut apps = Vec::with_capacity(config.apps.len());
-    for app in &config.apps {
-        apps.push(load_app(py, boot, app, &config.source)?);
+    let mut loaded = Vec::with_capacity(apps.len());
+    for app in apps {
+        loaded.push(load_app(py, boot, app, &config.source, mode)?);
     }
-    ctx.set_apps(apps)
-        .map_err(|e| format!("cannot create the interpreter context: {}", format(&e)))?;
-    let version = Python::version_str()
-        .split_whitespace()
-        .next()
-        .unwrap_or("?")
-        .to_owned();
-    Ok(version)
+    ctx.set_apps(loaded)
+        .map_err(|e| format!("cannot create the interpreter context: {}", format(&e)))
 }
 
 #[cfg(test)]

@@ -12,6 +12,8 @@
 //! From the top down; each module uses only those listed below it.
 //! - `extension`: the life cycle (start-up, the per-request entry, termination), behind
 //!   the ISAPI exports.
+//! - `interpreters`: where each app runs (the main interpreter, an own sub-interpreter,
+//!   own-GIL replicas) and which replica takes a request.
 //! - `request`: one request: the call of the application and sending what it returns.
 //! - `wsgi`: the Python-facing types, one file per WSGI concept (the environ,
 //!   `wsgi.input`, `start_response` and the response writer, `wsgi.file_wrapper`,
@@ -36,6 +38,7 @@ mod extension;
 #[allow(unsafe_code)]
 mod ffi;
 pub mod http;
+mod interpreters;
 mod log;
 pub mod mount;
 pub mod paths;

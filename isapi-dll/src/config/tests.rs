@@ -199,3 +199,127 @@ fn config_file_beside_library() {
     assert_eq!(c.apps[0].module, "x");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn interpreter_modes_replicas_and_app_paths() {
+    let c = parse(
+        r#"
+        [[app]]
+        prefix = "/a"
+        callable = "a:app"
+        interpreter = "isolated"
+        replicas = 4
+        python_path = ["site_a", "/abs/a"]
+        [[app]]
+        prefix = "/b"
+        callable = "b:app"
+        interpreter = "shared"
+        [[app]]
+        prefix = "/c"
+        callable = "c:app"
+        interpreter = "main"
+        [[app]]
+        callable = "d:app"
+        replicas = 2
+        "#,
+    )
+    .unwrap();
+    let by = |p: &str| c.apps.iter().find(|a| a.prefix == p).unwrap();
+    let a = by("/a");
+    assert_eq!(
+        (a.interpreter, a.replicas),
+        (Some(InterpreterMode::Isolated), 4)
+    );
+    assert_eq!(
+        a.python_path,
+        [PathBuf::from("/etc/site/site_a"), PathBuf::from("/abs/a")]
+    );
+    assert_eq!(
+        (by("/b").interpreter, by("/b").replicas),
+        (Some(InterpreterMode::Shared), 1)
+    );
+    assert_eq!(by("/c").interpreter, Some(InterpreterMode::Main));
+    assert!(by("/c").python_path.is_empty());
+    // no mode named: the default is decided at start-up, against the Python
+    assert_eq!((by("").interpreter, by("").replicas), (None, 2));
+    assert_eq!(
+        InterpreterMode::default_for(true),
+        InterpreterMode::Isolated
+    );
+    assert_eq!(InterpreterMode::default_for(false), InterpreterMode::Main);
+}
+
+#[test]
+fn bad_interpreter_and_replicas_are_clear_errors() {
+    let e = parse("[[app]]\ncallable='m:a'\ninterpreter='own'")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("test.toml") && e.contains("own") && e.contains("isolated"),
+        "{e}"
+    );
+    for mode in ["main", "shared"] {
+        let e = parse(&format!(
+            "[[app]]\ncallable='m:a'\ninterpreter='{mode}'\nreplicas=2"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("m:a")
+                && e.contains("replicas = 2")
+                && e.contains("\"isolated\"")
+                && e.contains(&format!("not \"{mode}\"")),
+            "{e}"
+        );
+    }
+    // one replica is what every app has: allowed in any mode
+    assert!(parse("[[app]]\ncallable='m:a'\ninterpreter='main'\nreplicas=1").is_ok());
+    for n in ["0", "65"] {
+        let e = parse(&format!("[[app]]\ncallable='m:a'\nreplicas={n}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("between 1 and 64") && e.contains(n), "{e}");
+    }
+}
+
+#[test]
+fn interpreter_and_replicas_from_the_environment() {
+    let env = Env {
+        app: Some("m:app".into()),
+        interpreter: Some("Shared".into()),
+        ..Env::default()
+    };
+    let c = load(&env, None).unwrap();
+    assert_eq!(
+        (c.apps[0].interpreter, c.apps[0].replicas),
+        (Some(InterpreterMode::Shared), 1)
+    );
+    let env = Env {
+        app: Some("m:app".into()),
+        interpreter: Some("isolated".into()),
+        replicas: Some("3".into()),
+        ..Env::default()
+    };
+    assert_eq!(load(&env, None).unwrap().apps[0].replicas, 3);
+    let env = Env {
+        app: Some("m:app".into()),
+        interpreter: Some("own".into()),
+        ..Env::default()
+    };
+    let e = load(&env, None).unwrap_err().to_string();
+    assert!(
+        e.contains("PYISAPIE_INTERPRETER") && e.contains("\"own\""),
+        "{e}"
+    );
+    let env = Env {
+        app: Some("m:app".into()),
+        interpreter: Some("main".into()),
+        replicas: Some("2".into()),
+        ..Env::default()
+    };
+    let e = load(&env, None).unwrap_err().to_string();
+    assert!(
+        e.contains("PYISAPIE_REPLICAS") && e.contains("\"isolated\""),
+        "{e}"
+    );
+}

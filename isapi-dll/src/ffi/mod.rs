@@ -7,8 +7,10 @@
 //! - [`ecb`]: [`Ecb`], a safe handle on the `EXTENSION_CONTROL_BLOCK` with the callbacks
 //!   the extension uses (ReadClient, WriteClient, GetServerVariable with size probing, and
 //!   the ServerSupportFunction requests), and the Win32 error codes they report.
-//! - [`python`]: starting the interpreter from a `PyConfig`, giving each server thread a
-//!   lasting Python thread state, the per-interpreter dictionary, latin-1 strings.
+//! - [`python`]: starting the interpreter from a `PyConfig`, the per-interpreter
+//!   dictionary, latin-1 strings.
+//! - [`interp`]: sub-interpreters (own GIL or the main one's), each thread's lasting
+//!   thread state in each, entering and leaving them, ending them in order.
 //! - [`pytype`]: per-interpreter heap types whose instances own a Rust value, owned
 //!   references that stay in their interpreter, values kept in the interpreter's own
 //!   dictionary, and the trampolines through which Python calls Rust.
@@ -32,13 +34,14 @@ pub(crate) mod exports;
 
 pub(crate) mod ecb;
 mod guard;
+pub(crate) mod interp;
 pub(crate) mod library;
 pub(crate) mod python;
 pub(crate) mod pytype;
-#[cfg(windows)]
-mod winstdio;
 #[cfg(test)]
 mod tests;
+#[cfg(windows)]
+mod winstdio;
 
 pub(crate) use ecb::{Ecb, RawFile};
 

@@ -1,5 +1,5 @@
-//! The interpreter: starting it once from a `PyConfig`, giving each server thread a lasting
-//! Python thread state, the per-interpreter dictionary, and latin-1 strings for the
+//! The interpreter: starting it once from a `PyConfig` (each server thread's lasting
+//! thread states are [`super::interp`]'s), the per-interpreter dictionary, and latin-1 strings for the
 //! environ.
 
 use std::ffi::CStr;
@@ -105,28 +105,6 @@ fn set_home(
             pyo3::ffi::PyConfig_SetBytesString(config, &raw mut (*config).home, bytes.as_ptr())
         })
     }
-}
-
-thread_local! {
-    static ADOPTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Gives the calling server thread a Python thread state that lasts as long as the thread,
-/// so that each request's `Python::attach` reuses it instead of creating and destroying
-/// one. Must be called without the GIL held (as at the start of `HttpExtensionProc`).
-pub(crate) fn adopt_thread() {
-    if ADOPTED.get() {
-        return;
-    }
-    // SAFETY: Python is initialised (checked by the caller, which only runs after a
-    // successful start) and this thread is not attached. PyGILState_Ensure creates the
-    // thread's state with a use count of one; PyEval_SaveThread releases the GIL without
-    // dropping that count, so later Ensure/Release pairs reuse the state.
-    unsafe {
-        pyo3::ffi::PyGILState_Ensure();
-        pyo3::ffi::PyEval_SaveThread();
-    }
-    ADOPTED.set(true);
 }
 
 /// The current interpreter's private dictionary (`PyInterpreterState_GetDict`): the home of
