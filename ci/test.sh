@@ -61,8 +61,8 @@ ci/fuzz.sh || fuzz_status=$?
 # Sanitizers: the e2e tests against an AddressSanitizer host and C fixtures (ci/asan.sh),
 # the ffi unit tests under Miri (ci/miri.sh). Each ends with "asan: ok", "... FAILED (why)"
 # or "... skipped (why)" (no toolchain: not a failure, never silent).
-asan_line=$(ci/asan.sh 2>&1 | tee /dev/stderr | tail -n 1) || true
-miri_line=$(ci/miri.sh 2>&1 | tee /dev/stderr | tail -n 1) || true
+asan_line=$(ci/asan.sh 2>&1 | tee >(cat >&2) | tail -n 1) || true
+miri_line=$(ci/miri.sh 2>&1 | tee >(cat >&2) | tail -n 1) || true
 case $asan_line in "asan: ok" | "asan: skipped ("*) ;; "asan: FAILED"*) status=1 ;; *) asan_line="asan: FAILED (ci/asan.sh did not finish)" status=1 ;; esac
 case $miri_line in "miri: ok" | "miri: skipped ("*) ;; "miri: FAILED"*) status=1 ;; *) miri_line="miri: FAILED (ci/miri.sh did not finish)" status=1 ;; esac
 

@@ -146,9 +146,15 @@ fn io_threads_sets_the_runtime_threads() {
         let host = Host::start(&["--extension", &hello, "--io-threads", n]);
         let r = host.connect().roundtrip(&get_req("/"));
         assert_eq!(r.body, b"Hello, world!");
+        // Each runtime thread names itself once it runs: wait for the names, then
+        // count them (never more than --io-threads).
+        let want = n.parse::<usize>().unwrap();
+        eventually(Duration::from_secs(10), || {
+            threads_named(host.pid(), "isapi-http") >= want
+        });
         assert_eq!(
             threads_named(host.pid(), "isapi-http"),
-            n.parse::<usize>().unwrap(),
+            want,
             "--io-threads {n}"
         );
     }

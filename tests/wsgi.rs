@@ -22,8 +22,8 @@ mod wsgi_threads;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
+pub(crate) use support::eventually;
 use support::{Host, Response};
 
 /// `fixtures/wsgi`.
@@ -86,16 +86,3 @@ pub(crate) fn body(r: &Response) -> String {
     support::text(r)
 }
 
-/// Polls `f` until it returns true or `timeout` passes.
-pub(crate) fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}

@@ -66,6 +66,20 @@ pub use files::*;
 pub use host::*;
 pub use platform::*;
 
+/// Polls `f` every 50 ms until it returns true or `timeout` passes; whether it did.
+pub fn eventually(timeout: std::time::Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// How many times `needle` occurs in `haystack` (a log, a response).
 pub fn count(haystack: &str, needle: &str) -> usize {
     haystack.matches(needle).count()
