@@ -5,11 +5,12 @@
 # ROUNDS interleaved rounds (every server once per workload and concurrency per round,
 # in rotated order) and reports the median round and same-round ratios.
 #
-# Takes about 55 minutes: a load run is WARMUP + DURATION (6 s), and there are
+# Takes about an hour: a load run is WARMUP + DURATION (6 s), and there are
 # servers x workloads x concurrencies x ROUNDS of them: workloads 27 x 5, scaling
-# 30 x 5, bodies 15 x 5, wrk 8 x 5, workers 10 x 5, static 3 x 5 = 465 runs, about 47 minutes; plus the wrk
-# comparison (4 servers x 2 concurrencies x (5 wrk runs + 4 generator runs), about 7 minutes),
-# the idle and upload measurements, server start-up and the release build. Five
+# 30 x 5, bodies 15 x 5, wrk 8 x 5, workers 10 x 5, static 3 x 5, interpreters 10 x 5
+# = 515 runs, about 52 minutes; plus the wrk comparison (4 servers x 2 concurrencies x
+# (5 wrk runs + 4 generator runs), about 7 minutes), the idle and upload measurements,
+# server start-up and the release builds. Five
 # rounds, because a same-round ratio still moves by about ±0.1 on a shared machine.
 #
 #   ci/bench.sh                    everything below; regenerates harness/bench-results/
@@ -46,7 +47,7 @@ h="$target/release/isapi-harness"
 ALL=(--server bare-hyper --server host-c --server host-py --server granian --server gunicorn --server waitress)
 common=(--threads "$THREADS" --client-threads "$CLIENT_THREADS" -d "$DURATION" --warmup "$WARMUP" --rounds "$ROUNDS")
 
-SECTIONS="${SECTIONS:-workloads scaling bodies wrk workers static}"
+SECTIONS="${SECTIONS:-workloads scaling bodies wrk workers static interpreters}"
 run() { # name, args...
   local name=$1; shift
   [[ " $SECTIONS " == *" $name "* ]] || return 0
@@ -78,6 +79,27 @@ run workers --server host-py --server host-py@w2 --server host-py@single --serve
 # 6. static files: a 10 KiB file through --static against the same file from the bare
 #    server's ServeDir (the same tower-http code), so only the host's own cost differs
 run static --server bare-hyper --server host-c --server host-py --app static-10k -c 64
+# 7. own-GIL sub-interpreter replicas (pyisapie's `replicas`): two replicas in one process
+#    against one replica, the main interpreter, two worker processes and two granian
+#    workers, on work and hello at c=64. Own GILs need Python 3.12+, so the host and
+#    pyisapie are built against pyenv's newest 3.13 ($PY313 to choose) in their own target
+#    dir, with an rpath to its libpython; granian runs on the venv's Python (3.11).
+if [[ " $SECTIONS " == *" interpreters "* ]]; then
+  py_args=()
+  if [ -z "${REPORT_ONLY:-}" ]; then
+    py313=${PY313:-$(printf '%s\n' "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.13.* |
+      grep -E '/3\.13\.[0-9]+$' | sort -V | tail -n 1)/bin/python3}
+    [ -x "$py313" ] || { echo "bench: no Python 3.13 ($py313); set PY313" >&2; exit 2; }
+    libdir=$("$py313" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
+    dir313="$target/bench-py313"
+    PYO3_PYTHON=$py313 CARGO_TARGET_DIR=$dir313 cargo rustc -q --release -p pyisapie --lib \
+      -- -C "link-arg=-Wl,-rpath,$libdir"
+    CARGO_TARGET_DIR=$dir313 cargo build -q --release --bin isapi-host
+    py_args=(--host-bin "$dir313/release/isapi-host")
+  fi
+  run interpreters --server host-py@r2 --server host-py@r1 --server host-py@main \
+    --server host-py@w2 --server granian@w2 --app work,hello -c 64 "${py_args[@]}"
+fi
 
 # splice the generated tables into BENCHMARKS.md between <!-- BEGIN name --> and <!-- END name -->
 /usr/bin/python3 - "$OUT" <<'PY'

@@ -219,8 +219,9 @@ for tag in "${folders[@]}"; do
   if ! windows_venv "$ver" "$dir" "$venv"; then
     echo "windows-test: pip could not make the Windows venv $venv: the framework tests will fail" >&2
   fi
+  # (ISAPI_TEST_PYTHON_VERSION: tests/wsgi_python.rs checks that this folder's Python served)
   ISAPI_HOST_TEST_BIN=$dir/isapi-host.exe ISAPI_HOST_TEST_RUNNER=$WINE64 ISAPI_TEST_PYISAPIE=$dir/pyisapie.dll \
-    PYISAPIE_TEST_VENV=$venv run_cargo_suite "wsgi $tag (host-py-win-$tag)" "wsgi-$tag" -- --test wsgi
+    ISAPI_TEST_PYTHON_VERSION=$ver PYISAPIE_TEST_VENV=$venv run_cargo_suite "wsgi $tag (host-py-win-$tag)" "wsgi-$tag" -- --test wsgi
   if [ -x "$harness" ]; then
     run_conform "conformance host-py-win-$tag" "$target/conform-win-$tag" \
       --server "host-py-win-$tag" --windows-out "$WINDOWS_OUT" --wine "$WINE64"

@@ -14,8 +14,9 @@ pub struct BenchArgs {
     /// Servers to start (repeatable): bare-hyper, host-c, host-py, host-c-win,
     /// host-py-win[-py3XX], granian, gunicorn, waitress, cmd:TEMPLATE; host-py, host-c,
     /// granian and gunicorn@wN for N worker processes, host-py and host-c@single for the
-    /// host without its supervisor [default: bare-hyper, host-c, host-py, granian,
-    /// gunicorn and waitress, unless --url is given].
+    /// host without its supervisor, host-py@rN for N own-GIL replicas and host-py@main
+    /// for the main interpreter (pyisapie's interpreter modes) [default: bare-hyper,
+    /// host-c, host-py, granian, gunicorn and waitress, unless --url is given].
     #[arg(long = "server")]
     pub servers: Vec<String>,
     /// Measure a server that is already running, like wrk or oha: GET this http:// URL on

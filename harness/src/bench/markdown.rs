@@ -148,6 +148,10 @@ pub fn markdown(r: &Report, charts: &[PathBuf], rel_to: Option<&std::path::Path>
             // what the supervisor costs: within noise of one process
             ("host-c", "host-c@single", 0.95),
             ("host-py", "host-py@single", 0.95),
+            // own-GIL replicas in one process: against one replica, and against granian's
+            // two processes
+            ("host-py@r2", "host-py@r1", 1.8),
+            ("host-py@r2", "granian@w2", 1.0),
         ];
         let mut rows = Vec::new();
         for (a_, b_, target) in pairs {

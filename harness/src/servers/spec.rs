@@ -47,8 +47,9 @@ impl ServerSpec {
             bail!(
                 "unknown server {name:?}; known: {}, host-py-win-py3XX, cmd:<template with {{port}}> \
                  or url:http://HOST:PORT/PATH (a server already running); \
-                 host-py, host-c, granian and gunicorn also take @wN (N worker processes), and \
-                 host-py and host-c @single (--no-supervisor)",
+                 host-py, host-c, granian and gunicorn also take @wN (N worker processes), \
+                 host-py and host-c @single (--no-supervisor), host-py @rN (N own-GIL \
+                 replicas) and @main (the main interpreter)",
                 KNOWN.join(", ")
             )
         }
@@ -58,6 +59,8 @@ impl ServerSpec {
         if let Some(variant) = spec.variant() {
             let ok = match variant {
                 "single" => matches!(kind, "host-py" | "host-c"),
+                "main" => kind == "host-py",
+                _ if variant.starts_with('r') => spec.replicas().is_some() && kind == "host-py",
                 _ => {
                     spec.workers().is_some()
                         && matches!(kind, "host-py" | "host-c" | "granian" | "gunicorn")
@@ -66,7 +69,8 @@ impl ServerSpec {
             if !ok {
                 bail!(
                     "server {name:?}: @{variant} is not a variant of {kind} (host-py, host-c, \
-                     granian and gunicorn take @wN with N at least 1; host-py and host-c take @single)"
+                     granian and gunicorn take @wN with N at least 1; host-py and host-c take \
+                     @single; host-py takes @rN, N own-GIL replicas from 1 to 64, and @main)"
                 );
             }
         }
@@ -100,6 +104,33 @@ impl ServerSpec {
     pub fn workers(&self) -> Option<u32> {
         let n: u32 = self.variant()?.strip_prefix('w')?.parse().ok()?;
         (n >= 1).then_some(n)
+    }
+
+    /// `@rN` (host-py): the app in N own-GIL sub-interpreter replicas in one worker
+    /// (pyisapie's `PYISAPIE_INTERPRETER=isolated`, `PYISAPIE_REPLICAS=N`; Python 3.12+).
+    pub fn replicas(&self) -> Option<u32> {
+        let n: u32 = self.variant()?.strip_prefix('r')?.parse().ok()?;
+        (1..=64).contains(&n).then_some(n)
+    }
+
+    /// `@main` (host-py): the app in the main interpreter (`PYISAPIE_INTERPRETER=main`),
+    /// whatever the Python's default mode.
+    pub fn main_interpreter(&self) -> bool {
+        self.variant() == Some("main")
+    }
+
+    /// The environment pyisapie reads for this variant's interpreter mode.
+    pub fn interpreter_env(&self) -> Vec<(&'static str, String)> {
+        if let Some(n) = self.replicas() {
+            vec![
+                ("PYISAPIE_INTERPRETER", "isolated".to_owned()),
+                ("PYISAPIE_REPLICAS", n.to_string()),
+            ]
+        } else if self.main_interpreter() {
+            vec![("PYISAPIE_INTERPRETER", "main".to_owned())]
+        } else {
+            Vec::new()
+        }
     }
 
     /// `@single`: our host as one process, without the supervisor (`--no-supervisor`).
@@ -287,9 +318,30 @@ mod tests {
             ("host-c", None, true)
         );
         assert_eq!(s.target(), Target::Isapi);
+        let r = ServerSpec::parse("host-py@r2").unwrap();
+        assert_eq!((r.replicas(), r.workers(), r.is_ours()), (Some(2), None, true));
+        assert_eq!(
+            r.interpreter_env(),
+            [
+                ("PYISAPIE_INTERPRETER", "isolated".to_owned()),
+                ("PYISAPIE_REPLICAS", "2".to_owned())
+            ]
+        );
+        let m = ServerSpec::parse("host-py@main").unwrap();
+        assert!(m.main_interpreter() && m.replicas().is_none());
+        assert_eq!(
+            m.interpreter_env(),
+            [("PYISAPIE_INTERPRETER", "main".to_owned())]
+        );
+        assert!(ServerSpec::parse("host-py").unwrap().interpreter_env().is_empty());
         for bad in [
             "host-py@w0",
             "host-py@wx",
+            "host-py@r0",
+            "host-py@r65",
+            "host-c@r2",
+            "host-c@main",
+            "granian@r2",
             "waitress@w2",
             "granian@single",
             "host-py@",
