@@ -33,15 +33,20 @@ fn last_error() -> u32 {
 }
 
 fn clear_last_error() {
+    set_last_error(0);
+}
+
+/// Stores a Win32 code where [`last_error`] reads it, as a host does (errno on Unix).
+pub(super) fn set_last_error(code: u32) {
     #[cfg(target_os = "linux")]
     // SAFETY: __errno_location returns this thread's errno slot, always valid to write.
     unsafe {
-        *libc::__errno_location() = 0;
+        *libc::__errno_location() = code as i32;
     }
     #[cfg(windows)]
     // SAFETY: SetLastError only writes this thread's last-error value.
     unsafe {
-        windows_sys::Win32::Foundation::SetLastError(0);
+        windows_sys::Win32::Foundation::SetLastError(code);
     }
 }
 

@@ -92,11 +92,6 @@ fn fake<'a>(hconn: HCONN) -> &'a Fake {
     unsafe { &*hconn.cast::<Fake>() }
 }
 
-/// Stores a Win32 code where the extension reads it (errno, as the host does).
-fn set_error(code: u32) {
-    // SAFETY: __errno_location returns this thread's errno slot, always valid to write.
-    unsafe { *libc::__errno_location() = code as i32 };
-}
 
 unsafe extern "system" fn get_server_variable(
     hconn: HCONN,
@@ -108,14 +103,14 @@ unsafe extern "system" fn get_server_variable(
     // SAFETY: the extension passes a NUL-terminated name and a valid size.
     let (name, offered) = unsafe { (CStr::from_ptr(name.cast()).to_bytes(), *size) };
     let Some((_, value)) = f.vars.iter().find(|(n, _)| *n == name) else {
-        set_error(ERROR_INVALID_INDEX);
+        super::ecb::set_last_error(ERROR_INVALID_INDEX);
         return FALSE;
     };
     let needed = value.len() as u32 + 1;
     if f.always_short || buf.is_null() || offered < needed {
         // SAFETY: as above.
         unsafe { *size = offered.max(needed) + u32::from(f.always_short) };
-        set_error(ERROR_INSUFFICIENT_BUFFER);
+        super::ecb::set_last_error(ERROR_INSUFFICIENT_BUFFER);
         return FALSE;
     }
     // SAFETY: `buf` holds `offered` >= `needed` writable bytes (the ABI's promise, which
@@ -218,7 +213,7 @@ unsafe extern "system" fn server_support_function(
             ));
             match f.transmit {
                 Transmit::Refuse => {
-                    set_error(ERROR_INVALID_PARAMETER);
+                    super::ecb::set_last_error(ERROR_INVALID_PARAMETER);
                     FALSE
                 }
                 Transmit::Complete { bytes, error } => {
@@ -237,7 +232,7 @@ unsafe extern "system" fn server_support_function(
             }
         }
         _ => {
-            set_error(ERROR_INVALID_PARAMETER);
+            super::ecb::set_last_error(ERROR_INVALID_PARAMETER);
             FALSE
         }
     }
