@@ -22,13 +22,15 @@ use crate::site::Site;
 
 pub(crate) use cli::parse as parse_cli;
 pub(crate) use settings::{
-    AccessLogFormat, Cli, Command, CtlArgs, CtlCommand, LogFormat, Mapping, ServeArgs, Settings,
+    AccessLogFormat, Cli, Command, CtlArgs, CtlCommand, InterpreterMode, LogFormat, Mapping,
+    ServeArgs, Settings,
 };
 use settings::{
     DEFAULT_BIND, DEFAULT_HEADER_TIMEOUT, DEFAULT_IO_TIMEOUT, DEFAULT_KEEPALIVE_TIMEOUT,
     DEFAULT_MAX_BODY, DEFAULT_MAX_HEADER, DEFAULT_MAX_REQUESTS, DEFAULT_PYTHON_PARALLEL,
     DEFAULT_PYTHON_THREADS, DEFAULT_RAPID_FAIL_COUNT, DEFAULT_RAPID_FAIL_SECS, DEFAULT_READ_AHEAD,
-    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_THREADS, DEFAULT_YIELD, MAX_YIELD_US, MIN_MAX_HEADER,
+    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_THREADS, DEFAULT_YIELD, MAX_REPLICAS, MAX_YIELD_US,
+    MIN_MAX_HEADER,
     normalize_prefix, parse_app, rapid_fail_parts,
 };
 
@@ -41,6 +43,10 @@ pub(crate) struct PythonApp {
     pub(crate) python_path: Vec<PathBuf>,
     /// Where `app` was given, for messages: `--app`, `ISAPI_HOST_APP`, a file's key.
     pub(crate) source: String,
+    /// `--interpreter`: pyisapie's mode for the app (its own default when unset).
+    pub(crate) interpreter: Option<InterpreterMode>,
+    /// `--replicas`: own-GIL sub-interpreters of the app (pyisapie's default, 1, when unset).
+    pub(crate) replicas: Option<usize>,
 }
 
 /// The resolved settings the server runs with.
@@ -260,6 +266,24 @@ impl ServeConfig {
         if !python_path.is_empty() && app.is_none() {
             bail!("--python-path needs --app MODULE:CALLABLE");
         }
+        if app.is_none() {
+            if s.interpreter.is_some() {
+                bail!("--interpreter needs --app MODULE:CALLABLE (for an extension, pyisapie.toml's interpreter key)");
+            }
+            if s.replicas.is_some() {
+                bail!("--replicas needs --app MODULE:CALLABLE (for an extension, pyisapie.toml's replicas key)");
+            }
+        }
+        if let Some(n) = s.replicas {
+            if !(1..=MAX_REPLICAS).contains(&n) {
+                bail!("--replicas must be from 1 to {MAX_REPLICAS}, got {n}");
+            }
+            if n > 1 && matches!(s.interpreter, Some(InterpreterMode::Main | InterpreterMode::Shared)) {
+                bail!(
+                    "--replicas {n} needs own-GIL sub-interpreters: drop --interpreter, or set it to isolated"
+                );
+            }
+        }
         let python = match (&app, &extension, maps.is_empty()) {
             (Some(app), _, _) => Some(PythonApp {
                 app: app.clone(),
@@ -274,12 +298,16 @@ impl ServeConfig {
                     python_path
                 },
                 source: app_origin.clone(),
+                interpreter: s.interpreter,
+                replicas: s.replicas,
             }),
             // Nothing to serve was named: the demo WSGI app.
             (None, None, true) if site.root.is_none() => Some(PythonApp {
                 app: "demo:app".to_owned(),
                 python_path: vec![demo_dir.to_path_buf()],
                 source: "the demo".to_owned(),
+                interpreter: None,
+                replicas: None,
             }),
             (None, _, _) => None,
         };
@@ -322,11 +350,19 @@ impl ServeConfig {
         let workers = at_least_one(s.workers.unwrap_or(1), "--workers")?;
         // Python code runs under one GIL: a few threads serve a WSGI app
         // faster than many that convoy on the lock, and a second thread
-        // running Python beside the first only trades the GIL with it.
-        let (default_threads, default_parallel) = if python.is_some() {
-            (DEFAULT_PYTHON_THREADS, DEFAULT_PYTHON_PARALLEL)
-        } else {
-            (DEFAULT_THREADS, crate::pool::cpu_share(workers))
+        // running Python beside the first only trades the GIL with it. With
+        // N replicas, N GILs: up to N threads (at most the CPU share) run.
+        let (default_threads, default_parallel) = match &python {
+            Some(py) => {
+                let replicas = py.replicas.unwrap_or(1);
+                (
+                    DEFAULT_PYTHON_THREADS.max(replicas),
+                    replicas
+                        .min(crate::pool::cpu_share(workers))
+                        .max(DEFAULT_PYTHON_PARALLEL),
+                )
+            }
+            None => (DEFAULT_THREADS, crate::pool::cpu_share(workers)),
         };
         let threads = at_least_one(s.threads.unwrap_or(default_threads), "--threads")?;
         let parallel = at_least_one(s.parallel.unwrap_or(default_parallel), "--parallel")?;
@@ -445,182 +481,4 @@ impl ServeConfig {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::settings::parse_map;
-    use super::*;
-
-    /// `serve` with these settings on the command line and no file.
-    fn cli(settings: Settings) -> ServeArgs {
-        ServeArgs {
-            settings,
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn no_arguments_serve_the_demo() {
-        let cfg = ServeConfig::resolve(
-            ServeArgs::default(),
-            Path::new("/lib/libpyisapie.so"),
-            Path::new("/demo"),
-        )
-        .unwrap();
-        assert_eq!(
-            cfg.maps,
-            vec![Mapping {
-                prefix: String::new(),
-                path: "/lib/libpyisapie.so".into()
-            }]
-        );
-        assert_eq!(cfg.python.unwrap().app, "demo:app");
-        assert_eq!(cfg.read_ahead, 49152);
-        assert_eq!(cfg.max_body, 30_000_000);
-        assert_eq!(cfg.bind, "127.0.0.1:8080".parse().unwrap());
-        assert_eq!(cfg.threads, DEFAULT_PYTHON_THREADS);
-        assert_eq!(cfg.parallel, 1, "Python runs one thread at a time");
-        assert_eq!(cfg.yield_time, crate::pool::YIELD_TIME);
-    }
-
-    #[test]
-    fn yield_time_is_bounded_and_zero_turns_it_off() {
-        let with = |yield_us| {
-            ServeConfig::resolve(
-                cli(Settings {
-                    extension: Some("x.so".into()),
-                    yield_us: Some(yield_us),
-                    ..Default::default()
-                }),
-                Path::new("p.so"),
-                Path::new("d"),
-            )
-        };
-        assert_eq!(with(0).unwrap().yield_time, Duration::ZERO);
-        assert_eq!(with(250).unwrap().yield_time, Duration::from_micros(250));
-        let err = with(MAX_YIELD_US + 1).unwrap_err();
-        assert!(format!("{err:#}").contains("--yield-us"), "{err:#}");
-    }
-
-    #[test]
-    fn thread_counts_must_be_positive() {
-        for (threads, parallel, io_threads, flag) in [
-            (Some(0), None, None, "--threads"),
-            (None, Some(0), None, "--parallel"),
-            (None, None, Some(0), "--io-threads"),
-        ] {
-            let args = cli(Settings {
-                extension: Some("x.so".into()),
-                threads,
-                parallel,
-                io_threads,
-                ..Default::default()
-            });
-            let err = ServeConfig::resolve(args, Path::new("p.so"), Path::new("d")).unwrap_err();
-            assert!(err.to_string().contains(flag), "{err}");
-        }
-        let args = cli(Settings {
-            app: Some("m:app".into()),
-            parallel: Some(3),
-            ..Default::default()
-        });
-        let cfg = ServeConfig::resolve(args, Path::new("p.so"), Path::new("d")).unwrap();
-        assert_eq!(
-            cfg.parallel, 3,
-            "an explicit --parallel wins over the Python default"
-        );
-    }
-
-    #[test]
-    #[cfg(unix)] // the supervisor, and so --workers, is Unix-only
-    fn a_web_garden_shares_the_cpus_among_its_workers() {
-        let resolve = |workers, io_threads| {
-            let args = cli(Settings {
-                extension: Some("x.so".into()),
-                workers: Some(workers),
-                io_threads,
-                ..Default::default()
-            });
-            ServeConfig::resolve(args, Path::new("p.so"), Path::new("d")).unwrap()
-        };
-        let cpus = crate::pool::cpu_share(1);
-        for workers in [1, 2, cpus, 4 * cpus] {
-            let cfg = resolve(workers, None);
-            let share = (cpus / workers).max(1);
-            assert_eq!(cfg.io_threads, share, "{workers} workers on {cpus} CPUs");
-            assert_eq!(cfg.parallel, share, "{workers} workers on {cpus} CPUs");
-        }
-        assert_eq!(
-            resolve(2, Some(3)).io_threads,
-            3,
-            "an explicit --io-threads wins over the share"
-        );
-    }
-
-    #[test]
-    fn maps_sort_longest_first_and_reject_duplicates() {
-        let args = cli(Settings {
-            extension: Some("root.so".into()),
-            maps: vec![
-                parse_map("/a=a.so").unwrap(),
-                parse_map("/a/b=b.so").unwrap(),
-            ],
-            ..Default::default()
-        });
-        let cfg = ServeConfig::resolve(args, Path::new("p.so"), Path::new("d")).unwrap();
-        let prefixes: Vec<_> = cfg.maps.iter().map(|m| m.prefix.as_str()).collect();
-        assert_eq!(prefixes, ["/a/b", "/a", ""]);
-        assert!(cfg.python.is_none());
-        assert_eq!(cfg.threads, DEFAULT_THREADS);
-        assert_eq!(cfg.parallel, crate::pool::cpu_share(1));
-        assert_eq!(cfg.io_threads, crate::pool::cpu_share(1));
-
-        let dup = cli(Settings {
-            maps: vec![
-                parse_map("/a=a.so").unwrap(),
-                parse_map("/a/=b.so").unwrap(),
-            ],
-            ..Default::default()
-        });
-        assert!(ServeConfig::resolve(dup, Path::new("p.so"), Path::new("d")).is_err());
-    }
-
-    #[test]
-    fn toml_file_is_read_and_command_line_wins() {
-        let dir = std::env::temp_dir().join(format!("isapi-host-cfg-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("host.toml");
-        std::fs::write(
-            &file,
-            "bind = \"127.0.0.1:9000\"\nread-ahead = 10\nthreads = 3\nparallel = 2\nio-threads = 1\nyield-us = 40\n[[map]]\nprefix = \"/x/\"\npath = \"x.so\"\n",
-        )
-        .unwrap();
-        let args = ServeArgs {
-            config: Some(file.clone()),
-            settings: Settings {
-                threads: Some(5),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        let cfg = ServeConfig::resolve(args, Path::new("p.so"), Path::new("d")).unwrap();
-        assert_eq!(cfg.bind, "127.0.0.1:9000".parse().unwrap());
-        assert_eq!(cfg.read_ahead, 10);
-        assert_eq!(cfg.threads, 5);
-        assert_eq!(cfg.parallel, 2);
-        assert_eq!(cfg.io_threads, 1);
-        assert_eq!(cfg.yield_time, Duration::from_micros(40));
-        assert_eq!(cfg.maps[0].prefix, "/x");
-        assert_eq!(cfg.maps[0].path, dir.join("x.so"));
-
-        std::fs::write(&file, "no-such-setting = 1\n").unwrap();
-        let err = ServeConfig::resolve(
-            ServeArgs {
-                config: Some(file),
-                ..Default::default()
-            },
-            Path::new("p"),
-            Path::new("d"),
-        )
-        .unwrap_err();
-        assert!(format!("{err:#}").contains("host.toml"), "{err:#}");
-    }
-}
+mod tests;

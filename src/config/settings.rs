@@ -28,6 +28,8 @@ pub(crate) const MIN_MAX_HEADER: usize = 8192;
 pub(crate) const DEFAULT_THREADS: usize = 64;
 /// Extension threads by default when the WSGI sugar runs pyisapie.
 pub(crate) const DEFAULT_PYTHON_THREADS: usize = 8;
+/// The most `--replicas` (pyisapie's limit).
+pub(crate) const MAX_REPLICAS: usize = 64;
 /// `--parallel` when the WSGI sugar runs pyisapie: Python's GIL runs one
 /// thread at a time.
 pub(crate) const DEFAULT_PYTHON_PARALLEL: usize = 1;
@@ -216,6 +218,15 @@ settings! {
         /// Directory added to the Python path for --app (repeatable).
         #[arg(long = "python-path", value_name = "DIR")]
         python_path: Vec<PathBuf>,
+        /// With --app: the interpreter pyisapie runs the app in: main, shared (its own sub-interpreter, sharing the main GIL) or isolated (its own GIL, Python 3.12+) [default: isolated from Python 3.13, else main].
+        #[arg(long, value_enum, value_name = "MODE")]
+        interpreter: Option<InterpreterMode>,
+        #[arg(long, value_name = "N", help = format!(
+            "With --app: run the app in N own-GIL sub-interpreters (Python 3.12+), so that \
+             N of its requests run Python at once in one process; --parallel then defaults \
+             to N, at most the CPU share [default: 1; at most {MAX_REPLICAS}]"
+        ))]
+        replicas: Option<usize>,
         #[arg(long, value_name = "BYTES", help = format!(
             "Request-body bytes preloaded into the ECB before the extension runs \
              [default: {DEFAULT_READ_AHEAD}]"
@@ -334,6 +345,29 @@ settings! {
         /// The supervisor's control socket, for `isapi-host ctl` [default: isapi-host-PID.sock in $XDG_RUNTIME_DIR, else in the temporary directory].
         #[arg(long, value_name = "PATH")]
         control: Option<PathBuf>,
+    }
+}
+
+/// pyisapie's interpreter modes (`--interpreter`, its `interpreter` key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum InterpreterMode {
+    /// The main interpreter.
+    Main,
+    /// Its own sub-interpreter, sharing the main GIL (any Python).
+    Shared,
+    /// Its own sub-interpreter with its own GIL (Python 3.12+).
+    Isolated,
+}
+
+impl InterpreterMode {
+    /// The name pyisapie reads (`PYISAPIE_INTERPRETER`).
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Main => "main",
+            Self::Shared => "shared",
+            Self::Isolated => "isolated",
+        }
     }
 }
 

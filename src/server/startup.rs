@@ -139,11 +139,18 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         check_pyisapie(&cfg, &pyisapie)?;
         let path = std::env::join_paths(&py.python_path)
             .context("--python-path holds a path separator")?;
-        ffi::set_env_before_threads(&[
+        let mut vars = vec![
             ("PYISAPIE_APP", py.app.clone().into()),
             ("PYISAPIE_APP_SOURCE", py.source.clone().into()),
             ("PYISAPIE_PYTHONPATH", path),
-        ]);
+        ];
+        if let Some(mode) = py.interpreter {
+            vars.push(("PYISAPIE_INTERPRETER", mode.name().into()));
+        }
+        if let Some(n) = py.replicas {
+            vars.push(("PYISAPIE_REPLICAS", n.to_string().into()));
+        }
+        ffi::set_env_before_threads(&vars);
     }
 
     // Each library is loaded once, however many prefixes it serves.

@@ -131,7 +131,7 @@ pub(super) fn command(env: &Env, spec: &ServerSpec) -> Result<Launch> {
             if spec.kind() == "host-py" {
                 cmd.args(["--app", &env.wsgi_app, "--python-path"])
                     .arg(env.wsgi_dir());
-                cmd.envs(spec.interpreter_env());
+                cmd.args(spec.interpreter_args());
             } else {
                 let hello = compile_c_fixture(env, "hello")?;
                 cmd.arg("--extension").arg(&hello);

@@ -148,8 +148,9 @@ impl Env {
         if spec.single_process() {
             host_flags.insert_str(0, " --no-supervisor");
         }
-        for (k, v) in spec.interpreter_env() {
-            host_flags.push_str(&format!(", {k}={v}"));
+        for arg in spec.interpreter_args() {
+            host_flags.push(' ');
+            host_flags.push_str(&arg);
         }
         let w = spec.workers().unwrap_or(1);
         let ver = |p: &str| self.pkg_version(p).unwrap_or_else(|| "?".into());

@@ -107,30 +107,28 @@ impl ServerSpec {
     }
 
     /// `@rN` (host-py): the app in N own-GIL sub-interpreter replicas in one worker
-    /// (pyisapie's `PYISAPIE_INTERPRETER=isolated`, `PYISAPIE_REPLICAS=N`; Python 3.12+).
+    /// (the host's `--interpreter isolated --replicas N`; Python 3.12+).
     pub fn replicas(&self) -> Option<u32> {
         let n: u32 = self.variant()?.strip_prefix('r')?.parse().ok()?;
         (1..=64).contains(&n).then_some(n)
     }
 
-    /// `@main` (host-py): the app in the main interpreter (`PYISAPIE_INTERPRETER=main`),
+    /// `@main` (host-py): the app in the main interpreter (`--interpreter main`),
     /// whatever the Python's default mode.
     pub fn main_interpreter(&self) -> bool {
         self.variant() == Some("main")
     }
 
-    /// The environment pyisapie reads for this variant's interpreter mode.
-    pub fn interpreter_env(&self) -> Vec<(&'static str, String)> {
+    /// The host's options for this variant's interpreter mode.
+    pub fn interpreter_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
         if let Some(n) = self.replicas() {
-            vec![
-                ("PYISAPIE_INTERPRETER", "isolated".to_owned()),
-                ("PYISAPIE_REPLICAS", n.to_string()),
-            ]
+            args.extend(["--interpreter", "isolated", "--replicas"].map(String::from));
+            args.push(n.to_string());
         } else if self.main_interpreter() {
-            vec![("PYISAPIE_INTERPRETER", "main".to_owned())]
-        } else {
-            Vec::new()
+            args.extend(["--interpreter", "main"].map(String::from));
         }
+        args
     }
 
     /// `@single`: our host as one process, without the supervisor (`--no-supervisor`).
@@ -321,19 +319,13 @@ mod tests {
         let r = ServerSpec::parse("host-py@r2").unwrap();
         assert_eq!((r.replicas(), r.workers(), r.is_ours()), (Some(2), None, true));
         assert_eq!(
-            r.interpreter_env(),
-            [
-                ("PYISAPIE_INTERPRETER", "isolated".to_owned()),
-                ("PYISAPIE_REPLICAS", "2".to_owned())
-            ]
+            r.interpreter_args(),
+            ["--interpreter", "isolated", "--replicas", "2"]
         );
         let m = ServerSpec::parse("host-py@main").unwrap();
         assert!(m.main_interpreter() && m.replicas().is_none());
-        assert_eq!(
-            m.interpreter_env(),
-            [("PYISAPIE_INTERPRETER", "main".to_owned())]
-        );
-        assert!(ServerSpec::parse("host-py").unwrap().interpreter_env().is_empty());
+        assert_eq!(m.interpreter_args(), ["--interpreter", "main"]);
+        assert!(ServerSpec::parse("host-py").unwrap().interpreter_args().is_empty());
         for bad in [
             "host-py@w0",
             "host-py@wx",
