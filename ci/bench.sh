@@ -83,7 +83,8 @@ run static --server bare-hyper --server host-c --server host-py --app static-10k
 #    against one replica, the main interpreter, two worker processes and two granian
 #    workers, on work and hello at c=64. Own GILs need Python 3.12+, so the host and
 #    pyisapie are built against pyenv's newest 3.13 ($PY313 to choose) in their own target
-#    dir, with an rpath to its libpython; granian runs on the venv's Python (3.11).
+#    dir, with an rpath to its libpython, and granian runs from a venv of that same Python
+#    (target/bench-py313/venv): every server of the section runs the same interpreter.
 if [[ " $SECTIONS " == *" interpreters "* ]]; then
   py_args=()
   if [ -z "${REPORT_ONLY:-}" ]; then
@@ -95,7 +96,11 @@ if [[ " $SECTIONS " == *" interpreters "* ]]; then
     PYO3_PYTHON=$py313 CARGO_TARGET_DIR=$dir313 cargo rustc -q --release -p pyisapie --lib \
       -- -C "link-arg=-Wl,-rpath,$libdir"
     CARGO_TARGET_DIR=$dir313 cargo build -q --release --bin isapi-host
-    py_args=(--host-bin "$dir313/release/isapi-host")
+    if [ ! -x "$dir313/venv/bin/granian" ]; then
+      "$py313" -m venv "$dir313/venv"
+      "$dir313/venv/bin/pip" install -q -r ci/peers-requirements.txt
+    fi
+    py_args=(--host-bin "$dir313/release/isapi-host" --venv "$dir313/venv")
   fi
   run interpreters --server host-py@r2 --server host-py@r1 --server host-py@main \
     --server host-py@w2 --server granian@w2 --app work,hello -c 64 "${py_args[@]}"

@@ -245,6 +245,72 @@ fn replicas_take_concurrent_requests() {
 }
 
 #[test]
+fn the_hosts_replicas_option_runs_python_in_two_replicas_at_once() {
+    let fixtures = support::host_path(fixtures());
+    let args = [
+        "--app",
+        "interp_app:make('r')",
+        "--python-path",
+        &fixtures,
+        "--replicas",
+        "2",
+    ];
+    if python() < (3, 12) {
+        // pyisapie's own error: replicas need own-GIL sub-interpreters
+        let e = Host::try_start_env(&args, std::iter::empty::<(&str, &str)>()).unwrap_err();
+        assert!(
+            e.contains("replicas = 2") && e.contains("Python 3.12 or later"),
+            "{e}"
+        );
+        return;
+    }
+    let host = Host::start(&args);
+    // Four clients, each sending requests that run Python for 3 ms (holding their replica's
+    // GIL), one after another. The host must run two extension threads at once (its
+    // --parallel follows --replicas; with 1, as for one GIL, a second thread starts only
+    // when no request has started for 10 ms), so most requests overlap another in time.
+    let addr = host.addr();
+    let seen: Vec<Value> = std::thread::scope(|s| {
+        let clients: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(move || {
+                    let mut c = support::RawConn::connect(addr).unwrap();
+                    (0..25)
+                        .map(|_| {
+                            let r = c.roundtrip(&support::get_req("/spin?ms=3"));
+                            assert_eq!(r.status, 200);
+                            serde_json::from_slice::<Value>(&r.body).unwrap()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        clients.into_iter().flat_map(|w| w.join().unwrap()).collect()
+    });
+    let ids: BTreeSet<i64> = seen.iter().map(id).collect();
+    assert_eq!(ids.len(), 2, "both replicas served: {ids:?}");
+    let spans: Vec<(f64, f64)> = seen
+        .iter()
+        .map(|v| (v["spun"][0].as_f64().unwrap(), v["spun"][1].as_f64().unwrap()))
+        .collect();
+    let overlapping = spans
+        .iter()
+        .enumerate()
+        .filter(|(i, (a0, a1))| {
+            spans
+                .iter()
+                .enumerate()
+                .any(|(j, (b0, b1))| *i != j && a0 < b1 && b0 < a1)
+        })
+        .count();
+    assert!(
+        overlapping * 2 >= spans.len(),
+        "two replicas ran Python at once for most requests: {overlapping} of {} overlapped",
+        spans.len()
+    );
+}
+
+#[test]
 fn a_module_refusing_sub_interpreters_is_a_clear_startup_error() {
     if skip_without_own_gil() {
         return;
