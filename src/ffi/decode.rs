@@ -221,13 +221,16 @@ pub(super) unsafe fn decode<'a>(
             if buf.is_null() || size.is_null() {
                 return Err(invalid);
             }
-            // SAFETY: `lpvBuffer` holds the URL as a C string, and is the
-            // output buffer of `*lpdwSize` bytes; the URL is copied before
-            // the buffer is handed out for writing.
+            // SAFETY: `lpvBuffer` is the output buffer of `*lpdwSize` bytes and
+            // holds the URL as a C string within them: the NUL is looked for in
+            // those bytes only (an unterminated URL is refused, never read past
+            // the buffer). The URL is copied before the buffer is handed out
+            // for writing.
             unsafe {
-                let url = opt_cstr(buf as *const u8).unwrap_or_default().to_vec();
+                let offered = std::slice::from_raw_parts(buf as *const u8, *size as usize);
+                let end = offered.iter().position(|&b| b == 0).ok_or(invalid)?;
                 R::MapUrlToPath {
-                    url,
+                    url: offered[..end].to_vec(),
                     out: SizedOut::new(buf, size),
                 }
             }

@@ -102,6 +102,20 @@ fn map_url_to_path_rewrites_the_callers_buffer() {
         ),
         FALSE
     );
+    // No NUL within the bytes offered: refused, and nothing read past them (the
+    // bytes after the buffer are not the caller's; Miri checks that none is read).
+    let mut unterminated = *b"/a/b";
+    let mut size = 4;
+    let ok = r.ssf(
+        iis::HSE_REQ_MAP_URL_TO_PATH,
+        unterminated.as_mut_ptr().cast(),
+        &mut size,
+        std::ptr::null_mut(),
+    );
+    assert_eq!(
+        (ok, last_error()),
+        (FALSE, ERROR_INVALID_PARAMETER as i32)
+    );
     assert_eq!(
         r.log(),
         ["map \"/a/b\" offered=32", "map \"/a/b\" offered=5"]
