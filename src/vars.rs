@@ -138,9 +138,13 @@ impl RequestInfo {
                 None if self.headers.contains_key(http::header::TRANSFER_ENCODING) => s(""),
                 None => s("0"),
             },
-            b"CONTENT_TYPE" => Ok(self
-                .header_value(b"content-type", false)
-                .unwrap_or_default()),
+            // One value, the ECB's `lpszContentType` (the head check refuses
+            // differing duplicates; identical ones are one value, not a list).
+            b"CONTENT_TYPE" => Ok(Cow::Borrowed(
+                self.headers
+                    .get(http::header::CONTENT_TYPE)
+                    .map_or(&b""[..], |v| v.as_bytes()),
+            )),
             b"REMOTE_ADDR" | b"REMOTE_HOST" => s(&self.ends.remote_ip),
             b"REMOTE_PORT" => s(&self.ends.remote_port),
             b"LOCAL_ADDR" => s(&self.ends.local_ip),

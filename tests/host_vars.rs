@@ -180,6 +180,27 @@ fn post_variables() {
     assert_eq!(v.value, b"text/x-test");
     let req = b"POST /vars?REQUEST_METHOD HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nbody";
     assert_eq!(parse_var(&c.roundtrip(req)).unwrap().value, b"POST");
+    // The same Content-Type twice is one value (as in lpszContentType), not a list.
+    let req = b"POST /vars?CONTENT_TYPE HTTP/1.1\r\nHost: t\r\nContent-Type: text/x-test\r\nContent-Type: text/x-test\r\nContent-Length: 4\r\n\r\nbody";
+    assert_eq!(parse_var(&c.roundtrip(req)).unwrap().value, b"text/x-test");
+}
+
+#[test]
+fn conflicting_content_types_are_refused_before_the_extension_runs() {
+    let host = Host::with_c_fixture("vars", &[]);
+    let mut c = host.connect();
+    let req = b"POST /vars?CONTENT_TYPE HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\nContent-Type: application/json\r\nContent-Length: 4\r\n\r\nbody";
+    let r = c.roundtrip(req);
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(
+        host.stderr().contains("conflicting Content-Type headers"),
+        "the log says why:\n{}",
+        host.stderr()
+    );
+    // the host stays up, and serves the next client
+    let mut next = host.connect();
+    let req = b"POST /vars?CONTENT_TYPE HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\nContent-Length: 4\r\n\r\nbody";
+    assert_eq!(parse_var(&next.roundtrip(req)).unwrap().value, b"text/plain");
 }
 
 #[test]

@@ -48,6 +48,11 @@ pub(crate) fn check<B>(
     if facts.bad_host {
         return Err((StatusCode::BAD_REQUEST, "invalid Host header"));
     }
+    // Content-Type is one value (RFC 9110 §8.3): two that differ leave the
+    // media type to whichever layer reads which, so neither is guessed.
+    if facts.conflicting_content_types {
+        return Err((StatusCode::BAD_REQUEST, "conflicting Content-Type headers"));
+    }
     // RFC 9112 §6.1: Content-Length with Transfer-Encoding is a smuggling
     // shape. hyper drops the Content-Length, reads the body as chunked and
     // closes the connection after the response, as the RFC allows.
@@ -99,6 +104,9 @@ struct HeadFacts<'a> {
     chunked: bool,
     /// The first Content-Length value.
     content_length: Option<&'a HeaderValue>,
+    /// The first Content-Type value, and whether a later one differs.
+    content_type: Option<&'a HeaderValue>,
+    conflicting_content_types: bool,
     /// `Connection` tokens.
     close: bool,
     /// `Connection: keep-alive`.
@@ -125,6 +133,11 @@ impl<'a> HeadFacts<'a> {
                 f.chunked = true;
             } else if name == header::CONTENT_LENGTH {
                 f.content_length.get_or_insert(value);
+            } else if name == header::CONTENT_TYPE {
+                match f.content_type {
+                    Some(first) => f.conflicting_content_types |= first != value,
+                    None => f.content_type = Some(value),
+                }
             } else if name == header::CONNECTION {
                 for t in crate::response::tokens(value.as_bytes()) {
                     f.close |= t.eq_ignore_ascii_case(b"close");
