@@ -360,6 +360,29 @@ fn a_bad_value_in_the_environment_names_its_variable() {
 }
 
 #[test]
+fn an_address_in_use_is_named_with_where_it_was_given() {
+    let Some(dir) = dir_or_skip("cli-bind-in-use") else {
+        return;
+    };
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let echo = support::c_fixture_str("echo");
+    for (args, env, from) in [
+        (vec!["--bind", &addr], vec![], "--bind"),
+        (vec![], vec![("ISAPI_HOST_BIND", addr.as_str())], "ISAPI_HOST_BIND"),
+    ] {
+        let mut args = args;
+        args.extend(["--extension", &echo]);
+        let (status, err) = refused(&dir, &args, &env);
+        assert!(!status.success());
+        assert!(
+            err.contains(&format!("cannot listen on {addr} (from {from})")),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn bind_takes_a_host_name() {
     let Some(dir) = dir_or_skip("cli-bind") else {
         return;

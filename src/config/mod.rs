@@ -54,6 +54,8 @@ pub(crate) struct PythonApp {
 pub(crate) struct ServeConfig {
     /// The address to listen on.
     pub(crate) bind: SocketAddr,
+    /// Where `bind` was given (`--bind`, `ISAPI_HOST_BIND`, the file's key, the default).
+    pub(crate) bind_origin: String,
     /// `--chdir`, absolute: the process changes to it before loading anything.
     pub(crate) chdir: Option<PathBuf>,
     /// Where each library of `maps` was given, for messages.
@@ -445,6 +447,7 @@ impl ServeConfig {
                 })?,
                 None => DEFAULT_BIND,
             },
+            bind_origin,
             chdir,
             lib_origins,
             maps,

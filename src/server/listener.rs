@@ -31,7 +31,7 @@ pub(super) async fn serve(app: Arc<App>, listen: Listen) -> anyhow::Result<()> {
         Listen::Bind => (
             TcpListener::bind(cfg.bind)
                 .await
-                .with_context(|| format!("cannot listen on {}", cfg.bind))?,
+                .with_context(|| format!("cannot listen on {} (from {})", cfg.bind, cfg.bind_origin))?,
             None,
         ),
         Listen::Inherited(listener, control) => {

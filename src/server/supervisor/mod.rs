@@ -79,7 +79,7 @@ struct Worker {
 /// Runs the supervisor until SIGTERM or SIGINT.
 pub(crate) fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     let listener = std::net::TcpListener::bind(cfg.bind)
-        .with_context(|| format!("cannot listen on {}", cfg.bind))?;
+        .with_context(|| format!("cannot listen on {} (from {})", cfg.bind, cfg.bind_origin))?;
     // The supervisor's own 503s (a pool stopped by rapid-fail protection)
     // go to the access log like any response.
     crate::accesslog::open(&cfg)?;
