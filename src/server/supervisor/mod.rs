@@ -330,8 +330,13 @@ impl Supervisor {
         }
         let in_flight = inflight::read(&w.slots);
         if !w.ready && !self.announced && !w.stopping {
-            // It never served: a start-up error (it said why on stderr).
+            // It never served: a start-up error. Exit code 1 is the worker's own
+            // failure exit, after it said why on stderr: nothing to add. Anything
+            // else (a signal, a panic's 101) is said here.
             self.stop_all();
+            if status.as_ref().is_ok_and(|s| s.code() == Some(1)) {
+                return Err(crate::server::AlreadyReported.into());
+            }
             anyhow::bail!("the worker failed to start: it {cause}");
         }
         if self.reload_failed(id, &w, &cause) {
