@@ -369,7 +369,11 @@ fn an_address_in_use_is_named_with_where_it_was_given() {
     let echo = support::c_fixture_str("echo");
     for (args, env, from) in [
         (vec!["--bind", &addr], vec![], "--bind"),
-        (vec![], vec![("ISAPI_HOST_BIND", addr.as_str())], "ISAPI_HOST_BIND"),
+        (
+            vec![],
+            vec![("ISAPI_HOST_BIND", addr.as_str())],
+            "ISAPI_HOST_BIND",
+        ),
     ] {
         let mut args = args;
         args.extend(["--extension", &echo]);

@@ -294,7 +294,10 @@ fn max_requests_answers_503_with_close() {
         std::thread::sleep(Duration::from_millis(20));
         last = host.get("/");
     }
-    assert_eq!(last.status, 200, "served again once the slot is free: {last:?}");
+    assert_eq!(
+        last.status, 200,
+        "served again once the slot is free: {last:?}"
+    );
     assert_eq!(text(&last), "stress\n", "{last:?}");
 }
 

@@ -200,7 +200,10 @@ fn conflicting_content_types_are_refused_before_the_extension_runs() {
     // the host stays up, and serves the next client
     let mut next = host.connect();
     let req = b"POST /vars?CONTENT_TYPE HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\nContent-Length: 4\r\n\r\nbody";
-    assert_eq!(parse_var(&next.roundtrip(req)).unwrap().value, b"text/plain");
+    assert_eq!(
+        parse_var(&next.roundtrip(req)).unwrap().value,
+        b"text/plain"
+    );
 }
 
 #[test]

@@ -85,4 +85,3 @@ pub(crate) fn post_chunked(addr: SocketAddr, path: &str, body: &[u8], chunk: usi
 pub(crate) fn body(r: &Response) -> String {
     support::text(r)
 }
-

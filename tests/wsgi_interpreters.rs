@@ -147,7 +147,10 @@ fn isolated_mode_gives_each_app_its_own_modules_environ_and_path() {
     let (host, a, b, dirs) = two_apps("isolated");
     assert_isolated(&a, &b, &dirs);
     assert!(
-        host.wait_for_log("isolated (own GIL) sub-interpreter", Duration::from_secs(10)),
+        host.wait_for_log(
+            "isolated (own GIL) sub-interpreter",
+            Duration::from_secs(10)
+        ),
         "{}",
         host.stderr()
     );
@@ -285,13 +288,21 @@ fn the_hosts_replicas_option_runs_python_in_two_replicas_at_once() {
                 })
             })
             .collect();
-        clients.into_iter().flat_map(|w| w.join().unwrap()).collect()
+        clients
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
     });
     let ids: BTreeSet<i64> = seen.iter().map(id).collect();
     assert_eq!(ids.len(), 2, "both replicas served: {ids:?}");
     let spans: Vec<(f64, f64)> = seen
         .iter()
-        .map(|v| (v["spun"][0].as_f64().unwrap(), v["spun"][1].as_f64().unwrap()))
+        .map(|v| {
+            (
+                v["spun"][0].as_f64().unwrap(),
+                v["spun"][1].as_f64().unwrap(),
+            )
+        })
         .collect();
     let overlapping = spans
         .iter()

@@ -30,8 +30,7 @@ use settings::{
     DEFAULT_MAX_BODY, DEFAULT_MAX_HEADER, DEFAULT_MAX_REQUESTS, DEFAULT_PYTHON_PARALLEL,
     DEFAULT_PYTHON_THREADS, DEFAULT_RAPID_FAIL_COUNT, DEFAULT_RAPID_FAIL_SECS, DEFAULT_READ_AHEAD,
     DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_THREADS, DEFAULT_YIELD, MAX_REPLICAS, MAX_YIELD_US,
-    MIN_MAX_HEADER,
-    normalize_prefix, parse_app, rapid_fail_parts,
+    MIN_MAX_HEADER, normalize_prefix, parse_app, rapid_fail_parts,
 };
 
 /// What the WSGI sugar (`--app`, or no extension at all) asks of pyisapie.
@@ -203,12 +202,12 @@ impl ServeConfig {
             None => Settings::default(),
         };
         // Where a setting came from, for messages (`--app`, `ISAPI_HOST_APP`, the file's key).
-        let origin = |id: &str, key: &str, in_file: bool| match (args.origins.given(id), &args.config)
-        {
-            (Some(given), _) => given.to_owned(),
-            (None, Some(path)) if in_file => format!("{}, key {key}", path.display()),
-            _ => "the default".to_owned(),
-        };
+        let origin =
+            |id: &str, key: &str, in_file: bool| match (args.origins.given(id), &args.config) {
+                (Some(given), _) => given.to_owned(),
+                (None, Some(path)) if in_file => format!("{}, key {key}", path.display()),
+                _ => "the default".to_owned(),
+            };
         let app_origin = origin("app", "app", file.app.is_some());
         let bind_origin = origin("bind", "bind", file.bind.is_some());
         let ext_origin = origin("extension", "extension", file.extension.is_some());
@@ -258,8 +257,10 @@ impl ServeConfig {
         s.doc_root = s.doc_root.or_else(|| site.root.clone());
         let (app, mut python_path, extension, mut maps) =
             (s.app, s.python_path, s.extension, s.maps);
-        let mut lib_origins: Vec<(PathBuf, String)> =
-            maps.iter().map(|m| (m.path.clone(), map_origin.clone())).collect();
+        let mut lib_origins: Vec<(PathBuf, String)> = maps
+            .iter()
+            .map(|m| (m.path.clone(), map_origin.clone()))
+            .collect();
         for (prefix, path) in handlers {
             lib_origins.push((path.clone(), "the web.config's handlers".to_owned()));
             maps.push(Mapping { prefix, path });
@@ -270,17 +271,26 @@ impl ServeConfig {
         }
         if app.is_none() {
             if s.interpreter.is_some() {
-                bail!("--interpreter needs --app MODULE:CALLABLE (for an extension, pyisapie.toml's interpreter key)");
+                bail!(
+                    "--interpreter needs --app MODULE:CALLABLE (for an extension, pyisapie.toml's interpreter key)"
+                );
             }
             if s.replicas.is_some() {
-                bail!("--replicas needs --app MODULE:CALLABLE (for an extension, pyisapie.toml's replicas key)");
+                bail!(
+                    "--replicas needs --app MODULE:CALLABLE (for an extension, pyisapie.toml's replicas key)"
+                );
             }
         }
         if let Some(n) = s.replicas {
             if !(1..=MAX_REPLICAS).contains(&n) {
                 bail!("--replicas must be from 1 to {MAX_REPLICAS}, got {n}");
             }
-            if n > 1 && matches!(s.interpreter, Some(InterpreterMode::Main | InterpreterMode::Shared)) {
+            if n > 1
+                && matches!(
+                    s.interpreter,
+                    Some(InterpreterMode::Main | InterpreterMode::Shared)
+                )
+            {
                 bail!(
                     "--replicas {n} needs own-GIL sub-interpreters: drop --interpreter, or set it to isolated"
                 );

@@ -104,14 +104,37 @@ fn replicas_run_that_many_python_threads_at_once_up_to_the_cpus() {
         assert_eq!((py.replicas, py.interpreter), (Some(n), None));
     }
     let cfg = resolve(None, Some(InterpreterMode::Shared), true).unwrap();
-    assert_eq!(cfg.python.unwrap().interpreter, Some(InterpreterMode::Shared));
+    assert_eq!(
+        cfg.python.unwrap().interpreter,
+        Some(InterpreterMode::Shared)
+    );
     assert_eq!(cfg.parallel, 1);
     for (replicas, interpreter, app, error) in [
-        (Some(0), None, true, "--replicas must be from 1 to 64, got 0"),
-        (Some(65), None, true, "--replicas must be from 1 to 64, got 65"),
-        (Some(2), Some(InterpreterMode::Main), true, "--replicas 2 needs own-GIL"),
+        (
+            Some(0),
+            None,
+            true,
+            "--replicas must be from 1 to 64, got 0",
+        ),
+        (
+            Some(65),
+            None,
+            true,
+            "--replicas must be from 1 to 64, got 65",
+        ),
+        (
+            Some(2),
+            Some(InterpreterMode::Main),
+            true,
+            "--replicas 2 needs own-GIL",
+        ),
         (Some(2), None, false, "--replicas needs --app"),
-        (None, Some(InterpreterMode::Main), false, "--interpreter needs --app"),
+        (
+            None,
+            Some(InterpreterMode::Main),
+            false,
+            "--interpreter needs --app",
+        ),
     ] {
         let e = resolve(replicas, interpreter, app).unwrap_err().to_string();
         assert!(e.contains(error), "{e}");

@@ -29,9 +29,9 @@ pub(super) async fn serve(app: Arc<App>, listen: Listen) -> anyhow::Result<()> {
     let cfg = &app.shared.cfg;
     let (listener, control) = match listen {
         Listen::Bind => (
-            TcpListener::bind(cfg.bind)
-                .await
-                .with_context(|| format!("cannot listen on {} (from {})", cfg.bind, cfg.bind_origin))?,
+            TcpListener::bind(cfg.bind).await.with_context(|| {
+                format!("cannot listen on {} (from {})", cfg.bind, cfg.bind_origin)
+            })?,
             None,
         ),
         Listen::Inherited(listener, control) => {

@@ -172,10 +172,7 @@ pub fn markdown(r: &Report, charts: &[PathBuf], rel_to: Option<&std::path::Path>
             }
         }
         if !rows.is_empty() {
-            let _ = write!(
-                s,
-                "| same-round ratio (min–max; p99 ratio) |"
-            );
+            let _ = write!(s, "| same-round ratio (min–max; p99 ratio) |");
             for c in &concs {
                 let _ = write!(s, " c={c} |");
             }

@@ -317,7 +317,10 @@ mod tests {
         );
         assert_eq!(s.target(), Target::Isapi);
         let r = ServerSpec::parse("host-py@r2").unwrap();
-        assert_eq!((r.replicas(), r.workers(), r.is_ours()), (Some(2), None, true));
+        assert_eq!(
+            (r.replicas(), r.workers(), r.is_ours()),
+            (Some(2), None, true)
+        );
         assert_eq!(
             r.interpreter_args(),
             ["--interpreter", "isolated", "--replicas", "2"]
@@ -325,7 +328,12 @@ mod tests {
         let m = ServerSpec::parse("host-py@main").unwrap();
         assert!(m.main_interpreter() && m.replicas().is_none());
         assert_eq!(m.interpreter_args(), ["--interpreter", "main"]);
-        assert!(ServerSpec::parse("host-py").unwrap().interpreter_args().is_empty());
+        assert!(
+            ServerSpec::parse("host-py")
+                .unwrap()
+                .interpreter_args()
+                .is_empty()
+        );
         for bad in [
             "host-py@w0",
             "host-py@wx",

@@ -92,7 +92,6 @@ fn fake<'a>(hconn: HCONN) -> &'a Fake {
     unsafe { &*hconn.cast::<Fake>() }
 }
 
-
 unsafe extern "system" fn get_server_variable(
     hconn: HCONN,
     name: PCSTR,

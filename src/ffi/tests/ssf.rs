@@ -112,10 +112,7 @@ fn map_url_to_path_rewrites_the_callers_buffer() {
         &mut size,
         std::ptr::null_mut(),
     );
-    assert_eq!(
-        (ok, last_error()),
-        (FALSE, ERROR_INVALID_PARAMETER as i32)
-    );
+    assert_eq!((ok, last_error()), (FALSE, ERROR_INVALID_PARAMETER as i32));
     assert_eq!(
         r.log(),
         ["map \"/a/b\" offered=32", "map \"/a/b\" offered=5"]
