@@ -111,6 +111,23 @@ fn hop_by_hop_headers_are_an_error() {
 }
 
 #[test]
+fn an_apps_status_header_is_not_sent_and_cannot_override_the_status() {
+    let host = probe_host();
+    for _ in 0..2 {
+        let r = host.get("/status-header");
+        assert_eq!(r.status, 200, "{r:?}");
+        assert!(r.header("status").is_none(), "{r:?}");
+        assert_eq!(body(&r), "the status is start_response's");
+    }
+    assert!(host.wait_for_log("sent a Status response header", Duration::from_secs(5)));
+    assert_eq!(
+        support::count(&host.stderr(), "sent a Status response header"),
+        1,
+        "logged once"
+    );
+}
+
+#[test]
 fn invalid_status_headers_and_body_types() {
     let host = probe_host();
     for path in ["/bad-status", "/bad-header", "/not-bytes", "/no-start"] {

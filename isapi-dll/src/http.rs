@@ -15,6 +15,12 @@ const HOP_BY_HOP: [&str; 9] = [
     "upgrade",
 ];
 
+/// Whether `name` is `Status`, which an ISAPI server reads as the response's status
+/// (CGI's convention) rather than sending it.
+pub fn is_status_header(name: &str) -> bool {
+    name.eq_ignore_ascii_case("status")
+}
+
 /// Whether `name` is a hop-by-hop header.
 pub fn is_hop_by_hop(name: &str) -> bool {
     HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))

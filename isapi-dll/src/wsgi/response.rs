@@ -461,6 +461,10 @@ fn start_response<'py>(
         };
         let (name, value) = (name.to_str()?, value.to_str()?);
         http::check_header(name, value).map_err(PyAssertionError::new_err)?;
+        if http::is_status_header(name) {
+            drop_status_header(value);
+            continue;
+        }
         if name.eq_ignore_ascii_case("content-length") {
             app_length =
                 Some(http::parse_content_length(value).map_err(PyAssertionError::new_err)?);
@@ -476,6 +480,21 @@ fn start_response<'py>(
         this.write_name.bind(slf.py()).clone()
     };
     slf.as_any().getattr(write_name)
+}
+
+/// An app's own `Status` header is not sent: ISAPI servers (Apache's mod_isapi, this
+/// project's host) read a `Status:` line of the header block as the response's status, so
+/// it would override `start_response`'s. Logged once per process, with its value.
+fn drop_status_header(value: &str) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!(
+            target: "pyisapie",
+            "the app sent a Status response header ({value:?}): not sent (an ISAPI server \
+             would take it for the response's status; the status is start_response's); \
+             logged once"
+        );
+    }
 }
 
 /// `write(data)`: the imperative API PEP 3333 keeps for old frameworks. Sends the data
