@@ -22,12 +22,11 @@
 //!   server variables; [`config`]: the command line and the TOML file;
 //!   [`control`]: `isapi-host ctl` and the supervisor's control protocol;
 //!   [`pool`]: the extension threads;
-//! - `os` (Unix): the supervisor's and workers' process plumbing
-//!   (inherited descriptors, signals, the shared in-flight table), unsafe
-//!   like [`ffi`];
 //! - [`ffi`]: the ABI (loading, the ECB, the four callbacks, decoding
-//!   `ServerSupportFunction`): all the `unsafe` code, calling up only
-//!   through [`ffi::Handler`].
+//!   `ServerSupportFunction`) and, in `ffi::os` (Unix), the supervisor's and
+//!   workers' process plumbing (inherited descriptors, signals, the shared
+//!   in-flight table): all the `unsafe` code, calling up only through
+//!   [`ffi::Handler`].
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -43,7 +42,7 @@ mod ffi;
 pub mod fuzzing;
 mod logging;
 #[cfg(unix)]
-mod os;
+use ffi::os;
 mod pool;
 mod request;
 mod response;

@@ -14,7 +14,9 @@
 //!   files, its completion routine);
 //! - [`error`]: Win32 error codes, through `SetLastError` or `errno`;
 //! - [`env`](mod@env): the environment, set before threads start;
-//! - `alloc`: the global allocator (mimalloc, on Unix).
+//! - `alloc`: the global allocator (mimalloc, on Unix);
+//! - `os` (Unix): the process plumbing of the supervisor and its workers
+//!   (inherited descriptors, signals, the shared in-flight table).
 //!
 //! Errors go back the Win32 way: `SetLastError` on Windows; on other systems
 //! the Win32 code is stored in `errno` before the callback returns FALSE.
@@ -32,6 +34,8 @@ mod error;
 pub(crate) mod fuzz;
 mod handler;
 mod library;
+#[cfg(unix)]
+pub(crate) mod os;
 mod raw;
 mod registry;
 #[cfg(test)]

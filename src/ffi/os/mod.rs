@@ -1,16 +1,13 @@
 //! Unix process plumbing for the supervisor and its workers (the process
 //! model, docs/ARCHITECTURE.md): the descriptors a worker inherits, the
-//! signals, and the shared-memory table of requests in flight. Like
-//! [`crate::ffi`], it holds `unsafe` code, each block with its `SAFETY`
-//! argument, behind safe functions.
+//! signals, and the shared-memory table of requests in flight: `unsafe`
+//! code, each block with its `SAFETY` argument, behind safe functions.
 //!
 //! A worker finds, at fixed numbers:
 //! - [`LISTENER_FD`]: the listening socket the supervisor bound;
 //! - [`CONTROL_FD`]: the write end of a pipe to the supervisor (one line
 //!   per message, see [`crate::server`]'s worker side);
 //! - [`SLOTS_FD`]: a memfd holding its [`inflight`] table.
-#![allow(unsafe_code)]
-
 pub(crate) mod inflight;
 
 use std::fs::File;
