@@ -177,7 +177,7 @@ impl Host {
             tx,
         );
         let err_pipe: ChildStderr = child.stderr.take().expect("piped stderr");
-        spawn_reader(err_pipe, stderr.clone());
+        let err_reader = spawn_reader(err_pipe, stderr.clone());
         let args_owned: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
@@ -203,7 +203,13 @@ impl Host {
                     let _ = child.kill();
                     let _ = child.wait();
                 }
-                thread::sleep(Duration::from_millis(100)); // let the readers drain
+                // Let stderr drain to its end (it ends with the process, or with a
+                // child that inherited it), for 5 s at most: under Wine a pipe can
+                // lag well behind the exit.
+                let drained = Instant::now() + Duration::from_secs(5);
+                while !err_reader.is_finished() && Instant::now() < drained {
+                    thread::sleep(Duration::from_millis(20));
+                }
                 return Err(format!(
                     "isapi-host {args_owned:?} did not start ({}).\n--- stdout ---\n{}\n--- stderr ---\n{}",
                     match exited {
