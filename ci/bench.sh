@@ -7,8 +7,8 @@
 #
 # Takes about an hour: a load run is WARMUP + DURATION (6 s), and there are
 # servers x workloads x concurrencies x ROUNDS of them: workloads 27 x 5, scaling
-# 30 x 5, bodies 15 x 5, wrk 8 x 5, workers 10 x 5, static 3 x 5, interpreters 10 x 5
-# = 515 runs, about 52 minutes; plus the wrk comparison (4 servers x 2 concurrencies x
+# 30 x 5, bodies 15 x 5, wrk 8 x 5, workers 10 x 5, static 3 x 5, interpreters 10 x 5,
+# defaults 8 x 5 = 555 runs, about 56 minutes; plus the wrk comparison (4 servers x 2 concurrencies x
 # (5 wrk runs + 4 generator runs), about 7 minutes), the idle and upload measurements,
 # server start-up and the release builds. Five
 # rounds, because a same-round ratio still moves by about ±0.1 on a shared machine.
@@ -47,7 +47,7 @@ h="$target/release/isapi-harness"
 ALL=(--server bare-hyper --server host-c --server host-py --server granian --server gunicorn --server waitress)
 common=(--threads "$THREADS" --client-threads "$CLIENT_THREADS" -d "$DURATION" --warmup "$WARMUP" --rounds "$ROUNDS")
 
-SECTIONS="${SECTIONS:-workloads scaling bodies wrk workers static interpreters}"
+SECTIONS="${SECTIONS:-workloads scaling bodies wrk workers static interpreters defaults}"
 run() { # name, args...
   local name=$1; shift
   [[ " $SECTIONS " == *" $name "* ]] || return 0
@@ -105,6 +105,13 @@ if [[ " $SECTIONS " == *" interpreters "* ]]; then
   run interpreters --server host-py@r2 --server host-py@r1 --server host-py@main \
     --server host-py@w2 --server granian@w2 --app work,hello -c 64 "${py_args[@]}"
 fi
+
+# 8. defaults against defaults: every WSGI server as a user who sets nothing runs it
+#    (`bench --defaults`: only the address and the app). Our host: the supervisor with one
+#    worker, 8 request threads, the common access log written to a file; gunicorn: one
+#    sync worker; granian and waitress: their own defaults. hello and work at c=64.
+run defaults --defaults --server host-py --server granian --server gunicorn --server waitress \
+  --app hello,work -c 64
 
 # splice the generated tables into BENCHMARKS.md between <!-- BEGIN name --> and <!-- END name -->
 /usr/bin/python3 - "$OUT" <<'PY'

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use crate::servers::{self, Env};
+use crate::servers::{self, Env, Tuning};
 
 /// Options for locating and launching servers.
 #[derive(Args, Debug, Clone)]
@@ -38,7 +38,7 @@ pub struct LaunchArgs {
 }
 
 /// Build the launch environment. `sub` names the default output directory.
-pub fn make_env(l: &LaunchArgs, wsgi_app: &str, sub: &str, bench_mode: bool) -> Result<Env> {
+pub fn make_env(l: &LaunchArgs, wsgi_app: &str, sub: &str, tuning: Tuning) -> Result<Env> {
     let repo = servers::find_repo(l.repo.as_deref())?;
     let host_bin = l.host_bin.clone().unwrap_or_else(servers::default_host_bin);
     let venv = l.venv.clone().unwrap_or_else(|| repo.join(".venv"));
@@ -74,7 +74,7 @@ pub fn make_env(l: &LaunchArgs, wsgi_app: &str, sub: &str, bench_mode: bool) -> 
         threads: l.threads,
         out_dir,
         wsgi_app: wsgi_app.to_owned(),
-        bench_mode,
+        tuning,
         windows_out,
         windows_python: l.windows_python.clone(),
         wine: l.wine.clone(),

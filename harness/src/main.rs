@@ -12,7 +12,7 @@ use isapi_harness::cases::{self, Fragment};
 use isapi_harness::cli::{LaunchArgs, make_env};
 use isapi_harness::conform::{self, Outcome, RunOptions};
 use isapi_harness::report::{self, ReportMeta};
-use isapi_harness::servers::ServerSpec;
+use isapi_harness::servers::{ServerSpec, Tuning};
 use isapi_harness::{bare, bench, machine, smuggle, soak};
 
 #[derive(Parser, Debug)]
@@ -77,7 +77,7 @@ struct ConformArgs {
 }
 
 fn run_conform(a: ConformArgs) -> Result<ExitCode> {
-    let env = make_env(&a.launch, "conform_app:app", "conform", false)?;
+    let env = make_env(&a.launch, "conform_app:app", "conform", Tuning::Budget)?;
     let dir = a
         .cases
         .clone()

@@ -78,6 +78,11 @@ pub struct BenchArgs {
     /// (its --json file) again, e.g. after a change to the report's layout.
     #[arg(long, value_name = "FILE")]
     pub from_json: Option<PathBuf>,
+    /// Launch every server at its own defaults, as a user who sets nothing runs it: only
+    /// the address, the app and the `@` variant are given (no `--threads` budget, no
+    /// benchmark allowances; our host writes its default access log, to a file).
+    #[arg(long)]
+    pub defaults: bool,
     /// Skip the load runs (only idle/upload measurements).
     #[arg(long)]
     pub no_load: bool,

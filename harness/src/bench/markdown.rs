@@ -71,13 +71,17 @@ pub fn markdown(r: &Report, charts: &[PathBuf], rel_to: Option<&std::path::Path>
     };
     let _ = writeln!(
         s,
-        "Run {} on {} (git {}); {} request threads per server process; {}; {} s measured after \
+        "Run {} on {} (git {}); {}; {}; {} s measured after \
          {} s warm-up per run; a load generator of {} thread(s). The command and each server's launch are in \
          the JSON report.\n",
         r.meta.date,
         r.meta.machine,
         r.meta.git_rev,
-        r.meta.threads,
+        if r.meta.defaults {
+            "every server at its own defaults (only its address and app given)".to_owned()
+        } else {
+            format!("{} request threads per server process", r.meta.threads)
+        },
         rounds_sentence(r.meta.rounds),
         r.meta.duration_s,
         r.meta.warmup_s,
@@ -350,6 +354,7 @@ mod tests {
                 machine: "m".into(),
                 git_rev: "g".into(),
                 threads: 4,
+                defaults: false,
                 client_threads: 1,
                 duration_s: 1.0,
                 warmup_s: 0.5,

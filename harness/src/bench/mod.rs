@@ -28,7 +28,7 @@ pub use model::{App, Report, RunResult};
 
 use crate::cli::make_env;
 use crate::machine;
-use crate::servers::{self, Env, Running, ServerSpec};
+use crate::servers::{self, Env, Running, ServerSpec, Tuning};
 use client::Client;
 use model::Meta;
 use probes::{idle_rss, upload};
@@ -51,7 +51,12 @@ pub fn run(mut a: BenchArgs) -> Result<ExitCode> {
     if a.rounds == 0 {
         bail!("--rounds must be at least 1");
     }
-    let mut env = make_env(&a.launch, "bench_app:app", "bench", true)?;
+    let tuning = if a.defaults {
+        Tuning::Defaults
+    } else {
+        Tuning::Bench
+    };
+    let mut env = make_env(&a.launch, "bench_app:app", "bench", tuning)?;
     if let Some(saved) = &a.from_json {
         let text = std::fs::read_to_string(saved)
             .with_context(|| format!("reading {}", saved.display()))?;
@@ -85,6 +90,7 @@ pub fn run(mut a: BenchArgs) -> Result<ExitCode> {
             machine: machine::summary(),
             git_rev: machine::git_rev(&env.repo),
             threads: env.threads,
+            defaults: a.defaults,
             client_threads: a.client_threads,
             duration_s: a.duration.as_secs_f64(),
             warmup_s: a.warmup.as_secs_f64(),

@@ -300,6 +300,9 @@ pub struct Meta {
     pub git_rev: String,
     /// The request threads of every server (`--threads`).
     pub threads: usize,
+    /// Every server ran at its own defaults (`--defaults`): `threads` was not given to them.
+    #[serde(default)]
+    pub defaults: bool,
     /// The load generator's threads (`--client-threads`).
     pub client_threads: usize,
     /// Measured seconds per run.

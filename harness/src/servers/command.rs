@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
-use super::env::{Env, compile_c_fixture, wine_path};
+use super::env::{Env, Tuning, compile_c_fixture, wine_path};
 use super::spec::ServerSpec;
 
 /// URL prefix → C fixture (without `.c`) for `host-c`; everything else goes to `hello`.
@@ -61,8 +61,11 @@ pub(super) fn command(env: &Env, spec: &ServerSpec) -> Result<Launch> {
             }
             cmd = Command::new(&env.wine);
             cmd.arg(&exe);
-            cmd.args(["serve", "--bind", "127.0.0.1:0", "--threads", &t]);
-            if env.bench_mode {
+            cmd.args(["serve", "--bind", "127.0.0.1:0"]);
+            if env.tuning != Tuning::Defaults {
+                cmd.args(["--threads", &t]);
+            }
+            if env.tuning == Tuning::Bench {
                 cmd.args(["--max-body", "1073741824", "--access-log", "off"]);
             }
             if is_py {
@@ -110,8 +113,17 @@ pub(super) fn command(env: &Env, spec: &ServerSpec) -> Result<Launch> {
                 );
             }
             cmd = Command::new(&env.host_bin);
-            cmd.args(["serve", "--bind", "127.0.0.1:0", "--threads", &t]);
-            if env.bench_mode {
+            cmd.arg("serve");
+            if env.tuning == Tuning::Defaults {
+                // A port chosen here, so that the default access log (stdout) goes straight
+                // to the log file rather than through the harness.
+                let p = free_port()?;
+                port = Some(p);
+                cmd.arg("--bind").arg(format!("127.0.0.1:{p}"));
+            } else {
+                cmd.args(["--bind", "127.0.0.1:0", "--threads", &t]);
+            }
+            if env.tuning == Tuning::Bench {
                 // IIS's default request limit (30 MB) would refuse the 100 MiB upload benchmark;
                 // waitress's default is 1 GiB, granian and gunicorn have none
                 cmd.args(["--max-body", "1073741824"]);
@@ -124,13 +136,20 @@ pub(super) fn command(env: &Env, spec: &ServerSpec) -> Result<Launch> {
             if spec.single_process() {
                 cmd.arg("--no-supervisor");
             }
-            // The static-10k workload's file.
-            let files = env.static_dir()?;
-            cmd.arg("--static")
-                .arg(format!("/static={}", files.display()));
+            if env.tuning != Tuning::Defaults {
+                // The static-10k workload's file.
+                let files = env.static_dir()?;
+                cmd.arg("--static")
+                    .arg(format!("/static={}", files.display()));
+            }
             if spec.kind() == "host-py" {
-                cmd.args(["--app", &env.wsgi_app, "--python-path"])
-                    .arg(env.wsgi_dir());
+                if env.tuning == Tuning::Defaults {
+                    // as a user runs it, in the app's folder (the working directory)
+                    cmd.arg(&env.wsgi_app);
+                } else {
+                    cmd.args(["--app", &env.wsgi_app, "--python-path"])
+                        .arg(env.wsgi_dir());
+                }
                 cmd.args(spec.interpreter_args());
             } else {
                 let hello = compile_c_fixture(env, "hello")?;
@@ -155,6 +174,7 @@ pub(super) fn command(env: &Env, spec: &ServerSpec) -> Result<Launch> {
                 spec.kind()
             });
             let workers = spec.workers().unwrap_or(1).to_string();
+            let defaults = env.tuning == Tuning::Defaults;
             if !bin.exists() {
                 bail!(
                     "{} not found (install the peers: {}/bin/pip install -r ci/peers-requirements.txt)",
@@ -165,18 +185,25 @@ pub(super) fn command(env: &Env, spec: &ServerSpec) -> Result<Launch> {
             cmd = Command::new(&bin);
             let ps = p.to_string();
             match spec.kind() {
+                "gunicorn" if defaults => {
+                    // the sync worker, one process unless @wN
+                    cmd.args(["-w", &workers, "-b", &format!("127.0.0.1:{p}")]);
+                    cmd.arg(&env.wsgi_app);
+                }
                 "gunicorn" => {
                     cmd.args(["-k", "gthread", "-w", &workers, "--threads", &t, "-b"]);
                     cmd.arg(format!("127.0.0.1:{p}"));
-                    if env.bench_mode {
+                    if env.tuning == Tuning::Bench {
                         cmd.args(["--backlog", "2048", "--worker-connections", "2048"]);
                     }
                     cmd.arg(&env.wsgi_app);
                 }
                 "waitress" => {
                     cmd.arg(format!("--listen=127.0.0.1:{p}"));
-                    cmd.arg(format!("--threads={t}"));
-                    if env.bench_mode {
+                    if !defaults {
+                        cmd.arg(format!("--threads={t}"));
+                    }
+                    if env.tuning == Tuning::Bench {
                         // waitress refuses connections beyond connection_limit (default 100)
                         cmd.args(["--backlog=2048", "--connection-limit=2048"]);
                     }
@@ -184,8 +211,11 @@ pub(super) fn command(env: &Env, spec: &ServerSpec) -> Result<Launch> {
                 }
                 _ => {
                     cmd.args(["--interface", "wsgi", "--host", "127.0.0.1", "--port", &ps]);
-                    cmd.args(["--workers", &workers, "--blocking-threads", &t]);
-                    if env.bench_mode {
+                    cmd.args(["--workers", &workers]);
+                    if !defaults {
+                        cmd.args(["--blocking-threads", &t]);
+                    }
+                    if env.tuning == Tuning::Bench {
                         cmd.args(["--backlog", "2048"]);
                     }
                     cmd.arg(&env.wsgi_app);
@@ -230,4 +260,105 @@ pub(super) fn command(env: &Env, spec: &ServerSpec) -> Result<Launch> {
 fn free_port() -> Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    /// An `Env` whose host binary and peers are empty files in a scratch folder.
+    fn env(tuning: Tuning, name: &str) -> Env {
+        let dir = std::env::temp_dir().join(format!("harness-{name}-{}", std::process::id()));
+        let bin = dir.join("venv/bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        for exe in ["isapi-host", "gunicorn", "granian", "waitress-serve"] {
+            std::fs::write(bin.join(exe), b"").unwrap();
+        }
+        Env {
+            repo: dir.clone(),
+            host_bin: bin.join("isapi-host"),
+            venv: dir.join("venv"),
+            threads: 4,
+            out_dir: dir.join("out"),
+            wsgi_app: "bench_app:app".into(),
+            tuning,
+            windows_out: PathBuf::new(),
+            windows_python: None,
+            wine: PathBuf::new(),
+            attach_pid: None,
+        }
+    }
+
+    /// The arguments `spec` is launched with, the port it gets replaced by `PORT`.
+    fn args(env: &Env, spec: &str) -> String {
+        let launch = command(env, &ServerSpec::parse(spec).unwrap()).unwrap();
+        let line: Vec<String> = launch
+            .cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let line = line.join(" ");
+        match launch.port {
+            Some(p) => line.replace(&p.to_string(), "PORT"),
+            None => line,
+        }
+    }
+
+    #[test]
+    fn defaults_give_each_server_only_its_address_its_app_and_its_workers() {
+        let env = env(Tuning::Defaults, "defaults");
+        assert_eq!(
+            args(&env, "host-py"),
+            "serve --bind 127.0.0.1:PORT bench_app:app"
+        );
+        assert_eq!(
+            args(&env, "host-py@w2"),
+            "serve --bind 127.0.0.1:PORT --workers 2 bench_app:app"
+        );
+        assert_eq!(
+            args(&env, "gunicorn"),
+            "-w 1 -b 127.0.0.1:PORT bench_app:app"
+        );
+        assert_eq!(
+            args(&env, "granian@w2"),
+            "--interface wsgi --host 127.0.0.1 --port PORT --workers 2 bench_app:app"
+        );
+        assert_eq!(
+            args(&env, "waitress"),
+            "--listen=127.0.0.1:PORT bench_app:app"
+        );
+        let _ = std::fs::remove_dir_all(&env.repo);
+    }
+
+    #[test]
+    fn benchmarks_give_every_server_the_thread_budget_and_the_allowances() {
+        let env = env(Tuning::Bench, "bench");
+        let host = args(&env, "host-py");
+        assert!(
+            host.starts_with(
+                "serve --bind 127.0.0.1:0 --threads 4 --max-body 1073741824 --access-log off"
+            ),
+            "{host}"
+        );
+        assert!(
+            host.ends_with(&format!(
+                "--app bench_app:app --python-path {}",
+                env.wsgi_dir().display()
+            )),
+            "{host}"
+        );
+        assert_eq!(
+            args(&env, "gunicorn"),
+            "-k gthread -w 1 --threads 4 -b 127.0.0.1:PORT --backlog 2048 --worker-connections \
+             2048 bench_app:app"
+        );
+        assert_eq!(
+            args(&env, "waitress"),
+            "--listen=127.0.0.1:PORT --threads=4 --backlog=2048 --connection-limit=2048 \
+             bench_app:app"
+        );
+        let _ = std::fs::remove_dir_all(&env.repo);
+    }
 }

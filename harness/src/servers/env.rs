@@ -25,8 +25,8 @@ pub struct Env {
     pub out_dir: PathBuf,
     /// WSGI module:callable in fixtures/wsgi (conform_app:app or bench_app:app).
     pub wsgi_app: String,
-    /// Extra args for every server (e.g. backlog for benchmarks) — unused by default.
-    pub bench_mode: bool,
+    /// What the servers are launched with besides their address and app.
+    pub tuning: Tuning,
     /// The Windows build's layout (`ci/windows.sh`'s `target/windows/out`).
     pub windows_out: PathBuf,
     /// The `py3XX` folder `host-py-win` uses (None: the first one in `windows_out`).
@@ -35,6 +35,19 @@ pub struct Env {
     pub wine: PathBuf,
     /// The process to sample for a `url:` server's CPU time and memory (`bench --pid`).
     pub attach_pid: Option<u32>,
+}
+
+/// What every server is launched with besides its address, its app and its `@` variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tuning {
+    /// The shared thread budget (`--threads`) and nothing else: conformance, smuggling, soak.
+    Budget,
+    /// The thread budget plus the benchmarks' allowances: backlogs and connection limits
+    /// of 2048, a 1 GiB body limit, and no access log (none of the peers writes one by
+    /// default).
+    Bench,
+    /// Each server's own defaults, as a user who sets nothing runs it (`bench --defaults`).
+    Defaults,
 }
 
 /// `path` as a Windows program under Wine names it: `/a/b` -> `Z:\a\b` (Wine maps
@@ -135,7 +148,7 @@ impl Env {
         }
         let t = self.threads;
         let bench = |flags: &str| {
-            if self.bench_mode {
+            if self.tuning == Tuning::Bench {
                 format!(" {flags}")
             } else {
                 String::new()
@@ -154,6 +167,30 @@ impl Env {
         }
         let w = spec.workers().unwrap_or(1);
         let ver = |p: &str| self.pkg_version(p).unwrap_or_else(|| "?".into());
+        if self.tuning == Tuning::Defaults {
+            let workers = spec
+                .workers()
+                .map(|n| format!(" {n} workers"))
+                .unwrap_or_default();
+            match spec.kind() {
+                "host-py" => {
+                    return format!(
+                        "isapi-host + pyisapie ({}) at its defaults{host_flags}",
+                        self.wsgi_app
+                    );
+                }
+                "host-c" => return format!("isapi-host + C hello at its defaults{host_flags}"),
+                kind @ ("gunicorn" | "waitress" | "granian") => {
+                    let wsgi = if kind == "granian" {
+                        " (--interface wsgi)"
+                    } else {
+                        ""
+                    };
+                    return format!("{kind} {} at its defaults{wsgi}{workers}", ver(kind));
+                }
+                _ => {}
+            }
+        }
         match spec.kind() {
             "host-py" => format!(
                 "isapi-host + pyisapie ({}), --threads {t}{host_flags}",

@@ -23,8 +23,8 @@ mod spec;
 
 pub use command::HOST_C_MAPS;
 pub use env::{
-    Env, available_c_fixtures, available_c_fixtures_for, compile_c_fixture, default_host_bin,
-    find_repo, wine_path,
+    Env, Tuning, available_c_fixtures, available_c_fixtures_for, compile_c_fixture,
+    default_host_bin, find_repo, wine_path,
 };
 pub use running::{Running, kill_all_groups, start};
 pub use spec::{KNOWN, ServerSpec, UrlTarget};

@@ -23,7 +23,7 @@ use clap::Args;
 
 use crate::cli::{LaunchArgs, make_env};
 use crate::machine;
-use crate::servers::{self, ServerSpec};
+use crate::servers::{self, ServerSpec, Tuning};
 use proxy::Kind;
 use run::{Outcome, Target, Witness};
 
@@ -91,7 +91,7 @@ pub fn run(a: SmuggleArgs) -> Result<ExitCode> {
     } else {
         a.targets.clone()
     };
-    let env = make_env(&a.launch, "conform_app:app", "smuggle", false)?;
+    let env = make_env(&a.launch, "conform_app:app", "smuggle", Tuning::Budget)?;
     let lib = servers::compile_c_fixture(&env, "reflect")?;
     let witness = Witness {
         path: env.out_dir.join("reflect.log"),

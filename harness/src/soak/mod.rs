@@ -24,7 +24,7 @@ use clap::Args;
 
 use crate::cli::{LaunchArgs, make_env};
 use crate::machine;
-use crate::servers::{self, Env, Running, ServerSpec};
+use crate::servers::{self, Env, Running, ServerSpec, Tuning};
 use load::Counters;
 use sample::Sample;
 
@@ -93,7 +93,7 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
 /// Runs the soak (or, with `--exhaust`, the exhaustion checks).
 pub fn run(a: SoakArgs) -> Result<ExitCode> {
     let sub = if a.exhaust { "exhaust" } else { "soak" };
-    let env = make_env(&a.launch, "conform_app:app", sub, false)?;
+    let env = make_env(&a.launch, "conform_app:app", sub, Tuning::Budget)?;
     let (ok, md) = if a.exhaust {
         exhaust::run(&env, &a)?
     } else {
