@@ -20,6 +20,6 @@ mod host_response;
 mod host_robustness;
 mod host_ssf;
 mod host_static;
-mod host_webconfig;
 mod host_vars;
+mod host_webconfig;
 mod host_workers;

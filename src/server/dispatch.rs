@@ -138,17 +138,15 @@ struct Admitted {
 /// sends itself, or a static file.
 // The `Ok` side is larger still; either is moved once.
 #[allow(clippy::result_large_err)]
-fn admit(
-    req: Request<Incoming>,
-    app: &App,
-    ends: Arc<Endpoints>,
-) -> Result<Admitted, Begun> {
+fn admit(req: Request<Incoming>, app: &App, ends: Arc<Endpoints>) -> Result<Admitted, Begun> {
     let cfg = &app.shared.cfg;
     let reject = |status, why| Begun::Answered(rejected(&ends, head_of(&req), status, why));
     let head = head::check(&req, cfg).map_err(|(status, why)| reject(status, why))?;
     // A web.config's requestFiltering limits (src/site/filter.rs).
     if let Some(limits) = &cfg.site.limits {
-        limits.check(&req).map_err(|(status, why)| reject(status, why))?;
+        limits
+            .check(&req)
+            .map_err(|(status, why)| reject(status, why))?;
     }
     let url = head.url;
     let content_length = head.content_length;
