@@ -309,26 +309,21 @@ mod tests {
     #[test]
     fn defaults_give_each_server_only_its_address_its_app_and_its_workers() {
         let env = env(Tuning::Defaults, "defaults");
-        assert_eq!(
-            args(&env, "host-py"),
-            "serve --bind 127.0.0.1:PORT bench_app:app"
-        );
-        assert_eq!(
-            args(&env, "host-py@w2"),
-            "serve --bind 127.0.0.1:PORT --workers 2 bench_app:app"
-        );
-        assert_eq!(
-            args(&env, "gunicorn"),
-            "-w 1 -b 127.0.0.1:PORT bench_app:app"
-        );
-        assert_eq!(
-            args(&env, "granian@w2"),
-            "--interface wsgi --host 127.0.0.1 --port PORT --workers 2 bench_app:app"
-        );
-        assert_eq!(
-            args(&env, "waitress"),
-            "--listen=127.0.0.1:PORT bench_app:app"
-        );
+        for (spec, want) in [
+            ("host-py", "serve --bind 127.0.0.1:PORT bench_app:app"),
+            (
+                "host-py@w2",
+                "serve --bind 127.0.0.1:PORT --workers 2 bench_app:app",
+            ),
+            ("gunicorn", "-w 1 -b 127.0.0.1:PORT bench_app:app"),
+            (
+                "granian@w2",
+                "--interface wsgi --host 127.0.0.1 --port PORT --workers 2 bench_app:app",
+            ),
+            ("waitress", "--listen=127.0.0.1:PORT bench_app:app"),
+        ] {
+            assert_eq!(args(&env, spec), want, "{spec}");
+        }
         let _ = std::fs::remove_dir_all(&env.repo);
     }
 
