@@ -1,7 +1,7 @@
 //! [`Host`]: a running `isapi-host serve` process, started on a free port,
 //! with its output captured, stopped on drop.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
@@ -162,10 +162,33 @@ impl Host {
         K: AsRef<OsStr>,
         V: AsRef<OsStr>,
     {
-        let mut child = spawn_host(args, envs).map_err(|e| {
-            format!(
-                "cannot spawn {}: {e} (build it: cargo build -p isapi-host)",
-                host_bin().display()
+        let envs: Vec<(OsString, OsString)> = envs
+            .into_iter()
+            .map(|(k, v)| (k.as_ref().to_owned(), v.as_ref().to_owned()))
+            .collect();
+        match Host::start_once(args, &envs) {
+            // Under Wine, a start now and then ends with status 1 before the host
+            // has written a byte (seen twice in about 1,300 starts, in different
+            // tests, never reproduced); the host itself never fails silently (its
+            // start-up errors are printed), so that one is started again, once.
+            Err((e, true)) if windows_host() => {
+                eprintln!("{e}\n(exited 1 with no output under Wine: starting it once more)");
+                Host::start_once(args, &envs).map_err(|(e, _)| e)
+            }
+            other => other.map_err(|(e, _)| e),
+        }
+    }
+
+    /// One start; the error says whether the host exited with status 1
+    /// without writing anything on stdout or stderr.
+    fn start_once(args: &[&str], envs: &[(OsString, OsString)]) -> Result<Host, (String, bool)> {
+        let mut child = spawn_host(args, envs.iter().cloned()).map_err(|e| {
+            (
+                format!(
+                    "cannot spawn {}: {e} (build it: cargo build -p isapi-host)",
+                    host_bin().display()
+                ),
+                false,
             )
         })?;
         let stdout = Arc::new(Mutex::new(String::new()));
@@ -210,14 +233,19 @@ impl Host {
                 while !err_reader.is_finished() && Instant::now() < drained {
                     thread::sleep(Duration::from_millis(20));
                 }
-                return Err(format!(
-                    "isapi-host {args_owned:?} did not start ({}).\n--- stdout ---\n{}\n--- stderr ---\n{}",
-                    match exited {
-                        Some(s) => format!("exited with {s}"),
-                        None => format!("no `listening on` line within {STARTUP_TIMEOUT:?}"),
-                    },
-                    stdout.lock().unwrap_or_else(|e| e.into_inner()),
-                    stderr.lock().unwrap_or_else(|e| e.into_inner()),
+                let out = stdout.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let err = stderr.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let silent_1 =
+                    exited.and_then(|s| s.code()) == Some(1) && out.is_empty() && err.is_empty();
+                return Err((
+                    format!(
+                        "isapi-host {args_owned:?} did not start ({}).\n--- stdout ---\n{out}\n--- stderr ---\n{err}",
+                        match exited {
+                            Some(s) => format!("exited with {s}"),
+                            None => format!("no `listening on` line within {STARTUP_TIMEOUT:?}"),
+                        },
+                    ),
+                    silent_1,
                 ));
             }
         }
