@@ -8,7 +8,7 @@
 # Takes about an hour: a load run is WARMUP + DURATION (6 s), and there are
 # servers x workloads x concurrencies x ROUNDS of them: workloads 27 x 5, scaling
 # 30 x 5, bodies 15 x 5, wrk 8 x 5, workers 10 x 5, static 3 x 5, interpreters 10 x 5,
-# defaults 8 x 5 = 555 runs, about 56 minutes; plus the wrk comparison (4 servers x 2 concurrencies x
+# defaults 12 x 5 = 575 runs, about 58 minutes; plus the wrk comparison (4 servers x 2 concurrencies x
 # (5 wrk runs + 4 generator runs), about 7 minutes), the idle and upload measurements,
 # server start-up and the release builds. Five
 # rounds, because a same-round ratio still moves by about ±0.1 on a shared machine.
@@ -109,9 +109,11 @@ fi
 # 8. defaults against defaults: every WSGI server as a user who sets nothing runs it
 #    (`bench --defaults`: only the address and the app). Our host: the supervisor with one
 #    worker, 8 request threads, the common access log written to a file; gunicorn: one
-#    sync worker; granian and waitress: their own defaults. hello and work at c=64.
+#    sync worker; granian and waitress: their own defaults. Then both web gardens at their
+#    defaults but for the worker count: host-py --workers 2 against granian --workers 2.
+#    hello and work at c=64.
 run defaults --defaults --server host-py --server granian --server gunicorn --server waitress \
-  --app hello,work -c 64
+  --server host-py@w2 --server granian@w2 --app hello,work -c 64
 
 # splice the generated tables into BENCHMARKS.md between <!-- BEGIN name --> and <!-- END name -->
 /usr/bin/python3 - "$OUT" <<'PY'
