@@ -93,11 +93,7 @@ fn run_conform(a: ConformArgs) -> Result<ExitCode> {
         println!("{} cases", all.len());
         return Ok(ExitCode::SUCCESS);
     }
-    let specs: Vec<ServerSpec> = a
-        .servers
-        .iter()
-        .map(|s| ServerSpec::parse(s))
-        .collect::<Result<_>>()?;
+    let specs = ServerSpec::parse_all(&a.servers)?;
     let opts = RunOptions {
         fragment: a.fragment,
         timeout_scale: a.timeout_scale,

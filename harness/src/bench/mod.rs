@@ -69,11 +69,7 @@ pub fn run(mut a: BenchArgs) -> Result<ExitCode> {
     if a.servers.is_empty() && a.url.is_none() {
         a.servers = DEFAULT_SERVERS.map(String::from).to_vec();
     }
-    let mut specs: Vec<ServerSpec> = a
-        .servers
-        .iter()
-        .map(|s| ServerSpec::parse(s))
-        .collect::<Result<_>>()?;
+    let mut specs = ServerSpec::parse_all(&a.servers)?;
     if let Some(url) = &a.url {
         specs.push(ServerSpec::parse(&format!("url:{url}"))?);
         // The URL is the only workload of a url: server; alone, it is the only one.

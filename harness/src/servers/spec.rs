@@ -28,6 +28,8 @@ pub(super) const HOST_PY_WIN_PREFIX: &str = "host-py-win-";
 pub struct ServerSpec {
     /// The name as given (`host-py`, `cmd:...`).
     pub name: String,
+    /// What reports and log files call it ([`ServerSpec::label`]).
+    label: String,
 }
 
 impl ServerSpec {
@@ -35,6 +37,7 @@ impl ServerSpec {
     pub fn parse(name: &str) -> Result<ServerSpec> {
         let spec = ServerSpec {
             name: name.to_owned(),
+            label: short_label(name),
         };
         let kind = spec.kind();
         let py_win_folder = kind
@@ -168,19 +171,45 @@ impl ServerSpec {
         self.name == "host-c-win" || self.name.starts_with("host-py-win")
     }
 
+    /// Checks the `--server` names of one run. Two `cmd:` templates of the
+    /// same program would share a label, and so a column of the report and a
+    /// log file: the second and later are labelled `#2`, `#3` (each one's whole
+    /// command is in the JSON report).
+    pub fn parse_all<S: AsRef<str>>(names: &[S]) -> Result<Vec<ServerSpec>> {
+        let mut specs = Vec::with_capacity(names.len());
+        for name in names {
+            let mut spec = ServerSpec::parse(name.as_ref())?;
+            let same = specs
+                .iter()
+                .filter(|s: &&ServerSpec| short_label(&s.name) == spec.label)
+                .count();
+            if same > 0 {
+                spec.label = format!("{}#{}", spec.label, same + 1);
+            }
+            specs.push(spec);
+        }
+        Ok(specs)
+    }
+
     /// A short label for reports (cmd: templates are abbreviated).
     pub fn label(&self) -> String {
-        match self.name.strip_prefix("cmd:") {
-            Some(t) => {
-                let first = t.split_whitespace().next().unwrap_or("cmd");
-                let base = Path::new(first)
-                    .file_name()
-                    .and_then(|s| s.to_str())
-                    .unwrap_or(first);
-                format!("cmd:{base}")
-            }
-            None => self.name.clone(),
+        self.label.clone()
+    }
+}
+
+/// A name's label before [`ServerSpec::parse_all`] tells apart repeats: a
+/// `cmd:` template is shortened to its program's file name.
+fn short_label(name: &str) -> String {
+    match name.strip_prefix("cmd:") {
+        Some(t) => {
+            let first = t.split_whitespace().next().unwrap_or("cmd");
+            let base = Path::new(first)
+                .file_name()
+                .and_then(|s| s.to_str())
+                .unwrap_or(first);
+            format!("cmd:{base}")
         }
+        None => name.to_owned(),
     }
 }
 
@@ -245,6 +274,23 @@ mod tests {
         assert!(!ServerSpec::parse("gunicorn").unwrap().must_pass());
         assert!(ServerSpec::parse("cmd:").is_err());
         assert!(ServerSpec::parse("nginx").is_err());
+    }
+
+    #[test]
+    fn repeated_cmd_labels_are_numbered() {
+        let specs = ServerSpec::parse_all(&[
+            "cmd:/a/isapi-host serve --bind 127.0.0.1:{port}",
+            "host-c",
+            "cmd:/b/isapi-host serve --bind 127.0.0.1:{port} --yield-us 0",
+            "cmd:/a/isapi-host serve --bind 127.0.0.1:{port} --threads 2",
+        ])
+        .unwrap();
+        let labels: Vec<String> = specs.iter().map(ServerSpec::label).collect();
+        assert_eq!(
+            labels,
+            ["cmd:isapi-host", "host-c", "cmd:isapi-host#2", "cmd:isapi-host#3"]
+        );
+        assert!(ServerSpec::parse_all(&["host-c", "nginx"]).is_err());
     }
 
     #[test]
