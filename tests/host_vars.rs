@@ -1,5 +1,7 @@
 //! GetServerVariable: the size-probing protocol and the IIS variable set.
 
+use std::time::Duration;
+
 use crate::support::*;
 
 /// Parsed body of the `vars` fixture: (probe_errno, needed, got, value).
@@ -193,7 +195,7 @@ fn conflicting_content_types_are_refused_before_the_extension_runs() {
     let r = c.roundtrip(req);
     assert_eq!(r.status, 400, "{r:?}");
     assert!(
-        host.stderr().contains("conflicting Content-Type headers"),
+        host.wait_for_log("conflicting Content-Type headers", Duration::from_secs(5)),
         "the log says why:\n{}",
         host.stderr()
     );

@@ -28,6 +28,8 @@ pub struct Host {
     addr: SocketAddr,
     stderr: Arc<Mutex<String>>,
     stdout: Arc<Mutex<String>>,
+    /// The threads copying stdout and stderr: each ends at its pipe's end.
+    readers: [thread::JoinHandle<()>; 2],
     args: Vec<String>,
 }
 
@@ -59,7 +61,11 @@ fn spawn_reader<R: Read + Send + 'static>(
 
 /// Reads stdout line by line into `sink`; the first `listening on http://`
 /// address is sent on `tx`.
-fn spawn_stdout_reader(out: ChildStdout, sink: Arc<Mutex<String>>, tx: mpsc::Sender<SocketAddr>) {
+fn spawn_stdout_reader(
+    out: ChildStdout,
+    sink: Arc<Mutex<String>>,
+    tx: mpsc::Sender<SocketAddr>,
+) -> thread::JoinHandle<()> {
     thread::spawn(move || {
         let mut reader = BufReader::new(out);
         let mut tx = Some(tx);
@@ -81,7 +87,7 @@ fn spawn_stdout_reader(out: ChildStdout, sink: Arc<Mutex<String>>, tx: mpsc::Sen
                 }
             }
         }
-    });
+    })
 }
 
 /// Spawn [`host_command`] with no stdin and stdout and stderr piped.
@@ -194,7 +200,7 @@ impl Host {
         let stdout = Arc::new(Mutex::new(String::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = mpsc::channel();
-        spawn_stdout_reader(
+        let out_reader = spawn_stdout_reader(
             child.stdout.take().expect("piped stdout"),
             stdout.clone(),
             tx,
@@ -211,6 +217,7 @@ impl Host {
                         addr,
                         stderr,
                         stdout,
+                        readers: [out_reader, err_reader],
                         args: args_owned,
                     });
                 }
@@ -427,7 +434,13 @@ impl Host {
         let child = self.child.as_mut().expect("host already reaped");
         match wait_timeout(child, timeout) {
             Some(s) => {
-                thread::sleep(Duration::from_millis(50)); // let the readers drain
+                // Let stdout and stderr drain to their ends (each ends with the
+                // process, or with a child that inherited it), for 5 s at most:
+                // a pipe can lag behind the exit, under load and under Wine.
+                let drained = Instant::now() + Duration::from_secs(5);
+                while !self.readers.iter().all(|r| r.is_finished()) && Instant::now() < drained {
+                    thread::sleep(Duration::from_millis(10));
+                }
                 s
             }
             None => {
