@@ -69,6 +69,8 @@ const _: ffi::MiMalloc = ffi::MiMalloc;
 /// The `isapi-host` command line: parses the arguments, runs `serve` or
 /// `ctl`, and turns the outcome into the process's exit code.
 pub fn run() -> ExitCode {
+    #[cfg(target_os = "linux")]
+    ffi::no_huge_pages();
     let cli = config::parse_cli();
     // While the process has one thread (the C library's time zone).
     accesslog::read_local_offset();

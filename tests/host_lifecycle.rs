@@ -104,3 +104,25 @@ fn sigterm_waits_for_pending_requests() {
     );
     assert!(status.success(), "{status}");
 }
+
+/// Transparent huge pages are off in the supervisor and in its worker:
+/// mimalloc asks for them on its arenas, where each thread's first small
+/// block could otherwise fault in 2 MiB.
+#[test]
+fn huge_pages_are_off_in_every_host_process() {
+    if skip_on_windows("THP is a Linux setting; Wine's host keeps Linux's") {
+        return;
+    }
+    let host = Host::with_c_fixture("hello", &[]);
+    assert_eq!(host.get("/").status, 200);
+    let (supervisor, worker) = (host.supervisor_pid(), host.pid());
+    assert_ne!(supervisor, worker, "a worker process is checked too");
+    for pid in [supervisor, worker] {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let Some(line) = status.lines().find(|l| l.starts_with("THP_enabled:")) else {
+            skip("this kernel does not report THP_enabled in /proc/PID/status (Linux < 5.0)");
+            return;
+        };
+        assert_eq!(line.split_whitespace().nth(1), Some("0"), "pid {pid}: {line}");
+    }
+}

@@ -83,6 +83,25 @@ unsafe impl std::alloc::GlobalAlloc for MiMalloc {
     }
 }
 
+/// Turns transparent huge pages off for this process and its children
+/// (`PR_SET_THP_DISABLE`, inherited across `fork` and `exec`), before the
+/// process starts its threads.
+///
+/// mimalloc asks for huge pages on its arenas (`MADV_HUGEPAGE`), so on a
+/// kernel with THP in `madvise` mode (the common default) the first small
+/// block a thread allocates can fault in 2 MiB. With a pool of request
+/// threads, and tokio's blocking threads for static files, that made an
+/// idle host 36 MiB instead of 15, and one that had served static files
+/// 85–98 MiB instead of 26 (BENCHMARKS.md, "Static files"). This is what
+/// mimalloc's own `MIMALLOC_ALLOW_THP=0` does at its start.
+#[cfg(target_os = "linux")]
+pub(crate) fn no_huge_pages() {
+    // SAFETY: prctl with an integer option and integer arguments; it reads
+    // and writes no memory of ours. A kernel without the option returns
+    // EINVAL, which leaves THP as it was: only memory is at stake.
+    let _ = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+}
+
 #[cfg(test)]
 mod tests {
     use super::MiMalloc;

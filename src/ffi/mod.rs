@@ -43,6 +43,8 @@ mod tests;
 
 #[cfg(not(windows))]
 pub(crate) use alloc::MiMalloc;
+#[cfg(target_os = "linux")]
+pub(crate) use alloc::no_huge_pages;
 pub(crate) use decode::{
     BoolOut, Piece, SupportRequest, Transmit, VectorSend, request_name, trim_nul,
 };
