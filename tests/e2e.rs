@@ -5,6 +5,7 @@
 mod support;
 
 mod host_async;
+mod host_balance;
 mod host_basic;
 mod host_body;
 mod host_cli;

@@ -39,21 +39,35 @@ pub(crate) fn status(host: &Host) -> String {
     out.stdout
 }
 
-/// The `worker N: pid P, STATE, R requests, ...` lines of a status, as
-/// (pid, state, requests).
-pub(crate) fn workers(status: &str) -> Vec<(u32, String, u64)> {
+/// One `worker N: pid P, STATE, R requests[, C connections], up T` line of
+/// a status.
+pub(crate) struct WorkerLine {
+    pub(crate) pid: u32,
+    pub(crate) state: String,
+    pub(crate) requests: u64,
+    /// The connections it holds, while it accepts.
+    pub(crate) connections: Option<u64>,
+}
+
+/// The worker lines of a status.
+pub(crate) fn workers(status: &str) -> Vec<WorkerLine> {
     status
         .lines()
         .filter_map(|l| l.strip_prefix("worker "))
         .map(|l| {
             let fields: Vec<&str> = l.split(", ").collect();
-            let pid = fields[0].split("pid ").nth(1).unwrap().parse().unwrap();
-            let requests = fields[2]
-                .strip_suffix(" requests")
-                .unwrap()
-                .parse()
-                .unwrap();
-            (pid, fields[1].to_owned(), requests)
+            let count = |suffix: &str| {
+                fields
+                    .iter()
+                    .find_map(|f| f.strip_suffix(suffix))
+                    .map(|n| n.parse().unwrap())
+            };
+            WorkerLine {
+                pid: fields[0].split("pid ").nth(1).unwrap().parse().unwrap(),
+                state: fields[1].to_owned(),
+                requests: count(" requests").unwrap(),
+                connections: count(" connections"),
+            }
         })
         .collect()
 }
@@ -88,11 +102,10 @@ fn ctl_status_recycle_and_stop() {
     assert!(text.contains("restarts: 0 "), "{text}");
     let before = workers(&text);
     assert_eq!(before.len(), 2, "{text}");
-    assert!(
-        before.iter().all(|(_, state, _)| state == "ready"),
-        "{text}"
-    );
-    assert_eq!(before.iter().map(|w| w.2).sum::<u64>(), 10, "{text}");
+    assert!(before.iter().all(|w| w.state == "ready"), "{text}");
+    assert_eq!(before.iter().map(|w| w.requests).sum::<u64>(), 10, "{text}");
+    // Each ready worker holds its seat in the connection-balancing table.
+    assert!(before.iter().all(|w| w.connections.is_some()), "{text}");
 
     // recycle: two new workers, the old ones drained.
     let out = ctl(&["--pid", &pid, "recycle"]);
@@ -117,7 +130,7 @@ fn ctl_status_recycle_and_stop() {
     let after = workers(&status(&host));
     assert_eq!(after.len(), 2);
     assert!(
-        after.iter().all(|w| before.iter().all(|b| b.0 != w.0)),
+        after.iter().all(|w| before.iter().all(|b| b.pid != w.pid)),
         "new pids"
     );
     assert!(status(&host).contains("recycles: 2"));

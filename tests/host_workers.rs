@@ -561,7 +561,7 @@ fn per_process_server_variables_are_the_same_in_every_worker() {
         });
         let served: Vec<u64> = crate::host_control::workers(&crate::host_control::status(&host))
             .iter()
-            .map(|w| w.2)
+            .map(|w| w.requests)
             .collect();
         eprintln!("round {round}: requests per worker {served:?}");
         if served.len() == 2 && served.iter().all(|n| *n > 0) {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
+use super::balance::{GIVE_WAY, Garden};
 use super::connection::serve_connection;
 use super::connections::Connections;
 use super::routing::App;
@@ -16,10 +17,10 @@ use super::sweeper::{Limits, sweep};
 pub(super) enum Listen {
     /// Bind `--bind` here (one process, no supervisor).
     Bind,
-    /// A worker's: the supervisor's socket, and the pipe to tell it this
-    /// worker is ready.
+    /// A worker's: the supervisor's socket, the pipe to tell it this
+    /// worker is ready, and the pool's connection-balancing table.
     #[cfg_attr(not(unix), allow(dead_code))]
-    Inherited(std::net::TcpListener, std::fs::File),
+    Inherited(std::net::TcpListener, std::fs::File, Garden),
 }
 
 /// Listens until SIGINT or SIGTERM (or their Windows console kin), then
@@ -27,18 +28,25 @@ pub(super) enum Listen {
 /// get `--shutdown-timeout` to finish.
 pub(super) async fn serve(app: Arc<App>, listen: Listen) -> anyhow::Result<()> {
     let cfg = &app.shared.cfg;
-    let (listener, control) = match listen {
+    let (listener, control, conns) = match listen {
         Listen::Bind => (
             TcpListener::bind(cfg.bind).await.with_context(|| {
                 format!("cannot listen on {} (from {})", cfg.bind, cfg.bind_origin)
             })?,
             None,
+            Connections::default(),
         ),
-        Listen::Inherited(listener, control) => {
+        Listen::Inherited(listener, control, garden) => {
             listener.set_nonblocking(true)?;
-            (TcpListener::from_std(listener)?, Some(control))
+            (
+                TcpListener::from_std(listener)?,
+                Some(control),
+                Connections::in_garden(garden),
+            )
         }
     };
+    let conns = Arc::new(conns);
+    conns.join_garden();
     let addr = listener.local_addr()?;
     match &control {
         // A worker: the supervisor prints the address once the first
@@ -56,22 +64,32 @@ pub(super) async fn serve(app: Arc<App>, listen: Listen) -> anyhow::Result<()> {
     }
     tracing::info!(%addr, threads = cfg.threads, parallel = cfg.parallel, "listening");
 
-    let conns = Arc::new(Connections::default());
     let sweeper = tokio::spawn(sweep(conns.clone(), Limits::of(cfg)));
     let signal = shutdown_signal();
     tokio::pin!(signal);
     let mut accept_errors = AcceptErrors::default();
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
+            accepted = async {
+                // A web garden's worker with more than its share lets the
+                // others take what is pending first (super::balance).
+                if conns.crowded() {
+                    tokio::time::sleep(GIVE_WAY).await;
+                }
+                listener.accept().await
+            } => {
                 let (stream, remote) = match accepted {
                     Ok(a) => {
-                        accept_errors.recovered();
+                        if accept_errors.recovered() {
+                            conns.join_garden();
+                        }
                         a
                     }
                     Err(e) => {
                         // EMFILE and friends: log once, back off instead of spinning;
-                        // the connections already open go on being served.
+                        // the connections already open go on being served. The other
+                        // workers stop leaving connections to this one meanwhile.
+                        conns.leave_garden();
                         let pause = accept_errors.failed(&e);
                         tokio::time::sleep(pause).await;
                         continue;
@@ -91,6 +109,7 @@ pub(super) async fn serve(app: Arc<App>, listen: Listen) -> anyhow::Result<()> {
         }
     }
     drop(listener);
+    conns.leave_garden();
     tracing::info!("shutting down: waiting for in-flight requests");
     conns.shut_down();
     let drain = async {
@@ -143,15 +162,18 @@ impl AcceptErrors {
         self.pause
     }
 
-    /// An accept succeeded: ends a run of failures, saying how long it was.
-    fn recovered(&mut self) {
-        if self.failures > 0 {
-            tracing::warn!(
-                failed_attempts = self.failures,
-                "accepting connections again"
-            );
-            self.failures = 0;
+    /// An accept succeeded: ends a run of failures, saying how long it
+    /// was. Returns whether a run ended.
+    fn recovered(&mut self) -> bool {
+        if self.failures == 0 {
+            return false;
         }
+        tracing::warn!(
+            failed_attempts = self.failures,
+            "accepting connections again"
+        );
+        self.failures = 0;
+        true
     }
 }
 

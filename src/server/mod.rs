@@ -6,6 +6,7 @@
 //!   pools; `TerminateExtension` at the end;
 //! - [`listener`]: the accept loop and graceful shutdown;
 //! - [`connections`]: the open connections, for the sweeper and shutdown;
+//! - [`balance`]: how a web garden's workers share out connections;
 //! - [`sweeper`]: the keep-alive, I/O and request-head timeouts;
 //! - [`connection`]: one connection's task (hyper over the socket);
 //! - [`dispatch`]: admission, read-ahead, and the hand-off of a request to
@@ -15,6 +16,7 @@
 //! - `supervisor` (Unix): the process that owns the listening socket and
 //!   runs the workers (docs/ARCHITECTURE.md, "Process model").
 
+mod balance;
 mod connection;
 mod connections;
 mod dispatch;

@@ -113,9 +113,18 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let listen = if worker {
         #[cfg(unix)]
         {
-            let (listener, control, slots) = crate::os::worker_descriptors()
+            let crate::os::WorkerDescriptors {
+                listener,
+                control,
+                slots,
+                garden,
+            } = crate::os::worker_descriptors()
                 .context("cannot take the descriptors the supervisor handed down")?;
             crate::os::inflight::install(&slots).context("cannot map the in-flight table")?;
+            let garden = super::balance::Garden::new(
+                crate::os::map_words(&garden, super::balance::TABLE_BYTES)
+                    .context("cannot map the connection-balancing table")?,
+            );
             if let Some(after) = cfg.recycle_requests {
                 let ask = control.try_clone()?;
                 recycle = Some(crate::shared::Recycle::new(
@@ -127,7 +136,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
                     }),
                 ));
             }
-            Listen::Inherited(listener, control)
+            Listen::Inherited(listener, control, garden)
         }
         #[cfg(not(unix))]
         unreachable!()

@@ -7,7 +7,9 @@
 //! - [`LISTENER_FD`]: the listening socket the supervisor bound;
 //! - [`CONTROL_FD`]: the write end of a pipe to the supervisor (one line
 //!   per message, see [`crate::server`]'s worker side);
-//! - [`SLOTS_FD`]: a memfd holding its [`inflight`] table.
+//! - [`SLOTS_FD`]: a memfd holding its [`inflight`] table;
+//! - [`GARDEN_FD`]: the memfd every worker of the pool shares, holding the
+//!   connection-balancing table (`crate::server`'s `balance`).
 pub(crate) mod inflight;
 
 use std::fs::File;
@@ -20,22 +22,24 @@ pub(crate) const LISTENER_FD: RawFd = 3;
 pub(crate) const CONTROL_FD: RawFd = 4;
 /// The worker's in-flight table.
 pub(crate) const SLOTS_FD: RawFd = 5;
+/// The pool's connection-balancing table.
+pub(crate) const GARDEN_FD: RawFd = 6;
 
 /// The environment variable that makes a process a worker; its value is the
 /// worker's number.
 pub(crate) const WORKER_ENV: &str = "ISAPI_HOST_WORKER";
 
 /// Gives the child of `cmd` the descriptors `fds` at [`LISTENER_FD`],
-/// [`CONTROL_FD`] and [`SLOTS_FD`], in that order, puts it in its own
+/// [`CONTROL_FD`], [`SLOTS_FD`] and [`GARDEN_FD`], in that order, puts it in its own
 /// process group, and (on Linux) has the kernel kill it with SIGKILL if the
 /// supervisor dies, so that no worker outlives it.
-pub(crate) fn hand_down(cmd: &mut tokio::process::Command, fds: [RawFd; 3]) {
-    let targets = [LISTENER_FD, CONTROL_FD, SLOTS_FD];
+pub(crate) fn hand_down(cmd: &mut tokio::process::Command, fds: [RawFd; 4]) {
+    let targets = [LISTENER_FD, CONTROL_FD, SLOTS_FD, GARDEN_FD];
     let pre_exec = move || -> io::Result<()> {
         // First out of the way of the targets (a source may sit on another's
         // target number), close-on-exec; then dup2 onto the targets, which
         // clears close-on-exec there.
-        let mut high = [0; 3];
+        let mut high = [0; 4];
         for (h, fd) in high.iter_mut().zip(fds) {
             // SAFETY: fcntl on a descriptor the parent keeps open until the
             // spawn returns; async-signal-safe.
@@ -90,14 +94,28 @@ fn adopt(fd: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// A worker's inherited listening socket, pipe to the supervisor, and
-/// in-flight table file.
-pub(crate) fn worker_descriptors() -> io::Result<(std::net::TcpListener, File, File)> {
+/// What a worker inherits from the supervisor.
+pub(crate) struct WorkerDescriptors {
+    /// The listening socket.
+    pub(crate) listener: std::net::TcpListener,
+    /// The pipe to the supervisor.
+    pub(crate) control: File,
+    /// Its in-flight table.
+    pub(crate) slots: File,
+    /// The pool's connection-balancing table.
+    pub(crate) garden: File,
+}
+
+/// A worker's inherited descriptors.
+pub(crate) fn worker_descriptors() -> io::Result<WorkerDescriptors> {
     let listener = std::net::TcpListener::from(adopt(LISTENER_FD)?);
     listener.local_addr()?; // a socket, and bound
-    let control = File::from(adopt(CONTROL_FD)?);
-    let slots = File::from(adopt(SLOTS_FD)?);
-    Ok((listener, control, slots))
+    Ok(WorkerDescriptors {
+        listener,
+        control: File::from(adopt(CONTROL_FD)?),
+        slots: File::from(adopt(SLOTS_FD)?),
+        garden: File::from(adopt(GARDEN_FD)?),
+    })
 }
 
 /// A pipe, both ends close-on-exec: (read end, write end).
@@ -147,9 +165,10 @@ pub(crate) fn map_words(
         return Err(io::Error::last_os_error());
     }
     // SAFETY: the mapping is page-aligned, `len` bytes long, never unmapped
-    // (so 'static), and every bit pattern is a valid AtomicU64. Other
-    // processes reach it only through the file, and read it only after this
-    // one has died; in this process it is touched only through atomics.
+    // (so 'static), and every bit pattern is a valid AtomicU64. In this
+    // process it is touched only through atomics; other processes map it
+    // and use atomics too (lock-free 64-bit atomics work across processes on
+    // shared memory), or copy its bytes out of the file with `pread`.
     Ok(unsafe {
         std::slice::from_raw_parts(
             ptr.cast::<std::sync::atomic::AtomicU64>(),

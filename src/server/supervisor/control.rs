@@ -310,11 +310,16 @@ impl Supervisor {
             };
             let _ = write!(
                 out,
-                "worker {id}: pid {}, {state}, {} requests, up {}",
+                "worker {id}: pid {}, {state}, {} requests, ",
                 w.pid,
                 inflight::served(&w.slots),
-                human(w.started.elapsed())
             );
+            // Connections while it accepts (a draining worker has left the
+            // balancing table).
+            if let Some(n) = self.garden.1.connections(w.pid) {
+                let _ = write!(out, "{n} connections, ");
+            }
+            let _ = write!(out, "up {}", human(w.started.elapsed()));
             if let Some(old) = w.replaces {
                 let _ = write!(out, ", replacing worker {old}");
             }

@@ -39,6 +39,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::balance::{self, Garden};
 use crate::config::{CtlCommand, ServeConfig};
 use crate::os::{self, inflight};
 
@@ -83,6 +84,12 @@ pub(crate) fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     // The supervisor's own 503s (a pool stopped by rapid-fail protection)
     // go to the access log like any response.
     crate::accesslog::open(&cfg)?;
+    let garden_file = os::memfd(c"isapi-host-garden", balance::TABLE_BYTES as u64)
+        .context("cannot make the connection-balancing table")?;
+    let garden = Garden::new(
+        os::map_words(&garden_file, balance::TABLE_BYTES)
+            .context("cannot map the connection-balancing table")?,
+    );
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -95,6 +102,7 @@ pub(crate) fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             args: std::env::args_os().skip(1).collect(),
             addr: listener.local_addr()?,
             listener: Some(listener),
+            garden: (garden_file, garden),
             cfg,
             workers: HashMap::new(),
             next_id: 1,
@@ -123,6 +131,9 @@ struct Supervisor {
     cfg: ServeConfig,
     /// The listening socket, until shutdown begins.
     listener: Option<std::net::TcpListener>,
+    /// The workers' connection-balancing table: the file they inherit, and
+    /// its mapping here (to free a dead worker's seat, and for `ctl status`).
+    garden: (File, Garden),
     addr: std::net::SocketAddr,
     exe: PathBuf,
     args: Vec<OsString>,
@@ -224,7 +235,12 @@ impl Supervisor {
             .stdin(Stdio::null());
         os::hand_down(
             &mut cmd,
-            [listener.as_raw_fd(), writer.as_raw_fd(), slots.as_raw_fd()],
+            [
+                listener.as_raw_fd(),
+                writer.as_raw_fd(),
+                slots.as_raw_fd(),
+                self.garden.0.as_raw_fd(),
+            ],
         );
         let mut child = cmd
             .spawn()
@@ -320,6 +336,9 @@ impl Supervisor {
         let Some(w) = self.workers.remove(&id) else {
             return Ok(());
         };
+        // A worker that died accepting leaves a seat the others would
+        // balance against.
+        self.garden.1.evict(w.pid);
         let cause = match &status {
             Ok(s) => describe(*s),
             Err(e) => format!("cannot tell how it ended ({e})"),
