@@ -123,6 +123,10 @@ fn huge_pages_are_off_in_every_host_process() {
             skip("this kernel does not report THP_enabled in /proc/PID/status (Linux < 5.0)");
             return;
         };
-        assert_eq!(line.split_whitespace().nth(1), Some("0"), "pid {pid}: {line}");
+        assert_eq!(
+            line.split_whitespace().nth(1),
+            Some("0"),
+            "pid {pid}: {line}"
+        );
     }
 }

@@ -70,10 +70,10 @@ impl Connections {
         self.garden.is_some()
             && self
                 .seat
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .is_some_and(Seat::crowded)
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .is_some_and(Seat::crowded)
     }
 
     /// Publishes `open`, the number of connections now open.

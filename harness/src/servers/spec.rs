@@ -288,7 +288,12 @@ mod tests {
         let labels: Vec<String> = specs.iter().map(ServerSpec::label).collect();
         assert_eq!(
             labels,
-            ["cmd:isapi-host", "host-c", "cmd:isapi-host#2", "cmd:isapi-host#3"]
+            [
+                "cmd:isapi-host",
+                "host-c",
+                "cmd:isapi-host#2",
+                "cmd:isapi-host#3"
+            ]
         );
         assert!(ServerSpec::parse_all(&["host-c", "nginx"]).is_err());
     }
