@@ -29,7 +29,7 @@ use std::time::Duration;
 
 /// The table's size in bytes: one page.
 #[cfg_attr(not(unix), allow(dead_code))]
-pub(crate) const TABLE_BYTES: usize = 4096;
+const TABLE_BYTES: usize = 4096;
 /// Seats in the table: workers accepting at once beyond this (a garden
 /// of more than about 30 workers while it recycles) take no part.
 const SEATS: usize = 64;
@@ -44,9 +44,29 @@ pub(crate) struct Garden(&'static [AtomicU64]);
 impl Garden {
     /// The table in `words` (at least [`TABLE_BYTES`] of shared memory).
     #[cfg_attr(not(unix), allow(dead_code))]
-    pub(crate) fn new(words: &'static [AtomicU64]) -> Self {
+    fn new(words: &'static [AtomicU64]) -> Self {
         assert!(words.len() >= SEATS, "the garden table is too small");
         Garden(&words[..SEATS])
+    }
+
+    /// The supervisor's: a new, empty table, and the file its workers
+    /// inherit.
+    #[cfg(unix)]
+    pub(crate) fn create() -> anyhow::Result<(std::fs::File, Garden)> {
+        use anyhow::Context as _;
+        let file = crate::os::memfd(c"isapi-host-garden", TABLE_BYTES as u64)
+            .context("cannot make the connection-balancing table")?;
+        let garden = Self::map(&file)?;
+        Ok((file, garden))
+    }
+
+    /// A worker's: the table in the file the supervisor handed down.
+    #[cfg(unix)]
+    pub(crate) fn map(file: &std::fs::File) -> anyhow::Result<Garden> {
+        use anyhow::Context as _;
+        let words = crate::os::map_words(file, TABLE_BYTES)
+            .context("cannot map the connection-balancing table")?;
+        Ok(Self::new(words))
     }
 
     /// Takes a free seat for worker `pid`; `None` when every seat is taken.

@@ -121,10 +121,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             } = crate::os::worker_descriptors()
                 .context("cannot take the descriptors the supervisor handed down")?;
             crate::os::inflight::install(&slots).context("cannot map the in-flight table")?;
-            let garden = super::balance::Garden::new(
-                crate::os::map_words(&garden, super::balance::TABLE_BYTES)
-                    .context("cannot map the connection-balancing table")?,
-            );
+            let garden = super::balance::Garden::map(&garden)?;
             if let Some(after) = cfg.recycle_requests {
                 let ask = control.try_clone()?;
                 recycle = Some(crate::shared::Recycle::new(

@@ -39,7 +39,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::balance::{self, Garden};
+use super::balance::Garden;
 use crate::config::{CtlCommand, ServeConfig};
 use crate::os::{self, inflight};
 
@@ -84,12 +84,7 @@ pub(crate) fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     // The supervisor's own 503s (a pool stopped by rapid-fail protection)
     // go to the access log like any response.
     crate::accesslog::open(&cfg)?;
-    let garden_file = os::memfd(c"isapi-host-garden", balance::TABLE_BYTES as u64)
-        .context("cannot make the connection-balancing table")?;
-    let garden = Garden::new(
-        os::map_words(&garden_file, balance::TABLE_BYTES)
-            .context("cannot map the connection-balancing table")?,
-    );
+    let garden = Garden::create()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -102,7 +97,7 @@ pub(crate) fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             args: std::env::args_os().skip(1).collect(),
             addr: listener.local_addr()?,
             listener: Some(listener),
-            garden: (garden_file, garden),
+            garden,
             cfg,
             workers: HashMap::new(),
             next_id: 1,
