@@ -4,7 +4,6 @@
 //! whichever worker ran when they arrived. Linux hosts only (no supervisor
 //! on Windows).
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::host_control::{status, workers};
@@ -16,16 +15,6 @@ fn open(host: &Host) -> RawConn {
     let r = c.roundtrip(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!((r.status, r.body.as_slice()), (200, &b"Hello, world!"[..]));
     c
-}
-
-/// Sends `sig` (`-STOP`, `-CONT`) to process `pid`.
-fn signal(pid: u32, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .expect("kill")
-        .success();
-    assert!(ok, "kill {sig} {pid} failed");
 }
 
 /// The connections each worker holds, by `ctl status`, once they add up to
@@ -60,11 +49,11 @@ fn connections_are_shared_out_evenly_between_workers() {
     let pids: Vec<u32> = workers(&status(&host)).iter().map(|w| w.pid).collect();
     assert_eq!(pids.len(), 2);
 
-    signal(pids[1], "-STOP");
+    support::send_signal(pids[1], "-STOP");
     let started = Instant::now();
     let mut conns: Vec<RawConn> = (0..12).map(|_| open(&host)).collect();
     let frozen_phase = started.elapsed();
-    signal(pids[1], "-CONT");
+    support::send_signal(pids[1], "-CONT");
     assert_eq!(
         held(&host, 12),
         vec![12, 0],

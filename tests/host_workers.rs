@@ -144,17 +144,6 @@ fn crash_request(addr: SocketAddr, path: &str) {
     }
 }
 
-/// Sends `sig` (e.g. "-HUP") to the supervisor.
-fn signal(host: &Host, sig: &str) {
-    let ok = std::process::Command::new("kill")
-        .arg(sig)
-        .arg(host.supervisor_pid().to_string())
-        .status()
-        .expect("kill")
-        .success();
-    assert!(ok, "kill {sig} failed");
-}
-
 /// 20 requests that crash a worker, under load at 64 connections against
 /// two workers: every other request succeeds, 20 workers are restarted, and
 /// the log names the signal and each crashing URL.
@@ -289,7 +278,7 @@ fn rapid_fail_protection_answers_503_until_sighup() {
         "{}",
         host.stdout()
     );
-    signal(&host, "-HUP");
+    support::send_signal(host.supervisor_pid(), "-HUP");
     assert!(host.wait_for_log_matching(|l| count(l, "worker ready") == 4, Duration::from_secs(30)));
     let r = host.get("/hello");
     assert_eq!((r.status, r.body.as_slice()), (200, &b"Hello, world!"[..]));
@@ -408,7 +397,7 @@ fn sighup_recycles_under_load_without_failing_a_request() {
             Duration::from_secs(30)
         ));
         thread::sleep(Duration::from_millis(300));
-        signal(host, "-HUP");
+        support::send_signal(host.supervisor_pid(), "-HUP");
     });
 }
 

@@ -87,9 +87,7 @@ impl Garden {
     #[cfg_attr(not(unix), allow(dead_code))]
     pub(crate) fn evict(self, pid: u32) {
         for seat in self.0 {
-            let _ = seat.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |v| {
-                (owner(v) == pid).then_some(0)
-            });
+            store_if_owned(seat, pid, 0);
         }
     }
 
@@ -102,6 +100,14 @@ impl Garden {
             .find(|&v| v != 0 && owner(v) == pid)
             .map(open)
     }
+}
+
+/// Stores `word` in `seat` if worker `pid` still holds it (the supervisor
+/// may have freed it, and another worker taken it).
+fn store_if_owned(seat: &AtomicU64, pid: u32, word: u64) {
+    let _ = seat.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |v| {
+        (owner(v) == pid).then_some(word)
+    });
 }
 
 /// The pid in a seat's word.
@@ -129,13 +135,7 @@ impl Seat {
     /// Publishes that this worker holds `open` connections.
     pub(crate) fn publish(&self, open: usize) {
         let open = u64::from(u32::try_from(open).unwrap_or(u32::MAX));
-        // Only while the seat is still this worker's: the supervisor may
-        // have freed it, and another worker taken it.
-        let _ = self
-            .word()
-            .fetch_update(Ordering::Release, Ordering::Relaxed, |v| {
-                (owner(v) == self.pid).then_some((u64::from(self.pid) << 32) | open)
-            });
+        store_if_owned(self.word(), self.pid, (u64::from(self.pid) << 32) | open);
     }
 
     /// Whether this worker holds at least two connections more than the
@@ -160,12 +160,7 @@ impl Seat {
 
 impl Drop for Seat {
     fn drop(&mut self) {
-        let pid = self.pid;
-        let _ = self
-            .word()
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |v| {
-                (owner(v) == pid).then_some(0)
-            });
+        store_if_owned(self.word(), self.pid, 0);
     }
 }
 

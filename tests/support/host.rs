@@ -413,13 +413,7 @@ impl Host {
     /// as `TerminateProcess` would).
     pub fn signal_term(&self) {
         let sig = if windows_host() { "-INT" } else { "-TERM" };
-        let pid = self.supervisor_pid();
-        let status = Command::new("kill")
-            .arg(sig)
-            .arg(pid.to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill {sig} {pid} failed");
+        send_signal(self.supervisor_pid(), sig);
     }
 
     /// SIGTERM, then wait up to `timeout` for the exit.
@@ -482,6 +476,17 @@ impl Drop for Host {
             );
         }
     }
+}
+
+/// Sends `sig` (`-TERM`, `-HUP`, `-STOP`...) to process `pid` with `kill`;
+/// panics if it fails.
+pub fn send_signal(pid: u32, sig: &str) {
+    let status = Command::new("kill")
+        .arg(sig)
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {sig} {pid} failed");
 }
 
 /// Poll `child` until it exits or `timeout` passes.
