@@ -316,7 +316,7 @@ impl Supervisor {
             );
             // Connections while it accepts (a draining worker has left the
             // balancing table).
-            if let Some(n) = self.garden.1.connections(w.pid) {
+            if let Some(n) = self.garden.connections(w.pid) {
                 let _ = write!(out, "{n} connections, ");
             }
             let _ = write!(out, "up {}", human(w.started.elapsed()));

@@ -84,7 +84,7 @@ pub(crate) fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     // The supervisor's own 503s (a pool stopped by rapid-fail protection)
     // go to the access log like any response.
     crate::accesslog::open(&cfg)?;
-    let garden = Garden::create()?;
+    let (garden_file, garden) = Garden::create()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -97,6 +97,7 @@ pub(crate) fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             args: std::env::args_os().skip(1).collect(),
             addr: listener.local_addr()?,
             listener: Some(listener),
+            garden_file,
             garden,
             cfg,
             workers: HashMap::new(),
@@ -126,9 +127,11 @@ struct Supervisor {
     cfg: ServeConfig,
     /// The listening socket, until shutdown begins.
     listener: Option<std::net::TcpListener>,
-    /// The workers' connection-balancing table: the file they inherit, and
-    /// its mapping here (to free a dead worker's seat, and for `ctl status`).
-    garden: (File, Garden),
+    /// The file holding the workers' connection-balancing table, which
+    /// they inherit.
+    garden_file: File,
+    /// Its mapping here: to free a dead worker's seat, and for `ctl status`.
+    garden: Garden,
     addr: std::net::SocketAddr,
     exe: PathBuf,
     args: Vec<OsString>,
@@ -234,7 +237,7 @@ impl Supervisor {
                 listener.as_raw_fd(),
                 writer.as_raw_fd(),
                 slots.as_raw_fd(),
-                self.garden.0.as_raw_fd(),
+                self.garden_file.as_raw_fd(),
             ],
         );
         let mut child = cmd
@@ -333,7 +336,7 @@ impl Supervisor {
         };
         // A worker that died accepting leaves a seat the others would
         // balance against.
-        self.garden.1.evict(w.pid);
+        self.garden.evict(w.pid);
         let cause = match &status {
             Ok(s) => describe(*s),
             Err(e) => format!("cannot tell how it ended ({e})"),
