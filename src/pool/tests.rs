@@ -239,10 +239,13 @@ fn overlapping_starts(pool: &Pool, jobs: usize, each: Duration) -> usize {
 fn a_backlog_of_cpu_bound_jobs_spreads_up_to_the_parallel_limit() {
     // Jobs that compute for 0.5 ms each, never blocking: one starts
     // every 0.5 ms, so nothing stalls, but the queue falls behind, and
-    // the pool runs more than one at a time when `parallel` allows.
+    // the pool runs more than one at a time when `parallel` allows. The
+    // backlog lasts 100 ms, so that the second thread it wakes gets a CPU
+    // before it is gone even on a loaded machine (with 20 ms, a CI
+    // rehearsal running the other tests beside it once saw none overlap).
     let pool = Pool::new("test-cpu", 4, 2, YIELD_TIME).unwrap();
     assert!(
-        overlapping_starts(&pool, 40, Duration::from_micros(500)) > 0,
+        overlapping_starts(&pool, 200, Duration::from_micros(500)) > 0,
         "CPU-bound jobs ran one at a time"
     );
 }
